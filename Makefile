@@ -1,0 +1,55 @@
+# whatsbot — `make run` starts the whole product, `make test` runs the suite.
+# Both set up what a fresh machine lacks (virtualenv, packages, database, browser).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+
+# Tests run against real PostgreSQL and Redis (override to point elsewhere).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/whatsbot
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
+
+.PHONY: run test setup install services browser migrate check bench-webhook bench-agent bench-console clean
+
+run: setup
+	@scripts/run-all
+
+setup: install .env migrate
+	@$(PY) manage.py bootstrap
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -r requirements.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+.env:
+	@scripts/make-env > .env
+	@echo "Wrote .env (embedded default: SQLite, file broker, DEBUG on). Edit it to connect WhatsApp and OpenAI."
+
+migrate: install .env
+	@$(PY) manage.py migrate --noinput
+
+services:
+	@scripts/services-up
+
+browser:
+	@scripts/browser-install
+
+test: install services browser
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) WHATSBOT_TESTING=1 \
+		$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+check: install
+	DEBUG=0 SECRET_KEY=check-only-$$RANDOM$$RANDOM$$RANDOM$$RANDOM-not-a-real-key-xxxxxxxxxxxxxxxx ALLOWED_HOSTS=example.com \
+		$(PY) manage.py check --deploy --fail-level WARNING
+
+bench-webhook: install services
+	$(PY) bench/webhook_load.py
+
+clean:
+	rm -rf var/ $(VENV)

@@ -1,0 +1,18 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _sync_environment_channel(sender, **kwargs) -> None:
+    from .services.channels import channel_sync_from_environment
+
+    channel_sync_from_environment()
+
+
+class ConversationsConfig(AppConfig):
+    name = "conversations"
+    verbose_name = "Conversations"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers system checks)
+
+        post_migrate.connect(_sync_environment_channel, sender=self)

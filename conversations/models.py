@@ -1,0 +1,327 @@
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+# Meta keeps a customer-service window open for 24 hours after the customer's last message.
+SERVICE_WINDOW = timezone.timedelta(hours=24)
+
+
+class Provider(models.TextChoices):
+    META = "meta", "Meta WhatsApp Cloud API"
+    TWILIO = "twilio", "Twilio"
+    SANDBOX = "sandbox", _("Sandbox (simulator)")
+
+
+class Channel(models.Model):
+    """One WhatsApp business number and the credentials to use it."""
+
+    name = models.CharField(_("name"), max_length=120)
+    provider = models.CharField(_("provider"), max_length=16, choices=Provider.choices, default=Provider.META)
+    phone_number_id = models.CharField(_("phone number id"), max_length=64, unique=True)
+    display_phone_number = models.CharField(_("display number"), max_length=32, blank=True)
+    business_account_id = models.CharField(_("business account id"), max_length=64, blank=True)
+    # Secrets: write-only in admin, never logged.
+    access_token = models.TextField(_("access token"), blank=True)
+    app_secret = models.CharField(_("app secret"), max_length=255, blank=True)
+    verify_token = models.CharField(_("verify token"), max_length=255, blank=True)
+    api_version = models.CharField(_("Graph API version"), max_length=16, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    # Created from WHATSAPP_* environment variables (kept in sync at start-up).
+    from_environment = models.BooleanField(default=False, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("channel")
+        verbose_name_plural = _("channels")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.display_phone_number or self.phone_number_id})"
+
+    @property
+    def graph_api_version(self) -> str:
+        return self.api_version or settings.WHATSAPP_API_VERSION
+
+
+class Owner(models.TextChoices):
+    BOT = "bot", _("Bot")
+    HUMAN = "human", _("Human")
+
+
+class ConversationStatus(models.TextChoices):
+    OPEN = "open", _("Open")
+    RESOLVED = "resolved", _("Resolved")
+
+
+class Conversation(models.Model):
+    """The thread between one customer and one business number."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="conversations")
+    profile = models.ForeignKey("profiles.ClientProfile", on_delete=models.CASCADE, related_name="conversations")
+    owner = models.CharField(_("owner"), max_length=8, choices=Owner.choices, default=Owner.BOT)
+    status = models.CharField(_("status"), max_length=12, choices=ConversationStatus.choices, default=ConversationStatus.OPEN)
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_conversations"
+    )
+    handoff_reason = models.CharField(_("hand-off reason"), max_length=255, blank=True)
+    handoff_at = models.DateTimeField(null=True, blank=True)
+
+    # Denormalised for the console list and the 24-hour window.
+    last_inbound_at = models.DateTimeField(_("last customer message"), null=True, blank=True)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    last_message_preview = models.CharField(max_length=160, blank=True)
+    unread_count = models.PositiveIntegerField(default=0)
+
+    # Bumped on every change the console shows (message, status tick, ownership): a poll
+    # compares one integer on one row.
+    revision = models.BigIntegerField(default=0)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    # OpenAI Conversations API state (one OpenAI conversation at a time; rotated when idle).
+    openai_conversation_id = models.CharField(max_length=128, blank=True)
+    openai_conversation_started_at = models.DateTimeField(null=True, blank=True)
+    summary = models.TextField(_("summary of earlier conversation"), blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("conversation")
+        verbose_name_plural = _("conversations")
+        constraints = [models.UniqueConstraint(fields=["channel", "profile"], name="one_conversation_per_profile_channel")]
+        indexes = [
+            models.Index(fields=["-last_message_at", "-id"], name="conv_recent_idx"),
+            models.Index(fields=["owner", "status", "-last_message_at"], name="conv_queue_idx"),
+            models.Index(fields=["assigned_to", "-last_message_at"], name="conv_assigned_idx"),
+            models.Index(fields=["-changed_at"], name="conv_changed_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile} @ {self.channel.name}"
+
+    @property
+    def window_closes_at(self):
+        return self.last_inbound_at + SERVICE_WINDOW if self.last_inbound_at else None
+
+    def window_open(self, now=None) -> bool:
+        closes = self.window_closes_at
+        return bool(closes and closes > (now or timezone.now()))
+
+
+class Direction(models.TextChoices):
+    INBOUND = "in", _("Inbound")
+    OUTBOUND = "out", _("Outbound")
+
+
+class Author(models.TextChoices):
+    CUSTOMER = "customer", _("Customer")
+    BOT = "bot", _("Bot")
+    STAFF = "staff", _("Staff")
+    SYSTEM = "system", _("System")
+
+
+class MessageType(models.TextChoices):
+    TEXT = "text", _("Text")
+    IMAGE = "image", _("Image")
+    AUDIO = "audio", _("Audio")
+    VIDEO = "video", _("Video")
+    DOCUMENT = "document", _("Document")
+    STICKER = "sticker", _("Sticker")
+    LOCATION = "location", _("Location")
+    CONTACTS = "contacts", _("Contacts")
+    INTERACTIVE = "interactive", _("Interactive reply")
+    BUTTON = "button", _("Template button")
+    REACTION = "reaction", _("Reaction")
+    ORDER = "order", _("Order")
+    SYSTEM = "system", _("System")
+    TEMPLATE = "template", _("Template")
+    UNSUPPORTED = "unsupported", _("Unsupported")
+    UNKNOWN = "unknown", _("Unknown")
+
+
+class MessageStatus(models.TextChoices):
+    RECEIVED = "received", _("Received")  # inbound
+    PENDING = "pending", _("Pending")  # outbound, stored, not yet accepted by the provider
+    SENT = "sent", _("Sent")
+    DELIVERED = "delivered", _("Delivered")
+    READ = "read", _("Read")
+    PLAYED = "played", _("Played")
+    FAILED = "failed", _("Failed")
+
+
+# Delivery statuses only move forward: a late `delivered` after `read` changes nothing.
+STATUS_RANK = {
+    MessageStatus.RECEIVED: 0,
+    MessageStatus.PENDING: 0,
+    MessageStatus.SENT: 1,
+    MessageStatus.DELIVERED: 2,
+    MessageStatus.READ: 3,
+    MessageStatus.PLAYED: 4,
+    MessageStatus.FAILED: 5,
+}
+
+
+class Message(models.Model):
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    author = models.CharField(max_length=10, choices=Author.choices)
+    type = models.CharField(max_length=16, choices=MessageType.choices, default=MessageType.TEXT)
+    text = models.TextField(blank=True)  # body, caption, or a readable rendering of the content
+    payload = models.JSONField(default=dict, blank=True)  # the provider's message object as received / sent
+    media = models.JSONField(default=dict, blank=True)  # id, mime_type, sha256, filename, caption, voice...
+    context_wamid = models.CharField(max_length=255, blank=True)  # the message this one replies or reacts to
+    referral = models.JSONField(default=dict, blank=True)  # click-to-WhatsApp ad
+
+    wamid = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    provider_timestamp = models.DateTimeField(null=True, blank=True)
+
+    status = models.CharField(max_length=10, choices=MessageStatus.choices)
+    status_rank = models.PositiveSmallIntegerField(default=0)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    played_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    error_title = models.CharField(max_length=255, blank=True)
+    error_detail = models.TextField(blank=True)
+
+    # Work tracking. Inbound: handled by the pipeline. Outbound: handed to the provider.
+    # `locked_until` is a lease: a worker claims the row by moving it into the future with a
+    # conditional update; a retry parks it there until its next attempt; the sweeper takes
+    # rows whose lease has run out.
+    locked_until = models.DateTimeField(null=True, blank=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    sent_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    bot_config_version = models.ForeignKey(
+        "conversations.BotConfigVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    ai_model = models.CharField(max_length=64, blank=True)
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cached_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+        indexes = [
+            models.Index(fields=["conversation", "-id"], name="msg_thread_idx"),
+            models.Index(
+                fields=["created_at"],
+                name="msg_inbound_unhandled_idx",
+                condition=models.Q(direction="in", handled_at__isnull=True),
+            ),
+            models.Index(
+                fields=["created_at"],
+                name="msg_outbound_pending_idx",
+                condition=models.Q(direction="out", status="pending"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_direction_display()} {self.type}: {self.text[:40]}"
+
+    @property
+    def is_failed(self) -> bool:
+        return self.status == MessageStatus.FAILED
+
+
+class StatusUpdate(models.Model):
+    """A delivery status as Meta reported it. Kept for history, and so a status that
+    arrives before its message's wamid is stored can still be applied afterwards."""
+
+    wamid = models.CharField(max_length=255, db_index=True)
+    status = models.CharField(max_length=10, choices=MessageStatus.choices)
+    timestamp = models.DateTimeField()
+    recipient_id = models.CharField(max_length=32, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    applied = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["wamid"], name="status_unapplied_idx", condition=models.Q(applied=False))]
+
+
+class BotConfig(models.Model):
+    """How the AI agent behaves on a channel (or on every channel, when `channel` is empty)."""
+
+    name = models.CharField(_("name"), max_length=120)
+    channel = models.OneToOneField(Channel, null=True, blank=True, on_delete=models.CASCADE, related_name="bot_config")
+    model = models.CharField(_("model"), max_length=64, blank=True, help_text=_("Empty: OPENAI_MODEL."))
+    instructions = models.TextField(_("instructions"), blank=True)
+    prompt_id = models.CharField(_("stored prompt id"), max_length=128, blank=True)
+    prompt_version = models.CharField(_("stored prompt version"), max_length=32, blank=True)
+    prompt_variables = models.JSONField(_("stored prompt variables"), default=dict, blank=True)
+    vector_store_ids = models.JSONField(_("vector store ids (file search)"), default=list, blank=True)
+    fields_to_collect = models.JSONField(_("fields to collect"), default=list, blank=True)
+    # [{"key": "vat_number", "label": "Partita IVA", "description": "..."}]
+    extra_fields = models.JSONField(_("extra fields"), default=list, blank=True)
+    order_number_pattern = models.CharField(_("order number pattern (regex)"), max_length=255, blank=True)
+    temperature = models.FloatField(_("temperature"), null=True, blank=True)
+    max_output_tokens = models.PositiveIntegerField(_("max output tokens"), null=True, blank=True)
+    holding_message = models.TextField(_("holding message"), blank=True)
+    handoff_message = models.TextField(_("hand-off message"), blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    version = models.PositiveIntegerField(default=1, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        verbose_name = _("bot configuration")
+        verbose_name_plural = _("bot configurations")
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class BotConfigVersion(models.Model):
+    """A snapshot of a BotConfig as saved; every save adds one."""
+
+    config = models.ForeignKey(BotConfig, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    data = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [models.UniqueConstraint(fields=["config", "version"], name="unique_bot_config_version")]
+
+    def __str__(self) -> str:
+        return f"{self.config.name} v{self.version}"
+
+
+class QuickReply(models.Model):
+    """A canned answer staff insert by typing `/shortcut` in the composer."""
+
+    shortcut = models.SlugField(_("shortcut"), max_length=40, unique=True)
+    title = models.CharField(_("title"), max_length=120)
+    text = models.TextField(_("text"))
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("quick reply")
+        verbose_name_plural = _("quick replies")
+        ordering = ["shortcut"]
+
+    def __str__(self) -> str:
+        return f"/{self.shortcut}"
+
+
+class ConversationNote(models.Model):
+    """An internal note: visible to staff, never sent to the customer."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["conversation", "created_at"], name="note_thread_idx")]

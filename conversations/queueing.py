@@ -1,0 +1,35 @@
+"""Queue Celery tasks after the transaction that stored their rows has committed.
+
+If the broker is unreachable the rows are already safe in the database: the failure is
+logged and the beat sweeper queues them later. One broker failure stops the rest of the
+batch from trying (and each waiting out the connection timeout).
+"""
+
+import logging
+from collections.abc import Iterable
+
+from celery import Task
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def enqueue(task: Task, ids: Iterable[int], **options) -> int:
+    ids = list(ids)
+    if not ids:
+        return 0
+    sent = 0
+    try:
+        with task.app.producer_or_acquire() as producer:
+            for pk in ids:
+                task.apply_async((pk,), producer=producer, retry=False, **options)
+                sent += 1
+    except Exception as exc:  # broker down: the sweeper will pick the rows up
+        logger.warning("could not queue %s for %d row(s): %s", task.name, len(ids) - sent, exc)
+    return sent
+
+
+def enqueue_on_commit(task: Task, ids: Iterable[int], **options) -> None:
+    ids = list(ids)
+    if ids:
+        transaction.on_commit(lambda: enqueue(task, ids, **options))

@@ -1,0 +1,165 @@
+"""Sending: store the outbound message first (pending), then hand it to the provider."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from ..models import STATUS_RANK, Author, Conversation, Direction, Message, MessageStatus, MessageType
+from ..queueing import enqueue_on_commit
+from ..transports import transport_for
+from ..whatsapp_client import WhatsAppError
+from .inbound import message_preview, status_updates_apply_for
+
+logger = logging.getLogger(__name__)
+
+# How long a worker may hold a message before another may take it over.
+LEASE = timezone.timedelta(minutes=5)
+
+
+def message_send_text(
+    *,
+    conversation: Conversation,
+    text: str,
+    author: str = Author.BOT,
+    user=None,
+    reply_to: str = "",
+    **extra,
+) -> Message:
+    """Store a pending outbound text and queue its delivery once the transaction commits."""
+    return message_queue_outbound(
+        conversation=conversation, type=MessageType.TEXT, text=text, author=author, user=user, reply_to=reply_to, **extra
+    )
+
+
+def message_queue_outbound(
+    *,
+    conversation: Conversation,
+    type: str,
+    text: str = "",
+    author: str = Author.BOT,
+    user=None,
+    reply_to: str = "",
+    payload: dict | None = None,
+    media: dict | None = None,
+    **extra,
+) -> Message:
+    from ..tasks import message_deliver
+
+    now = timezone.now()
+    with transaction.atomic():
+        message = Message.objects.create(
+            conversation=conversation,
+            direction=Direction.OUTBOUND,
+            author=author,
+            type=type,
+            text=text,
+            payload=payload or {},
+            media=media or {},
+            context_wamid=reply_to,
+            status=MessageStatus.PENDING,
+            sent_by=user,
+            created_at=now,
+            **extra,
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(
+            last_message_at=now,
+            last_message_preview=message_preview(type=type, text=text),
+            revision=F("revision") + 1,
+            changed_at=now,
+        )
+        enqueue_on_commit(message_deliver, [message.pk])
+    return message
+
+
+@dataclass
+class DeliveryResult:
+    outcome: str  # "sent", "failed", "retry", "skipped"
+    retry_in: float = 0.0
+
+
+def message_deliver(*, message_id: int) -> DeliveryResult:
+    """One delivery attempt. Safe to run twice: the row is claimed with a conditional update."""
+    now = timezone.now()
+    claimed = (
+        Message.objects.filter(pk=message_id, direction=Direction.OUTBOUND, status=MessageStatus.PENDING)
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+        .update(locked_until=now + LEASE, attempts=F("attempts") + 1)
+    )
+    if not claimed:
+        return DeliveryResult("skipped")
+    message = Message.objects.select_related("conversation__channel", "conversation__profile").get(pk=message_id)
+    conversation = message.conversation
+    try:
+        wamid = transport_for(conversation.channel).send(message, to=conversation.profile.wa_id)
+    except WhatsAppError as exc:
+        return _delivery_failed(message, exc)
+
+    sent_at = timezone.now()
+    Message.objects.filter(pk=message.pk).update(
+        wamid=wamid,
+        status=MessageStatus.SENT,
+        status_rank=STATUS_RANK[MessageStatus.SENT],
+        sent_at=sent_at,
+        locked_until=None,
+        handled_at=sent_at,
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(revision=F("revision") + 1, changed_at=sent_at)
+    # Meta may have reported delivered/read before we stored the wamid.
+    status_updates_apply_for(wamid=wamid)
+    return DeliveryResult("sent")
+
+
+def backoff_seconds(*, attempt: int, retry_after: float | None = None) -> float:
+    delay = min(settings.WHATSAPP_RETRY_BASE_SECONDS * (2 ** max(0, attempt - 1)), settings.WHATSAPP_RETRY_MAX_SECONDS)
+    if retry_after:
+        delay = max(delay, min(retry_after, 15 * 60))
+    return delay
+
+
+def _delivery_failed(message: Message, exc: WhatsAppError) -> DeliveryResult:
+    attempts = message.attempts
+    if not exc.permanent and attempts < settings.WHATSAPP_SEND_MAX_ATTEMPTS:
+        delay = backoff_seconds(attempt=attempts, retry_after=exc.retry_after)
+        # Park the lease until the retry is due, so the sweeper does not jump the queue.
+        Message.objects.filter(pk=message.pk).update(
+            locked_until=timezone.now() + timezone.timedelta(seconds=max(0.0, delay - 0.5)),
+            error_code=str(exc.code or exc.http_status or ""),
+            error_title=f"Retrying: {exc.reason}"[:255],
+        )
+        logger.warning("message %s: temporary send failure (attempt %s), retry in %.1fs: %s", message.pk, attempts, delay, exc)
+        return DeliveryResult("retry", retry_in=delay)
+    message_mark_failed(message=message, code=str(exc.code or exc.http_status or ""), title=exc.reason, detail=exc.detail or str(exc))
+    logger.warning("message %s: send failed for good after %s attempt(s): %s", message.pk, attempts, exc)
+    return DeliveryResult("failed")
+
+
+def message_mark_failed(*, message: Message, code: str, title: str, detail: str) -> None:
+    now = timezone.now()
+    Message.objects.filter(pk=message.pk).update(
+        status=MessageStatus.FAILED,
+        status_rank=STATUS_RANK[MessageStatus.FAILED],
+        failed_at=now,
+        error_code=code[:32],
+        error_title=title[:255],
+        error_detail=detail,
+        locked_until=None,
+        handled_at=now,
+    )
+    Conversation.objects.filter(pk=message.conversation_id).update(revision=F("revision") + 1, changed_at=now)
+
+
+def message_mark_read(*, message_id: int) -> None:
+    """Read receipt and typing indicator for an inbound message; best effort, never retried."""
+    message = Message.objects.select_related("conversation__channel").get(pk=message_id)
+    if not message.wamid:
+        return
+    try:
+        transport_for(message.conversation.channel).mark_read(message, typing=True)
+    except WhatsAppError as exc:
+        logger.info("message %s: could not mark read: %s", message_id, exc)

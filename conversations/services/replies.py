@@ -1,0 +1,51 @@
+"""The bot's answer to a customer message.
+
+Text goes to `text_reply` (the AI agent's entry point); other types get a configurable
+acknowledgement for their type. Nothing is sent while a human owns the conversation.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+
+from ..models import Message, MessageType, Owner
+from .outbound import message_send_text
+
+# Types that are the customer talking to us in words.
+TEXT_TYPES = {MessageType.TEXT, MessageType.INTERACTIVE, MessageType.BUTTON}
+# Types that need no answer at all.
+SILENT_TYPES = {MessageType.REACTION, MessageType.SYSTEM}
+
+
+def inbound_reply(*, message: Message) -> str:
+    if message.type in TEXT_TYPES:
+        return text_reply(message=message)
+    if message.type in SILENT_TYPES or message.conversation.owner == Owner.HUMAN:
+        return _handled_without_reply(message)
+    return _acknowledge(message, settings.ACK_MEDIA_REPLY.format(type=message.get_type_display().lower()))
+
+
+def text_reply(*, message: Message) -> str:
+    """Until the AI agent answers: a configurable acknowledgement."""
+    if message.conversation.owner == Owner.HUMAN:
+        return _handled_without_reply(message)
+    return _acknowledge(message, settings.ACK_TEXT_REPLY)
+
+
+def _acknowledge(message: Message, text: str) -> str:
+    from .pipeline import inbound_mark_handled
+
+    with transaction.atomic():
+        # The reply and the "handled" mark commit together: a second run sends nothing.
+        if not inbound_mark_handled(message=message):
+            return "skipped"
+        message_send_text(conversation=message.conversation, text=text, reply_to="")
+    return "acknowledged"
+
+
+def _handled_without_reply(message: Message) -> str:
+    from .pipeline import inbound_mark_handled
+
+    inbound_mark_handled(message=message)
+    return "handled"

@@ -1,0 +1,29 @@
+"""Celery entry points: thin, take ids, call one service, own their retry policy."""
+
+from celery import shared_task
+
+from .services import outbound, pipeline
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def inbound_handle(message_id: int) -> str:
+    return pipeline.inbound_handle(message_id=message_id)
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=None)
+def message_deliver(self, message_id: int) -> str:
+    # Bounded by WHATSAPP_SEND_MAX_ATTEMPTS, counted on the message row (not in the queue).
+    result = outbound.message_deliver(message_id=message_id)
+    if result.outcome == "retry":
+        raise self.retry(countdown=result.retry_in)
+    return result.outcome
+
+
+@shared_task(ignore_result=True)
+def inbound_sweep() -> int:
+    return pipeline.inbound_sweep()
+
+
+@shared_task(ignore_result=True)
+def outbound_sweep() -> int:
+    return pipeline.outbound_sweep()

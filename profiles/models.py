@@ -1,0 +1,88 @@
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+# The fields the agent can collect, in the order it asks for them. Admins can add more
+# per bot config (stored in ClientProfile.extra).
+STANDARD_FIELDS = ("first_name", "last_name", "company", "email", "order_number")
+
+
+class FieldSource(models.TextChoices):
+    AI = "ai", _("AI")
+    STAFF = "staff", _("Staff")
+    CUSTOMER = "customer", _("Customer")  # e.g. the WhatsApp profile name
+    SYSTEM = "system", _("System")
+
+
+class ClientProfile(models.Model):
+    """A customer, keyed by the WhatsApp id Meta gives it (`wa_id`)."""
+
+    wa_id = models.CharField(_("WhatsApp id"), max_length=32, unique=True)
+    profile_name = models.CharField(_("WhatsApp profile name"), max_length=255, blank=True)
+    first_name = models.CharField(_("first name"), max_length=120, blank=True)
+    last_name = models.CharField(_("last name"), max_length=120, blank=True)
+    company = models.CharField(_("company"), max_length=255, blank=True)
+    email = models.EmailField(_("email"), max_length=254, blank=True)
+    # Every order number the customer has given, most recent last.
+    order_numbers = models.JSONField(_("order numbers"), default=list, blank=True)
+    # Values of admin-defined fields, by field key.
+    extra = models.JSONField(_("other fields"), default=dict, blank=True)
+    language = models.CharField(_("language"), max_length=16, blank=True)
+    # Where each stored value came from: {field: {"source": "ai"|"staff"|..., "message_id": int|None,
+    # "user_id": int|None, "user": str, "at": iso-datetime}}.
+    provenance = models.JSONField(default=dict, blank=True)
+    first_contact_at = models.DateTimeField(_("first contact"), null=True, blank=True)
+    last_contact_at = models.DateTimeField(_("last contact"), null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("client profile")
+        verbose_name_plural = _("client profiles")
+        indexes = [
+            models.Index(fields=["email"], name="profile_email_idx"),
+            models.Index(fields=["last_contact_at"], name="profile_last_contact_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        full = f"{self.first_name} {self.last_name}".strip()
+        return full or self.profile_name or f"+{self.wa_id}"
+
+    @property
+    def order_number(self) -> str:
+        return self.order_numbers[-1] if self.order_numbers else ""
+
+    def value_of(self, field: str) -> str:
+        if field in STANDARD_FIELDS:
+            return getattr(self, field) or ""
+        return str(self.extra.get(field, "") or "")
+
+    def source_of(self, field: str) -> str | None:
+        entry = self.provenance.get(field)
+        return entry.get("source") if entry else None
+
+
+class ProfileFieldChange(models.Model):
+    """Every change to a collected field, oldest first: the audit trail behind `provenance`."""
+
+    profile = models.ForeignKey(ClientProfile, on_delete=models.CASCADE, related_name="field_changes")
+    field = models.CharField(max_length=64)
+    old_value = models.TextField(blank=True)
+    new_value = models.TextField(blank=True)
+    source = models.CharField(max_length=16, choices=FieldSource.choices)
+    message = models.ForeignKey(
+        "conversations.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["profile", "field", "created_at"], name="profile_change_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.old_value!r} → {self.new_value!r} ({self.source})"

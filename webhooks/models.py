@@ -1,0 +1,40 @@
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Outcome(models.TextChoices):
+    RECEIVED = "received", _("Received, not yet processed")
+    PROCESSED = "processed", _("Processed")
+    IGNORED = "ignored", _("Well formed, nothing to act on")
+    BAD_SIGNATURE = "bad_signature", _("Rejected: signature missing or wrong")
+    MALFORMED = "malformed", _("Rejected: malformed body")
+    UNKNOWN_CHANNEL = "unknown_channel", _("No active channel for this number")
+    FAILED = "failed", _("Processing failed")
+
+
+class WebhookEvent(models.Model):
+    """Every webhook POST as received, so any delivery can be inspected and replayed."""
+
+    provider = models.CharField(max_length=16, default="meta")
+    channel = models.ForeignKey("conversations.Channel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    body = models.TextField(blank=True)
+    signature = models.CharField(max_length=255, blank=True)
+    signature_valid = models.BooleanField(default=False)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.RECEIVED)
+    detail = models.TextField(blank=True)
+    message_count = models.PositiveIntegerField(default=0)
+    status_count = models.PositiveIntegerField(default=0)
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("webhook event")
+        verbose_name_plural = _("webhook events")
+        indexes = [
+            models.Index(fields=["-received_at"], name="webhook_recent_idx"),
+            models.Index(fields=["outcome", "-received_at"], name="webhook_outcome_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.provider} {self.outcome} {self.received_at:%Y-%m-%d %H:%M:%S}"

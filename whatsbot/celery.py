@@ -1,0 +1,16 @@
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "whatsbot.settings")
+
+app = Celery("whatsbot")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+app.conf.beat_schedule = {
+    # The database, not the queue, is the record of what is left to do: anything stored
+    # but not handled (broker down at commit time, worker lost) is queued again.
+    "sweep-unhandled-inbound": {"task": "conversations.tasks.inbound_sweep", "schedule": 30.0},
+    "sweep-unsent-outbound": {"task": "conversations.tasks.outbound_sweep", "schedule": 30.0},
+}
