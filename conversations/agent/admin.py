@@ -1,0 +1,1 @@
+"""Django admin for bot configurations (filled in by the AI agent work)."""

@@ -1,0 +1,133 @@
+"""Writing collected customer details, with validation and provenance.
+
+Every value is validated before it touches the profile, remembers where it came from
+(the AI from which message, or which staff member), and a value a staff member entered is
+never overwritten by the AI.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.utils import timezone
+
+from .models import STANDARD_FIELDS, ClientProfile, FieldSource, ProfileFieldChange
+
+NAME_FIELDS = ("first_name", "last_name")
+DEFAULT_ORDER_NUMBER_PATTERN = r"[A-Za-z0-9][A-Za-z0-9\-_/#.]{2,39}"
+_LOWER_PARTICLES = {"de", "di", "da", "del", "della", "van", "von", "der", "la", "le", "dos", "das", "du"}
+
+
+class FieldValueError(ValueError):
+    """The value is not acceptable for the field; the message says why, for a person."""
+
+
+def _title_name(value: str) -> str:
+    words = []
+    for i, word in enumerate(value.split()):
+        if i > 0 and word.lower() in _LOWER_PARTICLES:
+            words.append(word.lower())
+            continue
+        # O'Brien, Anne-Marie, D'Angelo
+        words.append(re.sub(r"(^|[-'’])(\w)", lambda m: m.group(1) + m.group(2).upper(), word.lower()))
+    return " ".join(words)
+
+
+def field_value_clean(*, field: str, value: str, order_number_pattern: str = "") -> str:
+    """Return the cleaned value or raise FieldValueError."""
+    value = " ".join(str(value or "").split())
+    if not value:
+        return ""
+    if field in NAME_FIELDS:
+        if len(value) > 120 or not re.fullmatch(r"[^\d@#<>{}\[\]/\\|_=+*$%^~`]+", value):
+            raise FieldValueError(f"{value!r} does not look like a name.")
+        return _title_name(value)
+    if field == "email":
+        value = value.strip(".,;:<>()[]").lower()
+        try:
+            validate_email(value)
+        except ValidationError:
+            raise FieldValueError(f"{value!r} is not a valid email address.") from None
+        return value
+    if field == "company":
+        if len(value) > 255:
+            raise FieldValueError("Company name too long.")
+        return value
+    if field == "order_number":
+        pattern = order_number_pattern or DEFAULT_ORDER_NUMBER_PATTERN
+        value = value.strip(".,;:")
+        if not re.fullmatch(pattern, value):
+            raise FieldValueError(f"{value!r} is not a valid order number.")
+        return value.upper()
+    if len(value) > 500:
+        raise FieldValueError("Value too long.")
+    return value
+
+
+@dataclass
+class FieldChange:
+    field: str
+    old: str
+    new: str
+
+
+def profile_field_set(
+    *,
+    profile: ClientProfile,
+    field: str,
+    value: str,
+    source: str,
+    user=None,
+    message=None,
+    order_number_pattern: str = "",
+) -> FieldChange | None:
+    """Set one field. Returns the change, or None when nothing changed (or the AI was
+    about to overwrite a staff member's value). Raises FieldValueError on a bad value."""
+    cleaned = field_value_clean(field=field, value=value, order_number_pattern=order_number_pattern)
+    original = profile
+    with transaction.atomic():
+        profile = ClientProfile.objects.select_for_update().get(pk=profile.pk)
+        if source == FieldSource.AI and profile.source_of(field) == FieldSource.STAFF:
+            return None
+        old = profile.value_of(field)
+        if field == "order_number":
+            if not cleaned or cleaned in profile.order_numbers:
+                return None
+            profile.order_numbers = [*profile.order_numbers, cleaned]
+        elif cleaned == old:
+            return None
+        elif field in STANDARD_FIELDS:
+            setattr(profile, field, cleaned)
+        else:
+            profile.extra = {**profile.extra, field: cleaned}
+        now = timezone.now()
+        profile.provenance = {
+            **profile.provenance,
+            field: {
+                "source": source,
+                "message_id": getattr(message, "pk", None),
+                "user_id": getattr(user, "pk", None),
+                "user": user.get_username() if user else "",
+                "at": now.isoformat(),
+            },
+        }
+        profile.save(update_fields=["first_name", "last_name", "company", "email", "order_numbers", "extra", "provenance", "updated_at"])
+        ProfileFieldChange.objects.create(
+            profile=profile, field=field, old_value=old, new_value=cleaned, source=source, message=message, user=user, created_at=now
+        )
+    # Keep the caller's instance current.
+    for attr in ("first_name", "last_name", "company", "email", "order_numbers", "extra", "provenance", "updated_at"):
+        setattr(original, attr, getattr(profile, attr))
+    return FieldChange(field=field, old=old, new=cleaned)
+
+
+def profile_missing_fields(*, profile: ClientProfile, fields: list[str]) -> list[str]:
+    return [f for f in fields if not profile.value_of(f)]
+
+
+def profile_is_complete(*, profile: ClientProfile, fields: list[str]) -> bool:
+    return not profile_missing_fields(profile=profile, fields=fields)
