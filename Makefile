@@ -45,7 +45,7 @@ test: install services browser
 		$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 check: install
-	DEBUG=0 SECRET_KEY=check-only-$$RANDOM$$RANDOM$$RANDOM$$RANDOM-not-a-real-key-xxxxxxxxxxxxxxxx ALLOWED_HOSTS=example.com \
+	DEBUG=0 SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))') ALLOWED_HOSTS=example.com \
 		$(PY) manage.py check --deploy --fail-level WARNING
 
 bench-webhook: install services

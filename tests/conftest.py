@@ -61,3 +61,54 @@ def post_webhook(client: Client):
         return client.post("/webhooks/whatsapp/", data=body, content_type="application/json", **headers)
 
     return post
+
+
+@pytest.fixture
+def redis_queue(settings):
+    """The real Redis broker's default queue, emptied before the test."""
+    if not settings.REDIS_URL:
+        pytest.skip("needs REDIS_URL (the test suite runs with Redis: `make test`)")
+    import redis
+
+    connection = redis.Redis.from_url(settings.REDIS_URL)
+    connection.delete("celery")
+
+    class Queue:
+        def __len__(self) -> int:
+            return connection.llen("celery")
+
+        def task_names(self) -> list[str]:
+            return [json.loads(raw)["headers"]["task"] for raw in connection.lrange("celery", 0, -1)]
+
+        def task_args(self) -> list:
+            import base64
+
+            out = []
+            for raw in connection.lrange("celery", 0, -1):
+                envelope = json.loads(raw)
+                body = json.loads(base64.b64decode(envelope["body"]))
+                out.append(body[0])
+            return out
+
+    yield Queue()
+    connection.delete("celery")
+
+
+def _reset_celery_pools(app) -> None:
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def broker_down():
+    """Point Celery at a port where nothing listens, as when Redis is down."""
+    from whatsbot.celery import app
+
+    old = app.conf.broker_url
+    _reset_celery_pools(app)
+    app.conf.broker_url = "redis://127.0.0.1:9/0"
+    yield
+    _reset_celery_pools(app)
+    app.conf.broker_url = old

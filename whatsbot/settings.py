@@ -238,6 +238,25 @@ OPENAI_API_KEY = env_str("OPENAI_API_KEY") or env_str("OPEN_AI_KEY")
 OPENAI_MODEL = env_str("OPENAI_MODEL", "gpt-4.1")
 OPENAI_PROMPT_ID = env_str("OPENAI_PROMPT_ID")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/")
+# Model for structured extraction of customer details; empty: the bot configuration's model.
+OPENAI_EXTRACTION_MODEL = env_str("OPENAI_EXTRACTION_MODEL")
+# One call waits at most this long (read); connecting at most OPENAI_CONNECT_TIMEOUT_SECONDS.
+OPENAI_TIMEOUT_SECONDS = env.float("OPENAI_TIMEOUT_SECONDS", default=30.0)
+OPENAI_CONNECT_TIMEOUT_SECONDS = env.float("OPENAI_CONNECT_TIMEOUT_SECONDS", default=5.0)
+# Tries per call on timeouts, 429 and 5xx (the SDK's own retries are off), with exponential backoff.
+OPENAI_MAX_ATTEMPTS = env.int("OPENAI_MAX_ATTEMPTS", default=3)
+OPENAI_RETRY_BASE_SECONDS = env.float("OPENAI_RETRY_BASE_SECONDS", default=1.0)
+OPENAI_RETRY_MAX_SECONDS = env.float("OPENAI_RETRY_MAX_SECONDS", default=8.0)
+# Quiet period after the customer's last message before the agent answers the burst.
+REPLY_DEBOUNCE_SECONDS = env.float("REPLY_DEBOUNCE_SECONDS", default=3.0)
+# Idle hours after which the next message starts a new OpenAI conversation seeded with a summary.
+CONVERSATION_ROTATE_HOURS = env.float("CONVERSATION_ROTATE_HOURS", default=48.0)
+# Messages listed by the /history command.
+AGENT_HISTORY_MESSAGES = env.int("AGENT_HISTORY_MESSAGES", default=10)
+if OPENAI_MAX_ATTEMPTS < 1 or REPLY_DEBOUNCE_SECONDS < 0 or CONVERSATION_ROTATE_HOURS <= 0:
+    raise ImproperlyConfigured(
+        "OPENAI_MAX_ATTEMPTS must be >= 1, REPLY_DEBOUNCE_SECONDS >= 0 and CONVERSATION_ROTATE_HOURS > 0."
+    )
 
 # --- Logging: never print secrets; tokens are redacted by a filter on every handler -------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
@@ -248,5 +267,5 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
