@@ -1,0 +1,596 @@
+#!/usr/bin/env python3
+"""Load benchmark for the WhatsApp webhook (`POST /webhooks/whatsapp/`).
+
+By default it starts the real stack itself: the Procfile's `web:` command (gunicorn serving
+`whatsbot.wsgi`) on a loopback port, against PostgreSQL (`DATABASE_URL`, default a dedicated
+`whatsbot_bench` database it creates and migrates) and Redis (`REDIS_URL`, default db 9,
+flushed first). No Celery worker runs unless `--with-worker`: the bench measures ingestion,
+and the tasks pile up in Redis where `LLEN celery` counts them exactly.
+
+It fires correctly signed, Meta-shaped deliveries (unique wamids, many distinct customers)
+and prints accepted requests/s and messages/s, ack latency p50/p99 and sent / stored / queued
+counts, which must match (a MISMATCH is printed loudly and the exit status is 1).
+
+Scenarios (`--scenarios`, default all):
+  a  single-message POSTs, flat out
+  b  batches of 50 messages per POST (Meta batches deliveries), flat out
+  c  single-message POSTs at a fixed 200 requests/s, for the latency percentiles
+  d  duplicates: re-send deliveries already sent; nothing new may be stored or queued
+
+The load generator is one asyncio loop writing pre-built, pre-signed requests on keep-alive
+sockets, so it takes little of the machine's CPU away from the server it measures.
+
+    make bench-webhook
+    .venv/bin/python bench/webhook_load.py --duration 10 --scenarios a,b
+    .venv/bin/python bench/webhook_load.py --url http://127.0.0.1:8000 --app-secret ... \
+        --phone-number-id ...   # a server you started yourself (same DATABASE_URL/REDIS_URL)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/whatsbot_bench"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
+WEBHOOK_PATH = "/webhooks/whatsapp/"
+QUEUE = "celery"  # Celery's default queue: a Redis list, one entry per queued task
+
+
+# --- set-up -------------------------------------------------------------------------------
+
+
+def database_ensure(url: str) -> None:
+    """Create the bench database if it does not exist (PostgreSQL only)."""
+    import psycopg
+
+    parts = urllib.parse.urlsplit(url)
+    if not parts.scheme.startswith("postgres"):
+        return
+    name = parts.path.lstrip("/")
+    admin = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+            print(f"created database {name}")
+
+
+def server_environment(args: argparse.Namespace) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=args.database_url,
+        REDIS_URL=args.redis_url,
+        DEBUG="0",
+        WHATSBOT_TESTING="0",
+        SECRET_KEY="bench-" + secrets.token_urlsafe(40),
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        # The bench makes its own channel; a channel from a local .env would only add noise.
+        WHATSAPP_PHONE_ID="",
+        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+    )
+    if args.graph_url:
+        env["WHATSAPP_API_BASE_URL"] = args.graph_url
+    return env
+
+
+def django_setup(env: dict[str, str]) -> None:
+    for key in ("DATABASE_URL", "REDIS_URL", "DEBUG", "WHATSBOT_TESTING", "SECRET_KEY", "ALLOWED_HOSTS", "WHATSAPP_PHONE_ID"):
+        os.environ[key] = env[key]
+    os.environ["DJANGO_SETTINGS_MODULE"] = "whatsbot.settings"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def channel_ensure(*, phone_number_id: str, app_secret: str) -> None:
+    from conversations.models import Channel, Provider
+
+    Channel.objects.update_or_create(
+        phone_number_id=phone_number_id,
+        defaults={
+            "name": "Bench number",
+            "provider": Provider.META,
+            "display_phone_number": "15550001234",
+            "business_account_id": "900000000000001",
+            "access_token": "bench-token-" + secrets.token_hex(8),
+            "app_secret": app_secret,
+            "verify_token": "bench-verify",
+            "api_version": "v23.0",
+            "is_active": True,
+        },
+    )
+
+
+def procfile_web_command() -> str:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            return line[len("web:") :].strip()
+    raise SystemExit("Procfile has no web: line")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """The processes the bench starts (and stops, by their own process group)."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen] = []
+        self.log_dir = ROOT / "var" / "bench"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, name: str, command: str, env: dict[str, str]) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "wb")
+        process = subprocess.Popen(
+            ["/bin/sh", "-c", "exec " + command], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.processes.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+class FakeGraph(BaseHTTPRequestHandler):
+    """Answers every Graph API call (send, mark read) with success, for --with-worker."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps({"success": True, "messages": [{"id": "wamid.out." + secrets.token_hex(12)}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+# --- deliveries ---------------------------------------------------------------------------
+
+
+@dataclass
+class Delivery:
+    request: bytes  # the whole HTTP request, signed
+    wamids: list[str]
+
+
+class Builder:
+    """Meta-shaped webhook bodies: unique wamids, customers drawn from a large pool."""
+
+    def __init__(self, *, host: str, phone_number_id: str, app_secret: str, customers: int, run: str) -> None:
+        from webhooks.meta import sign
+
+        self.sign = sign
+        self.host = host
+        self.phone_number_id = phone_number_id
+        self.app_secret = app_secret
+        self.customers = customers
+        self.run = run
+        self.next_customer = 0
+
+    def wamid(self, scenario: str, n: int) -> str:
+        # Real wamids are ~60 base64 characters; keep the length realistic.
+        return f"wamid.HBgL{self.run}{scenario}{n:010d}" + "QzRFQUE5RTg2NUQ3RTJEAA"
+
+    def prefix(self, scenario: str) -> str:
+        return f"wamid.HBgL{self.run}{scenario}"
+
+    def delivery(self, scenario: str, first: int, count: int) -> Delivery:
+        now = int(time.time())
+        contacts, messages, wamids = [], [], []
+        for n in range(first, first + count):
+            wa_id = f"39{3_000_000_000 + self.next_customer % self.customers:010d}"
+            self.next_customer += 1
+            wamid = self.wamid(scenario, n)
+            wamids.append(wamid)
+            contacts.append({"profile": {"name": f"Cliente {wa_id[-4:]}"}, "wa_id": wa_id})
+            messages.append(
+                {
+                    "from": wa_id,
+                    "id": wamid,
+                    "timestamp": str(now),
+                    "text": {"body": f"Buongiorno, vorrei sapere a che punto è l'ordine {n}."},
+                    "type": "text",
+                }
+            )
+        body = {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "900000000000001",
+                    "changes": [
+                        {
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {"display_phone_number": "15550001234", "phone_number_id": self.phone_number_id},
+                                "contacts": contacts,
+                                "messages": messages,
+                            },
+                            "field": "messages",
+                        }
+                    ],
+                }
+            ],
+        }
+        raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        head = (
+            f"POST {WEBHOOK_PATH} HTTP/1.1\r\n"
+            f"Host: {self.host}\r\n"
+            "User-Agent: facebookexternalua\r\n"
+            "Accept: */*\r\n"
+            "Content-Type: application/json\r\n"
+            # Meta reaches the app through a TLS-terminating proxy.
+            "X-Forwarded-Proto: https\r\n"
+            f"X-Hub-Signature-256: {self.sign(raw, self.app_secret)}\r\n"
+            f"Content-Length: {len(raw)}\r\n\r\n"
+        ).encode()
+        return Delivery(head + raw, wamids)
+
+    def deliveries(self, scenario: str, *, requests: int, per_request: int, start: int = 0) -> list[Delivery]:
+        return [self.delivery(scenario, start + i * per_request, per_request) for i in range(requests)]
+
+
+# --- load generation ----------------------------------------------------------------------
+
+
+class Connection:
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, data: bytes) -> int:
+        """Send one request, read the whole response; return its status code."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            self.writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.writer.write(data)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        match = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+        if match:
+            await self.reader.readexactly(int(match.group(1)))
+        if re.search(rb"(?i)\r\nconnection:\s*close", head) or not match:
+            if not match:
+                await self.reader.read()
+            self.close()
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+@dataclass
+class Result:
+    name: str
+    sent_requests: int = 0
+    sent_messages: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+    wamids: list[str] = field(default_factory=list)
+    sent: list[Delivery] = field(default_factory=list)
+
+    def record(self, delivery: Delivery, status: int | None, latency: float, error: str = "") -> None:
+        self.sent_requests += 1
+        self.sent_messages += len(delivery.wamids)
+        self.sent.append(delivery)
+        if status is None:
+            self.errors[error] = self.errors.get(error, 0) + 1
+        else:
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            self.latencies.append(latency)
+
+
+async def _one(conn: Connection, delivery: Delivery, result: Result, started: float) -> None:
+    try:
+        status = await conn.request(delivery.request)
+        result.record(delivery, status, time.perf_counter() - started)
+    except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+        conn.close()
+        result.record(delivery, None, 0.0, type(exc).__name__)
+
+
+async def flat_out(host: str, port: int, deliveries: list[Delivery], *, connections: int, duration: float, name: str) -> Result:
+    """Every connection sends its next delivery as soon as the previous one is answered."""
+    result = Result(name)
+    pending = iter(deliveries)
+    deadline = time.perf_counter() + duration
+
+    async def worker() -> None:
+        conn = Connection(host, port)
+        while time.perf_counter() < deadline:
+            delivery = next(pending, None)
+            if delivery is None:
+                break
+            await _one(conn, delivery, result, time.perf_counter())
+        conn.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    result.elapsed = time.perf_counter() - t0
+    if name in ("a", "b") and next(pending, None) is None and result.elapsed < duration * 0.95:
+        print(f"  note: ran out of pre-built deliveries after {result.elapsed:.1f}s (raise --max-rate)")
+    return result
+
+
+async def fixed_rate(host: str, port: int, deliveries: list[Delivery], *, rate: float, connections: int, name: str) -> Result:
+    """Open-loop: delivery i is due at t0 + i/rate. Latency counts from when it was due, so a
+    slow server cannot hide its queueing by slowing the sender down (coordinated omission)."""
+    result = Result(name)
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(connections):
+        idle.put_nowait(Connection(host, port))
+
+    async def send(delivery: Delivery, due: float) -> None:
+        conn = await idle.get()
+        await _one(conn, delivery, result, due)
+        idle.put_nowait(conn)
+
+    tasks = []
+    t0 = time.perf_counter() + 0.05
+    for i, delivery in enumerate(deliveries):
+        due = t0 + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(delivery, due)))
+    await asyncio.gather(*tasks)
+    result.elapsed = time.perf_counter() - t0
+    while not idle.empty():
+        idle.get_nowait().close()
+    return result
+
+
+# --- checking -----------------------------------------------------------------------------
+
+
+class Counter:
+    """What the server stored and queued, read straight from PostgreSQL and Redis."""
+
+    def __init__(self, redis_url: str) -> None:
+        import redis
+
+        self.redis = redis.Redis.from_url(redis_url)
+
+    def queued(self) -> int:
+        return int(self.redis.llen(QUEUE))
+
+    def stored(self, prefix: str) -> int:
+        from conversations.models import Message
+
+        return Message.objects.filter(wamid__startswith=prefix).count()
+
+    def events(self) -> int:
+        from webhooks.models import WebhookEvent
+
+        return WebhookEvent.objects.count()
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def report(result: Result, *, stored: int, expected_stored: int, queued: int, expected_queued: int, events: int) -> bool:
+    ok_requests = result.statuses.get(200, 0)
+    ms = [x * 1000 for x in result.latencies]
+    print(f"  requests sent {result.sent_requests} in {result.elapsed:.2f}s; answers {dict(sorted(result.statuses.items()))}"
+          + (f"; transport errors {result.errors}" if result.errors else ""))
+    print(f"  accepted      {ok_requests / result.elapsed:8.1f} requests/s   "
+          f"{ok_requests * (result.sent_messages / max(result.sent_requests, 1)) / result.elapsed:8.1f} messages/s")
+    print(f"  ack latency   p50 {percentile(ms, 50):6.1f} ms   p90 {percentile(ms, 90):6.1f} ms   "
+          f"p99 {percentile(ms, 99):6.1f} ms   max {max(ms, default=float('nan')):6.1f} ms")
+    print(f"  counts        messages sent {result.sent_messages}   expected new {expected_stored}   "
+          f"Message rows stored {stored}   tasks queued {queued} (expected {expected_queued})   webhook events {events}")
+    good = stored == expected_stored and queued == expected_queued and events == result.sent_requests and not result.errors
+    good = good and ok_requests == result.sent_requests
+    if not good:
+        print("  " + "!" * 78)
+        print("  !!! MISMATCH: sent, stored, queued and answered counts do not agree !!!")
+        print("  " + "!" * 78)
+    else:
+        print("  counts match")
+    return good
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def wait_until_accepting(host: str, port: int, builder: Builder, timeout: float) -> None:
+    """Warm up: POST until a signed delivery is accepted (server up, channel cache loaded),
+    then a few more so every worker has its connections open."""
+    deadline = time.monotonic() + timeout
+    n = 0
+    while True:
+        delivery = builder.delivery("w", n, 1)
+        n += 1
+        try:
+            status = asyncio.run(flat_out(host, port, [delivery], connections=1, duration=5, name="warm")).statuses
+        except OSError:
+            status = {}
+        if status.get(200):
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"server did not accept a signed delivery within {timeout:.0f}s (last answers {status})")
+        time.sleep(0.3)
+    warm = builder.deliveries("w", requests=200, per_request=1, start=n)
+    asyncio.run(flat_out(host, port, warm, connections=8, duration=10, name="warm"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="an already running server (default: start gunicorn from the Procfile)")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
+    parser.add_argument("--scenarios", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections (flat out)")
+    parser.add_argument("--batch", type=int, default=50, help="messages per POST in scenario b")
+    parser.add_argument("--rate", type=float, default=200.0, help="requests/s in scenario c")
+    parser.add_argument("--duplicates", type=int, default=2000, help="deliveries re-sent in scenario d")
+    parser.add_argument("--customers", type=int, default=20000, help="distinct customers (wa_id) in the pool")
+    parser.add_argument("--max-rate", type=float, default=4000.0, help="requests/s to pre-build bodies for (flat out)")
+    parser.add_argument("--web", help="the web command (default: the Procfile's web: line); $PORT is set")
+    parser.add_argument("--web-concurrency", help="WEB_CONCURRENCY for the web command")
+    parser.add_argument("--with-worker", action="store_true", help="also run a Celery worker (and a fake Graph API)")
+    parser.add_argument("--phone-number-id", default="900000000000042")
+    parser.add_argument("--app-secret", default="bench-app-secret-" + "0123456789abcdef")
+    parser.add_argument("--keep-queue", action="store_true", help="do not flush the Redis db first")
+    args = parser.parse_args()
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    args.graph_url = None
+
+    stack = Stack()
+    graph = None
+    try:
+        if args.with_worker:
+            graph = ThreadingHTTPServer(("127.0.0.1", 0), FakeGraph)
+            threading.Thread(target=graph.serve_forever, daemon=True).start()
+            args.graph_url = f"http://127.0.0.1:{graph.server_address[1]}"
+        env = server_environment(args)
+        if not args.url:
+            database_ensure(args.database_url)
+            subprocess.run([str(VENV_BIN / "python"), "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+        django_setup(env)
+        channel_ensure(phone_number_id=args.phone_number_id, app_secret=args.app_secret)
+        counter = Counter(args.redis_url)
+        if not args.keep_queue:
+            counter.redis.flushdb()
+
+        if args.url:
+            parts = urllib.parse.urlsplit(args.url)
+            host, port = parts.hostname or "127.0.0.1", parts.port or 80
+            print(f"server: {args.url} (not started by the bench)")
+        else:
+            host, port = "127.0.0.1", free_port()
+            web = args.web or procfile_web_command()
+            web_env = dict(env, PORT=str(port))
+            if args.web_concurrency:
+                web_env["WEB_CONCURRENCY"] = args.web_concurrency
+            stack.start("web", web, web_env)
+            print(f"server: {web}  (PORT={port}, WEB_CONCURRENCY={web_env.get('WEB_CONCURRENCY', 'unset')})")
+        if args.with_worker:
+            stack.start("worker", f"{VENV_BIN}/celery -A whatsbot worker --loglevel=WARNING --pool=threads --concurrency=16", env)
+            print(f"worker: celery, threads x16; fake Graph API at {args.graph_url}")
+        print(f"database {args.database_url}   redis {args.redis_url}   {os.cpu_count()} CPUs")
+
+        run = secrets.token_hex(3)
+        builder = Builder(host=f"{host}:{port}", phone_number_id=args.phone_number_id, app_secret=args.app_secret,
+                          customers=args.customers, run=run)
+        wait_until_accepting(host, port, builder, timeout=60)
+
+        all_good = True
+        sent_before: list[Delivery] = []
+        for scenario in scenarios:
+            if scenario == "a":
+                title = f"(a) single-message POSTs, flat out, {args.connections} connections, {args.duration:.0f}s"
+                deliveries = builder.deliveries("a", requests=int(args.max_rate * args.duration), per_request=1)
+                run_it = lambda d: flat_out(host, port, d, connections=args.connections, duration=args.duration, name="a")  # noqa: E731
+            elif scenario == "b":
+                title = f"(b) {args.batch} messages per POST, flat out, {args.connections} connections, {args.duration:.0f}s"
+                deliveries = builder.deliveries("b", requests=int(args.max_rate * args.duration / args.batch) + 10, per_request=args.batch)
+                run_it = lambda d: flat_out(host, port, d, connections=args.connections, duration=args.duration, name="b")  # noqa: E731
+            elif scenario == "c":
+                title = f"(c) single-message POSTs at a fixed {args.rate:.0f} requests/s, {args.duration:.0f}s"
+                deliveries = builder.deliveries("c", requests=int(args.rate * args.duration), per_request=1)
+                run_it = lambda d: fixed_rate(host, port, d, rate=args.rate, connections=64, name="c")  # noqa: E731
+            elif scenario == "d":
+                title = f"(d) duplicates: {args.duplicates} deliveries already sent, re-sent flat out"
+                if not sent_before:
+                    first = builder.deliveries("d", requests=args.duplicates, per_request=1)
+                    asyncio.run(flat_out(host, port, first, connections=args.connections, duration=600, name="d-first"))
+                    sent_before = first
+                step = max(1, len(sent_before) // args.duplicates)
+                deliveries = sent_before[::step][: args.duplicates]
+                run_it = lambda d: flat_out(host, port, d, connections=args.connections, duration=600, name="d")  # noqa: E731
+            else:
+                raise SystemExit(f"unknown scenario {scenario!r}")
+            print("\n" + title)
+            stored_before = {p: counter.stored(p) for p in (builder.prefix(x) for x in "abcd")}
+            queued_before, events_before = counter.queued(), counter.events()
+            result = asyncio.run(run_it(deliveries))
+            queued, events = counter.queued() - queued_before, counter.events() - events_before
+            if scenario == "d":
+                stored = sum(counter.stored(p) - n for p, n in stored_before.items())
+                all_good &= report(result, stored=stored, expected_stored=0, queued=queued, expected_queued=0, events=events)
+            else:
+                prefix = builder.prefix(scenario)
+                stored = counter.stored(prefix) - stored_before[prefix]
+                if args.with_worker:
+                    queued = expected = 0  # the worker drains the queue as it fills
+                else:
+                    expected = result.sent_messages
+                all_good &= report(result, stored=stored, expected_stored=result.sent_messages, queued=queued,
+                                   expected_queued=expected, events=events)
+                sent_before += result.sent
+        if args.with_worker:
+            all_good &= drain(builder, timeout=120)
+        print("\nALL COUNTS MATCH" if all_good else "\n!!! MISMATCH in at least one scenario (see above) !!!")
+        return 0 if all_good else 1
+    finally:
+        stack.stop()
+        if graph is not None:
+            graph.shutdown()
+
+
+def drain(builder: Builder, *, timeout: float) -> bool:
+    """With a worker: wait until every stored bench message has been handled."""
+    from django.db.models import Q
+
+    from conversations.models import Direction, Message
+
+    inbound = Message.objects.filter(direction=Direction.INBOUND, wamid__startswith=builder.prefix(""))
+    print("\nworker: waiting for every stored message to be handled")
+    t0 = time.monotonic()
+    left = inbound.filter(Q(handled_at__isnull=True)).count()
+    while left and time.monotonic() - t0 < timeout:
+        time.sleep(1)
+        left = inbound.filter(handled_at__isnull=True).count()
+    total = inbound.count()
+    print(f"  handled {total - left} of {total} in {time.monotonic() - t0:.1f}s after the load stopped")
+    if left:
+        print(f"  !!! MISMATCH: {left} message(s) never handled !!!")
+    return not left
+
+
+if __name__ == "__main__":
+    sys.exit(main())
