@@ -98,7 +98,8 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------------------
 # No DATABASE_URL: SQLite under var/, so `make run` works on a bare machine.
 VAR_DIR.mkdir(exist_ok=True)
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'whatsbot.sqlite3'}")}
+DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'whatsbot.sqlite3'}"
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web process read while the worker writes; the timeout rides out short locks.
     DATABASES["default"]["OPTIONS"] = {

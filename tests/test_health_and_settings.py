@@ -1,0 +1,118 @@
+"""Start-up configuration and the health endpoint."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conversations.models import Channel
+from conversations.services.channels import channel_sync_from_environment
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_django(code: str, **env: str) -> subprocess.CompletedProcess:
+    """Load the settings in a fresh process with exactly this environment (no .env file is read
+    for variables given here; WHATSBOT_TESTING is off, as in production)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("WHATSAPP_", "OPENAI_", "OPEN_AI", "DEBUG", "SECRET_KEY"))}
+    base.update({"WHATSBOT_TESTING": "false", "DJANGO_SETTINGS_MODULE": "whatsbot.settings", **env})
+    program = f"import django; django.setup(); from django.conf import settings as s\n{code}"
+    return subprocess.run([sys.executable, "-c", program], cwd=ROOT, env=base, capture_output=True, text=True, timeout=60)
+
+
+def test_values_are_stripped_of_stray_whitespace():
+    result = run_django(
+        "print(repr(s.WHATSAPP_ACCESS_TOKEN), repr(s.WHATSAPP_PHONE_ID))",
+        DEBUG="true", WHATSAPP_ACCESS_TOKEN="  EAAabc123 \n", WHATSAPP_PHONE_ID=" 123 ", WHATSAPP_APP_SECRET="x",
+    )  # fmt: skip
+    assert result.stdout.strip() == "'EAAabc123' '123'", result.stderr
+
+
+def test_the_older_openai_key_spelling_is_accepted():
+    result = run_django("print(s.OPENAI_API_KEY)", DEBUG="true", OPEN_AI_KEY=" sk-old ")
+    assert result.stdout.strip() == "sk-old"
+    result = run_django("print(s.OPENAI_API_KEY)", DEBUG="true", OPEN_AI_KEY="sk-old", OPENAI_API_KEY="sk-new")
+    assert result.stdout.strip() == "sk-new"
+
+
+def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off():
+    result = run_django("print('started')", DEBUG="false", SECRET_KEY="")
+    assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+
+
+def test_it_refuses_to_start_with_a_whatsapp_number_but_no_app_secret():
+    result = run_django("print('started')", DEBUG="false", SECRET_KEY="k" * 60, WHATSAPP_PHONE_ID="123", WHATSAPP_APP_SECRET="")
+    assert result.returncode != 0 and "WHATSAPP_APP_SECRET" in result.stderr
+
+
+def test_without_urls_it_embeds_sqlite_and_a_serverless_broker():
+    result = run_django(
+        "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL)", DEBUG="true", DATABASE_URL="", REDIS_URL=""
+    )
+    assert result.stdout.split() == ["django.db.backends.sqlite3", "filesystem://"], result.stderr
+
+
+def test_with_urls_it_uses_postgresql_and_redis():
+    result = run_django(
+        "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.CACHES['default']['BACKEND'])",
+        DEBUG="true", DATABASE_URL="postgres://postgres@127.0.0.1:5432/x", REDIS_URL="redis://127.0.0.1:6379/0",
+    )  # fmt: skip
+    assert result.stdout.split() == [
+        "django.db.backends.postgresql",
+        "redis://127.0.0.1:6379/0",
+        "django.core.cache.backends.redis.RedisCache",
+    ], result.stderr
+
+
+def test_the_deploy_checks_pass_with_debug_off():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WHATSAPP_", "DEBUG"))}
+    env.update(WHATSBOT_TESTING="false", DEBUG="false", SECRET_KEY="a-long-random-production-key-" + "x7Yq" * 10, ALLOWED_HOSTS="desk.example.com")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.django_db
+def test_an_active_channel_without_an_app_secret_fails_the_deploy_check(settings):
+    from conversations.checks import check_channel_secrets
+
+    settings.DEBUG = False
+    Channel.objects.create(name="No secret", phone_number_id="1", app_secret="")
+    Channel.objects.create(name="Sandbox", phone_number_id="sandbox", provider="sandbox", app_secret="")
+    errors = check_channel_secrets(None)
+    assert [e.id for e in errors] == ["whatsbot.E001"] and "No secret" in errors[0].msg
+
+
+@pytest.mark.django_db
+def test_the_environment_channel_is_created_and_updated_idempotently(settings):
+    settings.WHATSAPP_PHONE_ID = "555"
+    settings.WHATSAPP_ACCESS_TOKEN = "EAAfirst"
+    settings.WHATSAPP_APP_SECRET = "secret1"
+    settings.WHATSAPP_VERIFY_TOKEN = "verify"
+    first = channel_sync_from_environment()
+    again = channel_sync_from_environment()
+    settings.WHATSAPP_ACCESS_TOKEN = "EAAsecond"
+    updated = channel_sync_from_environment()
+
+    assert first.pk == again.pk == updated.pk and Channel.objects.count() == 1
+    channel = Channel.objects.get()
+    assert channel.access_token == "EAAsecond" and channel.app_secret == "secret1" and channel.from_environment
+
+
+@pytest.mark.django_db
+def test_health_reports_database_and_broker(client, settings):
+    if not settings.REDIS_URL:
+        pytest.skip("needs the Redis broker")
+    response = client.get("/health/")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+@pytest.mark.django_db
+def test_health_is_503_when_the_broker_is_down(client, broker_down):
+    response = client.get("/health/")
+    assert response.status_code == 503
+    assert response.json()["broker"] == "down" and response.json()["database"] == "ok"
