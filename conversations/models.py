@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -275,6 +276,11 @@ class BotConfig(models.Model):
     class Meta:
         verbose_name = _("bot configuration")
         verbose_name_plural = _("bot configurations")
+        constraints = [
+            # One configuration per channel (the one-to-one) and one default (no channel): the
+            # default is created on first need, possibly by two workers at once.
+            models.UniqueConstraint(Coalesce("channel", 0), name="one_bot_config_per_channel_or_default"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"

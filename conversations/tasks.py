@@ -27,3 +27,13 @@ def inbound_sweep() -> int:
 @shared_task(ignore_result=True)
 def outbound_sweep() -> int:
     return pipeline.outbound_sweep()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def agent_reply(message_id: int) -> str:
+    # Queued with a countdown (REPLY_DEBOUNCE_SECONDS) for each customer text; only the task
+    # of the burst's newest message answers. No Celery retry: OpenAI calls retry inside,
+    # and an unanswered message is found again by the sweeper.
+    from .agent.service import burst_answer
+
+    return burst_answer(message_id=message_id)

@@ -7,6 +7,7 @@ never overwritten by the AI.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from .models import STANDARD_FIELDS, ClientProfile, FieldSource, ProfileFieldChange
+
+logger = logging.getLogger(__name__)
 
 NAME_FIELDS = ("first_name", "last_name")
 DEFAULT_ORDER_NUMBER_PATTERN = r"[A-Za-z0-9][A-Za-z0-9\-_/#.]{2,39}"
@@ -131,3 +134,50 @@ def profile_missing_fields(*, profile: ClientProfile, fields: list[str]) -> list
 
 def profile_is_complete(*, profile: ClientProfile, fields: list[str]) -> bool:
     return not profile_missing_fields(profile=profile, fields=fields)
+
+
+def profile_known_fields(*, profile: ClientProfile, fields: list[str]) -> dict[str, str]:
+    return {f: profile.value_of(f) for f in fields if profile.value_of(f)}
+
+
+def profile_update_from_extraction(
+    *,
+    profile: ClientProfile,
+    values: dict[str, str | None],
+    fields: list[str],
+    message=None,
+    order_number_pattern: str = "",
+) -> list[FieldChange]:
+    """Apply what the AI (or the offline agent) extracted from a customer message.
+
+    Only configured fields are taken; a value that fails validation is dropped (and logged),
+    never stored; a staff member's value is never overwritten (see `profile_field_set`).
+    """
+    changes = []
+    for field in fields:
+        value = values.get(field)
+        if not value or not str(value).strip():
+            continue
+        try:
+            change = profile_field_set(
+                profile=profile,
+                field=field,
+                value=str(value),
+                source=FieldSource.AI,
+                message=message,
+                order_number_pattern=order_number_pattern,
+            )
+        except FieldValueError as exc:
+            logger.info("profile %s: extracted %s rejected: %s", profile.pk, field, exc)
+            continue
+        if change:
+            changes.append(change)
+    return changes
+
+
+def profile_language_set(*, profile: ClientProfile, language: str) -> None:
+    """Remember the language the customer writes in (two-letter code)."""
+    language = (language or "").strip().lower()[:2]
+    if len(language) == 2 and language.isalpha() and language != profile.language:
+        ClientProfile.objects.filter(pk=profile.pk).update(language=language)
+        profile.language = language

@@ -1,6 +1,6 @@
 """The bot's answer to a customer message.
 
-Text goes to `text_reply` (the AI agent's entry point); other types get a configurable
+Text goes to the AI agent (`conversations.agent.service`); other types get a configurable
 acknowledgement for their type. Nothing is sent while a human owns the conversation.
 """
 
@@ -9,11 +9,10 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 
+from ..agent.service import TEXT_TYPES, text_message_handle
 from ..models import Message, MessageType, Owner
 from .outbound import message_send_text
 
-# Types that are the customer talking to us in words.
-TEXT_TYPES = {MessageType.TEXT, MessageType.INTERACTIVE, MessageType.BUTTON}
 # Types that need no answer at all.
 SILENT_TYPES = {MessageType.REACTION, MessageType.SYSTEM}
 
@@ -27,10 +26,8 @@ def inbound_reply(*, message: Message) -> str:
 
 
 def text_reply(*, message: Message) -> str:
-    """Until the AI agent answers: a configurable acknowledgement."""
-    if message.conversation.owner == Owner.HUMAN:
-        return _handled_without_reply(message)
-    return _acknowledge(message, settings.ACK_TEXT_REPLY)
+    """The AI agent: a command's answer now, or extraction and a debounced reply."""
+    return text_message_handle(message=message)
 
 
 def _acknowledge(message: Message, text: str) -> str:

@@ -1,0 +1,93 @@
+"""Structured extraction of the customer's details from what they write.
+
+A separate call from the reply (`responses.parse` with a pydantic model built from the
+configured fields, not stored in the OpenAI conversation), so a failing extraction never
+blocks the reply and vice versa. Without an API key the offline rules do the same job.
+Every value goes through `profile_update_from_extraction`: validated, with provenance,
+never over a staff member's value.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Optional
+
+from django.conf import settings
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from profiles.services import FieldChange, profile_language_set, profile_update_from_extraction
+
+from ..models import BotConfig, Message
+from . import offline, openai_client
+from .prompts import EXTRACTION_INSTRUCTIONS, FIELD_DESCRIPTIONS, cost_estimate
+
+logger = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=64)
+def _details_model(fields: tuple[tuple[str, str], ...]) -> type[BaseModel]:
+    definitions = {
+        key: (Optional[str], Field(default=None, description=description)) for key, description in fields
+    }
+    definitions["language"] = (Optional[str], Field(default=None, description="ISO 639-1 code, e.g. it, en."))
+    return create_model("CustomerDetails", __config__=ConfigDict(extra="forbid"), **definitions)
+
+
+def details_model_for(*, config: BotConfig, fields: list[str]) -> type[BaseModel]:
+    extra = {f.get("key"): f for f in config.extra_fields or [] if isinstance(f, dict)}
+    described = []
+    for key in fields:
+        if key in FIELD_DESCRIPTIONS:
+            described.append((key, FIELD_DESCRIPTIONS[key]))
+        else:
+            info = extra.get(key) or {}
+            described.append((key, str(info.get("description") or info.get("label") or key)))
+    return _details_model(tuple(described))
+
+
+def details_extract(*, message: Message, config: BotConfig, fields: list[str]) -> list[FieldChange]:
+    """Extract and store the configured fields found in one customer message. Never raises
+    for an AI failure (logged and recorded on the message instead)."""
+    if not message.text.strip() or not fields:
+        return []
+    profile = message.conversation.profile
+    if openai_client.ai_configured():
+        try:
+            values = _extract_with_openai(message=message, config=config, fields=fields)
+        except openai_client.AIError as exc:
+            logger.warning("message %s: extraction failed: %s", message.pk, exc)
+            return []
+    else:
+        values = offline.details_extract(text=message.text)
+    if values.get("language"):
+        profile_language_set(profile=profile, language=values["language"])
+    return profile_update_from_extraction(
+        profile=profile, values=values, fields=fields, message=message, order_number_pattern=config.order_number_pattern
+    )
+
+
+def _extract_with_openai(*, message: Message, config: BotConfig, fields: list[str]) -> dict[str, str | None]:
+    model = settings.OPENAI_EXTRACTION_MODEL or config.model or settings.OPENAI_MODEL
+    response = openai_client.response_parse(
+        model=model,
+        instructions=EXTRACTION_INSTRUCTIONS,
+        input=[{"role": "user", "content": message.text}],
+        text_format=details_model_for(config=config, fields=fields),
+        store=False,
+    )
+    parsed = response.output_parsed
+    if parsed is None:
+        raise openai_client.AIError("The extraction came back empty.", permanent=True)
+    usage = openai_client.Usage.of(response)
+    # The extraction's cost is the customer message's (the reply's is the bot message's).
+    Message.objects.filter(pk=message.pk).update(
+        ai_model=usage.model[:64],
+        input_tokens=usage.input_tokens,
+        cached_tokens=usage.cached_tokens,
+        output_tokens=usage.output_tokens,
+        cost_usd=cost_estimate(
+            model=usage.model, input_tokens=usage.input_tokens, cached_tokens=usage.cached_tokens, output_tokens=usage.output_tokens
+        ),
+    )
+    return parsed.model_dump()

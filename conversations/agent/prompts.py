@@ -1,0 +1,144 @@
+"""What the agent says and tells the model: default instructions, field labels, the
+per-turn context (what the profile holds, what is missing), tools, and token prices."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+
+DEFAULT_INSTRUCTIONS = """\
+Sei un agente WhatsApp incaricato dell'assistenza clienti e dell'acquisizione delle informazioni di base del contatto.
+
+Come lavori:
+- Rispondi nella lingua del cliente (italiano se non è chiaro), con messaggi brevi e cordiali adatti a WhatsApp: \
+niente titoli, niente tabelle, al massimo un paio di frasi per volta.
+- Al primo messaggio saluta e presentati come l'assistente dell'azienda.
+- Rispondi alle domande usando solo le informazioni dell'azienda che trovi con lo strumento di ricerca nei documenti, \
+quando è disponibile. Se non trovi la risposta, non inventare: dillo e proponi di passare la conversazione a un collega.
+- Ad ogni turno ricevi l'elenco dei dati del cliente già noti e di quelli mancanti. Non chiedere mai un dato già noto. \
+Chiedi in modo naturale un solo dato mancante per volta, il primo dell'elenco, quando è opportuno nella conversazione \
+(prima rispondi alla domanda del cliente).
+- Se il cliente chiede di parlare con una persona, oppure se non puoi aiutarlo (reclamo, richiesta fuori dalle tue \
+competenze, cliente insoddisfatto), chiama lo strumento handoff_to_human indicando il motivo, senza scrivere altro.
+- Non promettere rimborsi, sconti o tempi che non trovi nei documenti dell'azienda.
+"""
+
+DEFAULT_HOLDING_MESSAGE = (
+    "Grazie per il messaggio! In questo momento il nostro assistente non è disponibile: "
+    "un collega ti risponderà al più presto."
+)
+DEFAULT_HANDOFF_MESSAGE = "Ti passo a un collega: ti risponderà qui al più presto."
+
+FIELD_LABELS = {
+    "it": {
+        "first_name": "nome",
+        "last_name": "cognome",
+        "company": "azienda",
+        "email": "email",
+        "order_number": "numero d'ordine",
+    },
+    "en": {
+        "first_name": "first name",
+        "last_name": "last name",
+        "company": "company",
+        "email": "email",
+        "order_number": "order number",
+    },
+}
+
+FIELD_DESCRIPTIONS = {
+    "first_name": "The customer's own first (given) name, only if they state it.",
+    "last_name": "The customer's own last (family) name, only if they state it.",
+    "company": "The company the customer works for or writes on behalf of.",
+    "email": "The customer's email address.",
+    "order_number": "An order number the customer refers to, exactly as written.",
+}
+
+
+def field_label(*, key: str, extra_fields: list[dict], language: str = "it") -> str:
+    labels = FIELD_LABELS.get(language) or FIELD_LABELS["it"]
+    if key in labels:
+        return labels[key]
+    for field in extra_fields:
+        if field.get("key") == key:
+            return field.get("label") or key
+    return key.replace("_", " ")
+
+
+def fields_context(*, known: dict[str, str], missing: list[str], extra_fields: list[dict]) -> dict[str, str]:
+    """The variables given to the model every turn (inline instructions or a stored prompt)."""
+    known_text = "; ".join(f"{field_label(key=k, extra_fields=extra_fields)}: {v}" for k, v in known.items()) or "nessuno"
+    missing_text = ", ".join(field_label(key=k, extra_fields=extra_fields) for k in missing) or "nessuno (profilo completo)"
+    return {"known_fields": known_text, "missing_fields": missing_text, "next_missing_field": (
+        field_label(key=missing[0], extra_fields=extra_fields) if missing else ""
+    )}
+
+
+def instructions_with_context(*, instructions: str, context: dict[str, str], summary: str = "") -> str:
+    parts = [instructions.strip() or DEFAULT_INSTRUCTIONS.strip(), ""]
+    parts.append("Dati del cliente già noti (non chiederli di nuovo): " + context["known_fields"])
+    parts.append("Dati ancora mancanti, in ordine: " + context["missing_fields"])
+    if summary:
+        parts.append("Riassunto delle conversazioni precedenti: " + summary)
+    return "\n".join(parts)
+
+
+HANDOFF_TOOL = {
+    "type": "function",
+    "name": "handoff_to_human",
+    "description": (
+        "Pass the conversation to a human colleague: the customer asked for a person, or you cannot help "
+        "(complaint, request outside your knowledge, unhappy customer)."
+    ),
+    "parameters": {
+        "type": "object",
+        "properties": {"reason": {"type": "string", "description": "Why, in a few words, for the colleague."}},
+        "required": ["reason"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+
+
+def reply_tools(*, vector_store_ids: list[str]) -> list[dict]:
+    tools: list[dict] = []
+    if vector_store_ids:
+        tools.append({"type": "file_search", "vector_store_ids": list(vector_store_ids)})
+    tools.append(HANDOFF_TOOL)
+    return tools
+
+
+EXTRACTION_INSTRUCTIONS = """\
+You extract a WhatsApp customer's own contact details from the message(s) they just sent to a business.
+Return a value only when the customer clearly states it about themselves in this text; otherwise null.
+Never guess, never take names of other people, never reuse the examples. Names without titles. Keep the
+order number exactly as written. `language` is the ISO 639-1 code of the language the customer writes in."""
+
+SUMMARY_INSTRUCTIONS = """\
+Riassumi in italiano, in al massimo 5 frasi, la conversazione seguente tra un cliente e l'assistenza: \
+chi è il cliente, cosa ha chiesto, cosa è stato risposto, cosa resta in sospeso. Solo il riassunto."""
+
+# USD per million tokens: input, cached input, output (OpenAI's list prices).
+PRICES = {
+    "gpt-4.1": ("2.00", "0.50", "8.00"),
+    "gpt-4.1-mini": ("0.40", "0.10", "1.60"),
+    "gpt-4.1-nano": ("0.10", "0.025", "0.40"),
+    "gpt-4o": ("2.50", "1.25", "10.00"),
+    "gpt-4o-mini": ("0.15", "0.075", "0.60"),
+    "gpt-5": ("1.25", "0.125", "10.00"),
+    "gpt-5-mini": ("0.25", "0.025", "2.00"),
+    "gpt-5-nano": ("0.05", "0.005", "0.40"),
+}
+
+
+def cost_estimate(*, model: str, input_tokens: int | None, cached_tokens: int | None, output_tokens: int | None) -> Decimal | None:
+    # Dated snapshots ("gpt-4.1-2025-04-14") cost what their family costs.
+    name = model
+    while name and name not in PRICES:
+        name = name.rsplit("-", 1)[0] if "-" in name else ""
+    if not name or input_tokens is None or output_tokens is None:
+        return None
+    price_in, price_cached, price_out = (Decimal(p) for p in PRICES[name])
+    cached = min(cached_tokens or 0, input_tokens)
+    total = (input_tokens - cached) * price_in + cached * price_cached + output_tokens * price_out
+    return (total / Decimal(1_000_000)).quantize(Decimal("0.000001"))

@@ -1,0 +1,353 @@
+"""The AI agent: answers a burst of customer texts, hands over to a human, keeps the
+per-customer OpenAI conversation (created on first need, rotated when idle).
+
+Flow for one customer text (`text_message_handle`, called by the inbound pipeline):
+- a command (`/reset`, `/history`, `/info`) is answered at once;
+- a human-owned conversation gets no reply (extraction still runs);
+- otherwise `agent_reply` is queued after REPLY_DEBOUNCE_SECONDS and the extraction runs.
+
+`burst_answer` (the debounced task) answers every unhandled text up to its message, unless a
+newer one exists: then the newer message's task answers the whole burst. The model is called
+outside any transaction; the reply is committed under a lock on the conversation row after
+checking again that nothing newer arrived (else the reply is stale and dropped) and that
+every message of the burst is still unanswered (else another run answered: a sweeper or a
+redelivered task never causes a second reply).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from profiles.services import profile_known_fields, profile_missing_fields
+
+from ..models import Author, Conversation, Direction, Message, MessageType, Owner
+from ..queueing import enqueue
+from ..services.botconfig import ActiveConfig, bot_config_fields, bot_config_for_channel
+from ..services.outbound import message_send_text
+from . import extraction, offline, openai_client
+from .commands import command_answer, command_parse
+from .openai_client import AIError, Usage
+from .prompts import (
+    DEFAULT_HANDOFF_MESSAGE,
+    DEFAULT_HOLDING_MESSAGE,
+    SUMMARY_INSTRUCTIONS,
+    cost_estimate,
+    fields_context,
+    instructions_with_context,
+    reply_tools,
+)
+
+logger = logging.getLogger(__name__)
+
+# Types that are the customer talking to us in words.
+TEXT_TYPES = (MessageType.TEXT, MessageType.INTERACTIVE, MessageType.BUTTON)
+
+# The customer asking for a person, in Italian or English.
+_HUMAN_REQUEST = re.compile(
+    r"\b(?:operator[ei]|operatore|operatrice|persona\s+(?:vera|reale|fisica)|essere\s+umano|un\s+umano|"
+    r"parlare\s+con\s+(?:qualcuno|una\s+persona|un\s+collega|un\s+responsabile)|assistenza\s+umana|"
+    r"human|real\s+person|a\s+person|representative|operator|"
+    r"(?:talk|speak)\s+(?:to|with)\s+(?:someone|somebody|an?\s+agent|a\s+real))\b",
+    re.IGNORECASE,
+)
+
+
+def human_requested(text: str) -> bool:
+    return bool(_HUMAN_REQUEST.search(text))
+
+
+def text_message_handle(*, message: Message) -> str:
+    """What the pipeline does with a claimed customer text."""
+    conversation = message.conversation
+    active = bot_config_for_channel(channel=conversation.channel)
+    fields = bot_config_fields(config=active.config)
+    if conversation.owner == Owner.HUMAN:
+        extraction.details_extract(message=message, config=active.config, fields=fields)
+        return "handled" if _burst_mark_handled([message]) else "skipped"
+    command = command_parse(message.text) if message.type == MessageType.TEXT else None
+    if command:
+        text = command_answer(
+            conversation=conversation, command=command[0], alias=command[1], fields=fields,
+            extra_fields=active.config.extra_fields, before_id=message.pk,
+        )  # fmt: skip
+        return _commit(conversation=conversation, burst=[message], active=active, reply=Reply(text=text), check_newer=False)
+    if openai_client.ai_configured():
+        # Queued first: the quiet period runs while the (slow) extraction call does.
+        _reply_queue(message)
+        extraction.details_extract(message=message, config=active.config, fields=fields)
+    else:
+        # Instant without a model; done first so the reply already knows what was just said.
+        extraction.details_extract(message=message, config=active.config, fields=fields)
+        _reply_queue(message)
+    return "queued"
+
+
+def _reply_queue(message: Message) -> None:
+    from ..tasks import agent_reply
+
+    # Not on commit: the pipeline runs in autocommit. If the broker is down the message
+    # stays unhandled and the sweeper handles it again once its lease has run out.
+    enqueue(agent_reply, [message.pk], countdown=settings.REPLY_DEBOUNCE_SECONDS)
+
+
+@dataclass
+class Reply:
+    text: str
+    usage: Usage | None = None
+    handoff_reason: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def burst_answer(*, message_id: int) -> str:
+    """The debounced reply to the burst of texts that ends with `message_id`."""
+    message = Message.objects.select_related("conversation__channel", "conversation__profile").get(pk=message_id)
+    if message.handled_at:
+        return "done"
+    conversation = message.conversation
+    if _newer_unhandled_text(conversation_id=conversation.pk, after_id=message.pk):
+        return "superseded"  # the newer message's task answers the whole burst
+    burst = list(
+        Message.objects.filter(
+            conversation=conversation, direction=Direction.INBOUND, type__in=TEXT_TYPES, handled_at__isnull=True, pk__lte=message.pk
+        ).order_by("pk")
+    )
+    active = bot_config_for_channel(channel=conversation.channel)
+    if conversation.owner == Owner.HUMAN:
+        return "human" if _burst_mark_handled(burst) else "skipped"
+    if any(human_requested(m.text) for m in burst):
+        reply = Reply(text="", handoff_reason="The customer asked for a person.")
+    else:
+        # A worker thread waiting seconds for the model must not sit on a database connection.
+        _release_database_connection()
+        try:
+            reply = reply_generate(conversation=conversation, burst=burst, active=active)
+        except AIError as exc:
+            return _unavailable(conversation=conversation, burst=burst, active=active, error=exc)
+    return _commit(conversation=conversation, burst=burst, active=active, reply=reply)
+
+
+def _newer_unhandled_text(*, conversation_id: int, after_id: int) -> bool:
+    return Message.objects.filter(
+        conversation_id=conversation_id, direction=Direction.INBOUND, type__in=TEXT_TYPES, handled_at__isnull=True, pk__gt=after_id
+    ).exists()
+
+
+def _release_database_connection() -> None:
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def _burst_mark_handled(burst: list[Message], **error) -> bool:
+    """Mark every message of the burst handled, all or nothing (inside the caller's
+    transaction when there is one): False when another run got to any of them first."""
+    if not burst:
+        return False
+    with transaction.atomic():
+        marked = Message.objects.filter(pk__in=[m.pk for m in burst], handled_at__isnull=True).update(
+            handled_at=timezone.now(), locked_until=None, **error
+        )
+        if marked != len(burst):
+            transaction.set_rollback(True)
+            return False
+    return True
+
+
+def _commit(*, conversation: Conversation, burst: list[Message], active: ActiveConfig, reply: Reply, check_newer: bool = True, error: dict | None = None) -> str:
+    """Send the reply (or hand over) and mark the burst handled, in one transaction."""
+    now = timezone.now()
+    with transaction.atomic():
+        # The webhook updates this row in the transaction that stores a new message: once we
+        # hold the lock, any message stored before now is visible to the check below.
+        locked = Conversation.objects.select_for_update().only("id", "owner").get(pk=conversation.pk)
+        if check_newer and _newer_unhandled_text(conversation_id=locked.pk, after_id=burst[-1].pk):
+            return "stale"
+        if not _burst_mark_handled(burst, **(error or {})):
+            return "skipped"
+        if reply.handoff_reason:
+            moved = Conversation.objects.filter(pk=locked.pk, owner=Owner.BOT).update(
+                owner=Owner.HUMAN, handoff_reason=reply.handoff_reason[:255], handoff_at=now,
+                revision=F("revision") + 1, changed_at=now,
+            )  # fmt: skip
+            if not moved:
+                return "handled"  # already with a person: the customer was told once
+            conversation.owner = Owner.HUMAN
+            text = reply.text or active.config.handoff_message or DEFAULT_HANDOFF_MESSAGE
+            outcome = "handoff"
+        elif locked.owner == Owner.HUMAN:
+            return "human"  # a staff member took over while the model was thinking
+        else:
+            text, outcome = reply.text, "sent"
+        message_send_text(conversation=conversation, text=text, author=Author.BOT, bot_config_version=active.version, **_usage_fields(reply.usage))
+    return outcome
+
+
+def _usage_fields(usage: Usage | None) -> dict:
+    if usage is None:
+        return {}
+    return {
+        "ai_model": usage.model[:64],
+        "input_tokens": usage.input_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "output_tokens": usage.output_tokens,
+        "cost_usd": cost_estimate(
+            model=usage.model, input_tokens=usage.input_tokens, cached_tokens=usage.cached_tokens, output_tokens=usage.output_tokens
+        ),
+    }
+
+
+def _unavailable(*, conversation: Conversation, burst: list[Message], active: ActiveConfig, error: AIError) -> str:
+    """OpenAI failed for good: the holding message once, the human queue, the error shown
+    on the customer's messages (which stay stored, answerable by a person)."""
+    logger.warning("conversation %s: AI unavailable, handing over: %s", conversation.pk, error)
+    reply = Reply(
+        text=active.config.holding_message or DEFAULT_HOLDING_MESSAGE,
+        handoff_reason=f"AI unavailable: {error}"[:255],
+    )
+    fields = {
+        "error_code": f"openai_{error.http_status or 'error'}"[:32],
+        "error_title": "The AI could not answer: the conversation went to the human queue."[:255],
+        "error_detail": f"{error} (after {error.attempts} attempt(s))",
+    }
+    outcome = _commit(conversation=conversation, burst=burst, active=active, reply=reply, error=fields)
+    return "holding" if outcome == "handoff" else outcome
+
+
+# --- generating the reply ------------------------------------------------------------------
+
+
+def reply_generate(*, conversation: Conversation, burst: list[Message], active: ActiveConfig) -> Reply:
+    """The agent's answer to the burst (no database writes but the OpenAI conversation id)."""
+    config = active.config
+    profile = conversation.profile
+    profile.refresh_from_db(fields=["first_name", "last_name", "company", "email", "order_numbers", "extra", "language", "provenance"])
+    fields = bot_config_fields(config=config)
+    known = profile_known_fields(profile=profile, fields=fields)
+    missing = profile_missing_fields(profile=profile, fields=fields)
+    if not openai_client.ai_configured():
+        return _offline_reply(conversation=conversation, burst=burst, active=active, missing=missing)
+
+    openai_conversation = openai_conversation_for(conversation=conversation, burst=burst, active=active)
+    context = fields_context(known=known, missing=missing, extra_fields=config.extra_fields)
+    request: dict = {
+        "model": config.model or settings.OPENAI_MODEL,
+        "conversation": openai_conversation,
+        "input": [{"role": "user", "content": m.text} for m in burst],
+        "tools": reply_tools(vector_store_ids=config.vector_store_ids or []),
+    }
+    if config.prompt_id:
+        prompt: dict = {
+            "id": config.prompt_id,
+            "variables": {**{k: str(v) for k, v in (config.prompt_variables or {}).items()}, **context, "summary": conversation.summary},
+        }
+        if config.prompt_version:
+            prompt["version"] = config.prompt_version
+        request["prompt"] = prompt
+    else:
+        request["instructions"] = instructions_with_context(instructions=config.instructions, context=context, summary=conversation.summary)
+    if config.temperature is not None:
+        request["temperature"] = config.temperature
+    if config.max_output_tokens:
+        request["max_output_tokens"] = config.max_output_tokens
+    response = openai_client.response_create(**request)
+
+    handoff_reason = ""
+    for item in response.output or []:
+        if item.type == "function_call" and item.name == "handoff_to_human":
+            try:
+                handoff_reason = str(json.loads(item.arguments or "{}").get("reason") or "")
+            except ValueError:
+                handoff_reason = ""
+            handoff_reason = f"The AI handed over: {handoff_reason or 'no reason given'}"
+            _tool_call_answer(openai_conversation=openai_conversation, call_id=item.call_id)
+    text = (response.output_text or "").strip()
+    if not text and not handoff_reason:
+        raise AIError("OpenAI answered with no text.", permanent=True)
+    # On a handoff the configured message speaks, whatever else the model wrote.
+    return Reply(text="" if handoff_reason else text, usage=Usage.of(response), handoff_reason=handoff_reason)
+
+
+def _tool_call_answer(*, openai_conversation: str, call_id: str) -> None:
+    # The OpenAI conversation now ends in a function call: without its output, the next
+    # turn (when the conversation comes back to the bot) would be refused.
+    try:
+        openai_client.conversation_items_add(
+            conversation_id=openai_conversation,
+            items=[{"type": "function_call_output", "call_id": call_id, "output": "Handed over to a human colleague."}],
+        )
+    except AIError as exc:
+        logger.warning("could not record the hand-off's tool output in %s: %s", openai_conversation, exc)
+
+
+def _offline_reply(*, conversation: Conversation, burst: list[Message], active: ActiveConfig, missing: list[str]) -> Reply:
+    profile = conversation.profile
+    burst_ids = {m.pk for m in burst}
+    learned = any((p or {}).get("message_id") in burst_ids for p in profile.provenance.values())
+    first_reply = not Message.objects.filter(conversation=conversation, author=Author.BOT).exists()
+    language = profile.language or offline.language_detect(" ".join(m.text for m in burst)) or "it"
+    text = offline.reply_compose(
+        language=language, first_reply=first_reply, first_name=profile.first_name, learned=learned,
+        missing=missing, extra_fields=active.config.extra_fields,
+    )  # fmt: skip
+    return Reply(text=text, usage=Usage(model="offline"))
+
+
+def openai_conversation_for(*, conversation: Conversation, burst: list[Message], active: ActiveConfig) -> str:
+    """The OpenAI conversation to answer in: the stored one, or a new one when there is
+    none yet or the thread was idle for CONVERSATION_ROTATE_HOURS (then seeded with a short
+    summary of the previous one, kept on the conversation)."""
+    current = conversation.openai_conversation_id
+    previous_at = (
+        Message.objects.filter(conversation=conversation, pk__lt=burst[0].pk).order_by("-pk").values_list("created_at", flat=True).first()
+    )
+    idle = bool(previous_at and timezone.now() - previous_at > timezone.timedelta(hours=settings.CONVERSATION_ROTATE_HOURS))
+    if current and not idle:
+        return current
+    summary = conversation.summary
+    if current and idle:
+        summary = conversation_summarize(conversation=conversation, before_id=burst[0].pk, active=active)
+    items = (
+        [{"type": "message", "role": "developer", "content": f"Riassunto della conversazione precedente con questo cliente: {summary}"}]
+        if summary
+        else []
+    )
+    new_id = openai_client.conversation_create(items=items, metadata={"whatsbot_conversation_id": str(conversation.pk)})
+    now = timezone.now()
+    # Conditional: two runs racing to create one keep a single winner.
+    if not Conversation.objects.filter(pk=conversation.pk, openai_conversation_id=current).update(
+        openai_conversation_id=new_id, openai_conversation_started_at=now, summary=summary
+    ):
+        return Conversation.objects.values_list("openai_conversation_id", flat=True).get(pk=conversation.pk) or new_id
+    conversation.openai_conversation_id, conversation.openai_conversation_started_at, conversation.summary = new_id, now, summary
+    return new_id
+
+
+def conversation_summarize(*, conversation: Conversation, before_id: int, active: ActiveConfig) -> str:
+    """A short summary of the thread so far (the model's, or a plain one if it fails)."""
+    rows = list(
+        Message.objects.filter(conversation=conversation, pk__lt=before_id).exclude(text="").order_by("-pk").values("author", "text")[:40]
+    )
+    lines = [f"{'Cliente' if r['author'] == Author.CUSTOMER else 'Assistenza'}: {r['text'][:500]}" for r in reversed(rows)]
+    fields = bot_config_fields(config=active.config)
+    known = profile_known_fields(profile=conversation.profile, fields=fields)
+    if conversation.summary:
+        lines.insert(0, f"(Riassunto precedente: {conversation.summary})")
+    try:
+        response = openai_client.response_create(
+            model=active.config.model or settings.OPENAI_MODEL,
+            instructions=SUMMARY_INSTRUCTIONS,
+            input=[{"role": "user", "content": "\n".join(lines) or "(nessun messaggio)"}],
+            store=False,
+        )
+        summary = (response.output_text or "").strip()
+    except AIError as exc:
+        logger.info("conversation %s: summary by the model failed, using a plain one: %s", conversation.pk, exc)
+        summary = ""
+    return summary or offline.summary_compose(lines=lines, known=known)

@@ -1,0 +1,125 @@
+"""Bot configurations: which one answers a channel, saving with a version kept, restoring.
+
+Every save writes a `BotConfigVersion` snapshot in the same transaction, so the history is
+complete and each bot message can point at the exact version that produced it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+
+from profiles.models import STANDARD_FIELDS
+
+from ..agent.prompts import DEFAULT_HANDOFF_MESSAGE, DEFAULT_HOLDING_MESSAGE, DEFAULT_INSTRUCTIONS
+from ..models import BotConfig, BotConfigVersion, Channel
+
+# The fields a snapshot holds (and a restore puts back).
+VERSIONED_FIELDS = (
+    "name",
+    "model",
+    "instructions",
+    "prompt_id",
+    "prompt_version",
+    "prompt_variables",
+    "vector_store_ids",
+    "fields_to_collect",
+    "extra_fields",
+    "order_number_pattern",
+    "temperature",
+    "max_output_tokens",
+    "holding_message",
+    "handoff_message",
+    "is_active",
+)
+
+
+def bot_config_snapshot(*, config: BotConfig) -> dict:
+    return {name: getattr(config, name) for name in VERSIONED_FIELDS}
+
+
+def bot_config_save(*, config: BotConfig, user=None) -> BotConfigVersion:
+    """Save `config` as its next version and keep a snapshot of it."""
+    with transaction.atomic():
+        if config.pk:
+            current = BotConfig.objects.select_for_update().values_list("version", flat=True).get(pk=config.pk)
+            config.version = current + 1
+        else:
+            config.version = 1
+        config.updated_by = user if getattr(user, "pk", None) else None
+        config.save()
+        return BotConfigVersion.objects.create(
+            config=config, version=config.version, data=bot_config_snapshot(config=config), created_by=config.updated_by
+        )
+
+
+def bot_config_restore(*, config: BotConfig, version: int, user=None) -> BotConfigVersion:
+    """Put an earlier version back; the restore is itself saved as a new version."""
+    snapshot = BotConfigVersion.objects.get(config=config, version=version)
+    for name, value in snapshot.data.items():
+        if name in VERSIONED_FIELDS:
+            setattr(config, name, value)
+    return bot_config_save(config=config, user=user)
+
+
+def bot_config_default_values() -> dict:
+    return {
+        "name": "Default",
+        "model": settings.OPENAI_MODEL,
+        "instructions": DEFAULT_INSTRUCTIONS,
+        "prompt_id": settings.OPENAI_PROMPT_ID,
+        "fields_to_collect": list(STANDARD_FIELDS),
+        "holding_message": DEFAULT_HOLDING_MESSAGE,
+        "handoff_message": DEFAULT_HANDOFF_MESSAGE,
+    }
+
+
+@dataclass(frozen=True)
+class ActiveConfig:
+    config: BotConfig
+    version: BotConfigVersion
+
+
+def bot_config_for_channel(*, channel: Channel) -> ActiveConfig:
+    """The channel's own active configuration, else the default one (created from the
+    settings on first need), with the version row that bot messages will point at."""
+    config = (
+        BotConfig.objects.filter(Q(channel=channel) | Q(channel__isnull=True), is_active=True)
+        # The channel's own first, then the default.
+        .order_by(F("channel_id").asc(nulls_last=True))
+        .first()
+    ) or _default_config_create()
+    version = BotConfigVersion.objects.filter(config=config, version=config.version).first()
+    if version is None:  # a config written around the service (fixture, shell): version it now
+        version = bot_config_save(config=config)
+    return ActiveConfig(config=config, version=version)
+
+
+def _default_config_create() -> BotConfig:
+    existing = BotConfig.objects.filter(channel__isnull=True).first()
+    if existing:
+        return existing  # the default exists but is switched off: still better than nothing
+    try:
+        with transaction.atomic():
+            return bot_config_save(config=BotConfig(**bot_config_default_values())).config
+    except IntegrityError:  # another worker created it first (one default, by constraint)
+        return BotConfig.objects.get(channel__isnull=True)
+
+
+EXTRA_FIELD_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def bot_config_fields(*, config: BotConfig) -> list[str]:
+    """The fields the agent collects, in the order it asks for them: the chosen standard
+    fields, then the admin-defined ones."""
+    standard = [f for f in STANDARD_FIELDS if f in (config.fields_to_collect or [])]
+    extra = [
+        f["key"]
+        for f in (config.extra_fields or [])
+        if isinstance(f, dict) and EXTRA_FIELD_KEY.fullmatch(str(f.get("key", ""))) and f["key"] not in STANDARD_FIELDS
+    ]
+    return standard + extra
