@@ -210,3 +210,29 @@ def test_the_redaction_filter_scrubs_tokens_from_records(settings):
     record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed with %s and Bearer abc.def", (f"token={ACCESS_TOKEN}",), None)
     RedactSecretsFilter().filter(record)
     assert ACCESS_TOKEN not in record.getMessage() and "abc.def" not in record.getMessage()
+
+
+def test_it_sends_media_and_templates(graph_api, client_for):
+    graph_api.expect_ordered_request(
+        MESSAGES_PATH,
+        json={
+            "messaging_product": "whatsapp", "recipient_type": "individual", "to": "1", "type": "document",
+            "document": {"id": "media-1", "caption": "Fattura", "filename": "fattura.pdf"},
+        },
+    ).respond_with_json(sent("wamid.doc"))  # fmt: skip
+    graph_api.expect_ordered_request(
+        MESSAGES_PATH,
+        json={
+            "messaging_product": "whatsapp", "recipient_type": "individual", "to": "1", "type": "template",
+            "template": {"name": "order_update", "language": {"code": "it"}, "components": [{"type": "body", "parameters": [{"type": "text", "text": "A-1"}]}]},
+        },
+    ).respond_with_json(sent("wamid.tpl"))  # fmt: skip
+
+    assert client_for.send_media(to="1", kind="document", media_id="media-1", caption="Fattura", filename="fattura.pdf") == "wamid.doc"
+    assert (
+        client_for.send_template(
+            to="1", name="order_update", language="it", components=[{"type": "body", "parameters": [{"type": "text", "text": "A-1"}]}]
+        )
+        == "wamid.tpl"
+    )
+    graph_api.check_assertions()
