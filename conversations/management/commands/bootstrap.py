@@ -1,6 +1,8 @@
-"""Idempotent first-run set-up used by `make run`: the environment's channel, the sandbox
-channel for the simulator, and (with DEBUG on) a demo admin whose login is printed."""
+"""Idempotent set-up run after `migrate` (by `make run`, and safe in a release step): the
+environment's channel, the roles, the sandbox channel for the simulator and (with DEBUG on)
+a demo admin whose login is printed."""
 
+import os
 import secrets
 
 from django.conf import settings
@@ -9,27 +11,42 @@ from django.core.management.base import BaseCommand
 
 from conversations.models import Channel, Provider
 from conversations.services.channels import channel_sync_from_environment
+from whatsbot.roles import role_groups_ensure
 
 SANDBOX_PHONE_ID = "sandbox"
+DEMO_USERNAME = "admin"
+# DEBUG only, under the gitignored var/: lets every `make run` print the login again.
+DEMO_PASSWORD_FILE = settings.VAR_DIR / "demo-admin-password"
+
+
+def sandbox_channel_ensure() -> tuple[Channel, bool]:
+    """The simulator's channel, with its own random app secret (its webhooks are signed
+    and verified like Meta's)."""
+    channel, created = Channel.objects.get_or_create(
+        phone_number_id=SANDBOX_PHONE_ID,
+        defaults={
+            "name": "Simulator",
+            "provider": Provider.SANDBOX,
+            "display_phone_number": "+00 000 0000",
+            "app_secret": secrets.token_urlsafe(32),
+            "verify_token": "",
+        },
+    )
+    if not channel.app_secret:  # erased in admin: the simulator could not sign
+        channel.app_secret = secrets.token_urlsafe(32)
+        channel.save(update_fields=["app_secret", "updated_at"])
+    return channel, created
 
 
 class Command(BaseCommand):
-    help = "Create the environment's channel, the sandbox channel and (DEBUG only) a demo admin."
+    help = "Create the environment's channel, the roles, the sandbox channel and (DEBUG only) a demo admin."
 
     def handle(self, *args, **options):
         channel = channel_sync_from_environment()
         if channel:
             self.stdout.write(f"WhatsApp channel from the environment: {channel}")
-        sandbox, created = Channel.objects.get_or_create(
-            phone_number_id=SANDBOX_PHONE_ID,
-            defaults={
-                "name": "Simulator",
-                "provider": Provider.SANDBOX,
-                "display_phone_number": "+00 000 0000",
-                "app_secret": secrets.token_urlsafe(32),
-                "verify_token": "",
-            },
-        )
+        role_groups_ensure()
+        _, created = sandbox_channel_ensure()
         if created:
             self.stdout.write("Created the sandbox channel for the simulator.")
         if settings.DEBUG:
@@ -37,9 +54,24 @@ class Command(BaseCommand):
 
     def _demo_admin(self) -> None:
         User = get_user_model()
-        if User.objects.filter(username="admin").exists():
-            self.stdout.write("Demo admin exists: log in at http://127.0.0.1:8000/console/ as 'admin' (password as printed on first run).")
+        base = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"
+        user = User.objects.filter(username=DEMO_USERNAME).first()
+        if user is None:
+            password = secrets.token_urlsafe(9)
+            User.objects.create_superuser(DEMO_USERNAME, "admin@example.com", password)
+            DEMO_PASSWORD_FILE.write_text(password + "\n")
+            DEMO_PASSWORD_FILE.chmod(0o600)
+        elif DEMO_PASSWORD_FILE.exists() and user.check_password(DEMO_PASSWORD_FILE.read_text().strip()):
+            password = DEMO_PASSWORD_FILE.read_text().strip()
+        else:
+            self.stdout.write(
+                f"Demo admin exists: log in at {base}/console/ as '{DEMO_USERNAME}' "
+                f"(forgot the password? `.venv/bin/python manage.py changepassword {DEMO_USERNAME}`)."
+            )
             return
-        password = secrets.token_urlsafe(9)
-        User.objects.create_superuser("admin", "admin@example.com", password)
-        self.stdout.write(self.style.SUCCESS(f"Demo admin created: http://127.0.0.1:8000/console/  user: admin  password: {password}"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo login (DEBUG only): {base}/console/  user: {DEMO_USERNAME}  password: {password}\n"
+                f"  Chat as a customer: {base}/console/simulator/   Django admin: {base}/admin/"
+            )
+        )

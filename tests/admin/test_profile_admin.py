@@ -1,0 +1,55 @@
+import pytest
+
+from profiles.models import FieldSource
+from profiles.services import profile_field_set
+from tests.factories import ClientProfileFactory, ConversationFactory, MessageFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_profile_page_says_where_each_value_came_from(admin_member_client, channel, admin_member):
+    conversation = ConversationFactory(channel=channel)
+    profile = conversation.profile
+    message = MessageFactory(conversation=conversation, text="sono Mario di Acme")
+    profile_field_set(profile=profile, field="first_name", value="mario", source=FieldSource.AI, message=message)
+    profile_field_set(profile=profile, field="company", value="Acme", source=FieldSource.STAFF, user=admin_member)
+
+    html = admin_member_client.get(f"/admin/profiles/clientprofile/{profile.pk}/change/").content.decode()
+
+    assert f'href="/admin/conversations/message/{message.pk}/change/"' in html
+    assert f"from message #{message.pk}" in html
+    assert "by alice-admin" in html
+    assert "Mario" in html and "Acme" in html
+
+
+def test_an_admin_edit_is_a_staff_value_the_ai_will_not_overwrite(admin_member_client, admin_member):
+    profile = ClientProfileFactory()
+
+    response = admin_member_client.post(
+        f"/admin/profiles/clientprofile/{profile.pk}/change/",
+        {"first_name": "anna", "last_name": "", "company": "", "email": "ANNA@Example.com",
+         "field_changes-TOTAL_FORMS": "0", "field_changes-INITIAL_FORMS": "0"},
+    )  # fmt: skip
+
+    assert response.status_code == 302
+    profile.refresh_from_db()
+    assert (profile.first_name, profile.email) == ("Anna", "anna@example.com")
+    assert profile.source_of("first_name") == FieldSource.STAFF
+    assert profile.provenance["email"]["user"] == "alice-admin"
+    assert profile_field_set(profile=profile, field="first_name", value="Giulia", source=FieldSource.AI) is None
+    assert profile.field_changes.count() == 2
+
+
+def test_an_invalid_value_is_refused_with_the_reason(admin_member_client):
+    profile = ClientProfileFactory()
+
+    response = admin_member_client.post(
+        f"/admin/profiles/clientprofile/{profile.pk}/change/",
+        {"first_name": "", "last_name": "", "company": "", "email": "not an email",
+         "field_changes-TOTAL_FORMS": "0", "field_changes-INITIAL_FORMS": "0"},
+    )  # fmt: skip
+
+    assert response.status_code == 200
+    assert "email" in response.context_data["adminform"].form.errors
+    profile.refresh_from_db()
+    assert profile.email == ""
