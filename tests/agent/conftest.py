@@ -1,0 +1,259 @@
+"""A fake OpenAI on loopback for the agent's tests, reached through the real SDK.
+
+Every body the client sends to `/responses` and `/conversations` is validated against
+OpenAI's own OpenAPI description (`shared/specs/openai-openapi.yaml`); a test fails at
+teardown if any was invalid.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+import threading
+from collections import deque
+from collections.abc import Callable
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+from werkzeug import Request, Response
+
+from conversations.models import Message, MessageStatus
+from conversations.services.outbound import message_deliver
+
+from ..conftest import SHARED
+
+SPEC_URI = "urn:openai-openapi"
+ITEMS_PATH = re.compile(r"^/v1/conversations/(?P<id>[^/]+)/items$")
+MESSAGES_PATH = "/v23.0/106540352242922/messages"
+
+
+def _without_discriminators(node):
+    # OpenAPI's `discriminator` is not JSON Schema; its mapping confuses nothing but it must go
+    # before validation, as SOURCES.md notes.
+    if isinstance(node, dict):
+        return {k: _without_discriminators(v) for k, v in node.items() if k != "discriminator"}
+    if isinstance(node, list):
+        return [_without_discriminators(v) for v in node]
+    return node
+
+
+@pytest.fixture(scope="session")
+def openai_spec_validators() -> dict[str, Draft202012Validator]:
+    spec = yaml.load((SHARED / "specs" / "openai-openapi.yaml").read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    spec = _without_discriminators(spec)
+    registry = Registry().with_resource(SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT202012))
+    items_body = spec["paths"]["/conversations/{conversation_id}/items"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+
+    def validator(schema: dict) -> Draft202012Validator:
+        return Draft202012Validator(schema, registry=registry)
+
+    return {
+        "responses": validator({"$ref": f"{SPEC_URI}#/components/schemas/CreateResponse"}),
+        "conversations": validator({"$ref": f"{SPEC_URI}#/components/schemas/CreateConversationBody"}),
+        # The items body is written inline on the path; its $refs point into the same document.
+        "items": validator({"$id": f"{SPEC_URI}/items-body", **_rebase_refs(items_body)}),
+    }
+
+
+def _rebase_refs(node):
+    if isinstance(node, dict):
+        return {k: (f"{SPEC_URI}{v}" if k == "$ref" and v.startswith("#") else _rebase_refs(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rebase_refs(v) for v in node]
+    return node
+
+
+def text_output(text: str) -> dict:
+    return {
+        "type": "message",
+        "id": "msg_fake",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
+
+
+def handoff_call(reason: str, call_id: str = "call_handoff_1") -> dict:
+    return {
+        "type": "function_call",
+        "id": "fc_fake",
+        "call_id": call_id,
+        "name": "handoff_to_human",
+        "arguments": json.dumps({"reason": reason}),
+        "status": "completed",
+    }
+
+
+class FakeOpenAI:
+    """Scripted answers. `replies` are popped in order (a str is the reply's text, a dict an
+    output item, an int an HTTP error status); `extract(text)` gives the extraction's fields;
+    `reply_failures` / `extract_failures` are statuses returned before the next success
+    (`always_fail` makes every `/responses` call fail)."""
+
+    def __init__(self, server, validators):
+        self.server = server
+        self.validators = validators
+        self.calls: list[tuple[str, dict]] = []
+        self.invalid: list[str] = []
+        self.replies: deque = deque()
+        self.default_reply = "Certo, ti aiuto volentieri."
+        self.extract: Callable[[str], dict] = lambda text: {}
+        self.reply_failures: deque[int] = deque()
+        self.extract_failures: deque[int] = deque()
+        self.always_fail: int | None = None
+        self.on_reply: Callable[[dict], None] | None = None
+        self.summary_text = "Il cliente Mario Rossi ha chiesto dell'ordine A-1234."
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    # --- what the tests read ----------------------------------------------------------------
+    def bodies(self, kind: str) -> list[dict]:
+        return [body for k, body in self.calls if k == kind]
+
+    @property
+    def reply_requests(self) -> list[dict]:
+        return self.bodies("reply")
+
+    @property
+    def extraction_requests(self) -> list[dict]:
+        return self.bodies("extract")
+
+    @property
+    def conversations_created(self) -> list[dict]:
+        return self.bodies("conversation")
+
+    # --- the server side --------------------------------------------------------------------
+    def _validate(self, kind: str, body: dict) -> None:
+        errors = sorted(self.validators[kind].iter_errors(body), key=lambda e: list(e.path))
+        for error in errors[:3]:
+            self.invalid.append(f"{kind}: {error.message[:300]} at {list(error.absolute_path)}")
+
+    def _json(self, payload: dict, status: int = 200) -> Response:
+        return Response(json.dumps(payload), status=status, content_type="application/json")
+
+    def _error(self, status: int) -> Response:
+        return self._json({"error": {"message": f"fake failure {status}", "type": "server_error", "param": None, "code": None}}, status)
+
+    def handle_responses(self, request: Request) -> Response:
+        body = json.loads(request.get_data())
+        self._validate("responses", body)
+        if (body.get("text") or {}).get("format", {}).get("type") == "json_schema":
+            kind = "extract"
+        elif body.get("conversation"):
+            kind = "reply"
+        else:
+            kind = "summary"
+        with self._lock:
+            self.calls.append((kind, body))
+        if self.always_fail:
+            return self._error(self.always_fail)
+        failures = {"reply": self.reply_failures, "extract": self.extract_failures}.get(kind)
+        if failures:
+            return self._error(failures.popleft())
+        if kind == "extract":
+            text = " ".join(i["content"] for i in body["input"] if isinstance(i.get("content"), str))
+            fields = body["text"]["format"]["schema"]["properties"]
+            values = {key: None for key in fields}
+            values.update(self.extract(text))
+            output = [text_output(json.dumps(values))]
+        elif kind == "summary":
+            output = [text_output(self.summary_text)]
+        else:
+            if self.on_reply:
+                self.on_reply(body)
+            script = self.replies.popleft() if self.replies else self.default_reply
+            if isinstance(script, int):
+                return self._error(script)
+            output = [script] if isinstance(script, dict) else [text_output(script)]
+        return self._json(self.response_object(body, output))
+
+    def response_object(self, body: dict, output: list[dict]) -> dict:
+        conversation = body.get("conversation")
+        return {
+            "id": f"resp_{next(self._ids)}",
+            "object": "response",
+            "created_at": 1767225600,
+            "status": "completed",
+            "model": f"{body.get('model', 'gpt-4.1')}-2025-04-14",
+            "output": output,
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": body.get("tools", []),
+            "conversation": {"id": conversation} if isinstance(conversation, str) else conversation,
+            "usage": {
+                "input_tokens": 1200,
+                "input_tokens_details": {"cached_tokens": 1000},
+                "output_tokens": 40,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": 1240,
+            },
+        }
+
+    def handle_conversations(self, request: Request) -> Response:
+        body = json.loads(request.get_data())
+        self._validate("conversations", body)
+        with self._lock:
+            self.calls.append(("conversation", body))
+        if self.always_fail:
+            return self._error(self.always_fail)
+        return self._json({"id": f"conv_{next(self._ids)}", "object": "conversation", "created_at": 1767225600, "metadata": body.get("metadata") or {}})
+
+    def handle_items(self, request: Request) -> Response:
+        body = json.loads(request.get_data())
+        self._validate("items", body)
+        with self._lock:
+            self.calls.append(("items", {"conversation": ITEMS_PATH.match(request.path)["id"], **body}))
+        data = [{**copy.deepcopy(item), "id": f"item_{next(self._ids)}", "status": "completed"} for item in body["items"]]
+        return self._json({"object": "list", "data": data, "first_id": data[0]["id"], "last_id": data[-1]["id"], "has_more": False})
+
+
+@pytest.fixture
+def fake_openai(httpserver, settings, openai_spec_validators):
+    settings.OPENAI_BASE_URL = httpserver.url_for("/v1")
+    settings.OPENAI_API_KEY = "sk-test-fake-key-0123456789"
+    settings.OPENAI_RETRY_BASE_SECONDS = 0
+    settings.OPENAI_MAX_ATTEMPTS = 3
+    fake = FakeOpenAI(httpserver, openai_spec_validators)
+    httpserver.expect_request("/v1/responses", method="POST").respond_with_handler(fake.handle_responses)
+    httpserver.expect_request("/v1/conversations", method="POST").respond_with_handler(fake.handle_conversations)
+    httpserver.expect_request(ITEMS_PATH, method="POST").respond_with_handler(fake.handle_items)
+    yield fake
+    assert not fake.invalid, "bodies that do not match OpenAI's spec:\n" + "\n".join(fake.invalid)
+
+
+@pytest.fixture
+def offline(settings):
+    """No OpenAI account at all: the offline agent answers."""
+    settings.OPENAI_API_KEY = ""
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens: any call would fail loudly
+
+
+@pytest.fixture
+def graph(graph_api):
+    """The fake Meta: read receipts and sends succeed."""
+    counter = itertools.count(1)
+    graph_api.expect_request(MESSAGES_PATH, method="POST").respond_with_handler(
+        lambda request: Response(json.dumps({"messages": [{"id": f"wamid.out{next(counter)}"}]}), content_type="application/json")
+    )
+    return graph_api
+
+
+def sent_to_whatsapp(graph_api) -> list[str]:
+    """The texts the fake Meta was asked to send (read receipts left out)."""
+    out = []
+    for request, _ in graph_api.log:
+        if request.path == MESSAGES_PATH:
+            body = json.loads(request.get_data())
+            if body.get("type") == "text":
+                out.append(body["text"]["body"])
+    return out
+
+
+def deliver_pending() -> None:
+    for pk in Message.objects.filter(direction="out", status=MessageStatus.PENDING).values_list("pk", flat=True):
+        message_deliver(message_id=pk)
