@@ -95,8 +95,8 @@ def redis_queue(settings):
 
 
 def _reset_celery_pools(app) -> None:
-    if app._pool is not None:
-        app._pool.force_close_all()
+    # Forget (do not close) the pools: kombu keeps them in a global registry keyed by URL,
+    # and a closed one would be handed out again to later tests.
     app._pool = None
     app.amqp._producer_pool = None
 
