@@ -9,33 +9,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from conversations.models import Channel, Provider
+from conversations.console.simulator import sandbox_channel_ensure
 from conversations.services.channels import channel_sync_from_environment
 from whatsbot.roles import role_groups_ensure
 
-SANDBOX_PHONE_ID = "sandbox"
 DEMO_USERNAME = "admin"
 # DEBUG only, under the gitignored var/: lets every `make run` print the login again.
 DEMO_PASSWORD_FILE = settings.VAR_DIR / "demo-admin-password"
-
-
-def sandbox_channel_ensure() -> tuple[Channel, bool]:
-    """The simulator's channel, with its own random app secret (its webhooks are signed
-    and verified like Meta's)."""
-    channel, created = Channel.objects.get_or_create(
-        phone_number_id=SANDBOX_PHONE_ID,
-        defaults={
-            "name": "Simulator",
-            "provider": Provider.SANDBOX,
-            "display_phone_number": "+00 000 0000",
-            "app_secret": secrets.token_urlsafe(32),
-            "verify_token": "",
-        },
-    )
-    if not channel.app_secret:  # erased in admin: the simulator could not sign
-        channel.app_secret = secrets.token_urlsafe(32)
-        channel.save(update_fields=["app_secret", "updated_at"])
-    return channel, created
 
 
 class Command(BaseCommand):

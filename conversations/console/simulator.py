@@ -1,0 +1,305 @@
+"""The simulator: a phone-like page where any staff member chats as a customer.
+
+What the "customer" types becomes a webhook body shaped like Meta's, signed with the sandbox
+channel's own app secret and handed to `webhooks.services.webhook_receive` — the function
+behind `/webhooks/whatsapp/` — which verifies the signature, stores the event, the profile,
+the conversation and the message, and queues the worker on commit. From there everything is
+the production path: the worker claims the message, the agent answers, the answer is stored
+pending and handed to the channel's transport. The sandbox transport sends nothing; this page
+shows the outbound messages it accepted, and reports "delivered" and "read" back through the
+same signed webhook, so the console's ticks move as they would with Meta.
+
+Why call `webhook_receive` rather than POST to our own URL with `requests`: the rows stored
+are identical (the only part skipped is Django's request parsing), while a web worker that
+calls its own server can deadlock when it is the only free worker (gunicorn sync workers,
+`runserver --nothreading`), and from behind a TLS proxy the site's public URL may not be
+reachable from inside at all (SECURE_SSL_REDIRECT, ALLOWED_HOSTS, split DNS). Tests post the
+very same signed body to the real URL to show it is accepted there too.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django import forms
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _, gettext_lazy
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from webhooks import meta
+from webhooks.services import Receipt, channel_cache_clear, webhook_receive
+
+from ..models import Channel, Conversation, Direction, Message, MessageStatus, Provider
+from .access import staff_required
+
+SANDBOX_PHONE_ID = "sandbox"
+SANDBOX_DISPLAY_NUMBER = "+00 000 0000"
+THREAD_LIMIT = 60
+SESSION_WA_ID = "simulator_wa_id"
+SESSION_NAME = "simulator_name"
+
+
+# --- Writes ------------------------------------------------------------------------------------
+
+
+def sandbox_channel_ensure() -> tuple[Channel, bool]:
+    """The simulator's channel, with its own random app secret: its webhooks are signed and
+    verified exactly like Meta's. Created by `manage.py bootstrap` (and here, if missing)."""
+    channel, created = Channel.objects.get_or_create(
+        phone_number_id=SANDBOX_PHONE_ID,
+        defaults={
+            "name": "Simulator",
+            "provider": Provider.SANDBOX,
+            "display_phone_number": SANDBOX_DISPLAY_NUMBER,
+            "app_secret": secrets.token_urlsafe(32),
+        },
+    )
+    if not channel.app_secret:  # erased in admin: the simulator could not sign
+        channel.app_secret = secrets.token_urlsafe(32)
+        channel.save(update_fields=["app_secret", "updated_at"])
+        created = True
+    if created:
+        channel_cache_clear()  # the webhook keeps active channels in memory for a few seconds
+    return channel, created
+
+
+def simulator_webhook_body(*, channel: Channel, value: dict) -> bytes:
+    """A `messages` change for the sandbox number, wrapped the way Meta wraps it."""
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": channel.display_phone_number, "phone_number_id": channel.phone_number_id},
+        **value,
+    }
+    data = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "sandbox-waba", "changes": [{"field": "messages", "value": value}]}],
+    }
+    return json.dumps(data, ensure_ascii=False).encode()
+
+
+def simulator_text_body(*, channel: Channel, wa_id: str, name: str, text: str, wamid: str = "", at: int | None = None) -> bytes:
+    return simulator_webhook_body(
+        channel=channel,
+        value={
+            "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+            "messages": [
+                {
+                    "from": wa_id,
+                    "id": wamid or f"wamid.sandbox.{uuid.uuid4().hex}",
+                    "timestamp": str(at or int(time.time())),
+                    "type": "text",
+                    "text": {"body": text},
+                }
+            ],
+        },
+    )
+
+
+def simulator_signed_post(*, channel: Channel, body: bytes) -> Receipt:
+    """Sign as Meta would and hand the body to the webhook's receiving function."""
+    return webhook_receive(body=body, signature=meta.sign(body, channel.app_secret))
+
+
+def simulator_message_send(*, channel: Channel, wa_id: str, name: str, text: str) -> Receipt:
+    return simulator_signed_post(channel=channel, body=simulator_text_body(channel=channel, wa_id=wa_id, name=name, text=text))
+
+
+def simulator_messages_acknowledge(*, channel: Channel, wa_id: str, wamids: Sequence[str]) -> Receipt | None:
+    """The phone got and showed these messages: "delivered" then "read", as Meta reports them."""
+    if not wamids:
+        return None
+    now = int(time.time())
+    statuses = [
+        {"id": wamid, "status": status, "timestamp": str(now), "recipient_id": wa_id}
+        for wamid in wamids
+        for status in ("delivered", "read")
+    ]
+    return simulator_signed_post(channel=channel, body=simulator_webhook_body(channel=channel, value={"statuses": statuses}))
+
+
+# --- Reads -------------------------------------------------------------------------------------
+
+
+@dataclass
+class PhoneThread:
+    conversation: Conversation | None
+    messages: list[Message]
+    revision: int
+
+    @property
+    def unacknowledged(self) -> list[str]:
+        """Outbound messages the phone shows but has not reported as read yet."""
+        return [
+            m.wamid
+            for m in self.messages
+            if m.direction == Direction.OUTBOUND and m.wamid and m.status in (MessageStatus.SENT, MessageStatus.DELIVERED)
+        ]
+
+
+def sandbox_channel_get() -> Channel | None:
+    return Channel.objects.filter(phone_number_id=SANDBOX_PHONE_ID, provider=Provider.SANDBOX).first()
+
+
+def simulator_revision(*, channel: Channel, wa_id: str) -> int | None:
+    """The thread's change counter: one indexed query, for the cheap poll."""
+    return (
+        Conversation.objects.filter(channel=channel, profile__wa_id=wa_id).values_list("revision", flat=True).first()
+    )
+
+
+def simulator_thread(*, channel: Channel, wa_id: str) -> PhoneThread:
+    """What the phone shows: the customer's messages, and what the transport actually sent
+    (pending and failed bot messages never reached the phone)."""
+    conversation = Conversation.objects.filter(channel=channel, profile__wa_id=wa_id).select_related("profile").first()
+    if conversation is None:
+        return PhoneThread(None, [], -1)
+    latest = list(
+        Message.objects.filter(conversation=conversation)
+        .exclude(direction=Direction.OUTBOUND, status__in=[MessageStatus.PENDING, MessageStatus.FAILED])
+        .order_by("-id")[:THREAD_LIMIT]
+    )
+    latest.reverse()
+    return PhoneThread(conversation, latest, conversation.revision)
+
+
+def simulator_customers(*, channel: Channel, limit: int = 20) -> list[Conversation]:
+    return list(
+        Conversation.objects.filter(channel=channel).select_related("profile").order_by("-last_message_at", "-id")[:limit]
+    )
+
+
+# --- Views -------------------------------------------------------------------------------------
+
+
+def _random_number() -> str:
+    # An Italian mobile shape; the 3900 prefix is not assigned, so it can never be a real customer.
+    return "3900" + "".join(random.choice("0123456789") for _ in range(8))
+
+
+class CustomerForm(forms.Form):
+    name = forms.CharField(label=gettext_lazy("Customer name"), max_length=60, required=False)
+    number = forms.CharField(label=gettext_lazy("WhatsApp number"), max_length=20)
+
+    def clean_number(self) -> str:
+        digits = re.sub(r"[\s+\-().]", "", self.cleaned_data["number"])
+        if not re.fullmatch(r"\d{6,15}", digits):
+            raise forms.ValidationError(_("Digits only, with the country code (6 to 15 digits)."))
+        return digits
+
+
+class MessageForm(forms.Form):
+    text = forms.CharField(max_length=4096, strip=True)
+
+
+def _identity(request: HttpRequest) -> tuple[str, str]:
+    wa_id = request.session.get(SESSION_WA_ID)
+    if not wa_id:
+        wa_id = request.session[SESSION_WA_ID] = _random_number()
+        request.session[SESSION_NAME] = _("Test customer")
+    return wa_id, request.session.get(SESSION_NAME, "")
+
+
+def _context(request: HttpRequest, channel: Channel | None, **extra) -> dict:
+    wa_id, name = _identity(request)
+    thread = simulator_thread(channel=channel, wa_id=wa_id) if channel else PhoneThread(None, [], -1)
+    return {
+        "channel": channel,
+        "channel_usable": bool(channel and channel.is_active and channel.app_secret),
+        "wa_id": wa_id,
+        "name": name,
+        "thread": thread,
+        "customers": simulator_customers(channel=channel) if channel else [],
+        "customer_form": CustomerForm(initial={"name": name, "number": wa_id}),
+        **extra,
+    }
+
+
+@require_GET
+@never_cache
+@staff_required
+def simulator(request: HttpRequest) -> HttpResponse:
+    channel = sandbox_channel_get() or sandbox_channel_ensure()[0]
+    return render(request, "console/simulator.html", _context(request, channel))
+
+
+@require_POST
+@staff_required
+def simulator_customer(request: HttpRequest) -> HttpResponse:
+    """Be another customer: a number typed in, one picked from the list, or a new random one."""
+    if request.POST.get("new"):
+        request.session[SESSION_WA_ID] = _random_number()
+        request.session[SESSION_NAME] = _("Test customer")
+        return redirect("console:simulator")
+    form = CustomerForm(request.POST)
+    if not form.is_valid():
+        channel = sandbox_channel_get()
+        context = _context(request, channel)
+        context["customer_form"] = form
+        return render(request, "console/simulator.html", context, status=400)
+    request.session[SESSION_WA_ID] = form.cleaned_data["number"]
+    request.session[SESSION_NAME] = form.cleaned_data["name"]
+    return redirect("console:simulator")
+
+
+@require_POST
+@staff_required
+def simulator_send(request: HttpRequest) -> HttpResponse:
+    channel = sandbox_channel_get()
+    form = MessageForm(request.POST)
+    error = ""
+    if channel is None or not channel.is_active:
+        error = _("The sandbox channel is missing or deactivated (see Channels in admin).")
+    elif form.is_valid():
+        wa_id, name = _identity(request)
+        receipt = simulator_message_send(channel=channel, wa_id=wa_id, name=name, text=form.cleaned_data["text"])
+        if receipt.status != 200:
+            error = _("The webhook refused the message: %(detail)s") % {"detail": receipt.event.detail}
+    else:
+        error = _("Type a message first.")
+    if not request.htmx:
+        return redirect("console:simulator")
+    context = _context(request, channel, error=error)
+    return render(request, "console/simulator.html#phone_thread", context, status=200)
+
+
+@require_GET
+@never_cache
+@staff_required
+def simulator_poll(request: HttpRequest) -> HttpResponse:
+    """204 while the thread's revision is the one the phone shows (one query); else the thread."""
+    channel = sandbox_channel_get()
+    if channel is None:
+        return HttpResponse(status=204)
+    wa_id, _name = _identity(request)
+    try:
+        shown = int(request.GET.get("rev", ""))
+    except ValueError:
+        shown = None
+    revision = simulator_revision(channel=channel, wa_id=wa_id)
+    if revision is not None and revision == shown or revision is None and shown == -1:
+        return HttpResponse(status=204)
+    return render(request, "console/simulator.html#phone_thread", _context(request, channel))
+
+
+@require_POST
+@staff_required
+def simulator_acknowledge(request: HttpRequest) -> HttpResponse:
+    """The phone displayed the bot's messages: report them delivered and read."""
+    channel = sandbox_channel_get()
+    if channel is None or not channel.is_active:
+        return HttpResponse(status=204)
+    wa_id, _name = _identity(request)
+    shown = set(request.POST.getlist("wamid"))
+    # Only this customer's messages, whatever the page posted.
+    thread = simulator_thread(channel=channel, wa_id=wa_id)
+    simulator_messages_acknowledge(channel=channel, wa_id=wa_id, wamids=[w for w in thread.unacknowledged if w in shown])
+    return HttpResponse(status=204)

@@ -1,0 +1,132 @@
+"""The simulator end to end in Chromium: a customer message from the phone page goes through
+the signed webhook, the worker (run eagerly, in-process) and the offline agent; the bot's
+answer comes back to the phone and its ticks reach the console."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+
+from conversations.console.simulator import sandbox_channel_ensure
+from conversations.models import Direction, Message, MessageStatus
+from tests.factories import UserFactory
+from whatsbot.celery import app as celery_app
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
+]
+
+
+@pytest.fixture
+def eager_worker():
+    """The Celery worker's job, done in the web process as soon as a task is queued."""
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def browser_page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        context = browser.new_context(viewport={"width": 1100, "height": 860}, locale="en-US")
+        yield context
+        context.close()
+        browser.close()
+
+
+def _log_in(context, live_server, user) -> None:
+    """A session like the login view makes (the login form has its own browser test)."""
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session.session_key, "url": live_server.url}])
+
+
+def _shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+
+
+def test_a_customer_chats_with_the_bot_from_the_phone_page(transactional_db, live_server, browser_page, eager_worker):
+    from playwright.sync_api import expect
+
+    sandbox, _ = sandbox_channel_ensure()
+    _log_in(browser_page, live_server, UserFactory(username="simona", first_name="Simona"))
+    page = browser_page.new_page()
+
+    page.goto(f"{live_server.url}/console/simulator/")
+    page.get_by_label("Customer name").fill("Giulia Verdi")
+    page.get_by_label("WhatsApp number").fill("+39 340 123 4567")
+    page.get_by_role("button", name="Write as this customer").click()
+    page.get_by_placeholder("Message").fill("Buongiorno, sono Giulia di Acme, il mio ordine non è arrivato")
+    page.get_by_role("button", name="Send").click()
+
+    expect(page.get_by_test_id("customer-message")).to_contain_text("il mio ordine non è arrivato")
+    expect(page.get_by_test_id("business-message").first).to_be_visible(timeout=15_000)
+    expect(page.get_by_placeholder("Message")).to_have_value("")  # the composer is cleared
+
+    answer = Message.objects.get(direction=Direction.OUTBOUND)
+    assert answer.conversation.channel == sandbox
+    assert answer.conversation.profile.wa_id == "393401234567"
+    # The phone showed it, so it reported it delivered and read, as Meta would.
+    page.wait_for_function("() => !document.querySelector('form[hx-post$=\"/simulator/ack/\"]')", timeout=10_000)
+    answer.refresh_from_db()
+    assert answer.status == MessageStatus.READ
+    _shot(page, "simulator-conversation.png")
+
+    # A second message, a second answer, on the same thread.
+    page.get_by_placeholder("Message").fill("Potete richiamarmi?")
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("customer-message")).to_have_count(2)
+    expect(page.get_by_test_id("business-message")).to_have_count(2, timeout=15_000)
+
+    # The same conversation is a thread in the console.
+    href = page.get_by_test_id("open-in-console").get_attribute("href")
+    assert re.fullmatch(r"/console/c/\d+/", href)
+    _shot(page, "simulator-two-answers.png")
+
+
+def test_the_phone_shows_an_answer_that_arrives_later(transactional_db, live_server, browser_page, eager_worker):
+    """The bot's answer lands after the send's response (a real worker): the poll brings it."""
+    from playwright.sync_api import expect
+
+    from conversations.services.outbound import message_deliver, message_send_text
+
+    sandbox_channel_ensure()
+    _log_in(browser_page, live_server, UserFactory(username="simone"))
+    page = browser_page.new_page()
+    page.goto(f"{live_server.url}/console/simulator/")
+    page.get_by_placeholder("Message").fill("Ciao")
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_test_id("customer-message")).to_have_count(1)
+    expect(page.get_by_test_id("business-message")).to_have_count(1, timeout=15_000)
+
+    # A staff member's reply, stored now and delivered by "the worker" a moment later.
+    celery_app.conf.task_always_eager = False
+    conversation = Message.objects.filter(direction=Direction.INBOUND).get().conversation
+    late = message_send_text(conversation=conversation, text="Risposta arrivata dopo", author="staff")
+    page.wait_for_timeout(1500)
+    expect(page.get_by_text("Risposta arrivata dopo")).to_have_count(0)  # pending: not on the phone yet
+    message_deliver(message_id=late.pk)
+
+    expect(page.get_by_text("Risposta arrivata dopo")).to_be_visible(timeout=5_000)
