@@ -86,3 +86,18 @@ class ProfileFieldChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.field}: {self.old_value!r} → {self.new_value!r} ({self.source})"
+
+
+class StaffPreference(models.Model):
+    """A staff member's console settings (the interface language; Italian by default)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="console_preference")
+    language = models.CharField(_("language"), max_length=8, choices=settings.LANGUAGES, default="it")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("staff preference")
+        verbose_name_plural = _("staff preferences")
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.language})"

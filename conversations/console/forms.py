@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
+from django.utils.translation import gettext_lazy as _
+
+from whatsbot.roles import is_agent
+
+from ..selectors import ListFilter
+
+
+class ConsoleLoginForm(AuthenticationForm):
+    """Django's login form (it calls `authenticate(request=…)`, so django-axes counts every
+    failure) that also turns away accounts that are not staff."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "not_staff": _("This account cannot use the console. Ask an administrator."),
+    }
+
+    def confirm_login_allowed(self, user):
+        super().confirm_login_allowed(user)
+        if not is_agent(user):
+            raise forms.ValidationError(self.error_messages["not_staff"], code="not_staff")
+
+
+class ListForm(forms.Form):
+    q = forms.CharField(required=False, max_length=100)
+    filter = forms.ChoiceField(required=False, choices=[(c, c) for c in ListFilter.CHOICES])
+    cursor = forms.CharField(required=False, max_length=200)
+
+    def values(self) -> dict:
+        if not self.is_valid():
+            return {"query": "", "list_filter": ListFilter.ALL, "cursor": ""}
+        return {
+            "query": self.cleaned_data["q"],
+            "list_filter": self.cleaned_data["filter"] or ListFilter.ALL,
+            "cursor": self.cleaned_data["cursor"],
+        }
+
+
+class ReplyForm(forms.Form):
+    text = forms.CharField(max_length=4096, strip=True)
+
+
+class NoteForm(forms.Form):
+    text = forms.CharField(max_length=4000, strip=True)
+
+
+class LanguageForm(forms.Form):
+    language = forms.ChoiceField(choices=settings.LANGUAGES)

@@ -1,0 +1,365 @@
+"""The staff console: conversation list, thread, client profile. Thin views: reads come
+from `conversations.selectors`, writes go through `conversations.services.console`.
+
+Every page is one template; what htmx swaps is a `{% partialdef %}` of that template, and
+a view renders just the partial when `request.htmx` is true. Links keep a real `href`,
+forms a real `action`, so the console still works (without live updates) without JavaScript.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from datetime import timezone as dt_timezone
+
+from django.contrib import messages as flash
+from django.contrib.auth import get_user_model
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from profiles.models import FieldSource
+from profiles.services import FieldValueError, profile_field_set
+
+from .. import selectors
+from ..models import Conversation
+from ..services import console as actions
+from whatsbot.roles import is_admin
+
+from .access import staff_required
+from .forms import ListForm, NoteForm, ReplyForm
+
+# Re-rendered on a thread poll that saw a change, so their ticks and reactions update.
+RECENT_RERENDER = 30
+
+
+def _no_change() -> HttpResponse:
+    # htmx swaps nothing on a 204 and keeps polling.
+    return HttpResponse(status=204)
+
+
+def _conversation_or_404(pk: int) -> Conversation:
+    try:
+        return selectors.conversation_get(conversation_id=pk)
+    except Conversation.DoesNotExist:
+        raise Http404 from None
+
+
+# --- Conversation list -------------------------------------------------------------------------
+
+
+def _list_context(request: HttpRequest, *, limit: int = selectors.PAGE_SIZE) -> dict:
+    params = ListForm(request.GET).values()
+    # Read before the rows, so a change made while they load is seen by the next poll.
+    since = selectors.conversations_last_change()
+    page = selectors.conversation_list(user=request.user, limit=limit, **params)
+    return {
+        "perms_admin": is_admin(request.user),
+        "page": page,
+        "q": params["query"],
+        "filter": params["list_filter"],
+        "cursor": params["cursor"],
+        "since": since.isoformat() if since else "",
+        "filters": [
+            (selectors.ListFilter.ALL, _("All")),
+            (selectors.ListFilter.NEEDS_HUMAN, _("Needs a human")),
+            (selectors.ListFilter.MINE, _("Mine")),
+            (selectors.ListFilter.UNASSIGNED, _("Unassigned")),
+            (selectors.ListFilter.RESOLVED, _("Resolved")),
+        ],
+    }
+
+
+@staff_required
+@require_GET
+@never_cache
+def inbox(request: HttpRequest) -> HttpResponse:
+    return render(request, "console/inbox.html", _list_context(request))
+
+
+@staff_required
+@require_GET
+@never_cache
+def conversation_rows(request: HttpRequest) -> HttpResponse:
+    """Search, filter, and the next page when the list is scrolled to its end."""
+    if not request.htmx:
+        return redirect(f"{reverse('console:inbox')}?{request.GET.urlencode()}")
+    context = _list_context(request)
+    partial = "list_rows" if context["cursor"] else "list_body"
+    return render(request, f"console/inbox.html#{partial}", context)
+
+
+@staff_required
+@require_GET
+@never_cache
+def list_poll(request: HttpRequest) -> HttpResponse:
+    """204 unless a conversation changed after `since` (one indexed query); otherwise the
+    list again, as many rows as the operator had loaded (so the scroll position holds)."""
+    since = parse_datetime(request.GET.get("since", ""))
+    if since is None or timezone.is_naive(since):
+        since = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+    if selectors.conversations_changed_since(since=since) is None:
+        return _no_change()
+    try:
+        count = max(selectors.PAGE_SIZE, min(int(request.GET.get("count", 0)), selectors.LIST_REFRESH_MAX))
+    except ValueError:
+        count = selectors.PAGE_SIZE
+    return render(request, "console/inbox.html#list_body", _list_context(request, limit=count))
+
+
+# --- Thread --------------------------------------------------------------------------------------
+
+
+def _window(conversation: Conversation) -> dict:
+    now = timezone.now()
+    closes = conversation.window_closes_at
+    return {"open": conversation.window_open(now), "closes_at": closes}
+
+
+def _thread_context(request: HttpRequest, conversation: Conversation) -> dict:
+    thread = selectors.thread_messages(conversation_id=conversation.pk)
+    profile_fields = selectors.profile_panel(conversation=conversation)
+    return {
+        "conversation": conversation,
+        "thread": thread,
+        "window": _window(conversation),
+        "notes": selectors.conversation_notes(conversation_id=conversation.pk),
+        "profile_fields": profile_fields,
+        "missing_fields": [f.label for f in profile_fields if f.missing],
+        "staff": selectors.staff_members(),
+        "quick_replies": selectors.quick_replies_active(),
+    }
+
+
+@staff_required
+@require_GET
+@never_cache
+def thread(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = _conversation_or_404(pk)
+    if actions.conversation_mark_read(conversation_id=pk):
+        conversation.unread_count = 0
+    context = _thread_context(request, conversation)
+    if request.htmx and not request.htmx.history_restore_request:
+        return render(request, "console/thread.html#thread_pane", context)
+    return render(request, "console/thread.html", {**_list_context(request), **context, "active_id": pk})
+
+
+@staff_required
+@require_GET
+@never_cache
+def thread_poll(request: HttpRequest, pk: int) -> HttpResponse:
+    """204 unless the conversation's revision moved past `rev` (one query by primary key).
+    Otherwise: new messages, the recent ones again (ticks, reactions), the header, and the
+    composer if the 24-hour window opened or closed."""
+    try:
+        revision = int(request.GET.get("rev", ""))
+        after = int(request.GET.get("after") or 0)
+    except ValueError:
+        return HttpResponse(status=400)
+    if selectors.conversation_poll(conversation_id=pk, revision=revision) is None:
+        return _no_change()
+    conversation = _conversation_or_404(pk)
+    if actions.conversation_mark_read(conversation_id=pk):
+        conversation.unread_count = 0
+    new = selectors.thread_messages(conversation_id=pk, after_id=after)
+    recent = selectors.thread_messages(conversation_id=pk, before_id=after + 1, limit=RECENT_RERENDER) if after else None
+    if recent and recent.messages:
+        for message in recent.messages:
+            message.show_day = False  # their day separators are already on the page
+        if new.messages:
+            new.messages[0].show_day = new.messages[0].day != recent.messages[-1].day
+    window = _window(conversation)
+    return render(
+        request,
+        "console/thread.html#thread_update",
+        {
+            "conversation": conversation,
+            "new_messages": new.messages,
+            "recent_messages": recent.messages if recent else [],
+            "newest_id": new.newest_id or after,
+            "window": window,
+            "window_changed": str(int(window["open"])) != request.GET.get("win"),
+            "quick_replies": selectors.quick_replies_active() if window["open"] else [],
+            "staff": selectors.staff_members(),
+        },
+    )
+
+
+@staff_required
+@require_GET
+@never_cache
+def thread_older(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        before = int(request.GET["before"])
+    except (KeyError, ValueError):
+        return HttpResponse(status=400)
+    thread = selectors.thread_messages(conversation_id=pk, before_id=before)
+    return render(request, "console/thread.html#older", {"conversation": {"pk": pk}, "thread": thread})
+
+
+# --- Actions -------------------------------------------------------------------------------------
+
+
+def _action_done(request: HttpRequest, pk: int, *, ok: str = "", error: str = "", event: str = "") -> HttpResponse:
+    """htmx: the message goes into the thread's flash area and the thread polls at once.
+    Without JavaScript: back to the thread page with the message."""
+    if not request.htmx:
+        if error:
+            flash.error(request, error)
+        elif ok:
+            flash.success(request, ok)
+        return redirect("console:thread", pk=pk)
+    response = render(request, "console/thread.html#flash", {"error": error, "ok": ok})
+    events = {"poll-now": True}
+    if event and not error:
+        events[event] = True
+    response["HX-Trigger"] = json.dumps(events)
+    return response
+
+
+def _existing(pk: int) -> None:
+    if not Conversation.objects.filter(pk=pk).exists():
+        raise Http404
+
+
+@staff_required
+@require_POST
+def take_over(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        result = actions.conversation_take_over(conversation_id=pk, user=request.user)
+    except Conversation.DoesNotExist:
+        raise Http404 from None
+    if not result.won:
+        return _action_done(
+            request, pk, error=_("%(name)s took this conversation over first.") % {"name": result.holder}
+        )
+    return _action_done(request, pk, ok=_("You are handling this conversation: the bot will not answer."))
+
+
+@staff_required
+@require_POST
+def hand_back(request: HttpRequest, pk: int) -> HttpResponse:
+    _existing(pk)
+    actions.conversation_hand_back(conversation_id=pk, user=request.user)
+    return _action_done(request, pk, ok=_("Handed back to the bot."))
+
+
+@staff_required
+@require_POST
+def resolve(request: HttpRequest, pk: int) -> HttpResponse:
+    _existing(pk)
+    actions.conversation_resolve(conversation_id=pk, user=request.user)
+    return _action_done(request, pk, ok=_("Resolved. The bot will answer the next message."))
+
+
+@staff_required
+@require_POST
+def reopen(request: HttpRequest, pk: int) -> HttpResponse:
+    _existing(pk)
+    actions.conversation_reopen(conversation_id=pk, user=request.user)
+    return _action_done(request, pk, ok=_("Reopened."))
+
+
+@staff_required
+@require_POST
+def assign(request: HttpRequest, pk: int) -> HttpResponse:
+    _existing(pk)
+    assignee = None
+    raw = request.POST.get("assignee", "")
+    if raw:
+        assignee = get_user_model().objects.filter(pk=raw if raw.isdigit() else 0, is_active=True, is_staff=True).first()
+        if assignee is None:
+            return _action_done(request, pk, error=_("Choose an active staff member."))
+    actions.conversation_assign(conversation_id=pk, assignee=assignee, user=request.user)
+    if assignee is None:
+        return _action_done(request, pk, ok=_("Unassigned: the conversation waits for a human in the queue."))
+    name = actions.staff_name(assignee)
+    return _action_done(request, pk, ok=_("Assigned to %(name)s.") % {"name": name})
+
+
+@staff_required
+@require_POST
+def reply(request: HttpRequest, pk: int) -> HttpResponse:
+    _existing(pk)
+    form = ReplyForm(request.POST)
+    if not form.is_valid():
+        return _action_done(request, pk, error=_("Write a message first (at most 4096 characters)."))
+    try:
+        actions.conversation_reply(conversation_id=pk, user=request.user, text=form.cleaned_data["text"])
+    except actions.ConsoleActionError as exc:
+        return _action_done(request, pk, error=str(exc))
+    return _action_done(request, pk, event="reply-sent")
+
+
+@staff_required
+@require_POST
+def note_add(request: HttpRequest, pk: int) -> HttpResponse:
+    _existing(pk)
+    form = NoteForm(request.POST)
+    error = ""
+    if form.is_valid():
+        try:
+            actions.conversation_note_add(conversation_id=pk, user=request.user, text=form.cleaned_data["text"])
+        except actions.ConsoleActionError as exc:
+            error = str(exc)
+    else:
+        error = _("Write the note first (at most 4000 characters).")
+    if not request.htmx:
+        if error:
+            flash.error(request, error)
+        return redirect("console:thread", pk=pk)
+    return render(
+        request,
+        "console/thread.html#notes",
+        {"conversation": {"pk": pk}, "notes": selectors.conversation_notes(conversation_id=pk), "note_error": error},
+    )
+
+
+# --- Client profile ------------------------------------------------------------------------------
+
+
+def _profile_field(conversation: Conversation, key: str) -> selectors.ProfileField:
+    if key not in selectors.profile_field_keys(conversation=conversation):
+        raise Http404
+    for field in selectors.profile_panel(conversation=conversation):
+        if field.key == key:
+            return field
+    return selectors.ProfileField(key=key, label=key.replace("_", " "), value="", source=None, at=None)
+
+
+@staff_required
+@never_cache
+def profile_field(request: HttpRequest, pk: int, key: str) -> HttpResponse:
+    """GET: the field (or, with `?edit=1`, its inline form). POST: save it as a staff value,
+    which the AI will neither ask for again nor overwrite."""
+    conversation = _conversation_or_404(pk)
+    field = _profile_field(conversation, key)
+    context = {"conversation": conversation, "field": field}
+    if request.method == "POST":
+        value = request.POST.get("value", "")
+        try:
+            profile_field_set(
+                profile=conversation.profile, field=key, value=value, source=FieldSource.STAFF, user=request.user
+            )
+        except FieldValueError as exc:
+            if not request.htmx:
+                flash.error(request, str(exc))
+                return redirect("console:thread", pk=pk)
+            return render(request, "console/thread.html#profile_field_form", {**context, "error": str(exc), "value": value})
+        if not request.htmx:
+            return redirect("console:thread", pk=pk)
+        context["field"] = _profile_field(conversation, key)
+        context["saved"] = True
+        return render(request, "console/thread.html#profile_field", context)
+    if request.method != "GET":
+        return HttpResponse(status=405)
+    if request.GET.get("edit"):
+        value = field.value if key != "order_number" else ""
+        return render(request, "console/thread.html#profile_field_form", {**context, "value": value})
+    return render(request, "console/thread.html#profile_field", context)
+

@@ -1,0 +1,373 @@
+"""Reads for the staff console: the conversation list, a thread, the profile panel.
+
+Every function here is a bounded number of queries, whatever the size of the page:
+the list is keyset-paginated on the `conv_recent_idx` index, threads on `msg_thread_idx`,
+and the two polls are a single indexed query each.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from profiles.models import STANDARD_FIELDS, ClientProfile
+
+from .models import BotConfig, Conversation, ConversationNote, ConversationStatus, Message, MessageType, Owner, QuickReply
+
+PAGE_SIZE = 50
+THREAD_PAGE_SIZE = 40
+# The list refreshes at most this many rows at once (what the operator has scrolled through).
+LIST_REFRESH_MAX = 200
+# Trigram indexes need three characters; shorter queries search the profile fields only.
+MESSAGE_SEARCH_MIN_LENGTH = 3
+# What a profile is "complete" with when no bot configuration says otherwise.
+DEFAULT_FIELDS_TO_COLLECT = ("first_name", "last_name", "company", "email")
+
+
+class ListFilter:
+    ALL = "all"
+    NEEDS_HUMAN = "queue"
+    MINE = "mine"
+    UNASSIGNED = "unassigned"
+    RESOLVED = "resolved"
+
+    CHOICES = (ALL, NEEDS_HUMAN, MINE, UNASSIGNED, RESOLVED)
+
+
+# --- Conversation list -------------------------------------------------------------------
+
+
+@dataclass
+class ConversationPage:
+    rows: list[Conversation]
+    next_cursor: str  # empty when this is the last page
+
+
+def _cursor_encode(conversation: Conversation) -> str:
+    at = conversation.last_message_at.isoformat() if conversation.last_message_at else ""
+    return base64.urlsafe_b64encode(f"{at}|{conversation.pk}".encode()).decode().rstrip("=")
+
+
+def _cursor_decode(cursor: str) -> tuple[datetime | None, int] | None:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, pk = raw.split("|")
+        return (parse_datetime(at) if at else None), int(pk)
+    except (ValueError, TypeError):
+        return None
+
+
+def _after_cursor(queryset: QuerySet, cursor: str) -> QuerySet:
+    decoded = _cursor_decode(cursor)
+    if decoded is None:
+        return queryset
+    at, pk = decoded
+    if at is None:
+        # `ORDER BY last_message_at DESC` puts NULLs first (as the index stores them).
+        return queryset.filter(Q(last_message_at__isnull=True, pk__lt=pk) | Q(last_message_at__isnull=False))
+    # The redundant `<= at` is what lets PostgreSQL start the index scan at the cursor
+    # instead of filtering every row before it.
+    return queryset.filter(last_message_at__lte=at).filter(Q(last_message_at__lt=at) | Q(pk__lt=pk))
+
+
+def _search_condition(query: str) -> Q:
+    """Name, WhatsApp name, company, email, number, and (3+ characters) any message text.
+
+    On PostgreSQL each `icontains` (`UPPER(col) LIKE UPPER('%q%')`) is served by a trigram
+    GIN index on `UPPER(col)` (migration profiles/0003); on SQLite it is a plain scan.
+    """
+    profile_match = Q()
+    for name in ("first_name", "last_name", "profile_name", "company", "email"):
+        profile_match |= Q(**{f"{name}__icontains": query})
+    words = query.split()
+    if len(words) > 1:
+        # "Mario Rossi": every word in the first or last name.
+        all_words = Q()
+        for word in words:
+            all_words &= Q(first_name__icontains=word) | Q(last_name__icontains=word)
+        profile_match |= all_words
+    digits = re.sub(r"[\s+\-().]", "", query)
+    if digits.isdigit() and len(digits) >= 3:
+        profile_match |= Q(wa_id__icontains=digits)
+    condition = Q(profile_id__in=ClientProfile.objects.filter(profile_match).values("pk"))
+    if len(query) >= MESSAGE_SEARCH_MIN_LENGTH:
+        condition |= Q(pk__in=Message.objects.filter(text__icontains=query).values("conversation_id"))
+    return condition
+
+
+def _filtered(*, user, list_filter: str, query: str) -> QuerySet:
+    queryset = Conversation.objects.all()
+    if list_filter == ListFilter.NEEDS_HUMAN:
+        queryset = queryset.filter(owner=Owner.HUMAN, status=ConversationStatus.OPEN, assigned_to__isnull=True)
+    elif list_filter == ListFilter.MINE:
+        queryset = queryset.filter(assigned_to=user, status=ConversationStatus.OPEN)
+    elif list_filter == ListFilter.UNASSIGNED:
+        queryset = queryset.filter(assigned_to__isnull=True, status=ConversationStatus.OPEN)
+    elif list_filter == ListFilter.RESOLVED:
+        queryset = queryset.filter(status=ConversationStatus.RESOLVED)
+    if query:
+        queryset = queryset.filter(_search_condition(query))
+    return queryset
+
+
+def conversation_list(
+    *, user, list_filter: str = ListFilter.ALL, query: str = "", cursor: str = "", limit: int = PAGE_SIZE
+) -> ConversationPage:
+    """One page of conversations, most recent first: one query (plus one for the
+    completeness fields when the page is not empty)."""
+    query = " ".join(query.split())[:100]
+    queryset = _filtered(user=user, list_filter=list_filter, query=query)
+    if cursor:
+        queryset = _after_cursor(queryset, cursor)
+    rows = list(
+        queryset.select_related("profile", "assigned_to")
+        .only(
+            "id", "owner", "status", "assigned_to", "last_message_at", "last_message_preview", "unread_count",
+            "changed_at", "channel_id", "handoff_reason",
+            "profile__id", "profile__wa_id", "profile__profile_name", "profile__first_name", "profile__last_name",
+            "profile__company", "profile__email", "profile__order_numbers", "profile__extra",
+            "assigned_to__id", "assigned_to__username", "assigned_to__first_name", "assigned_to__last_name",
+        )  # fmt: skip
+        .order_by("-last_message_at", "-id")[: limit + 1]
+    )
+    next_cursor = _cursor_encode(rows[limit - 1]) if len(rows) > limit else ""
+    rows = rows[:limit]
+    if rows:
+        wanted = fields_to_collect_by_channel()
+        for row in rows:
+            keys = wanted.get(row.channel_id) or wanted.get(None) or list(DEFAULT_FIELDS_TO_COLLECT)
+            row.fields_wanted = len(keys)
+            row.fields_filled = sum(1 for key in keys if row.profile.value_of(key))
+    return ConversationPage(rows=rows, next_cursor=next_cursor)
+
+
+def conversations_last_change() -> datetime | None:
+    """The newest `changed_at` of all conversations (the list poll's starting point)."""
+    return Conversation.objects.order_by("-changed_at").values_list("changed_at", flat=True).first()
+
+
+def conversations_changed_since(*, since: datetime) -> datetime | None:
+    """The list poll: ONE query on `conv_changed_idx`, `SELECT changed_at … WHERE
+    changed_at > since ORDER BY changed_at DESC LIMIT 1`. None when nothing changed."""
+    return (
+        Conversation.objects.filter(changed_at__gt=since)
+        .order_by("-changed_at")
+        .values_list("changed_at", flat=True)
+        .first()
+    )
+
+
+# --- Bot configuration facts the console shows ---------------------------------------------
+
+
+def _field_keys(raw) -> list[str]:
+    keys = []
+    for item in raw or []:
+        key = item.get("key") if isinstance(item, dict) else item
+        if isinstance(key, str) and key:
+            keys.append(key)
+    return keys
+
+
+def fields_to_collect_by_channel() -> dict[int | None, list[str]]:
+    """{channel id (None: every channel): field keys} from the active bot configurations."""
+    result: dict[int | None, list[str]] = {}
+    for channel_id, fields, extra in BotConfig.objects.filter(is_active=True).values_list(
+        "channel_id", "fields_to_collect", "extra_fields"
+    ):
+        keys = _field_keys(fields) or list(DEFAULT_FIELDS_TO_COLLECT)
+        keys += [k for k in _field_keys(extra) if k not in keys]
+        result[channel_id] = keys
+    return result
+
+
+def extra_field_labels() -> dict[str, str]:
+    labels = {}
+    for extra in BotConfig.objects.filter(is_active=True).values_list("extra_fields", flat=True):
+        for item in extra or []:
+            if isinstance(item, dict) and item.get("key"):
+                labels[item["key"]] = str(item.get("label") or item["key"])
+    return labels
+
+
+# --- One conversation ----------------------------------------------------------------------
+
+
+def conversation_get(*, conversation_id: int) -> Conversation:
+    return Conversation.objects.select_related("profile", "assigned_to", "channel").get(pk=conversation_id)
+
+
+def conversation_poll(*, conversation_id: int, revision: int) -> dict | None:
+    """The thread poll: ONE query by primary key, `SELECT revision, … WHERE id = %s AND
+    revision > %s`. None when nothing changed (or the conversation is gone)."""
+    return (
+        Conversation.objects.filter(pk=conversation_id, revision__gt=revision)
+        .values("revision", "last_inbound_at")
+        .first()
+    )
+
+
+@dataclass
+class Thread:
+    messages: list[Message]
+    has_older: bool
+    oldest_id: int | None
+    newest_id: int | None
+
+
+def thread_messages(
+    *, conversation_id: int, before_id: int | None = None, after_id: int | None = None, limit: int = THREAD_PAGE_SIZE
+) -> Thread:
+    """Messages oldest first. `before_id`: the page older than that; `after_id`: everything
+    newer (the poll). Reactions are not bubbles: each is attached to the message it reacts
+    to (`message.reactions`); a reply shows what it quotes (`message.quoted`)."""
+    queryset = Message.objects.filter(conversation_id=conversation_id).exclude(type=MessageType.REACTION)
+    queryset = queryset.select_related("sent_by")
+    if after_id is not None:
+        rows = list(queryset.filter(pk__gt=after_id).order_by("pk")[:200])
+        has_older = False
+    else:
+        if before_id is not None:
+            queryset = queryset.filter(pk__lt=before_id)
+        rows = list(queryset.order_by("-pk")[: limit + 1])
+        has_older = len(rows) > limit
+        rows = rows[:limit][::-1]
+    messages_decorate(conversation_id=conversation_id, messages=rows)
+    previous_day = None
+    for message in rows:
+        message.day = message_day(message)
+        message.show_day = message.day != previous_day
+        previous_day = message.day
+    return Thread(
+        messages=rows,
+        has_older=has_older,
+        oldest_id=rows[0].pk if rows else before_id,
+        newest_id=rows[-1].pk if rows else after_id,
+    )
+
+
+def messages_decorate(*, conversation_id: int, messages: list[Message]) -> None:
+    """Attach reactions and quoted messages: two queries for the whole page at most."""
+    for message in messages:
+        message.reactions = []
+        message.quoted = None
+    wamids = [m.wamid for m in messages if m.wamid]
+    if wamids:
+        latest: dict[str, Message] = {}
+        for reaction in (
+            Message.objects.filter(conversation_id=conversation_id, type=MessageType.REACTION, context_wamid__in=wamids)
+            .only("id", "text", "author", "context_wamid")
+            .order_by("pk")
+        ):
+            latest[f"{reaction.context_wamid}|{reaction.author}"] = reaction  # a later reaction replaces an earlier one
+        by_wamid = {m.wamid: m for m in messages if m.wamid}
+        for reaction in latest.values():
+            if reaction.text:  # an empty emoji removes the reaction
+                by_wamid[reaction.context_wamid].reactions.append(reaction)
+    quoted_wamids = {m.context_wamid for m in messages if m.context_wamid}
+    if quoted_wamids:
+        quoted = {
+            q.wamid: q
+            for q in Message.objects.filter(wamid__in=quoted_wamids).only("id", "wamid", "text", "type", "author")
+        }
+        for message in messages:
+            message.quoted = quoted.get(message.context_wamid)
+
+
+def message_day(message: Message):
+    return timezone.localtime(message.provider_timestamp or message.created_at).date()
+
+
+def conversation_notes(*, conversation_id: int) -> list[ConversationNote]:
+    return list(ConversationNote.objects.filter(conversation_id=conversation_id).select_related("author"))
+
+
+def quick_replies_active() -> list[dict]:
+    return list(QuickReply.objects.filter(is_active=True).values("shortcut", "title", "text"))
+
+
+def staff_members() -> list:
+    return list(
+        get_user_model()
+        .objects.filter(is_active=True, is_staff=True)
+        .only("id", "username", "first_name", "last_name")
+        .order_by("first_name", "username")
+    )
+
+
+# --- Client profile panel ---------------------------------------------------------------------
+
+
+@dataclass
+class ProfileField:
+    key: str
+    label: str
+    value: str
+    source: str | None  # FieldSource value, or None when never set
+    at: datetime | None
+    user: str = ""
+    message: Message | None = None
+    history: list = field(default_factory=list)
+
+    @property
+    def missing(self) -> bool:
+        return not self.value
+
+
+def profile_panel(*, conversation: Conversation) -> list[ProfileField]:
+    """The fields the bot collects for this conversation's channel (plus any field that has
+    a value), with where each value came from. Two queries: bot configs, source messages."""
+    from profiles.models import ClientProfile as Profile
+
+    profile = conversation.profile
+    wanted = fields_to_collect_by_channel()
+    keys = list(wanted.get(conversation.channel_id) or wanted.get(None) or DEFAULT_FIELDS_TO_COLLECT)
+    for key in STANDARD_FIELDS:
+        if key not in keys and profile.value_of(key):
+            keys.append(key)
+    for key in profile.extra:
+        if key not in keys:
+            keys.append(key)
+    labels = {name: str(Profile._meta.get_field(name).verbose_name) for name in STANDARD_FIELDS if name != "order_number"}
+    labels["order_number"] = str(Profile._meta.get_field("order_numbers").verbose_name)
+    labels.update(extra_field_labels())
+    fields = []
+    message_ids = set()
+    for key in keys:
+        entry = profile.provenance.get(key) or {}
+        at = parse_datetime(entry["at"]) if entry.get("at") else None
+        if entry.get("message_id"):
+            message_ids.add(entry["message_id"])
+        value = ", ".join(profile.order_numbers) if key == "order_number" else profile.value_of(key)
+        fields.append(
+            ProfileField(
+                key=key,
+                label=labels.get(key, key.replace("_", " ")),
+                value=value,
+                source=entry.get("source"),
+                at=at,
+                user=entry.get("user", ""),
+            )
+        )
+        fields[-1].message_id = entry.get("message_id")
+    if message_ids:
+        messages = Message.objects.in_bulk(message_ids)
+        for f in fields:
+            f.message = messages.get(f.message_id)
+    return fields
+
+
+def profile_field_keys(*, conversation: Conversation) -> set[str]:
+    """Fields staff may edit on this conversation's profile."""
+    wanted = fields_to_collect_by_channel()
+    keys = set(wanted.get(conversation.channel_id) or wanted.get(None) or DEFAULT_FIELDS_TO_COLLECT)
+    keys.update(STANDARD_FIELDS)
+    keys.update(conversation.profile.extra)
+    return keys

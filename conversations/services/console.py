@@ -1,0 +1,149 @@
+"""What staff do in the console: take over, hand back, resolve, reopen, assign, reply, notes.
+
+Ownership changes are conditional updates, never check-then-set: when two staff members
+press "Take over" at the same moment, PostgreSQL serialises the two UPDATEs on the row and
+re-checks the second one's WHERE against the first one's result, so exactly one row count
+is 1 and the other caller learns who got there first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from ..models import Author, Conversation, ConversationNote, ConversationStatus, Message, Owner, SERVICE_WINDOW
+from .outbound import message_send_text
+
+NOTE_MAX_LENGTH = 4000
+# WhatsApp's limit for a text message body.
+REPLY_MAX_LENGTH = 4096
+
+
+class ConsoleActionError(Exception):
+    """The action cannot be done; the message is for the staff member."""
+
+
+class TakenByOther(ConsoleActionError):
+    def __init__(self, holder: str):
+        self.holder = holder
+        super().__init__(_("%(name)s is already handling this conversation.") % {"name": holder})
+
+
+class WindowClosed(ConsoleActionError):
+    def __init__(self):
+        super().__init__(
+            _(
+                "The 24-hour window is closed: the customer has not written in the last 24 hours. "
+                "Only an approved template can be sent now."
+            )
+        )
+
+
+def staff_name(user) -> str:
+    if user is None:
+        return ""
+    return user.get_full_name() or user.get_username()
+
+
+def _changed(**values) -> dict:
+    now = timezone.now()
+    return {**values, "revision": F("revision") + 1, "changed_at": now}
+
+
+@dataclass
+class TakeOver:
+    won: bool
+    holder: str = ""  # who holds it, when not won
+
+
+def conversation_take_over(*, conversation_id: int, user) -> TakeOver:
+    """Make `user` the human owner. Wins when the bot owns the conversation, nobody is
+    assigned, or `user` already is; loses (and says to whom) when another staff member holds it."""
+    claimable = Q(owner=Owner.BOT) | Q(assigned_to__isnull=True) | Q(assigned_to=user)
+    won = Conversation.objects.filter(claimable, pk=conversation_id).update(
+        **_changed(owner=Owner.HUMAN, assigned_to=user, handoff_at=timezone.now(), status=ConversationStatus.OPEN)
+    )
+    if won:
+        return TakeOver(won=True)
+    holder = Conversation.objects.select_related("assigned_to").filter(pk=conversation_id).first()
+    if holder is None:
+        raise Conversation.DoesNotExist
+    return TakeOver(won=False, holder=staff_name(holder.assigned_to))
+
+
+def conversation_hand_back(*, conversation_id: int, user) -> None:
+    """The bot answers again. Clears the assignment and the hand-off reason."""
+    Conversation.objects.filter(pk=conversation_id).update(
+        **_changed(owner=Owner.BOT, assigned_to=None, handoff_reason="", handoff_at=None)
+    )
+
+
+def conversation_resolve(*, conversation_id: int, user) -> None:
+    """Done. The next customer message reopens it, and the bot answers it."""
+    Conversation.objects.filter(pk=conversation_id).update(
+        **_changed(status=ConversationStatus.RESOLVED, owner=Owner.BOT, assigned_to=None, handoff_reason="", unread_count=0)
+    )
+
+
+def conversation_reopen(*, conversation_id: int, user) -> None:
+    Conversation.objects.filter(pk=conversation_id).update(**_changed(status=ConversationStatus.OPEN))
+
+
+def conversation_assign(*, conversation_id: int, assignee, user) -> None:
+    """Assign to a staff member (who then owns it instead of the bot), or to nobody (it
+    waits in the queue for a human)."""
+    if assignee is not None:
+        values = _changed(assigned_to=assignee, owner=Owner.HUMAN, status=ConversationStatus.OPEN)
+    else:
+        values = _changed(assigned_to=None)
+    Conversation.objects.filter(pk=conversation_id).update(**values)
+
+
+def conversation_mark_read(*, conversation_id: int) -> bool:
+    """A staff member has the thread open: nothing is unread any more. Only the list shows
+    the count, so only `changed_at` moves (the open thread's poll is not woken up)."""
+    return bool(
+        Conversation.objects.filter(pk=conversation_id, unread_count__gt=0).update(unread_count=0, changed_at=timezone.now())
+    )
+
+
+def conversation_note_add(*, conversation_id: int, user, text: str) -> ConversationNote:
+    text = text.strip()
+    if not text:
+        raise ConsoleActionError(_("The note is empty."))
+    if len(text) > NOTE_MAX_LENGTH:
+        raise ConsoleActionError(_("The note is too long."))
+    with transaction.atomic():
+        note = ConversationNote.objects.create(conversation_id=conversation_id, author=user, text=text)
+        Conversation.objects.filter(pk=conversation_id).update(**_changed())
+    return note
+
+
+def conversation_reply(*, conversation_id: int, user, text: str) -> Message:
+    """A staff member's free-text reply: stored at once as pending, delivered by the Celery
+    task after commit. Sending takes the conversation over (the bot stops answering)."""
+    text = text.strip()
+    if not text:
+        raise ConsoleActionError(_("The message is empty."))
+    if len(text) > REPLY_MAX_LENGTH:
+        raise ConsoleActionError(_("The message is too long (at most %(n)d characters).") % {"n": REPLY_MAX_LENGTH})
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        if not conversation.last_inbound_at or conversation.last_inbound_at + SERVICE_WINDOW <= timezone.now():
+            raise WindowClosed()
+        taken = conversation_take_over(conversation_id=conversation_id, user=user)
+        if not taken.won:
+            raise TakenByOther(taken.holder)
+        conversation.refresh_from_db()
+        return message_send_text(conversation=conversation, text=text, author=Author.STAFF, user=user)
+
+
+def staff_language_set(*, user, language: str) -> str:
+    from profiles.models import StaffPreference
+
+    StaffPreference.objects.update_or_create(user=user, defaults={"language": language})
+    return language

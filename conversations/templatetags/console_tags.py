@@ -1,0 +1,103 @@
+"""Small presentation helpers for the console templates."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from django import template
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
+
+from ..models import Owner
+
+register = template.Library()
+
+
+@register.filter
+def owner_state(conversation) -> str:
+    """bot, queue (a human is needed and nobody has it), or human."""
+    if conversation.owner == Owner.BOT:
+        return "bot"
+    return "human" if conversation.assigned_to_id else "queue"
+
+
+@register.filter
+def staff_name(user) -> str:
+    if not user:
+        return ""
+    return user.get_full_name() or user.get_username()
+
+
+@register.filter
+def initials(name: str) -> str:
+    letters = [w[0] for w in str(name).replace("+", "").split() if w]
+    return ("".join(letters[:2]) or "?").upper()
+
+
+@register.filter
+def list_time(value: datetime | None) -> str:
+    """WhatsApp-style: the time today, "yesterday", the weekday this week, else the date."""
+    if not value:
+        return ""
+    local = timezone.localtime(value)
+    today = timezone.localdate()
+    days = (today - local.date()).days
+    if days <= 0:
+        return formats.time_format(local, "H:i")
+    if days == 1:
+        return _("yesterday")
+    if days < 7:
+        return formats.date_format(local, "l")
+    return formats.date_format(local, "SHORT_DATE_FORMAT")
+
+
+@register.filter
+def day_label(value: date) -> str:
+    days = (timezone.localdate() - value).days
+    if days == 0:
+        return _("Today")
+    if days == 1:
+        return _("Yesterday")
+    return formats.date_format(value, "DATE_FORMAT")
+
+
+@register.filter
+def local_time(value: datetime | None) -> str:
+    return formats.time_format(timezone.localtime(value), "H:i") if value else ""
+
+
+@register.filter
+def map_url(message) -> str:
+    location = (message.payload or {}).get("location") or {}
+    try:
+        lat, lon = float(location["latitude"]), float(location["longitude"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    return f"https://www.openstreetmap.org/?mlat={lat:.6f}&mlon={lon:.6f}#map=17/{lat:.6f}/{lon:.6f}"
+
+
+@register.filter
+def contact_cards(message) -> list[dict]:
+    cards = []
+    for card in (message.payload or {}).get("contacts") or []:
+        if not isinstance(card, dict):
+            continue
+        cards.append(
+            {
+                "name": (card.get("name") or {}).get("formatted_name") or "",
+                "phones": [p.get("phone", "") for p in card.get("phones") or [] if isinstance(p, dict)],
+                "emails": [e.get("email", "") for e in card.get("emails") or [] if isinstance(e, dict)],
+            }
+        )
+    return cards
+
+
+@register.filter
+def sender_label(message) -> str:
+    if message.author == "bot":
+        return _("Bot")
+    if message.author == "staff":
+        return staff_name(message.sent_by) or _("Staff")
+    if message.author == "system":
+        return _("System")
+    return ""

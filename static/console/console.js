@@ -1,0 +1,196 @@
+/* whatsbot console: the little the server cannot do. Everything works without it, minus
+   live updates, Enter-to-send, the `/` quick-reply picker and the window countdown. */
+(function () {
+  "use strict";
+
+  function messagesBox() { return document.getElementById("messages-scroll"); }
+
+  function nearBottom(box) { return box.scrollHeight - box.scrollTop - box.clientHeight < 120; }
+
+  function scrollToBottom() {
+    var box = messagesBox();
+    if (box) box.scrollTop = box.scrollHeight;
+  }
+
+  // Keep one separator per day and one copy of each message (a poll and a reply may race).
+  function tidyThread() {
+    var messages = document.getElementById("messages");
+    if (!messages) return;
+    var days = {};
+    messages.querySelectorAll(".day").forEach(function (el) {
+      var d = el.getAttribute("data-day");
+      if (days[d]) el.remove(); else days[d] = true;
+    });
+    var seen = {};
+    var rows = messages.querySelectorAll(".msg-row");
+    for (var i = rows.length - 1; i >= 0; i--) {
+      if (seen[rows[i].id]) rows[i].remove(); else seen[rows[i].id] = true;
+    }
+  }
+
+  function markActive() {
+    var m = location.pathname.match(/\/c\/(\d+)\//);
+    document.querySelectorAll(".conv.active").forEach(function (el) { el.classList.remove("active"); });
+    if (m) {
+      var row = document.getElementById("conv-" + m[1]);
+      if (row) row.classList.add("active");
+    }
+    document.body.classList.toggle("has-thread", !!document.getElementById("thread"));
+  }
+
+  // --- 24-hour window countdown ------------------------------------------------------------
+  function formatLeft(ms) {
+    var minutes = Math.max(0, Math.floor(ms / 60000));
+    var h = Math.floor(minutes / 60), m = minutes % 60;
+    return h > 0 ? h + "h " + (m < 10 ? "0" : "") + m + "m" : m + "m";
+  }
+  function tickCountdown() {
+    var el = document.getElementById("window-countdown");
+    if (!el || !el.classList.contains("open")) return;
+    var closes = Date.parse(el.getAttribute("data-closes-at") || "");
+    if (isNaN(closes)) return;
+    var left = closes - Date.now();
+    var remaining = el.querySelector(".remaining");
+    if (left <= 0) {
+      el.classList.remove("open"); el.classList.add("closed");
+      el.textContent = "🔒 " + el.getAttribute("data-label-closed");
+      // The composer must close too: fetch the thread again.
+      if (window.htmx) htmx.ajax("GET", location.pathname, { target: "#thread-pane" });
+      return;
+    }
+    if (remaining) remaining.textContent = formatLeft(left);
+    el.classList.toggle("soon", left < 60 * 60 * 1000);
+  }
+  setInterval(tickCountdown, 15000);
+
+  // --- Composer: Enter sends, grows with the text, `/` opens the quick replies --------------
+  function quickReplies() {
+    var data = document.getElementById("quick-replies");
+    try { return data ? JSON.parse(data.textContent) : []; } catch (e) { return []; }
+  }
+  var picker = { open: false, index: 0, items: [] };
+
+  function renderPicker(textarea) {
+    var box = document.getElementById("qr-picker");
+    if (!box) return;
+    var value = textarea.value;
+    if (value.charAt(0) !== "/" || value.indexOf("\n") !== -1) { closePicker(); return; }
+    var term = value.slice(1).toLowerCase();
+    picker.items = quickReplies().filter(function (q) {
+      return q.shortcut.toLowerCase().indexOf(term) === 0 || q.title.toLowerCase().indexOf(term) !== -1;
+    });
+    picker.index = Math.min(picker.index, Math.max(0, picker.items.length - 1));
+    box.innerHTML = "";
+    if (!picker.items.length) {
+      var empty = document.createElement("div");
+      empty.className = "qr-empty"; empty.textContent = "—";
+      box.appendChild(empty);
+    }
+    picker.items.forEach(function (q, i) {
+      var item = document.createElement("div");
+      item.className = "qr-item" + (i === picker.index ? " selected" : "");
+      item.setAttribute("role", "option");
+      item.setAttribute("data-shortcut", q.shortcut);
+      var b = document.createElement("b"); b.textContent = "/" + q.shortcut + " ";
+      var t = document.createElement("span"); t.textContent = q.title;
+      var p = document.createElement("span"); p.className = "muted"; p.textContent = q.text;
+      item.appendChild(b); item.appendChild(t); item.appendChild(p);
+      item.addEventListener("mousedown", function (ev) { ev.preventDefault(); choose(textarea, i); });
+      box.appendChild(item);
+    });
+    box.hidden = false; picker.open = true;
+  }
+  function closePicker() {
+    var box = document.getElementById("qr-picker");
+    if (box) box.hidden = true;
+    picker.open = false; picker.index = 0;
+  }
+  function choose(textarea, i) {
+    var q = picker.items[i];
+    if (!q) return;
+    textarea.value = q.text;
+    closePicker(); autosize(textarea); textarea.focus();
+  }
+  function autosize(textarea) {
+    textarea.style.height = "auto";
+    textarea.style.height = Math.min(textarea.scrollHeight, 140) + "px";
+  }
+
+  document.addEventListener("input", function (ev) {
+    if (ev.target.id !== "composer-text") return;
+    autosize(ev.target); renderPicker(ev.target);
+  });
+  document.addEventListener("keydown", function (ev) {
+    var t = ev.target;
+    if (t.id !== "composer-text") return;
+    if (picker.open && picker.items.length) {
+      if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
+        ev.preventDefault();
+        picker.index = (picker.index + (ev.key === "ArrowDown" ? 1 : picker.items.length - 1)) % picker.items.length;
+        renderPicker(t); return;
+      }
+      if (ev.key === "Enter" || ev.key === "Tab") { ev.preventDefault(); choose(t, picker.index); return; }
+    }
+    if (ev.key === "Escape") { closePicker(); return; }
+    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      if (t.value.trim()) t.form.requestSubmit();
+    }
+  });
+
+  document.addEventListener("reply-sent", function () {
+    var t = document.getElementById("composer-text");
+    if (t) { t.value = ""; autosize(t); closePicker(); t.focus(); }
+  });
+
+  // --- Profile panel toggle (narrow screens), in-thread anchors -------------------------------
+  document.addEventListener("click", function (ev) {
+    var toggle = ev.target.closest("[data-toggle-panel]");
+    if (toggle) {
+      var thread = document.getElementById("thread");
+      if (thread && window.matchMedia("(max-width: 1200px)").matches) thread.classList.toggle("show-panel");
+      return;
+    }
+    var link = ev.target.closest('a[href^="#msg-"]');
+    if (link) {
+      var target = document.querySelector(link.getAttribute("href"));
+      if (target) {
+        ev.preventDefault();
+        target.scrollIntoView({ block: "center" });
+        target.classList.add("flash-target");
+        setTimeout(function () { target.classList.remove("flash-target"); }, 1600);
+      }
+    }
+  });
+
+  // --- htmx hooks ------------------------------------------------------------------------------
+  var keepFromBottom = null, stickToBottom = false;
+  document.addEventListener("htmx:beforeSwap", function (ev) {
+    var box = messagesBox();
+    if (!box) return;
+    var elt = ev.detail.target;
+    if (elt && elt.hasAttribute && elt.hasAttribute("data-older")) keepFromBottom = box.scrollHeight - box.scrollTop;
+    if (elt && elt.id === "thread-poller") stickToBottom = nearBottom(box);
+  });
+  document.addEventListener("htmx:afterSettle", function (ev) {
+    var elt = ev.detail.elt;
+    tidyThread();
+    var box = messagesBox();
+    if (keepFromBottom !== null && box) { box.scrollTop = box.scrollHeight - keepFromBottom; keepFromBottom = null; }
+    if (elt && elt.id === "thread-pane") { scrollToBottom(); tickCountdown(); }
+    if (stickToBottom) { scrollToBottom(); stickToBottom = false; }
+    markActive();
+    document.querySelectorAll("[data-autohide]").forEach(function (el) {
+      setTimeout(function () { el.remove(); }, 4000);
+    });
+  });
+  // A thread opened from the list: the URL changed, so the list highlights it.
+  document.addEventListener("htmx:pushedIntoHistory", markActive);
+
+  document.addEventListener("DOMContentLoaded", function () {
+    scrollToBottom(); markActive(); tickCountdown();
+    document.querySelectorAll("[data-autohide]").forEach(function (el) {
+      setTimeout(function () { el.remove(); }, 4000);
+    });
+  });
+})();
