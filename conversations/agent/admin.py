@@ -8,15 +8,17 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
-from django.utils.html import format_html
-from django.views.decorators.http import require_POST
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
 
 from profiles.models import STANDARD_FIELDS
 from profiles.services import DEFAULT_ORDER_NUMBER_PATTERN
 
-from ..models import BotConfig, BotConfigVersion
+from ..models import BotConfig
 from ..services.botconfig import EXTRA_FIELD_KEY, bot_config_default_values, bot_config_restore, bot_config_save
 from .prompts import FIELD_LABELS
 
@@ -70,57 +72,48 @@ class BotConfigForm(forms.ModelForm):
         return value
 
 
-class BotConfigVersionInline(admin.TabularInline):
-    model = BotConfigVersion
-    extra = 0
-    can_delete = False
-    fields = ("version", "created_at", "created_by", "changes", "restore")
-    readonly_fields = fields
-    verbose_name_plural = "History (newest first)"
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="Settings")
-    def changes(self, obj: BotConfigVersion):
-        data = {k: v for k, v in obj.data.items() if k != "instructions"}
-        return format_html("<details><summary>show</summary><pre>{}</pre><pre>{}</pre></details>",
-                           obj.data.get("instructions", ""), json.dumps(data, indent=1, ensure_ascii=False))  # fmt: skip
-
-    @admin.display(description="")
-    def restore(self, obj: BotConfigVersion):
-        if obj.version == obj.config.version:
-            return "current"
-        url = reverse("admin:conversations_botconfig_restore", args=[obj.config_id, obj.version])
-        return format_html(
-            '<button type="submit" form="restore-form" formaction="{}" class="button">Restore v{}</button>', url, obj.version
-        )
-
-
 @admin.register(BotConfig)
 class BotConfigAdmin(admin.ModelAdmin):
     form = BotConfigForm
-    inlines = [BotConfigVersionInline]
     list_display = ("name", "channel", "model", "is_active", "version", "updated_at", "updated_by")
     list_filter = ("is_active",)
-    readonly_fields = ("version", "updated_at", "updated_by")
+    readonly_fields = ("version", "updated_at", "updated_by", "history")
     change_form_template = "admin/conversations/botconfig/change_form.html"
     fieldsets = (
         (None, {"fields": ("name", "channel", "is_active", "version", "updated_at", "updated_by")}),
         ("Model", {"fields": ("model", "instructions", "prompt_id", "prompt_version", "prompt_variables", "temperature", "max_output_tokens")}),
         ("Knowledge and data to collect", {"fields": ("vector_store_ids", "fields_to_collect", "extra_fields", "order_number_pattern")}),
         ("Messages", {"fields": ("holding_message", "handoff_message")}),
+        ("History (newest first)", {"fields": ("history",)}),
     )
+
+    @admin.display(description="Versions")
+    def history(self, obj: BotConfig):
+        if obj is None or obj.pk is None:
+            return "-"
+        rows = []
+        for version in obj.versions.select_related("created_by"):
+            data = {k: v for k, v in version.data.items() if k != "instructions"}
+            if version.version == obj.version:
+                action = "current"
+            else:
+                url = reverse("admin:conversations_botconfig_restore", args=[obj.pk, version.version])
+                action = format_html(
+                    '<button type="submit" form="restore-form" formaction="{}" class="button">Restore v{}</button>', url, version.version
+                )
+            rows.append(format_html(
+                "<tr><td>v{}</td><td>{}</td><td>{}</td><td><details><summary>settings</summary><pre>{}</pre><pre>{}</pre>"
+                "</details></td><td>{}</td></tr>",
+                version.version, date_format(timezone.localtime(version.created_at), "SHORT_DATETIME_FORMAT"),
+                version.created_by or "", version.data.get("instructions", ""), json.dumps(data, indent=1, ensure_ascii=False), action,
+            ))  # fmt: skip
+        return format_html("<table>{}</table>", format_html_join("", "{}", ((row,) for row in rows)))
 
     def get_changeform_initial_data(self, request):
         return {**bot_config_default_values(), "name": "", **super().get_changeform_initial_data(request)}
 
     def save_model(self, request, obj, form, change):
         bot_config_save(config=obj, user=request.user)
-
-    def save_related(self, request, form, formsets, change):
-        # Versions are written by bot_config_save only; the inline is read-only.
-        form.save_m2m()
 
     def get_urls(self):
         return [
@@ -130,14 +123,11 @@ class BotConfigAdmin(admin.ModelAdmin):
         ]
 
     def restore_view(self, request, config_id: int, version: int):
-        return _restore(self, request, config_id, version)
-
-
-@require_POST
-def _restore(model_admin: BotConfigAdmin, request, config_id: int, version: int):
-    config = get_object_or_404(BotConfig, pk=config_id)
-    if not model_admin.has_change_permission(request, config):
-        raise PermissionDenied
-    saved = bot_config_restore(config=config, version=version, user=request.user)
-    messages.success(request, f"Version {version} restored as version {saved.version}.")
-    return redirect("admin:conversations_botconfig_change", config.pk)
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        config = get_object_or_404(BotConfig, pk=config_id)
+        if not self.has_change_permission(request, config):
+            raise PermissionDenied
+        saved = bot_config_restore(config=config, version=version, user=request.user)
+        messages.success(request, f"Version {version} restored as version {saved.version}.")
+        return redirect("admin:conversations_botconfig_change", config.pk)

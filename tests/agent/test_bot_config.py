@@ -1,0 +1,109 @@
+"""Bot configurations: a default from the settings, versions on every save, restore, admin."""
+
+import pytest
+
+from conversations.agent.prompts import DEFAULT_INSTRUCTIONS
+from conversations.agent.service import burst_answer
+from conversations.models import BotConfig, BotConfigVersion
+from conversations.services import pipeline
+from conversations.services.botconfig import bot_config_fields, bot_config_for_channel, bot_config_restore, bot_config_save
+
+from ..factories import ChannelFactory, ConversationFactory, MessageFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_default_configuration_is_created_from_the_settings_on_first_need(settings):
+    settings.OPENAI_MODEL = "gpt-4.1-mini"
+    channel = ChannelFactory()
+
+    active = bot_config_for_channel(channel=channel)
+
+    assert active.config.channel is None and active.config.model == "gpt-4.1-mini"
+    assert active.config.instructions == DEFAULT_INSTRUCTIONS
+    assert DEFAULT_INSTRUCTIONS.startswith(
+        "Sei un agente WhatsApp incaricato dell'assistenza clienti e dell'acquisizione delle informazioni di base del contatto."
+    )
+    assert bot_config_fields(config=active.config) == ["first_name", "last_name", "company", "email", "order_number"]
+    assert active.version.version == 1
+    assert bot_config_for_channel(channel=channel).config.pk == active.config.pk  # not twice
+
+
+def test_a_channel_s_own_configuration_wins_over_the_default():
+    channel = ChannelFactory()
+    bot_config_for_channel(channel=channel)
+    own = bot_config_save(config=BotConfig(name="Negozio", channel=channel, extra_fields=[{"key": "vat_number", "label": "Partita IVA"}],
+                                           fields_to_collect=["email"])).config  # fmt: skip
+
+    assert bot_config_for_channel(channel=channel).config.pk == own.pk
+    assert bot_config_fields(config=own) == ["email", "vat_number"]
+
+
+def test_every_save_keeps_a_version_and_a_restore_is_a_new_version():
+    user = UserFactory()
+    config = bot_config_save(config=BotConfig(name="Bot", instructions="prima"), user=user).config
+    config.instructions = "seconda"
+    bot_config_save(config=config, user=user)
+
+    restored = bot_config_restore(config=config, version=1, user=user)
+
+    config.refresh_from_db()
+    assert config.version == 3 and restored.version == 3 and config.instructions == "prima"
+    assert list(BotConfigVersion.objects.filter(config=config).values_list("version", "data__instructions")) == [
+        (3, "prima"), (2, "seconda"), (1, "prima"),
+    ]  # fmt: skip
+
+
+def test_each_bot_message_records_the_version_that_answered(offline, graph):
+    conversation = ConversationFactory()
+    message = MessageFactory(conversation=conversation, text="Ciao")
+    pipeline.inbound_handle(message_id=message.pk)
+    burst_answer(message_id=message.pk)
+
+    bot = conversation.messages.get(direction="out")
+    active = bot_config_for_channel(channel=conversation.channel)
+    assert bot.bot_config_version == active.version
+
+
+@pytest.fixture
+def admin_client(client):
+    admin = UserFactory(username="boss", is_superuser=True)
+    client.force_login(admin)
+    return client
+
+
+def test_admin_saves_versions_shows_the_history_and_restores(admin_client):
+    config = bot_config_save(config=BotConfig(name="Bot", instructions="prima")).config
+    url = f"/admin/conversations/botconfig/{config.pk}/change/"
+    page = admin_client.get(url)
+    assert page.status_code == 200 and b"History" in page.content
+
+    form = {
+        "name": "Bot", "is_active": "on", "model": "gpt-4.1", "instructions": "seconda", "prompt_id": "", "prompt_version": "",
+        "prompt_variables": "{}", "vector_store_ids": '["vs_123"]', "fields_to_collect": ["first_name", "email"],
+        "extra_fields": '[{"key": "vat_number", "label": "Partita IVA"}]', "order_number_pattern": r"\d{6}",
+        "temperature": "", "max_output_tokens": "", "holding_message": "Attendi", "handoff_message": "Ti passo un collega",
+    }  # fmt: skip
+    response = admin_client.post(url, form)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    config.refresh_from_db()
+    assert config.version == 2 and config.fields_to_collect == ["first_name", "email"] and config.vector_store_ids == ["vs_123"]
+
+    page = admin_client.get(url)
+    assert b"Restore v1" in page.content
+    response = admin_client.post(f"/admin/conversations/botconfig/{config.pk}/restore/1/")
+    assert response.status_code == 302
+    config.refresh_from_db()
+    assert config.version == 3 and config.instructions == "prima"
+
+
+def test_admin_refuses_a_bad_extra_field_key(admin_client):
+    config = bot_config_save(config=BotConfig(name="Bot")).config
+    form = {
+        "name": "Bot", "model": "", "instructions": "", "prompt_variables": "{}", "vector_store_ids": "[]",
+        "extra_fields": '[{"key": "Bad Key"}]', "order_number_pattern": "", "holding_message": "", "handoff_message": "",
+    }  # fmt: skip
+    response = admin_client.post(f"/admin/conversations/botconfig/{config.pk}/change/", form)
+    assert response.status_code == 200 and b"Bad key" in response.content
+    config.refresh_from_db()
+    assert config.version == 1
