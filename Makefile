@@ -51,5 +51,8 @@ check: install
 bench-webhook: install services
 	$(PY) bench/webhook_load.py
 
+bench-console: install services
+	$(PY) bench/console_load.py $(BENCH_ARGS)
+
 clean:
 	rm -rf var/ $(VENV)
