@@ -127,6 +127,7 @@ def _thread_context(request: HttpRequest, conversation: Conversation) -> dict:
     return {
         "conversation": conversation,
         "thread": thread,
+        "newest_id": thread.newest_id,
         "window": _window(conversation),
         "notes": selectors.conversation_notes(conversation_id=conversation.pk),
         "profile_fields": profile_fields,

@@ -1,11 +1,10 @@
 import pytest
-from django.contrib.auth.models import Group
 from django.test import Client
 from django.utils import timezone
 
 from conversations.models import Author, Direction, MessageStatus
 from tests.factories import ConversationFactory, MessageFactory, UserFactory
-from whatsbot.roles import ADMINS_GROUP
+from whatsbot.roles import ADMINS_GROUP, staff_member_create
 
 PASSWORD = "correct-horse-battery"
 
@@ -22,9 +21,8 @@ def other_agent(db):
 
 @pytest.fixture
 def console_admin(db):
-    user = UserFactory(username="carla", first_name="Carla")
-    user.groups.add(Group.objects.get_or_create(name=ADMINS_GROUP)[0])
-    return user
+    """An admin as the project creates them: staff, in the "Admins" group."""
+    return staff_member_create(username="carla", password=PASSWORD, first_name="Carla", role=ADMINS_GROUP)
 
 
 @pytest.fixture
