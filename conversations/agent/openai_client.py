@@ -17,6 +17,7 @@ from typing import Any
 
 import openai
 from django.conf import settings
+from django.db import connection
 
 from whatsbot.logging import redact
 
@@ -98,6 +99,10 @@ def _backoff(attempt: int, exc: Exception) -> float:
 
 
 def _call(what: str, fn, /, **kwargs) -> Any:
+    # A worker thread waiting seconds for the model must not sit on a database connection
+    # (hundreds of threads, a pool of a few connections). Never inside a transaction.
+    if not connection.in_atomic_block:
+        connection.close()
     attempts = settings.OPENAI_MAX_ATTEMPTS
     for attempt in range(1, attempts + 1):
         try:

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -125,8 +125,6 @@ def burst_answer(*, message_id: int) -> str:
     if any(human_requested(m.text) for m in burst):
         reply = Reply(text="", handoff_reason="The customer asked for a person.")
     else:
-        # A worker thread waiting seconds for the model must not sit on a database connection.
-        _release_database_connection()
         try:
             reply = reply_generate(conversation=conversation, burst=burst, active=active)
         except AIError as exc:
@@ -138,11 +136,6 @@ def _newer_unhandled_text(*, conversation_id: int, after_id: int) -> bool:
     return Message.objects.filter(
         conversation_id=conversation_id, direction=Direction.INBOUND, type__in=TEXT_TYPES, handled_at__isnull=True, pk__gt=after_id
     ).exists()
-
-
-def _release_database_connection() -> None:
-    if not connection.in_atomic_block:
-        connection.close()
 
 
 def _burst_mark_handled(burst: list[Message], **error) -> bool:

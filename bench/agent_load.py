@@ -1,0 +1,295 @@
+"""Load on the AI agent: N customers talking at once through the real Celery worker.
+
+    .venv/bin/python bench/agent_load.py [--customers 200] [--seconds 30] [--delay 2.0]
+                                         [--pool threads] [--concurrency 512] [--db-pool 40]
+
+What runs, all on this machine:
+- a fake OpenAI (asyncio HTTP server, own process) that answers `/v1/responses` after a
+  fixed delay (the model's latency, default 2 s) and `/v1/conversations` at once;
+- a real Celery worker (subprocess) on Redis db 4 and PostgreSQL database `wb_agent_bench`,
+  with the pool and concurrency given;
+- N customers in a closed loop: each sends a message through the real webhook service
+  (signed Meta payload → `webhook_receive` → stored → `inbound_handle` queued), waits for
+  the bot's reply to be sent, and sends the next one.
+
+REPLY_DEBOUNCE_SECONDS is 0 here: the quiet period would only add a constant wait. The
+channel is the sandbox one, so "sending" to WhatsApp costs nothing and the figures are the
+bot's. Printed: replies per second sustained, end-to-end latency p50/p95 minus the
+simulated model delay (the bot's own overhead: webhook to reply sent), worker RSS memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DB_NAME = "wb_agent_bench"
+REDIS_URL = "redis://127.0.0.1:6379/4"
+
+
+# --- the fake OpenAI ------------------------------------------------------------------------
+def fake_openai_serve(port: int, delay: float, ready) -> None:
+    counter = iter(range(1, 10**9))
+
+    def respond(path: str, body: dict) -> tuple[bool, dict]:
+        if path.endswith("/conversations"):
+            return False, {"id": f"conv_{next(counter)}", "object": "conversation", "created_at": 0, "metadata": {}}
+        if path.endswith("/items"):
+            return False, {"object": "list", "data": [], "first_id": "", "last_id": "", "has_more": False}
+        fmt = (body.get("text") or {}).get("format") or {}
+        if fmt.get("type") == "json_schema":
+            text = json.dumps({key: None for key in fmt["schema"]["properties"]})
+        else:
+            text = "Certo! Come posso aiutarti?"
+        return True, {
+            "id": f"resp_{next(counter)}", "object": "response", "created_at": 0, "status": "completed",
+            "model": body.get("model", "gpt-4.1"), "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+            "output": [{"type": "message", "id": "msg", "status": "completed", "role": "assistant",
+                        "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+            "usage": {"input_tokens": 900, "input_tokens_details": {"cached_tokens": 800}, "output_tokens": 20,
+                      "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 920},
+        }  # fmt: skip
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                path = lines[0].split(" ")[1]
+                length = 0
+                for line in lines[1:]:
+                    if line.lower().startswith("content-length:"):
+                        length = int(line.split(":", 1)[1])
+                body = json.loads(await reader.readexactly(length)) if length else {}
+                slow, payload = respond(path, body)
+                if slow:
+                    await asyncio.sleep(delay)
+                data = json.dumps(payload).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=2048)
+        ready.set()
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+# --- helpers --------------------------------------------------------------------------------
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children, in MiB."""
+    total = 0
+    pids = [pid]
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        pids += [int(p) for p in out]
+    except FileNotFoundError:
+        pass
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured period, after a warm-up")
+    parser.add_argument("--warmup", type=float, default=8.0)
+    parser.add_argument("--delay", type=float, default=2.0, help="the fake model's latency")
+    parser.add_argument("--pool", default="threads")
+    parser.add_argument("--concurrency", type=int, default=512)
+    parser.add_argument("--db-pool", type=int, default=40, help="DATABASE_POOL_MAX_SIZE for the worker")
+    args = parser.parse_args()
+
+    port = free_port()
+    ready = multiprocessing.Event()
+    fake = multiprocessing.Process(target=fake_openai_serve, args=(port, args.delay, ready), daemon=True)
+    fake.start()
+    ready.wait(10)
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
+        "REDIS_URL": REDIS_URL,
+        "SECRET_KEY": "bench-only-" + "x" * 50,
+        "DEBUG": "false",
+        "WHATSBOT_TESTING": "1",
+        "LOG_LEVEL": "WARNING",
+        "OPENAI_API_KEY": "sk-bench-0000000000000000",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+        "OPENAI_MODEL": "gpt-4.1",
+        "REPLY_DEBOUNCE_SECONDS": "0",
+        "DATABASE_POOL_MAX_SIZE": str(args.db_pool),
+        "WHATSAPP_PHONE_ID": "",
+    }
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"], check=True, capture_output=True)
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {DB_NAME}"], check=True, capture_output=True)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+    os.environ.update({**env, "DATABASE_POOL_MAX_SIZE": "20"})
+    os.environ["DJANGO_SETTINGS_MODULE"] = "whatsbot.settings"
+    import django
+
+    django.setup()
+    from conversations.models import Channel, Message, Provider
+    from webhooks.meta import sign
+    from webhooks.services import webhook_receive
+
+    channel = Channel.objects.create(name="Bench", provider=Provider.SANDBOX, phone_number_id="bench", app_secret="bench-secret-0123456789")
+
+    worker = subprocess.Popen(
+        [str(ROOT / ".venv/bin/celery"), "-A", "whatsbot", "worker", "--loglevel=WARNING", f"--pool={args.pool}",
+         f"--concurrency={args.concurrency}", "--without-heartbeat", "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(ROOT / "var" / "bench-agent-worker.log", "w"),
+    )  # fmt: skip
+    time.sleep(4)
+
+    def payload(wa_id: str, n: int) -> bytes:
+        return json.dumps({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "bench", "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "000", "phone_number_id": "bench"},
+                "contacts": [{"profile": {"name": f"Cliente {wa_id}"}, "wa_id": wa_id}],
+                "messages": [{"from": wa_id, "id": f"wamid.bench.{wa_id}.{n}", "timestamp": str(int(time.time())),
+                              "type": "text", "text": {"body": f"Ciao, messaggio {n}"}}],
+            }}]}],
+        }).encode()  # fmt: skip
+
+    stop = threading.Event()
+    latencies: list[tuple[float, float]] = []  # (reply seen at, seconds from webhook to reply sent)
+    waiting: dict[int, tuple[int, float, threading.Event]] = {}  # conversation → (message id, started, event)
+    lock = threading.Lock()
+    from django.db import connection
+
+    def poller() -> None:
+        # One query for every customer (not one each): the driver must not load the database.
+        last_id = 0
+        while not stop.is_set():
+            rows = list(
+                Message.objects.filter(direction="out", pk__gt=last_id, sent_at__isnull=False)
+                .order_by("pk").values_list("pk", "conversation_id", "sent_at")
+            )  # fmt: skip
+            if rows:
+                last_id = rows[-1][0]
+            # Pending replies keep last_id from moving past them: look again from the lowest.
+            pending_floor = Message.objects.filter(direction="out", sent_at__isnull=True).order_by("pk").values_list("pk", flat=True).first()
+            if pending_floor:
+                last_id = min(last_id, pending_floor - 1)
+            with lock:
+                for pk, conversation_id, sent_at in rows:
+                    entry = waiting.get(conversation_id)
+                    if entry and pk > entry[0]:
+                        del waiting[conversation_id]
+                        latencies.append((time.time(), sent_at.timestamp() - entry[1]))
+                        entry[2].set()
+            time.sleep(0.1)
+        connection.close()
+
+    def customer(index: int) -> None:
+        wa_id = f"39300{index:07d}"
+        n = 0
+        done = threading.Event()
+        try:
+            while not stop.is_set():
+                n += 1
+                body = payload(wa_id, n)
+                started = time.time()
+                receipt = webhook_receive(body=body, signature=sign(body, channel.app_secret))
+                (message_id,) = receipt.new_message_ids
+                conversation_id = Message.objects.values_list("conversation_id", flat=True).get(pk=message_id)
+                connection.close()  # back to the pool while waiting
+                done.clear()
+                with lock:
+                    waiting[conversation_id] = (message_id, started, done)
+                while not stop.is_set() and not done.wait(0.5):
+                    pass
+        finally:
+            connection.close()
+
+    threading.Thread(target=poller, daemon=True).start()
+    threads = [threading.Thread(target=customer, args=(i,), daemon=True) for i in range(args.customers)]
+    cpu0 = None
+    t0 = time.time()
+    for t in threads:
+        t.start()
+        time.sleep(args.warmup / 2 / args.customers)  # ramp up over half the warm-up
+    time.sleep(max(0.0, args.warmup - (time.time() - t0)))
+    measure_from = time.time()
+    cpu0 = cpu_seconds(worker.pid)
+    peak_rss = 0.0
+    while time.time() - measure_from < args.seconds:
+        time.sleep(1)
+        peak_rss = max(peak_rss, rss_mb(worker.pid))
+    measure_to = time.time()
+    cpu1 = cpu_seconds(worker.pid)
+    stop.set()
+    for t in threads:
+        t.join(10)
+
+    window = [lat for at, lat in latencies if measure_from <= at <= measure_to]
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(20)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+    fake.terminate()
+
+    if not window:
+        print("no reply in the measured period: see var/bench-agent-worker.log")
+        sys.exit(1)
+    overhead = sorted(lat - args.delay for lat in window)
+    p50 = statistics.median(overhead)
+    p95 = overhead[min(len(overhead) - 1, int(len(overhead) * 0.95))]
+    rate = len(window) / (measure_to - measure_from)
+    print(f"agent load: {args.customers} customers, model delay {args.delay:.1f}s, REPLY_DEBOUNCE_SECONDS=0, "
+          f"pool={args.pool} concurrency={args.concurrency}, db pool {args.db_pool}")  # fmt: skip
+    print(f"  replies/s sustained        {rate:8.1f}   ({len(window)} replies in {measure_to - measure_from:.0f}s)")
+    print(f"  overhead p50 (e2e - delay) {p50 * 1000:8.0f} ms")
+    print(f"  overhead p95 (e2e - delay) {p95 * 1000:8.0f} ms")
+    print(f"  worker RSS (peak)          {peak_rss:8.0f} MiB")
+    print(f"  worker CPU                 {(cpu1 - cpu0) / (measure_to - measure_from) * 100:8.0f} % of one core")
+
+
+if __name__ == "__main__":
+    main()
