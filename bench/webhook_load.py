@@ -378,6 +378,87 @@ async def fixed_rate(host: str, port: int, deliveries: list[Delivery], *, rate: 
     return result
 
 
+# --- CPU accounting -----------------------------------------------------------------------
+
+
+def _jiffies(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class CpuMeter:
+    """CPU seconds used by each part of the stack during a scenario, read from /proc.
+
+    This machine is shared: the "other" column is CPU that none of the stack's processes
+    used (other people's work), which makes a noisy figure recognisable as such."""
+
+    def __init__(self, *, roots: list[int], database: str) -> None:
+        self.roots, self.database = roots, database
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _groups(self) -> dict[str, list[int]]:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+        parents: dict[int, int] = {}
+        for pid in pids:
+            try:
+                parents[pid] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+        groups: dict[str, list[int]] = {"web+worker": [], "postgres": [], "redis": [], "bench": [os.getpid()]}
+        for pid in pids:
+            ancestor = pid
+            while ancestor > 1 and ancestor not in self.roots:
+                ancestor = parents.get(ancestor, 1)
+            if ancestor in self.roots:
+                groups["web+worker"].append(pid)
+                continue
+            cmd = _cmdline(pid)
+            if cmd.startswith("postgres:"):
+                # Backends show their client ("127.0.0.1(5123)"); count only the bench database's.
+                # Auxiliary processes (WAL writer, checkpointer...) serve everyone: counted too.
+                is_backend = "(" in cmd or "[local]" in cmd
+                if not is_backend or f" {self.database} " in cmd:
+                    groups["postgres"].append(pid)
+            elif cmd.startswith("redis-server"):
+                groups["redis"].append(pid)
+        return groups
+
+    @staticmethod
+    def _machine() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = values[3] + values[4]
+        return sum(values[:8]) - idle, sum(values[:8])
+
+    def snapshot(self) -> dict[str, int]:
+        shot = {name: sum(_jiffies(p) for p in pids) for name, pids in self._groups().items()}
+        shot["_busy"], shot["_total"] = self._machine()
+        return shot
+
+    def describe(self, before: dict[str, int], after: dict[str, int], *, requests: int, messages: int) -> str:
+        parts = []
+        ours = 0
+        for name in ("web+worker", "postgres", "redis", "bench"):
+            used = max(0, after.get(name, 0) - before.get(name, 0))
+            ours += used
+            per = used / self.tick * 1000 / max(requests, 1)
+            parts.append(f"{name} {used / self.tick:.1f}s ({per:.2f} ms/request)")
+        busy = after["_busy"] - before["_busy"]
+        total = after["_total"] - before["_total"]
+        other = max(0, busy - ours)
+        parts.append(f"other processes {other / self.tick:.1f}s")
+        return f"  CPU           machine busy {100 * busy / max(total, 1):.0f}%; " + ", ".join(parts)
+
+
 # --- checking -----------------------------------------------------------------------------
 
 
@@ -435,7 +516,7 @@ def report(result: Result, *, stored: int, expected_stored: int, queued: int, ex
 # --- main ---------------------------------------------------------------------------------
 
 
-def wait_until_accepting(host: str, port: int, builder: Builder, timeout: float) -> None:
+def wait_until_accepting(host: str, port: int, builder: Builder, timeout: float, warmup: float) -> None:
     """Warm up: POST until a signed delivery is accepted (server up, channel cache loaded),
     then a few more so every worker has its connections open."""
     deadline = time.monotonic() + timeout
@@ -452,8 +533,10 @@ def wait_until_accepting(host: str, port: int, builder: Builder, timeout: float)
         if time.monotonic() > deadline:
             raise SystemExit(f"server did not accept a signed delivery within {timeout:.0f}s (last answers {status})")
         time.sleep(0.3)
-    warm = builder.deliveries("w", requests=200, per_request=1, start=n)
-    asyncio.run(flat_out(host, port, warm, connections=8, duration=10, name="warm"))
+    # Each worker's first requests pay for lazy imports and new connections: keep them
+    # out of the figures.
+    warm = builder.deliveries("w", requests=int(warmup * 1000), per_request=1, start=n)
+    asyncio.run(flat_out(host, port, warm, connections=16, duration=warmup, name="warm"))
 
 
 def main() -> int:
@@ -463,6 +546,7 @@ def main() -> int:
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
     parser.add_argument("--scenarios", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds of load before measuring")
     parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections (flat out)")
     parser.add_argument("--batch", type=int, default=50, help="messages per POST in scenario b")
     parser.add_argument("--rate", type=float, default=200.0, help="requests/s in scenario c")
@@ -516,7 +600,8 @@ def main() -> int:
         run = secrets.token_hex(3)
         builder = Builder(host=f"{host}:{port}", phone_number_id=args.phone_number_id, app_secret=args.app_secret,
                           customers=args.customers, run=run)
-        wait_until_accepting(host, port, builder, timeout=60)
+        wait_until_accepting(host, port, builder, timeout=60, warmup=args.warmup)
+        meter = CpuMeter(roots=[p.pid for p in stack.processes], database=urllib.parse.urlsplit(args.database_url).path.lstrip("/"))
 
         all_good = True
         sent_before: list[Delivery] = []
@@ -547,7 +632,9 @@ def main() -> int:
             print("\n" + title)
             stored_before = {p: counter.stored(p) for p in (builder.prefix(x) for x in "abcd")}
             queued_before, events_before = counter.queued(), counter.events()
+            cpu_before = meter.snapshot()
             result = asyncio.run(run_it(deliveries))
+            cpu_after = meter.snapshot()
             queued, events = counter.queued() - queued_before, counter.events() - events_before
             if scenario == "d":
                 stored = sum(counter.stored(p) - n for p, n in stored_before.items())
@@ -562,6 +649,7 @@ def main() -> int:
                 all_good &= report(result, stored=stored, expected_stored=result.sent_messages, queued=queued,
                                    expected_queued=expected, events=events)
                 sent_before += result.sent
+            print(meter.describe(cpu_before, cpu_after, requests=result.sent_requests, messages=result.sent_messages))
         if args.with_worker:
             all_good &= drain(builder, timeout=120)
         print("\nALL COUNTS MATCH" if all_good else "\n!!! MISMATCH in at least one scenario (see above) !!!")

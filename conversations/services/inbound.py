@@ -6,13 +6,14 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 
+from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
 from profiles.models import ClientProfile
 from webhooks.meta import InboundMessage, StatusEvent
 
-from ..db import insert_returning
+from ..db import insert_returning, thread_rows_store, update_from_values
 from ..models import (
     STATUS_RANK,
     Author,
@@ -38,12 +39,20 @@ def message_preview(*, type: str, text: str) -> str:
     return f"{label} {text}"[:PREVIEW_LENGTH] if text else label
 
 
+PROFILE_UPSERT = {
+    "profile_name": "CASE WHEN EXCLUDED.profile_name <> '' THEN EXCLUDED.profile_name ELSE T.profile_name END",
+    "last_contact_at": "CASE WHEN T.last_contact_at IS NULL OR EXCLUDED.last_contact_at > T.last_contact_at "
+    "THEN EXCLUDED.last_contact_at ELSE T.last_contact_at END",
+}
+
+
 def inbound_messages_store(*, channel: Channel, messages: Sequence[InboundMessage]) -> list[int]:
     """Store a webhook's messages for one channel; return the ids of the ones that are new.
 
-    Runs inside the caller's transaction. Profiles and conversations are upserted in one
-    statement each; messages are inserted under the unique `wamid`, so a duplicate delivery
-    (Meta retries for days) inserts nothing and returns nothing.
+    Runs inside the caller's transaction. Profiles and conversations are upserted, and
+    messages inserted under the unique `wamid`, so a duplicate delivery (Meta retries for
+    days) inserts nothing and returns nothing. On PostgreSQL that is one statement for the
+    whole batch plus one UPDATE for the threads' state, whatever the number of messages.
     """
     if not messages:
         return []
@@ -58,74 +67,102 @@ def inbound_messages_store(*, channel: Channel, messages: Sequence[InboundMessag
         row["profile_name"] = m.profile_name or row["profile_name"]
         row["first_contact_at"] = min(row["first_contact_at"], at)
         row["last_contact_at"] = max(row["last_contact_at"], at)
-    profile_ids = dict(
-        (wa_id, pk)
-        for pk, wa_id in insert_returning(
-            ClientProfile,
-            list(profiles.values()),
-            conflict=["wa_id"],
-            update={
-                "profile_name": "CASE WHEN EXCLUDED.profile_name <> '' THEN EXCLUDED.profile_name ELSE T.profile_name END",
-                "last_contact_at": "CASE WHEN T.last_contact_at IS NULL OR EXCLUDED.last_contact_at > T.last_contact_at "
-                "THEN EXCLUDED.last_contact_at ELSE T.last_contact_at END",
-            },
-            returning=["id", "wa_id"],
-        )
-    )
 
-    conversation_ids = dict(
-        (profile_id, pk)
-        for pk, profile_id in insert_returning(
-            Conversation,
-            [{"channel": channel.pk, "profile": pid, "created_at": now, "changed_at": now} for pid in profile_ids.values()],
-            conflict=["channel", "profile"],
-            # A no-op update, so that existing rows are returned too.
-            update={"channel_id": "EXCLUDED.channel_id"},
-            returning=["id", "profile"],
-        )
-    )
+    def message_row(m: InboundMessage) -> dict:
+        return {
+            "direction": Direction.INBOUND,
+            "author": Author.CUSTOMER,
+            "type": m.type,
+            "text": m.text,
+            "payload": m.payload,
+            "media": m.media,
+            "context_wamid": m.context_wamid,
+            "referral": m.referral,
+            "wamid": m.wamid,
+            "provider_timestamp": m.timestamp,
+            "status": MessageStatus.RECEIVED,
+            "created_at": now,
+        }
 
-    rows = []
-    for m in messages:
-        rows.append(
-            {
-                "conversation": conversation_ids[profile_ids[m.wa_id]],
-                "direction": Direction.INBOUND,
-                "author": Author.CUSTOMER,
-                "type": m.type,
-                "text": m.text,
-                "payload": m.payload,
-                "media": m.media,
-                "context_wamid": m.context_wamid,
-                "referral": m.referral,
-                "wamid": m.wamid,
-                "provider_timestamp": m.timestamp,
-                "status": MessageStatus.RECEIVED,
-                "created_at": now,
-            }
+    if connection.vendor == "postgresql":
+        inserted = thread_rows_store(
+            profiles=list(profiles.values()),
+            conversation={"channel": channel.pk, "created_at": now, "changed_at": now},
+            messages=[{"wa_id": m.wa_id, **message_row(m)} for m in messages],
+            profile_update=PROFILE_UPSERT,
         )
-    inserted = insert_returning(Message, rows, conflict=["wamid"], returning=["id", "wamid"])
-    new_wamids = {wamid for _, wamid in inserted}
+        conversation_of = {wamid: conversation_id for _, wamid, conversation_id in inserted}
+    else:  # SQLite (the embedded default): the same, one statement per step
+        profile_ids = dict(
+            (wa_id, pk)
+            for pk, wa_id in insert_returning(
+                ClientProfile, list(profiles.values()), conflict=["wa_id"], update=PROFILE_UPSERT, returning=["id", "wa_id"]
+            )
+        )
+        conversation_ids = dict(
+            (profile_id, pk)
+            for pk, profile_id in insert_returning(
+                Conversation,
+                [{"channel": channel.pk, "profile": pid, "created_at": now, "changed_at": now} for pid in profile_ids.values()],
+                conflict=["channel", "profile"],
+                # A no-op update, so that existing rows are returned too.
+                update={"channel_id": "EXCLUDED.channel_id"},
+                returning=["id", "profile"],
+            )
+        )
+        rows = [{"conversation": conversation_ids[profile_ids[m.wa_id]], **message_row(m)} for m in messages]
+        customer_of = {m.wamid: m.wa_id for m in messages}
+        inserted = [
+            (pk, wamid, conversation_ids[profile_ids[customer_of[wamid]]])
+            for pk, wamid in insert_returning(Message, rows, conflict=["wamid"], returning=["id", "wamid"])
+        ]
+        conversation_of = {wamid: conversation_id for _, wamid, conversation_id in inserted}
 
-    # Denormalised thread state for the console and the 24-hour window, one UPDATE per thread.
+    # Denormalised thread state for the console and the 24-hour window.
     per_conversation: dict[int, list[InboundMessage]] = defaultdict(list)
     for m in messages:
-        if m.wamid in new_wamids:
-            per_conversation[conversation_ids[profile_ids[m.wa_id]]].append(m)
-            new_wamids.discard(m.wamid)  # the same wamid twice in one body counts once
+        if m.wamid in conversation_of:
+            per_conversation[conversation_of.pop(m.wamid)].append(m)  # the same wamid twice in one body counts once
+    threads = []
     for conversation_id, items in per_conversation.items():
         latest = max(items, key=lambda m: m.timestamp or now)
         at = latest.timestamp or now
-        Conversation.objects.filter(pk=conversation_id).update(
-            last_inbound_at=at,
-            last_message_at=at,
-            last_message_preview=message_preview(type=latest.type, text=latest.text),
-            unread_count=F("unread_count") + len(items),
-            status=ConversationStatus.OPEN,
-            revision=F("revision") + 1,
-            changed_at=now,
+        threads.append(
+            {
+                "id": conversation_id,
+                "last_inbound_at": at,
+                "last_message_preview": message_preview(type=latest.type, text=latest.text),
+                "unread_count": len(items),
+                "changed_at": now,
+            }
         )
-    return [pk for pk, _ in inserted]
+    if connection.vendor == "postgresql":
+        update_from_values(
+            Conversation,
+            threads,
+            fields=["last_inbound_at", "last_message_preview", "unread_count", "changed_at"],
+            set={
+                "last_inbound_at": "v.last_inbound_at",
+                "last_message_at": "v.last_inbound_at",
+                "last_message_preview": "v.last_message_preview",
+                "unread_count": "T.unread_count + v.unread_count",
+                "status": f"'{ConversationStatus.OPEN.value}'",
+                "revision": "T.revision + 1",
+                "changed_at": "v.changed_at",
+            },
+        )
+    else:
+        for thread in threads:
+            Conversation.objects.filter(pk=thread["id"]).update(
+                last_inbound_at=thread["last_inbound_at"],
+                last_message_at=thread["last_inbound_at"],
+                last_message_preview=thread["last_message_preview"],
+                unread_count=F("unread_count") + thread["unread_count"],
+                status=ConversationStatus.OPEN,
+                revision=F("revision") + 1,
+                changed_at=now,
+            )
+    return [pk for pk, _, _ in inserted]
 
 
 def statuses_apply(*, statuses: Sequence[StatusEvent]) -> int:
