@@ -169,11 +169,10 @@ def thread_poll(request: HttpRequest, pk: int) -> HttpResponse:
         conversation.unread_count = 0
     new = selectors.thread_messages(conversation_id=pk, after_id=after)
     recent = selectors.thread_messages(conversation_id=pk, before_id=after + 1, limit=RECENT_RERENDER) if after else None
-    if recent and recent.messages:
-        for message in recent.messages:
-            message.show_day = False  # their day separators are already on the page
-        if new.messages:
-            new.messages[0].show_day = new.messages[0].day != recent.messages[-1].day
+    if recent and recent.messages and new.messages:
+        # The first new message needs a separator only if its day differs from the last one shown.
+        # (A re-drawn message keeps its own; the page keeps only the first separator of each day.)
+        new.messages[0].show_day = new.messages[0].day != recent.messages[-1].day
     window = _window(conversation)
     return render(
         request,
