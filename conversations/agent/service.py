@@ -95,7 +95,10 @@ def _reply_queue(message: Message) -> None:
 
     # Not on commit: the pipeline runs in autocommit. If the broker is down the message
     # stays unhandled and the sweeper handles it again once its lease has run out.
-    enqueue(agent_reply, [message.pk], countdown=settings.REPLY_DEBOUNCE_SECONDS)
+    # No countdown at all when there is no quiet period: an ETA task waits for the worker's
+    # timer, which adds up to a second.
+    delay = settings.REPLY_DEBOUNCE_SECONDS
+    enqueue(agent_reply, [message.pk], **({"countdown": delay} if delay > 0 else {}))
 
 
 @dataclass
