@@ -134,8 +134,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--delay", type=float, default=2.0, help="the fake model's latency")
     parser.add_argument("--pool", default="threads")
-    parser.add_argument("--concurrency", type=int, default=512)
-    parser.add_argument("--db-pool", type=int, default=40, help="DATABASE_POOL_MAX_SIZE for the worker")
+    parser.add_argument("--concurrency", type=int, default=256, help="threads per worker process")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (one per core)")
+    parser.add_argument("--db-pool", type=int, default=30, help="DATABASE_POOL_MAX_SIZE per worker process")
     args = parser.parse_args()
 
     port = free_port()
@@ -177,11 +178,15 @@ def main() -> None:
 
     channel = Channel.objects.create(name="Bench", provider=Provider.SANDBOX, phone_number_id="bench", app_secret="bench-secret-0123456789")
 
-    worker = subprocess.Popen(
-        [str(ROOT / ".venv/bin/celery"), "-A", "whatsbot", "worker", "--loglevel=WARNING", f"--pool={args.pool}",
-         f"--concurrency={args.concurrency}", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(ROOT / "var" / "bench-agent-worker.log", "w"),
-    )  # fmt: skip
+    log = open(ROOT / "var" / "bench-agent-worker.log", "w")
+    workers = [
+        subprocess.Popen(
+            [str(ROOT / ".venv/bin/celery"), "-A", "whatsbot", "worker", "--loglevel=WARNING", f"--pool={args.pool}",
+             f"--concurrency={args.concurrency}", "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", f"bench{i}@%h"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
+        for i in range(args.workers)
+    ]
     time.sleep(4)
 
     def payload(wa_id: str, n: int) -> bytes:
@@ -256,23 +261,25 @@ def main() -> None:
         time.sleep(args.warmup / 2 / args.customers)  # ramp up over half the warm-up
     time.sleep(max(0.0, args.warmup - (time.time() - t0)))
     measure_from = time.time()
-    cpu0 = cpu_seconds(worker.pid)
+    cpu0 = sum(cpu_seconds(w.pid) for w in workers)
     peak_rss = 0.0
     while time.time() - measure_from < args.seconds:
         time.sleep(1)
-        peak_rss = max(peak_rss, rss_mb(worker.pid))
+        peak_rss = max(peak_rss, sum(rss_mb(w.pid) for w in workers))
     measure_to = time.time()
-    cpu1 = cpu_seconds(worker.pid)
+    cpu1 = sum(cpu_seconds(w.pid) for w in workers)
     stop.set()
     for t in threads:
         t.join(10)
 
     window = [lat for at, lat in latencies if measure_from <= at <= measure_to]
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(20)
-    except subprocess.TimeoutExpired:
-        worker.kill()
+    for w in workers:
+        w.send_signal(signal.SIGTERM)
+    for w in workers:
+        try:
+            w.wait(20)
+        except subprocess.TimeoutExpired:
+            w.kill()
     fake.terminate()
 
     if not window:
@@ -283,12 +290,12 @@ def main() -> None:
     p95 = overhead[min(len(overhead) - 1, int(len(overhead) * 0.95))]
     rate = len(window) / (measure_to - measure_from)
     print(f"agent load: {args.customers} customers, model delay {args.delay:.1f}s, REPLY_DEBOUNCE_SECONDS=0, "
-          f"pool={args.pool} concurrency={args.concurrency}, db pool {args.db_pool}")  # fmt: skip
+          f"{args.workers} worker(s) pool={args.pool} concurrency={args.concurrency}, db pool {args.db_pool} each")  # fmt: skip
     print(f"  replies/s sustained        {rate:8.1f}   ({len(window)} replies in {measure_to - measure_from:.0f}s)")
     print(f"  overhead p50 (e2e - delay) {p50 * 1000:8.0f} ms")
     print(f"  overhead p95 (e2e - delay) {p95 * 1000:8.0f} ms")
-    print(f"  worker RSS (peak)          {peak_rss:8.0f} MiB")
-    print(f"  worker CPU                 {(cpu1 - cpu0) / (measure_to - measure_from) * 100:8.0f} % of one core")
+    print(f"  worker RSS (peak, all)     {peak_rss:8.0f} MiB")
+    print(f"  worker CPU (all)           {(cpu1 - cpu0) / (measure_to - measure_from) * 100:8.0f} % of one core")
 
 
 if __name__ == "__main__":

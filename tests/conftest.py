@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
+from conversations.services.botconfig import bot_config_cache_clear
 from webhooks.meta import sign
 from webhooks.services import channel_cache_clear
 
@@ -33,8 +34,10 @@ def meta_example(meta_examples):
 @pytest.fixture(autouse=True)
 def _fresh_channel_cache():
     channel_cache_clear()
+    bot_config_cache_clear()
     yield
     channel_cache_clear()
+    bot_config_cache_clear()
 
 
 @pytest.fixture

@@ -115,13 +115,13 @@ def burst_answer(*, message_id: int) -> str:
     if message.handled_at:
         return "done"
     conversation = message.conversation
-    if _newer_unhandled_text(conversation_id=conversation.pk, after_id=message.pk):
-        return "superseded"  # the newer message's task answers the whole burst
     burst = list(
-        Message.objects.filter(
-            conversation=conversation, direction=Direction.INBOUND, type__in=TEXT_TYPES, handled_at__isnull=True, pk__lte=message.pk
-        ).order_by("pk")
+        Message.objects.filter(conversation=conversation, direction=Direction.INBOUND, type__in=TEXT_TYPES, handled_at__isnull=True)
+        .order_by("pk")
     )
+    if not burst or burst[-1].pk != message.pk:
+        # A newer message's task answers the whole burst (or another run just did).
+        return "superseded" if burst and burst[-1].pk > message.pk else "done"
     active = bot_config_for_channel(channel=conversation.channel)
     if conversation.owner == Owner.HUMAN:
         return "human" if _burst_mark_handled(burst) else "skipped"
@@ -300,10 +300,14 @@ def openai_conversation_for(*, conversation: Conversation, burst: list[Message],
     none yet or the thread was idle for CONVERSATION_ROTATE_HOURS (then seeded with a short
     summary of the previous one, kept on the conversation)."""
     current = conversation.openai_conversation_id
+    window = timezone.timedelta(hours=settings.CONVERSATION_ROTATE_HOURS)
+    started = conversation.openai_conversation_started_at
+    if current and started and timezone.now() - started < window:
+        return current  # it started within the window, so the thread cannot have been idle that long
     previous_at = (
         Message.objects.filter(conversation=conversation, pk__lt=burst[0].pk).order_by("-pk").values_list("created_at", flat=True).first()
     )
-    idle = bool(previous_at and timezone.now() - previous_at > timezone.timedelta(hours=settings.CONVERSATION_ROTATE_HOURS))
+    idle = bool(previous_at and timezone.now() - previous_at > window)
     if current and not idle:
         return current
     summary = conversation.summary

@@ -7,6 +7,7 @@ complete and each bot message can point at the exact version that produced it.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -52,9 +53,11 @@ def bot_config_save(*, config: BotConfig, user=None) -> BotConfigVersion:
             config.version = 1
         config.updated_by = user if getattr(user, "pk", None) else None
         config.save()
-        return BotConfigVersion.objects.create(
+        version = BotConfigVersion.objects.create(
             config=config, version=config.version, data=bot_config_snapshot(config=config), created_by=config.updated_by
         )
+    bot_config_cache_clear()  # this process sees the change at once; others within seconds
+    return version
 
 
 def bot_config_restore(*, config: BotConfig, version: int, user=None) -> BotConfigVersion:
@@ -84,9 +87,28 @@ class ActiveConfig:
     version: BotConfigVersion
 
 
+# Read for every customer message; admin edits are rare. Kept per process this long.
+ACTIVE_CONFIG_CACHE_SECONDS = 10.0
+_active_cache: dict[int, tuple[float, ActiveConfig]] = {}
+
+
 def bot_config_for_channel(*, channel: Channel) -> ActiveConfig:
     """The channel's own active configuration, else the default one (created from the
-    settings on first need), with the version row that bot messages will point at."""
+    settings on first need), with the version row that bot messages will point at.
+    An admin's save reaches the worker within ACTIVE_CONFIG_CACHE_SECONDS."""
+    cached = _active_cache.get(channel.pk)
+    if cached and time.monotonic() - cached[0] < ACTIVE_CONFIG_CACHE_SECONDS:
+        return cached[1]
+    active = _bot_config_load(channel=channel)
+    _active_cache[channel.pk] = (time.monotonic(), active)
+    return active
+
+
+def bot_config_cache_clear() -> None:
+    _active_cache.clear()
+
+
+def _bot_config_load(*, channel: Channel) -> ActiveConfig:
     config = (
         BotConfig.objects.filter(Q(channel=channel) | Q(channel__isnull=True), is_active=True)
         # The channel's own first, then the default.

@@ -329,8 +329,8 @@ def test_a_failing_extraction_never_blocks_the_reply_and_vice_versa(fake_openai,
 
 def test_an_idle_conversation_rotates_with_a_summary(fake_openai, graph, settings):
     settings.CONVERSATION_ROTATE_HOURS = 48
-    conversation = ConversationFactory(openai_conversation_id="conv_old", openai_conversation_started_at=timezone.now())
     long_ago = timezone.now() - timezone.timedelta(hours=49)
+    conversation = ConversationFactory(openai_conversation_id="conv_old", openai_conversation_started_at=long_ago)
     for author, direction, text in [("customer", "in", "Sono Mario, ordine A-1234"), ("bot", "out", "Grazie Mario!")]:
         MessageFactory(conversation=conversation, author=author, direction=direction, text=text, created_at=long_ago, handled_at=long_ago)
 
@@ -349,7 +349,8 @@ def test_an_idle_conversation_rotates_with_a_summary(fake_openai, graph, setting
 
 
 def test_a_recent_conversation_is_not_rotated(fake_openai, graph):
-    conversation = ConversationFactory(openai_conversation_id="conv_recent")
+    # Started long ago, but the thread was active two hours ago.
+    conversation = ConversationFactory(openai_conversation_id="conv_recent", openai_conversation_started_at=timezone.now() - timezone.timedelta(days=5))
     MessageFactory(conversation=conversation, text="prima", created_at=timezone.now() - timezone.timedelta(hours=2), handled_at=timezone.now())
 
     message = customer_says(conversation, "dopo")
