@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import json
 import os
 import re
@@ -424,10 +425,10 @@ class CpuMeter:
                 continue
             cmd = _cmdline(pid)
             if cmd.startswith("postgres:"):
-                # Backends show their client ("127.0.0.1(5123)"); count only the bench database's.
-                # Auxiliary processes (WAL writer, checkpointer...) serve everyone: counted too.
-                is_backend = "(" in cmd or "[local]" in cmd
-                if not is_backend or f" {self.database} " in cmd:
+                # Backends and autovacuum name their database: count only the bench's. The
+                # WAL writer, checkpointer and background writer serve everyone: counted too.
+                shared = any(name in cmd for name in ("walwriter", "checkpointer", "background writer"))
+                if shared or f" {self.database} " in cmd + " ":
                     groups["postgres"].append(pid)
             elif cmd.startswith("redis-server"):
                 groups["redis"].append(pid)
@@ -562,6 +563,15 @@ def main() -> int:
     args = parser.parse_args()
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     args.graph_url = None
+
+    # Two runs against the same database and Redis db would count each other's rows.
+    lock = open(ROOT / "var" / "bench-webhook.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit("another bench/webhook_load.py is running (var/bench-webhook.lock): its counts would mix with ours")
+    # Stop the server we started on SIGTERM too (e.g. `timeout`), not only on Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     stack = Stack()
     graph = None

@@ -9,9 +9,12 @@ SQLite (3.35+) share this syntax.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from functools import lru_cache
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
@@ -97,45 +100,75 @@ def _plan(model: type[models.Model], without: tuple[str, ...] = ()) -> _Plan:
     return _Plan(fields, ", ".join(qn(f.column) for f in fields), tuple(f.cast_db_type(connection) for f in fields))
 
 
-# Defaults that may be shared by every row of one statement (anything else, e.g. a uuid4
-# default, is computed per row).
+# Defaults that may be shared by every row of one statement. Anything else (a uuid4
+# default, say) is computed per row.
 _SHARED_DEFAULTS = (dict, list, timezone.now)
 
 
-def _row_values(fields: Sequence, rows: Sequence[dict], db) -> list:
-    now = timezone.now()
-    shared: dict[str, object] = {}
-    params: list = []
+def _shared_default(field) -> bool:
+    return not field.has_default() or not callable(field.default) or field.default in _SHARED_DEFAULTS
+
+
+def _json_value(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, models.Model):
+        return value.pk
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _recordset(fields: Sequence, rows: Sequence[dict], extra: Sequence[str] = ()) -> tuple[tuple[str, ...], str]:
+    """The rows as ONE JSON array for `jsonb_to_recordset`, and which fields they carry.
+
+    Serialising a batch with the C json encoder is far cheaper than adapting every value
+    of every row through the ORM and the driver (one parameter instead of rows x columns).
+    """
+    present = tuple(f.name for f in fields if any(f.name in row or f.attname in row for row in rows))
+    per_row = tuple(f.name for f in fields if f.name not in present and not _shared_default(f))
+    by_name = {f.name: f for f in fields}
+    records = []
     for row in rows:
-        for f in fields:
-            if f.name in row:
-                value = row[f.name]
-            elif f.attname in row:
-                value = row[f.attname]
-            elif f.name in shared:
-                params.append(shared[f.name])
-                continue
-            elif getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-                value = now
-            else:
-                value = f.get_default()
-                if not callable(f.default) or f.default in _SHARED_DEFAULTS:
-                    shared[f.name] = f.get_db_prep_save(value, db)
-                    params.append(shared[f.name])
-                    continue
-            if isinstance(value, models.Model):
-                value = value.pk
+        record = {name: row[name] for name in extra}
+        for name in present:
+            f = by_name[name]
+            value = row[name] if name in row else row.get(f.attname)
+            record[f.column] = value.pk if isinstance(value, models.Model) else value
+        for name in per_row:
+            record[by_name[name].column] = by_name[name].get_default()
+        records.append(record)
+    return present + per_row, json.dumps(records, default=_json_value, ensure_ascii=False)
+
+
+def _select_list(fields: Sequence, casts: Sequence[str], present: Sequence[str], db) -> tuple[str, list]:
+    """`v."col"` for the fields the rows carry, a shared default for the others."""
+    qn = db.ops.quote_name
+    exprs, params = [], []
+    now = timezone.now()
+    for f, cast in zip(fields, casts):
+        if f.name in present:
+            exprs.append(f"v.{qn(f.column)}")
+        else:
+            value = now if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) else f.get_default()
+            exprs.append(f"%s::{cast}")
             params.append(f.get_db_prep_save(value, db))
-    return params
+    return ", ".join(exprs), params
 
 
-def _placeholders(width: int, count: int) -> str:
-    one = "(" + ", ".join(["%s"] * width) + ")"
-    return ", ".join([one] * count)
+def _definitions(fields: Sequence, casts: Sequence[str], present: Sequence[str], qn) -> str:
+    return ", ".join(f"{qn(f.column)} {cast}" for f, cast in zip(fields, casts) if f.name in present)
 
 
-@lru_cache(maxsize=256)
-def _thread_rows_sql(profiles: int, messages: int, profile_update: tuple[tuple[str, str], ...]) -> str:
+def _unnest(casts: Sequence[str]) -> str:
+    return "unnest(" + ", ".join(f"%s::{cast}[]" for cast in casts) + ")"
+
+
+@lru_cache(maxsize=64)
+def _thread_rows_sql(
+    profile_present: tuple[str, ...], message_present: tuple[str, ...], profile_update: tuple[tuple[str, str], ...]
+) -> tuple[str, str, str]:
+    """The statement in three parts; the select lists (with their defaults) go in between."""
     from profiles.models import ClientProfile
 
     from .models import Conversation, Message
@@ -144,36 +177,32 @@ def _thread_rows_sql(profiles: int, messages: int, profile_update: tuple[tuple[s
     profile, conversation, message = _plan(ClientProfile), _plan(Conversation), _plan(Message, ("conversation",))
     profile_table = qn(ClientProfile._meta.db_table)
     profile_sets = ", ".join(qn(col) + " = " + _EXISTING.sub(profile_table + ".", sql) for col, sql in profile_update)
-    profile_sql = (
-        f"INSERT INTO {profile_table} ({profile.columns}) VALUES {_placeholders(len(profile.fields), profiles)} "
-        f"ON CONFLICT ({qn('wa_id')}) DO UPDATE SET {profile_sets} RETURNING {qn('id')}, {qn('wa_id')}"
-    )
     conversation_select = ", ".join(
-        "p.id" if f.name == "profile" else f"CAST(%s AS {cast})" for f, cast in zip(conversation.fields, conversation.casts)
+        "p.id" if f.name == "profile" else f"%s::{cast}" for f, cast in zip(conversation.fields, conversation.casts)
     )
-    conversation_sql = (
-        f"INSERT INTO {qn(Conversation._meta.db_table)} ({conversation.columns}) "
+    head = f"WITH profile AS (INSERT INTO {profile_table} ({profile.columns}) SELECT "
+    middle = (
+        f" FROM jsonb_to_recordset(%s::jsonb) AS v({_definitions(profile.fields, profile.casts, profile_present, qn)}) "
+        f"ORDER BY v.{qn('wa_id')} "
+        f"ON CONFLICT ({qn('wa_id')}) DO UPDATE SET {profile_sets} RETURNING {qn('id')}, {qn('wa_id')}), "
+        f"conversation AS (INSERT INTO {qn(Conversation._meta.db_table)} ({conversation.columns}) "
         f"SELECT {conversation_select} FROM profile p ORDER BY p.id "
         # A no-op update, so that existing rows are returned too.
         f"ON CONFLICT ({qn('channel_id')}, {qn('profile_id')}) DO UPDATE SET {qn('channel_id')} = EXCLUDED.{qn('channel_id')} "
-        f"RETURNING {qn('id')}, {qn('profile_id')}"
+        f"RETURNING {qn('id')}, {qn('profile_id')}), "
+        f"message AS (INSERT INTO {qn(Message._meta.db_table)} ({qn('conversation_id')}, {message.columns}) SELECT c.id, "
     )
-    names = ", ".join(["_position", "_wa_id"] + [f"v{i}" for i in range(len(message.fields))])
-    message_select = ", ".join(f"CAST(v.v{i} AS {cast})" for i, cast in enumerate(message.casts))
-    message_sql = (
-        f"INSERT INTO {qn(Message._meta.db_table)} ({qn('conversation_id')}, {message.columns}) "
-        f"SELECT c.id, {message_select} "
-        f"FROM (VALUES {_placeholders(len(message.fields) + 2, messages)}) AS v({names}) "
+    message_definitions = _definitions(message.fields, message.casts, message_present, qn)
+    tail = (
+        f" FROM jsonb_to_recordset(%s::jsonb) AS v(_wa_id text, _position integer, {message_definitions}) "
         "JOIN profile p ON p.wa_id = v._wa_id JOIN conversation c ON c.profile_id = p.id "
         # Ids follow the order Meta sent the messages in (a thread is read by id).
-        "ORDER BY v._position::integer "
+        "ORDER BY v._position "
         f"ON CONFLICT ({qn('wamid')}) DO NOTHING "
-        f"RETURNING {qn('id')}, {qn('wamid')}, {qn('conversation_id')}"
-    )
-    return (
-        f"WITH profile AS ({profile_sql}), conversation AS ({conversation_sql}), message AS ({message_sql}) "
+        f"RETURNING {qn('id')}, {qn('wamid')}, {qn('conversation_id')}) "
         "SELECT id, wamid, conversation_id FROM message ORDER BY id"
     )
+    return head, middle, tail
 
 
 def thread_rows_store(
@@ -187,69 +216,72 @@ def thread_rows_store(
 
     A webhook's messages need a profile row, then a conversation row, then the message
     row; one statement each is three round trips to the database per POST. Here they are
-    data-modifying CTEs of a single statement, one round trip whatever the batch size.
+    data-modifying CTEs of a single statement, one round trip whatever the batch size, and
+    the rows travel as two JSON parameters.
 
     `profiles`: one dict per distinct `wa_id`. `conversation`: the values shared by every
     conversation row (`profile` is filled in). `messages`: one dict per message with its
-    customer's `wa_id` under "wa_id" (`conversation` is filled in). Messages are inserted
-    under the unique `wamid` with DO NOTHING, so a duplicate is neither inserted nor
-    returned. Returns `(message id, wamid, conversation id)` of the new messages, by id.
+    customer's `wa_id` under "wa_id" (`conversation` is filled in). Rows are locked in key
+    order, so concurrent webhooks touching the same customers wait instead of deadlocking.
+    Messages are inserted under the unique `wamid` with DO NOTHING: a duplicate is neither
+    inserted nor returned. Returns `(message id, wamid, conversation id)` of the new
+    messages, by id.
     """
     from profiles.models import ClientProfile
 
     from .models import Conversation, Message
 
     db = connections[DEFAULT_DB_ALIAS]
-    # Rows are locked in key order, so two concurrent webhooks touching the same customers
-    # wait for each other instead of deadlocking.
-    profiles = sorted(profiles, key=lambda r: r["wa_id"])
-    conversation_fields = [f for f in _plan(Conversation).fields if f.name != "profile"]
-    params = _row_values(_plan(ClientProfile).fields, profiles, db)
-    params += _row_values(conversation_fields, [conversation], db)
-    message_fields = _plan(Message, ("conversation",)).fields
-    values = _row_values(message_fields, messages, db)
-    width = len(message_fields)
-    for position, row in enumerate(messages):
-        params += [position, row["wa_id"], *values[position * width : (position + 1) * width]]
-    sql = _thread_rows_sql(len(profiles), len(messages), tuple(profile_update.items()))
+    profile, conversation_plan, message = _plan(ClientProfile), _plan(Conversation), _plan(Message, ("conversation",))
+    profile_present, profile_json = _recordset(profile.fields, profiles)
+    message_rows = [{**row, "_wa_id": row["wa_id"], "_position": i} for i, row in enumerate(messages)]
+    message_present, message_json = _recordset(message.fields, message_rows, extra=("_wa_id", "_position"))
+    head, middle, tail = _thread_rows_sql(profile_present, message_present, tuple(profile_update.items()))
+    profile_select, profile_defaults = _select_list(profile.fields, profile.casts, profile_present, db)
+    message_select, message_defaults = _select_list(message.fields, message.casts, message_present, db)
+    now = timezone.now()
+    conversation_values = []
+    for f in conversation_plan.fields:
+        if f.name == "profile":
+            continue
+        if f.name in conversation or f.attname in conversation:
+            value = conversation.get(f.name, conversation.get(f.attname))
+        else:
+            value = now if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) else f.get_default()
+        conversation_values.append(f.get_db_prep_save(value.pk if isinstance(value, models.Model) else value, db))
+    params = [*profile_defaults, profile_json, *conversation_values, *message_defaults, message_json]
     with db.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(head + profile_select + middle + message_select + tail, params)
         return list(cursor.fetchall())
 
 
 def update_from_values(
     model: type[models.Model], rows: Sequence[dict], *, set: dict[str, str], fields: Sequence[str]
 ) -> int:
-    """One `UPDATE … FROM (VALUES …)` for many rows instead of one UPDATE per row (PostgreSQL).
+    """One `UPDATE … FROM unnest(…)` for many rows instead of one UPDATE per row (PostgreSQL).
 
     `rows`: dicts with "id" and the `fields`. `set`: column → SQL, where `v.<field>` is the
-    row's value and `T.<column>` the current one.
+    row's value and `T.<column>` the current one. Rows are updated in id order.
     """
     if not rows:
         return 0
     db = connections[DEFAULT_DB_ALIAS]
+    rows = sorted(rows, key=lambda r: r["id"])
     model_fields = [model._meta.get_field(name) for name in fields]
-    params: list = []
-    for row in sorted(rows, key=lambda r: r["id"]):
-        params.append(row["id"])
-        params += [f.get_db_prep_save(row[f.name], db) for f in model_fields]
-    sql = _update_from_values_sql(model, tuple(fields), tuple(set.items()), len(rows))
+    params: list = [[row["id"] for row in rows]]
+    params += [[f.get_db_prep_save(row[f.name], db) for row in rows] for f in model_fields]
     with db.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_update_from_values_sql(model, tuple(fields), tuple(set.items())), params)
         return cursor.rowcount
 
 
-@lru_cache(maxsize=256)
-def _update_from_values_sql(model: type[models.Model], fields: tuple[str, ...], sets: tuple[tuple[str, str], ...], count: int) -> str:
+@lru_cache(maxsize=16)
+def _update_from_values_sql(model: type[models.Model], fields: tuple[str, ...], sets: tuple[tuple[str, str], ...]) -> str:
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
-    typed = ", ".join(
-        [f"CAST(v._id AS {model._meta.pk.cast_db_type(connection)}) AS _id"]
-        + [f"CAST(v.{name} AS {model._meta.get_field(name).cast_db_type(connection)}) AS {name}" for name in fields]
-    )
+    casts = [model._meta.pk.cast_db_type(connection)] + [model._meta.get_field(name).cast_db_type(connection) for name in fields]
     assignments = ", ".join(qn(col) + " = " + _EXISTING.sub(table + ".", sql) for col, sql in sets)
     return (
-        f"UPDATE {table} SET {assignments} "
-        f"FROM (SELECT {typed} FROM (VALUES {_placeholders(len(fields) + 1, count)}) AS v(_id, {', '.join(fields)})) AS v "
+        f"UPDATE {table} SET {assignments} FROM {_unnest(casts)} AS v(_id, {', '.join(fields)}) "
         f"WHERE {table}.{qn(model._meta.pk.column)} = v._id"
     )
