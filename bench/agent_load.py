@@ -205,6 +205,7 @@ def main() -> None:
     latencies: list[tuple[float, float]] = []  # (reply seen at, seconds from webhook to reply sent)
     waiting: dict[int, tuple[int, float, threading.Event]] = {}  # conversation → (message id, started, event)
     lock = threading.Lock()
+    receive_times: list[float] = []
     from django.db import connection
 
     def poller() -> None:
@@ -241,6 +242,7 @@ def main() -> None:
                 body = payload(wa_id, n)
                 started = time.time()
                 receipt = webhook_receive(body=body, signature=sign(body, channel.app_secret))
+                receive_times.append(time.time() - started)
                 (message_id,) = receipt.new_message_ids
                 conversation_id = Message.objects.values_list("conversation_id", flat=True).get(pk=message_id)
                 connection.close()  # back to the pool while waiting
@@ -294,6 +296,7 @@ def main() -> None:
     print(f"  replies/s sustained        {rate:8.1f}   ({len(window)} replies in {measure_to - measure_from:.0f}s)")
     print(f"  overhead p50 (e2e - delay) {p50 * 1000:8.0f} ms")
     print(f"  overhead p95 (e2e - delay) {p95 * 1000:8.0f} ms")
+    print(f"  webhook_receive p50 / p95  {statistics.median(receive_times) * 1000:8.0f} / {sorted(receive_times)[int(len(receive_times) * 0.95)] * 1000:.0f} ms (in the driver)")
     print(f"  worker RSS (peak, all)     {peak_rss:8.0f} MiB")
     print(f"  worker CPU (all)           {(cpu1 - cpu0) / (measure_to - measure_from) * 100:8.0f} % of one core")
 
