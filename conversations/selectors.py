@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q, QuerySet
+from django.db import connection
+from django.db.models import BooleanField, F, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -77,29 +79,47 @@ def _after_cursor(queryset: QuerySet, cursor: str) -> QuerySet:
     return queryset.filter(last_message_at__lte=at).filter(Q(last_message_at__lt=at) | Q(pk__lt=pk))
 
 
+# One text per profile holding every searchable field, so a search is one trigram index scan
+# (`profile_search_trgm_idx`, migration profiles/0004, built on exactly this expression).
+PROFILE_SEARCH_SQL = (
+    "UPPER(first_name || ' ' || last_name || ' ' || profile_name || ' ' || company || ' ' || email || ' ' || wa_id)"
+)
+# A message-text search looks at the conversations of at most this many matching messages,
+# newest first: a common word must not turn into a million-row IN list.
+MESSAGE_SEARCH_LIMIT = 2000
+
+
+def profile_search_condition(query: str) -> Q:
+    """A condition on ClientProfile: the query inside any of its searchable fields."""
+    terms = [query]
+    digits = re.sub(r"[\s+\-().]", "", query)
+    if digits.isdigit() and len(digits) >= 3 and digits != query:
+        terms.append(digits)  # "+39 333 123 4567" finds wa_id 393331234567
+    condition = Q()
+    for term in terms:
+        pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        condition |= Q(RawSQL(f"{PROFILE_SEARCH_SQL} LIKE UPPER(%s) ESCAPE '\\'", [pattern], output_field=BooleanField()))
+    return condition
+
+
 def _search_condition(query: str) -> Q:
     """Name, WhatsApp name, company, email, number, and (3+ characters) any message text.
 
-    On PostgreSQL each `icontains` (`UPPER(col) LIKE UPPER('%q%')`) is served by a trigram
-    GIN index on `UPPER(col)` (migration profiles/0003); on SQLite it is a plain scan.
+    On PostgreSQL both halves are trigram GIN index scans: the profile fields through one
+    expression index, message text through `msg_text_trgm_idx` on `UPPER(text)` (the
+    expression Django's `icontains` produces). On SQLite they are plain scans.
     """
-    profile_match = Q()
-    for name in ("first_name", "last_name", "profile_name", "company", "email"):
-        profile_match |= Q(**{f"{name}__icontains": query})
-    words = query.split()
-    if len(words) > 1:
-        # "Mario Rossi": every word in the first or last name.
-        all_words = Q()
-        for word in words:
-            all_words &= Q(first_name__icontains=word) | Q(last_name__icontains=word)
-        profile_match |= all_words
-    digits = re.sub(r"[\s+\-().]", "", query)
-    if digits.isdigit() and len(digits) >= 3:
-        profile_match |= Q(wa_id__icontains=digits)
-    condition = Q(profile_id__in=ClientProfile.objects.filter(profile_match).values("pk"))
-    if len(query) >= MESSAGE_SEARCH_MIN_LENGTH:
-        condition |= Q(pk__in=Message.objects.filter(text__icontains=query).values("conversation_id"))
-    return condition
+    profile_match = profile_search_condition(query)
+    # The matching ids are gathered first (a UNION of two index scans) and the list is built
+    # from them: `profile IN (…) OR id IN (…)` would instead test every conversation.
+    profiles = ClientProfile.objects.filter(profile_match).values("pk")
+    if len(query) < MESSAGE_SEARCH_MIN_LENGTH:
+        return Q(profile__in=profiles)
+    recent_messages = Message.objects.filter(text__icontains=query).order_by("-pk").values("conversation_id")
+    recent_messages = recent_messages[:MESSAGE_SEARCH_LIMIT]
+    if not connection.features.supports_slicing_ordering_in_compound:  # SQLite: small data, plain OR
+        return Q(profile__in=profiles) | Q(pk__in=recent_messages)
+    return Q(pk__in=Conversation.objects.filter(profile__in=profiles).values("pk").union(recent_messages))
 
 
 def _filtered(*, user, list_filter: str, query: str) -> QuerySet:
@@ -135,7 +155,9 @@ def conversation_list(
             "profile__company", "profile__email", "profile__order_numbers", "profile__extra",
             "assigned_to__id", "assigned_to__username", "assigned_to__first_name", "assigned_to__last_name",
         )  # fmt: skip
-        .order_by("-last_message_at", "-id")[: limit + 1]
+        # NULLS FIRST is PostgreSQL's default for DESC (and how conv_recent_idx is stored);
+        # spelled out so SQLite pages the same way.
+        .order_by(F("last_message_at").desc(nulls_first=True), "-id")[: limit + 1]
     )
     next_cursor = _cursor_encode(rows[limit - 1]) if len(rows) > limit else ""
     rows = rows[:limit]
