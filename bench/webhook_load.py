@@ -440,16 +440,22 @@ class CpuMeter:
         idle = values[3] + values[4]
         return sum(values[:8]) - idle, sum(values[:8])
 
-    def snapshot(self) -> dict[str, int]:
-        shot = {name: sum(_jiffies(p) for p in pids) for name, pids in self._groups().items()}
+    def snapshot(self) -> dict:
+        # Per process, so that a process that exits or starts mid-run (a database connection
+        # reaching CONN_MAX_AGE) neither cancels nor inflates the others' figures.
+        shot: dict = {name: {pid: _jiffies(pid) for pid in pids} for name, pids in self._groups().items()}
         shot["_busy"], shot["_total"] = self._machine()
         return shot
 
-    def describe(self, before: dict[str, int], after: dict[str, int], *, requests: int, messages: int) -> str:
+    @staticmethod
+    def _used(before: dict[int, int], after: dict[int, int]) -> int:
+        return sum(max(0, jiffies - before.get(pid, 0)) for pid, jiffies in after.items())
+
+    def describe(self, before: dict, after: dict, *, requests: int, messages: int) -> str:
         parts = []
         ours = 0
         for name in ("web+worker", "postgres", "redis", "bench"):
-            used = max(0, after.get(name, 0) - before.get(name, 0))
+            used = self._used(before.get(name, {}), after.get(name, {}))
             ours += used
             per = used / self.tick * 1000 / max(requests, 1)
             parts.append(f"{name} {used / self.tick:.1f}s ({per:.2f} ms/request)")
