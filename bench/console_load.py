@@ -112,6 +112,18 @@ def django_setup(url: str) -> None:
 
     call_command("migrate", verbosity=0, interactive=False)
 
+    from django.db.backends.signals import connection_created
+
+    def _limit(sender, connection, **kwargs):
+        # A pathological plan must not hang the bench: it shows up as an error instead.
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+
+    connection_created.connect(_limit, weak=False)
+    from django.db import connection
+
+    connection.close()  # the next query opens a connection with the limit set
+
 
 # --- seeding -----------------------------------------------------------------------------------
 
@@ -122,7 +134,7 @@ def _sql_array(values: list[str]) -> str:
 
 def _pick(array_sql: str, n: int, seed_sql: str) -> str:
     """A deterministic pick from an SQL array, varied by `seed_sql` (an integer expression)."""
-    return f"({array_sql})[1 + (({seed_sql}) % {n})]"
+    return f"({array_sql})[1 + (abs(hashint4(({seed_sql})::int)) % {n})]"
 
 
 def insert_select(model, exprs: dict[str, str], source: str) -> int:
@@ -159,6 +171,14 @@ def insert_select(model, exprs: dict[str, str], source: str) -> int:
 
 
 def seed(*, conversations: int, messages: int) -> None:
+    from django.db import transaction
+
+    # One transaction: an interrupted load leaves the old data and every index in place.
+    with transaction.atomic():
+        _seed(conversations=conversations, messages=messages)
+
+
+def _seed(*, conversations: int, messages: int) -> None:
     from django.contrib.auth import get_user_model
     from django.db import connection
 
@@ -173,6 +193,7 @@ def seed(*, conversations: int, messages: int) -> None:
             "profiles_profilefieldchange, profiles_clientprofile, conversations_statusupdate, webhooks_webhookevent "
             "RESTART IDENTITY CASCADE"
         )
+        cursor.execute("SET statement_timeout = 0")  # the load itself takes minutes
         cursor.execute("SET maintenance_work_mem = '512MB'")
         cursor.execute("SET synchronous_commit = off")
     channel, _ = Channel.objects.get_or_create(
@@ -266,6 +287,7 @@ def seed(*, conversations: int, messages: int) -> None:
     print(f"  indexes rebuilt in {time.perf_counter() - t0:.1f}s", flush=True)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
+        cursor.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
     print(f"seeded in {time.perf_counter() - t0:.1f}s", flush=True)
 
 
@@ -292,6 +314,9 @@ def _indexes_create(definitions: list[str]) -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
+        # Django's foreign keys are checked at commit; an index cannot be built on a table with
+        # checks pending, so run them now.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute("SET maintenance_work_mem = '512MB'")
         cursor.execute("SET max_parallel_maintenance_workers = 2")
         for definition in definitions:
@@ -316,12 +341,16 @@ def counts() -> tuple[int, int]:
 # --- measuring ---------------------------------------------------------------------------------
 
 
+STATEMENT_TIMEOUT_MS = 15_000
+
+
 @dataclass
 class Sample:
     ms: float
     queries: int
     sql_ms: float
     slowest_sql: tuple[float, str, tuple] = (0.0, "", ())
+    error: str = ""
 
 
 @dataclass
@@ -362,12 +391,18 @@ def run(endpoint: Endpoint, client, requests: int, warmup: int = 5) -> None:
     for i in range(requests):
         url = endpoint.urls[i % len(endpoint.urls)]
         timer = QueryTimer()
+        error = ""
         with connection.execute_wrapper(timer):
             start = time.perf_counter()
-            response = client.get(url, **endpoint.headers)
-            if hasattr(response, "render") and not response.is_rendered:
-                response.render()
+            try:
+                response = client.get(url, **endpoint.headers)
+            except Exception as exc:  # e.g. the statement timeout: count it, keep measuring
+                error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]} ({url})"
             took = time.perf_counter() - start
+        if error:
+            print(f"  ! {endpoint.name}: {error} after {took * 1000:.0f} ms", flush=True)
+            endpoint.samples.append(Sample(took * 1000, timer.count, timer.seconds * 1000, (timer.slowest[0] * 1000, timer.slowest[1], timer.slowest[2]), error))
+            continue
         if response.status_code not in endpoint.expect:
             raise SystemExit(f"{endpoint.name}: {url} answered {response.status_code}, expected {endpoint.expect}")
         endpoint.samples.append(Sample(took * 1000, timer.count, timer.seconds * 1000, (timer.slowest[0] * 1000, timer.slowest[1], timer.slowest[2])))
@@ -452,7 +487,7 @@ def admin_endpoints() -> list[Endpoint]:
 
 def report(results: list[Endpoint], explain: bool) -> bool:
     print()
-    print(f"{'endpoint':<26} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'queries':>8} {'SQL p95':>8}  target")
+    print(f"{'endpoint':<26} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'queries':>8} {'SQL p95':>8} {'errors':>6}  target")
     ok = True
     for e in results:
         times = [s.ms for s in e.samples]
@@ -462,12 +497,12 @@ def report(results: list[Endpoint], explain: bool) -> bool:
         key = "p95"
         verdict = ""
         if target:
-            good = percentile(times, 95) < target
+            good = percentile(times, 95) < target and not any(s.error for s in e.samples)
             ok &= good
             verdict = f"{key} < {target} ms {'OK' if good else 'MISSED'}"
         print(
             f"{e.name:<26} {len(times):>4} {statistics.median(times):>8.1f} {percentile(times, 95):>8.1f} {max(times):>8.1f} "
-            f"{queries:>8.0f} {percentile(sql, 95):>8.1f}  {verdict}"
+            f"{queries:>8.0f} {percentile(sql, 95):>8.1f} {sum(1 for s in e.samples if s.error):>6}  {verdict}"
         )
     if explain:
         from django.db import connection
@@ -476,6 +511,8 @@ def report(results: list[Endpoint], explain: bool) -> bool:
             slow = max(e.samples, key=lambda s: s.slowest_sql[0])
             took, sql, params = slow.slowest_sql
             print(f"\n--- {e.name}: slowest query {took:.1f} ms ---\n{sql % tuple(_literal(p) for p in params) if params else sql}")
+            if not sql:
+                continue
             with connection.cursor() as cursor:
                 cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
                 print("\n".join(row[0] for row in cursor.fetchall()))

@@ -9,6 +9,8 @@ from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from conversations.admin import CappedCountPaginator
+
 from .models import STANDARD_FIELDS, ClientProfile, FieldSource, ProfileFieldChange
 from .services import FieldValueError, field_value_clean, profile_field_set
 
@@ -82,6 +84,7 @@ class ClientProfileAdmin(admin.ModelAdmin):
     list_filter = [CompletenessFilter, "language"]
     search_fields = ["=wa_id", "profile_name", "first_name", "last_name", "company", "email"]
     date_hierarchy = "last_contact_at"
+    paginator = CappedCountPaginator
     ordering = ["-last_contact_at", "-id"]
     show_full_result_count = False
     inlines = [ProfileFieldChangeInline]

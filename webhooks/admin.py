@@ -8,19 +8,19 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _, ngettext
 
+from conversations.admin import BigTableAdminMixin
+
 from .models import WebhookEvent
 from .services import webhook_event_replay
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(BigTableAdminMixin, admin.ModelAdmin):
     list_display = ["id", "received_at", "provider", "channel", "outcome", "signature_valid", "message_count", "status_count", "short_detail"]
     list_select_related = ["channel"]
-    list_filter = ["outcome", "signature_valid", "provider", "channel"]
+    list_filter = [("received_at", admin.DateFieldListFilter), "outcome", "signature_valid", "provider", "channel"]
     search_fields = ["=id", "detail"]
-    date_hierarchy = "received_at"
     ordering = ["-received_at", "-id"]
-    show_full_result_count = False
     actions = ["replay"]
     fields = ["received_at", "processed_at", "provider", "channel", "outcome", "detail", "signature_valid", "signature", "message_count", "status_count", "pretty_body"]
     readonly_fields = fields
