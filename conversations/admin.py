@@ -22,6 +22,9 @@ from django.utils.translation import gettext_lazy as _
 from whatsbot.roles import ADMINS_GROUP, AGENTS_GROUP, is_admin, staff_member_create
 
 from .agent import admin as agent_admin  # noqa: F401  (registers BotConfig)
+from .selectors import profile_search_condition
+from profiles.models import ClientProfile
+
 from .models import Channel, Conversation, ConversationNote, Message, QuickReply, StatusUpdate
 
 # Only admins reach Django admin; agents work in the console.
@@ -238,6 +241,15 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def get_queryset(self, request) -> QuerySet:
         return super().get_queryset(request).select_related("profile", "channel", "assigned_to")
+
+    def get_search_results(self, request, queryset, search_term):
+        # The console's profile search (one trigram index over every profile field) instead of
+        # admin's OR of six LIKEs, which scans all profiles (measured 1.2 s at 100,000).
+        term = " ".join(search_term.split())
+        if not term:
+            return queryset, False
+        profiles = ClientProfile.objects.filter(profile_search_condition(term)).values("pk")
+        return queryset.filter(profile__in=profiles), False
 
     def has_delete_permission(self, request, obj=None):
         # Deleting a thread (e.g. a customer's erasure request) stays possible.

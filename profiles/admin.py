@@ -10,6 +10,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from conversations.admin import CappedCountPaginator
+from conversations.selectors import profile_search_condition
 
 from .models import STANDARD_FIELDS, ClientProfile, FieldSource, ProfileFieldChange
 from .services import FieldValueError, field_value_clean, profile_field_set
@@ -133,6 +134,13 @@ class ClientProfileAdmin(admin.ModelAdmin):
             "<tbody>{}</tbody></table>",
             _("field"), _("value"), _("source"), _("origin"), _("when"), body,
         )  # fmt: skip
+
+    def get_search_results(self, request, queryset, search_term):
+        # The console's search: one trigram index over every profile field.
+        term = " ".join(search_term.split())
+        if not term:
+            return queryset, False
+        return queryset.filter(profile_search_condition(term)), False
 
     def has_add_permission(self, request):
         # Profiles come from WhatsApp messages (keyed by the wa_id Meta gives).

@@ -80,3 +80,15 @@ def test_a_message_cannot_be_changed_or_added_in_admin(admin_member_client, chan
     assert response.status_code == 403
     message.refresh_from_db()
     assert message.text != "rewritten"
+
+
+def test_admin_search_finds_a_conversation_by_any_profile_field(admin_member_client, channel):
+    wanted = ConversationFactory(channel=channel)
+    profile_field_set(profile=wanted.profile, field="company", value="Ortofrutta Sud", source="staff")
+    ConversationFactory(channel=channel)
+
+    for term in ("ortofrutta", wanted.profile.wa_id[-6:]):
+        response = admin_member_client.get(f"/admin/conversations/conversation/?q={term}")
+        assert list(response.context_data["cl"].result_list) == [wanted], term
+    response = admin_member_client.get("/admin/profiles/clientprofile/?q=ortofrutta")
+    assert list(response.context_data["cl"].result_list) == [wanted.profile]
