@@ -122,9 +122,17 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, children: bool = False) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    if children:  # a prefork worker's pool processes
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        for child in map(int, out):
+            try:
+                used += cpu_seconds(child)
+            except OSError:
+                pass
+    return used
 
 
 def main() -> None:
@@ -137,6 +145,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=256, help="threads per worker process")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (one per core)")
     parser.add_argument("--db-pool", type=int, default=30, help="DATABASE_POOL_MAX_SIZE per worker process")
+    parser.add_argument("--worker-log", default="WARNING", help="the worker's log level (var/bench-agent-worker.log)")
     args = parser.parse_args()
 
     port = free_port()
@@ -181,7 +190,7 @@ def main() -> None:
     log = open(ROOT / "var" / "bench-agent-worker.log", "w")
     workers = [
         subprocess.Popen(
-            [str(ROOT / ".venv/bin/celery"), "-A", "whatsbot", "worker", "--loglevel=WARNING", f"--pool={args.pool}",
+            [str(ROOT / ".venv/bin/celery"), "-A", "whatsbot", "worker", f"--loglevel={args.worker_log}", f"--pool={args.pool}",
              f"--concurrency={args.concurrency}", "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", f"bench{i}@%h"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
         )  # fmt: skip
@@ -202,7 +211,8 @@ def main() -> None:
         }).encode()  # fmt: skip
 
     stop = threading.Event()
-    latencies: list[tuple[float, float]] = []  # (reply seen at, seconds from webhook to reply sent)
+    # (reply seen at, customer message id, reply id, webhook call started at, reply sent at)
+    latencies: list[tuple[float, int, int, float, float]] = []
     waiting: dict[int, tuple[int, float, threading.Event]] = {}  # conversation → (message id, started, event)
     lock = threading.Lock()
     receive_times: list[float] = []
@@ -227,15 +237,16 @@ def main() -> None:
                     entry = waiting.get(conversation_id)
                     if entry and pk > entry[0]:
                         del waiting[conversation_id]
-                        latencies.append((time.time(), sent_at.timestamp() - entry[1]))
+                        latencies.append((time.time(), entry[0], pk, entry[1], sent_at.timestamp()))
                         entry[2].set()
-            time.sleep(0.1)
+            time.sleep(0.05)
         connection.close()
 
     def customer(index: int) -> None:
         wa_id = f"39300{index:07d}"
         n = 0
         done = threading.Event()
+        conversation_id = None
         try:
             while not stop.is_set():
                 n += 1
@@ -244,7 +255,8 @@ def main() -> None:
                 receipt = webhook_receive(body=body, signature=sign(body, channel.app_secret))
                 receive_times.append(time.time() - started)
                 (message_id,) = receipt.new_message_ids
-                conversation_id = Message.objects.values_list("conversation_id", flat=True).get(pk=message_id)
+                if conversation_id is None:
+                    conversation_id = Message.objects.values_list("conversation_id", flat=True).get(pk=message_id)
                 connection.close()  # back to the pool while waiting
                 done.clear()
                 with lock:
@@ -254,27 +266,39 @@ def main() -> None:
         finally:
             connection.close()
 
+    others = {"fake OpenAI": fake.pid, "redis-server (shared)": redis_pid()}
     threading.Thread(target=poller, daemon=True).start()
     threads = [threading.Thread(target=customer, args=(i,), daemon=True) for i in range(args.customers)]
-    cpu0 = None
     t0 = time.time()
     for t in threads:
         t.start()
         time.sleep(args.warmup / 2 / args.customers)  # ramp up over half the warm-up
     time.sleep(max(0.0, args.warmup - (time.time() - t0)))
     measure_from = time.time()
-    cpu0 = sum(cpu_seconds(w.pid) for w in workers)
+    cpu0 = {"worker(s)": sum(cpu_seconds(w.pid, children=True) for w in workers), "driver (webhook + customers)": own_cpu()}
+    cpu0.update({name: cpu_seconds(pid) for name, pid in others.items() if pid})
+    pg = PostgresCPU(DB_NAME)
     peak_rss = 0.0
     while time.time() - measure_from < args.seconds:
         time.sleep(1)
+        pg.sample()
         peak_rss = max(peak_rss, sum(rss_mb(w.pid) for w in workers))
     measure_to = time.time()
-    cpu1 = sum(cpu_seconds(w.pid) for w in workers)
+    cpu1 = {"worker(s)": sum(cpu_seconds(w.pid, children=True) for w in workers), "driver (webhook + customers)": own_cpu()}
+    cpu1.update({name: cpu_seconds(pid) for name, pid in others.items() if pid})
+    pg.sample()
     stop.set()
     for t in threads:
         t.join(10)
 
-    window = [lat for at, lat in latencies if measure_from <= at <= measure_to]
+    window = [row for row in latencies if measure_from <= row[0] <= measure_to]
+    # Where the time goes, from the rows' own timestamps (same clock: one machine).
+    ids = [r[1] for r in window] + [r[2] for r in window]
+    created = dict(Message.objects.filter(pk__in=ids).values_list("pk", "created_at"))
+    to_stored = sorted(created[r[1]].timestamp() - r[3] for r in window)
+    to_reply_row = sorted(created[r[2]].timestamp() - created[r[1]].timestamp() - args.delay for r in window)
+    to_sent = sorted(r[4] - created[r[2]].timestamp() for r in window)
+    connection.close()
     for w in workers:
         w.send_signal(signal.SIGTERM)
     for w in workers:
@@ -287,18 +311,65 @@ def main() -> None:
     if not window:
         print("no reply in the measured period: see var/bench-agent-worker.log")
         sys.exit(1)
-    overhead = sorted(lat - args.delay for lat in window)
-    p50 = statistics.median(overhead)
-    p95 = overhead[min(len(overhead) - 1, int(len(overhead) * 0.95))]
-    rate = len(window) / (measure_to - measure_from)
-    print(f"agent load: {args.customers} customers, model delay {args.delay:.1f}s, REPLY_DEBOUNCE_SECONDS=0, "
+    overhead = sorted(r[4] - r[3] - args.delay for r in window)
+    seconds = measure_to - measure_from
+    rate = len(window) / seconds
+    print(f"agent load: {args.customers} customers (closed loop), model delay {args.delay:.1f}s, REPLY_DEBOUNCE_SECONDS=0, "
           f"{args.workers} worker(s) pool={args.pool} concurrency={args.concurrency}, db pool {args.db_pool} each")  # fmt: skip
-    print(f"  replies/s sustained        {rate:8.1f}   ({len(window)} replies in {measure_to - measure_from:.0f}s)")
-    print(f"  overhead p50 (e2e - delay) {p50 * 1000:8.0f} ms")
-    print(f"  overhead p95 (e2e - delay) {p95 * 1000:8.0f} ms")
-    print(f"  webhook_receive p50 / p95  {statistics.median(receive_times) * 1000:8.0f} / {sorted(receive_times)[int(len(receive_times) * 0.95)] * 1000:.0f} ms (in the driver)")
+    print(f"  replies/s sustained        {rate:8.1f}   ({len(window)} replies in {seconds:.0f}s)")
+    print(f"  overhead p50 / p95         {pct(overhead, 50) * 1000:8.0f} / {pct(overhead, 95) * 1000:.0f} ms   (webhook call -> reply sent, minus the delay)")
+    print(f"    webhook -> stored        {pct(to_stored, 50) * 1000:8.0f} / {pct(to_stored, 95) * 1000:.0f} ms")
+    print(f"    stored -> reply row      {pct(to_reply_row, 50) * 1000:8.0f} / {pct(to_reply_row, 95) * 1000:.0f} ms   (minus the delay: queue waits + agent)")
+    print(f"    reply row -> sent        {pct(to_sent, 50) * 1000:8.0f} / {pct(to_sent, 95) * 1000:.0f} ms")
+    print(f"  webhook_receive p50 / p95  {pct(sorted(receive_times), 50) * 1000:8.0f} / {pct(sorted(receive_times), 95) * 1000:.0f} ms (in the driver)")
     print(f"  worker RSS (peak, all)     {peak_rss:8.0f} MiB")
-    print(f"  worker CPU (all)           {(cpu1 - cpu0) / (measure_to - measure_from) * 100:8.0f} % of one core")
+    cpu = {name: cpu1[name] - cpu0[name] for name in cpu1}
+    cpu["postgres (bench db backends)"] = pg.total()
+    print(f"  CPU, % of one core, and ms per reply (the machine has {os.cpu_count()} cores):")
+    for name, used in cpu.items():
+        print(f"    {name:30s} {used / seconds * 100:5.0f} %   {used / max(1, len(window)) * 1000:6.1f} ms")
+    total = sum(cpu.values())
+    print(f"    {'total':30s} {total / seconds * 100:5.0f} %   {total / max(1, len(window)) * 1000:6.1f} ms")
+
+
+def pct(values: list[float], p: int) -> float:
+    return values[min(len(values) - 1, int(len(values) * p / 100))] if values else float("nan")
+
+
+def own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def redis_pid() -> int | None:
+    out = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True).stdout.split()
+    return int(out[0]) if out else None
+
+
+class PostgresCPU:
+    """CPU used by the PostgreSQL backends serving one database (pools keep them alive)."""
+
+    def __init__(self, dbname: str) -> None:
+        self.dbname = dbname
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.sample()
+
+    def sample(self) -> None:
+        out = subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc", f"SELECT pid FROM pg_stat_activity WHERE datname = '{self.dbname}'"],
+            capture_output=True, text=True,
+        ).stdout.split()  # fmt: skip
+        for pid in map(int, out):
+            try:
+                used = cpu_seconds(pid)
+            except OSError:
+                continue
+            self.first.setdefault(pid, used if not self.last else 0.0)
+            self.last[pid] = used
+
+    def total(self) -> float:
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
 
 
 if __name__ == "__main__":

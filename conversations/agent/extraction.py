@@ -9,6 +9,7 @@ never over a staff member's value.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 from typing import Optional
@@ -25,13 +26,33 @@ from .prompts import EXTRACTION_INSTRUCTIONS, FIELD_DESCRIPTIONS, cost_estimate
 logger = logging.getLogger(__name__)
 
 
+class _Details(BaseModel):
+    """Base of the extraction models. `responses.parse` turns the model into a JSON schema
+    on every call, and pydantic regenerates it each time (a few ms of CPU per customer text):
+    the schema of these fixed models is computed once per model and handed out as copies
+    (the SDK edits the dict it gets)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def model_json_schema(cls, *args, **kwargs) -> dict:
+        key = (cls, args, tuple(sorted(kwargs.items())))
+        schema = _schemas.get(key)
+        if schema is None:
+            schema = _schemas[key] = super().model_json_schema(*args, **kwargs)
+        return copy.deepcopy(schema)
+
+
+_schemas: dict = {}
+
+
 @functools.lru_cache(maxsize=64)
 def _details_model(fields: tuple[tuple[str, str], ...]) -> type[BaseModel]:
     definitions = {
         key: (Optional[str], Field(default=None, description=description)) for key, description in fields
     }
     definitions["language"] = (Optional[str], Field(default=None, description="ISO 639-1 code, e.g. it, en."))
-    return create_model("CustomerDetails", __config__=ConfigDict(extra="forbid"), **definitions)
+    return create_model("CustomerDetails", __base__=_Details, **definitions)
 
 
 def details_model_for(*, config: BotConfig, fields: list[str]) -> type[BaseModel]:

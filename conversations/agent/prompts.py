@@ -78,6 +78,10 @@ def instructions_with_context(*, instructions: str, context: dict[str, str], sum
     parts = [instructions.strip() or DEFAULT_INSTRUCTIONS.strip(), ""]
     parts.append("Dati del cliente già noti (non chiederli di nuovo): " + context["known_fields"])
     parts.append("Dati ancora mancanti, in ordine: " + context["missing_fields"])
+    parts.append(
+        "Gli ultimi messaggi del cliente possono contenere proprio uno dei dati mancanti (non è ancora in "
+        "questo elenco): in quel caso non chiederlo di nuovo, ringrazia e passa al successivo."
+    )
     if summary:
         parts.append("Riassunto delle conversazioni precedenti: " + summary)
     return "\n".join(parts)

@@ -31,7 +31,7 @@ from profiles.services import profile_known_fields, profile_missing_fields
 from ..models import Author, Conversation, Direction, Message, MessageType, Owner
 from ..queueing import enqueue
 from ..services.botconfig import ActiveConfig, bot_config_fields, bot_config_for_channel
-from ..services.outbound import message_send_text
+from ..services.outbound import message_deliver_now, message_send_text
 from . import extraction, offline, openai_client
 from .commands import command_answer, command_parse
 from .openai_client import AIError, Usage
@@ -117,6 +117,7 @@ def burst_answer(*, message_id: int) -> str:
     conversation = message.conversation
     burst = list(
         Message.objects.filter(conversation=conversation, direction=Direction.INBOUND, type__in=TEXT_TYPES, handled_at__isnull=True)
+        .only("id", "conversation_id", "type", "text")
         .order_by("pk")
     )
     if not burst or burst[-1].pk != message.pk:
@@ -159,6 +160,10 @@ def _burst_mark_handled(burst: list[Message], **error) -> bool:
 def _commit(*, conversation: Conversation, burst: list[Message], active: ActiveConfig, reply: Reply, check_newer: bool = True, error: dict | None = None) -> str:
     """Send the reply (or hand over) and mark the burst handled, in one transaction."""
     now = timezone.now()
+    # Outside any caller's transaction the reply is delivered by this thread once committed
+    # (one task less per reply); inside one, its delivery is queued on commit as usual.
+    inline = not transaction.get_connection().in_atomic_block
+    sent: Message | None = None
     with transaction.atomic():
         # The webhook updates this row in the transaction that stores a new message: once we
         # hold the lock, any message stored before now is visible to the check below.
@@ -181,7 +186,12 @@ def _commit(*, conversation: Conversation, burst: list[Message], active: ActiveC
             return "human"  # a staff member took over while the model was thinking
         else:
             text, outcome = reply.text, "sent"
-        message_send_text(conversation=conversation, text=text, author=Author.BOT, bot_config_version=active.version, **_usage_fields(reply.usage))
+        sent = message_send_text(
+            conversation=conversation, text=text, author=Author.BOT, bot_config_version=active.version,
+            queue_delivery=not inline, **_usage_fields(reply.usage),
+        )  # fmt: skip
+    if inline and sent is not None:
+        message_deliver_now(message=sent)
     return outcome
 
 
@@ -222,8 +232,9 @@ def _unavailable(*, conversation: Conversation, burst: list[Message], active: Ac
 def reply_generate(*, conversation: Conversation, burst: list[Message], active: ActiveConfig) -> Reply:
     """The agent's answer to the burst (no database writes but the OpenAI conversation id)."""
     config = active.config
+    # The profile as read with the burst's message, an instant ago: the extraction of the
+    # newest text runs concurrently, so the instructions say it may hold a missing detail.
     profile = conversation.profile
-    profile.refresh_from_db(fields=["first_name", "last_name", "company", "email", "order_numbers", "extra", "language", "provenance"])
     fields = bot_config_fields(config=config)
     known = profile_known_fields(profile=profile, fields=fields)
     missing = profile_missing_fields(profile=profile, fields=fields)

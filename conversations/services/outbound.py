@@ -29,12 +29,15 @@ def message_send_text(
     author: str = Author.BOT,
     user=None,
     reply_to: str = "",
+    queue_delivery: bool = True,
     **extra,
 ) -> Message:
-    """Store a pending outbound text and queue its delivery once the transaction commits."""
+    """Store a pending outbound text and queue its delivery once the transaction commits
+    (or, with `queue_delivery=False`, leave it to the caller: `message_deliver_now`)."""
     return message_queue_outbound(
-        conversation=conversation, type=MessageType.TEXT, text=text, author=author, user=user, reply_to=reply_to, **extra
-    )
+        conversation=conversation, type=MessageType.TEXT, text=text, author=author, user=user, reply_to=reply_to,
+        queue_delivery=queue_delivery, **extra,
+    )  # fmt: skip
 
 
 def message_queue_outbound(
@@ -47,6 +50,7 @@ def message_queue_outbound(
     reply_to: str = "",
     payload: dict | None = None,
     media: dict | None = None,
+    queue_delivery: bool = True,
     **extra,
 ) -> Message:
     from ..tasks import message_deliver
@@ -73,7 +77,8 @@ def message_queue_outbound(
             revision=F("revision") + 1,
             changed_at=now,
         )
-        enqueue_on_commit(message_deliver, [message.pk])
+        if queue_delivery:
+            enqueue_on_commit(message_deliver, [message.pk])
     return message
 
 
@@ -83,8 +88,30 @@ class DeliveryResult:
     retry_in: float = 0.0
 
 
-def message_deliver(*, message_id: int) -> DeliveryResult:
-    """One delivery attempt. Safe to run twice: the row is claimed with a conditional update."""
+def message_deliver_now(*, message: Message) -> DeliveryResult:
+    """Deliver a just-committed pending message in the current thread (the worker that
+    wrote it), instead of a task round trip. The state machine is the same (pending, claimed
+    with a conditional update, then sent or failed); a temporary failure goes to the
+    `message_deliver` task's retry, and anything unexpected leaves the row pending for the
+    outbound sweeper."""
+    from ..tasks import message_deliver as task
+
+    try:
+        result = message_deliver(message_id=message.pk, message=message)
+    except Exception:
+        logger.exception("message %s: inline delivery failed, the sweeper will retry it", message.pk)
+        return DeliveryResult("skipped")
+    if result.outcome == "retry":
+        try:
+            task.apply_async((message.pk,), countdown=result.retry_in, retry=False)
+        except Exception as exc:  # broker down: the sweeper finds the pending row
+            logger.warning("message %s: could not queue the delivery retry: %s", message.pk, exc)
+    return result
+
+
+def message_deliver(*, message_id: int, message: Message | None = None) -> DeliveryResult:
+    """One delivery attempt. Safe to run twice: the row is claimed with a conditional update.
+    `message` (with its conversation, channel and profile loaded) saves reading it again."""
     now = timezone.now()
     claimed = (
         Message.objects.filter(pk=message_id, direction=Direction.OUTBOUND, status=MessageStatus.PENDING)
@@ -93,7 +120,10 @@ def message_deliver(*, message_id: int) -> DeliveryResult:
     )
     if not claimed:
         return DeliveryResult("skipped")
-    message = Message.objects.select_related("conversation__channel", "conversation__profile").get(pk=message_id)
+    if message is None:
+        message = Message.objects.select_related("conversation__channel", "conversation__profile").get(pk=message_id)
+    else:
+        message.attempts = (message.attempts or 0) + 1  # what the claim just stored
     conversation = message.conversation
     try:
         wamid = transport_for(conversation.channel).send(message, to=conversation.profile.wa_id)
@@ -154,9 +184,11 @@ def message_mark_failed(*, message: Message, code: str, title: str, detail: str)
     Conversation.objects.filter(pk=message.conversation_id).update(revision=F("revision") + 1, changed_at=now)
 
 
-def message_mark_read(*, message_id: int) -> None:
-    """Read receipt and typing indicator for an inbound message; best effort, never retried."""
-    message = Message.objects.select_related("conversation__channel").get(pk=message_id)
+def message_mark_read(*, message_id: int, message: Message | None = None) -> None:
+    """Read receipt and typing indicator for an inbound message; best effort, never retried.
+    `message` (with its conversation and channel loaded) saves reading it again."""
+    if message is None:
+        message = Message.objects.select_related("conversation__channel").get(pk=message_id)
     if not message.wamid:
         return
     try:

@@ -32,7 +32,7 @@ def inbound_handle(*, message_id: int) -> str:
     if not inbound_claim(message_id=message_id):
         return "skipped"
     message = Message.objects.select_related("conversation__channel", "conversation__profile").get(pk=message_id)
-    message_mark_read(message_id=message.pk)
+    message_mark_read(message_id=message.pk, message=message)
     return replies.inbound_reply(message=message)
 
 
