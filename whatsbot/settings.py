@@ -153,6 +153,9 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The webhook must answer even when the broker is down: fail fast, the sweeper re-queues.
 CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
+# Broker connections kept for publishing, shared by every thread of a process (Celery's
+# default is 10; a threads-pool worker publishes from hundreds of threads).
+CELERY_BROKER_POOL_LIMIT = env.int("CELERY_BROKER_POOL_LIMIT", default=10)
 CELERY_TASK_PUBLISH_RETRY = False
 
 # --- Auth, i18n, static -----------------------------------------------------------------
