@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -141,19 +142,35 @@ def _recordset(fields: Sequence, rows: Sequence[dict], extra: Sequence[str] = ()
     return present + per_row, json.dumps(records, default=_json_value, ensure_ascii=False)
 
 
+_NOW = object()  # stands for "the statement's timestamp" among cached default values
+
+
 def _select_list(fields: Sequence, casts: Sequence[str], present: Sequence[str], db) -> tuple[str, list]:
     """`v."col"` for the fields the rows carry, a shared default for the others."""
+    sql, template = _select_list_plan(tuple(fields), tuple(casts), tuple(present), db.alias)
+    now = timezone.now()
+    return sql, [now if value is _NOW else value for value in template]
+
+
+@lru_cache(maxsize=64)
+def _select_list_plan(fields: tuple, casts: tuple[str, ...], present: tuple[str, ...], alias: str) -> tuple[str, tuple]:
+    # Defaults that do not change between calls (a callable such as `dict` or `list` gives
+    # the same value every time) are adapted once here, not for every request.
+    db = connections[alias]
     qn = db.ops.quote_name
     exprs, params = [], []
-    now = timezone.now()
     for f, cast in zip(fields, casts):
         if f.name in present:
             exprs.append(f"v.{qn(f.column)}")
+            continue
+        exprs.append(f"%s::{cast}")
+        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) or f.default is timezone.now:
+            params.append(_NOW)
+        elif _shared_default(f):
+            params.append(f.get_db_prep_save(f.get_default(), db))
         else:
-            value = now if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) else f.get_default()
-            exprs.append(f"%s::{cast}")
-            params.append(f.get_db_prep_save(value, db))
-    return ", ".join(exprs), params
+            raise ValueError(f"{f.name} has a per-row default: the rows must carry it")
+    return ", ".join(exprs), tuple(params)
 
 
 def _definitions(fields: Sequence, casts: Sequence[str], present: Sequence[str], qn) -> str:
@@ -211,6 +228,7 @@ def thread_rows_store(
     conversation: dict,
     messages: Sequence[dict],
     profile_update: dict[str, str],
+    cursor=None,
 ) -> list[tuple]:
     """Upsert profiles, their conversations and insert messages in ONE statement (PostgreSQL).
 
@@ -225,7 +243,7 @@ def thread_rows_store(
     order, so concurrent webhooks touching the same customers wait instead of deadlocking.
     Messages are inserted under the unique `wamid` with DO NOTHING: a duplicate is neither
     inserted nor returned. Returns `(message id, wamid, conversation id)` of the new
-    messages, by id.
+    messages, by id. `cursor`: a cursor of `pipelined_transaction()` (else Django's).
     """
     from profiles.models import ClientProfile
 
@@ -250,18 +268,23 @@ def thread_rows_store(
             value = now if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) else f.get_default()
         conversation_values.append(f.get_db_prep_save(value.pk if isinstance(value, models.Model) else value, db))
     params = [*profile_defaults, profile_json, *conversation_values, *message_defaults, message_json]
-    with db.cursor() as cursor:
-        cursor.execute(head + profile_select + middle + message_select + tail, params)
+    sql = head + profile_select + middle + message_select + tail
+    if cursor is not None:
+        cursor.execute(sql, params, prepare=True)
         return list(cursor.fetchall())
+    with db.cursor() as django_cursor:
+        django_cursor.execute(sql, params)
+        return list(django_cursor.fetchall())
 
 
 def update_from_values(
-    model: type[models.Model], rows: Sequence[dict], *, set: dict[str, str], fields: Sequence[str]
-) -> int:
+    model: type[models.Model], rows: Sequence[dict], *, set: dict[str, str], fields: Sequence[str], cursor=None
+) -> int | None:
     """One `UPDATE … FROM unnest(…)` for many rows instead of one UPDATE per row (PostgreSQL).
 
     `rows`: dicts with "id" and the `fields`. `set`: column → SQL, where `v.<field>` is the
-    row's value and `T.<column>` the current one. Rows are updated in id order.
+    row's value and `T.<column>` the current one. Rows are updated in id order. With a
+    `cursor` of `pipelined_transaction()` the statement is queued and None is returned.
     """
     if not rows:
         return 0
@@ -270,9 +293,13 @@ def update_from_values(
     model_fields = [model._meta.get_field(name) for name in fields]
     params: list = [[row["id"] for row in rows]]
     params += [[f.get_db_prep_save(row[f.name], db) for row in rows] for f in model_fields]
-    with db.cursor() as cursor:
-        cursor.execute(_update_from_values_sql(model, tuple(fields), tuple(set.items())), params)
-        return cursor.rowcount
+    sql = _update_from_values_sql(model, tuple(fields), tuple(set.items()))
+    if cursor is not None:
+        cursor.execute(sql, params, prepare=True)
+        return None
+    with db.cursor() as django_cursor:
+        django_cursor.execute(sql, params)
+        return django_cursor.rowcount
 
 
 @lru_cache(maxsize=16)
@@ -285,3 +312,35 @@ def _update_from_values_sql(model: type[models.Model], fields: tuple[str, ...], 
         f"UPDATE {table} SET {assignments} FROM {_unnest(casts)} AS v(_id, {', '.join(fields)}) "
         f"WHERE {table}.{qn(model._meta.pk.column)} = v._id"
     )
+
+
+@contextmanager
+def pipelined_transaction() -> Iterator:
+    """A psycopg cursor in pipeline mode inside one transaction (PostgreSQL, hot path only).
+
+    Django's cursors wait for every statement, BEGIN and COMMIT included: six round trips
+    for a webhook POST. In pipeline mode BEGIN goes out with the first statement, and
+    statements whose result is not read go out with the COMMIT. Statements are sent with
+    server-side binding and prepared once per connection, so PostgreSQL does not parse
+    and plan them again for every request. The connection is Django's own (same health
+    check, same lifetime); inside an atomic block (tests) the transaction is a savepoint.
+    Work to do after the commit still goes through `transaction.on_commit`.
+    """
+    import psycopg
+
+    from django.db import transaction
+
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.in_atomic_block:
+        # Already in a transaction (a test, a caller's atomic): a savepoint, Django's way.
+        with transaction.atomic(using=db.alias), db.wrap_database_errors:
+            with db.connection.pipeline():
+                yield psycopg.Cursor(db.connection)
+        return
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        conn = db.connection
+        with conn.pipeline(), conn.transaction():
+            # Not closed on exit: the results of queued statements are read after the commit.
+            yield psycopg.Cursor(conn)

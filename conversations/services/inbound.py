@@ -46,13 +46,15 @@ PROFILE_UPSERT = {
 }
 
 
-def inbound_messages_store(*, channel: Channel, messages: Sequence[InboundMessage]) -> list[int]:
+def inbound_messages_store(*, channel: Channel, messages: Sequence[InboundMessage], cursor=None) -> list[int]:
     """Store a webhook's messages for one channel; return the ids of the ones that are new.
 
     Runs inside the caller's transaction. Profiles and conversations are upserted, and
     messages inserted under the unique `wamid`, so a duplicate delivery (Meta retries for
     days) inserts nothing and returns nothing. On PostgreSQL that is one statement for the
     whole batch plus one UPDATE for the threads' state, whatever the number of messages.
+    `cursor`: a cursor of `conversations.db.pipelined_transaction()` (PostgreSQL), whose
+    transaction the caller commits; the UPDATE is then queued, not waited for.
     """
     if not messages:
         return []
@@ -90,6 +92,7 @@ def inbound_messages_store(*, channel: Channel, messages: Sequence[InboundMessag
             conversation={"channel": channel.pk, "created_at": now, "changed_at": now},
             messages=[{"wa_id": m.wa_id, **message_row(m)} for m in messages],
             profile_update=PROFILE_UPSERT,
+            cursor=cursor,
         )
         conversation_of = {wamid: conversation_id for _, wamid, conversation_id in inserted}
     else:  # SQLite (the embedded default): the same, one statement per step
@@ -150,6 +153,7 @@ def inbound_messages_store(*, channel: Channel, messages: Sequence[InboundMessag
                 "revision": "T.revision + 1",
                 "changed_at": "v.changed_at",
             },
+            cursor=cursor,
         )
     else:
         for thread in threads:
