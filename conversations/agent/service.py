@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -79,6 +80,9 @@ def text_message_handle(*, message: Message) -> str:
             extra_fields=active.config.extra_fields, before_id=message.pk,
         )  # fmt: skip
         return _commit(conversation=conversation, burst=[message], active=active, reply=Reply(text=text), check_newer=False)
+    if settings.REPLY_DEBOUNCE_SECONDS <= 0:
+        # No quiet period: this task answers at once, with the extraction beside it.
+        return _answer_now(message=message, active=active, fields=fields)
     if openai_client.ai_configured():
         # Queued first: the quiet period runs while the (slow) extraction call does.
         _reply_queue(message)
@@ -88,6 +92,35 @@ def text_message_handle(*, message: Message) -> str:
         extraction.details_extract(message=message, config=active.config, fields=fields)
         _reply_queue(message)
     return "queued"
+
+
+def _answer_now(*, message: Message, active: ActiveConfig, fields: list[str]) -> str:
+    """The reply without a second Celery task (REPLY_DEBOUNCE_SECONDS = 0): the extraction
+    runs on a thread of its own, started before the reply's model call, so the two calls
+    overlap; each keeps its own failures (the thread logs and swallows anything, the reply
+    never waits for it — it is joined only after the reply is sent)."""
+    if not openai_client.ai_configured():
+        # Instant without a model; done first so the reply already knows what was just said.
+        extraction.details_extract(message=message, config=active.config, fields=fields)
+        return burst_answer(message_id=message.pk, message=message)
+    beside = threading.Thread(
+        target=_extract_beside, kwargs={"message": message, "config": active.config, "fields": fields},
+        name=f"extract-{message.pk}", daemon=True,
+    )  # fmt: skip
+    beside.start()
+    try:
+        return burst_answer(message_id=message.pk, message=message)
+    finally:
+        beside.join()
+
+
+def _extract_beside(*, message: Message, config, fields: list[str]) -> None:
+    try:
+        extraction.details_extract(message=message, config=config, fields=fields)
+    except Exception:
+        logger.exception("message %s: extraction failed", message.pk)
+    finally:
+        connections.close_all()  # this thread's connection goes back to the pool
 
 
 def _reply_queue(message: Message) -> None:
@@ -109,9 +142,11 @@ class Reply:
     extra: dict = field(default_factory=dict)
 
 
-def burst_answer(*, message_id: int) -> str:
-    """The debounced reply to the burst of texts that ends with `message_id`."""
-    message = Message.objects.select_related("conversation__channel", "conversation__profile").get(pk=message_id)
+def burst_answer(*, message_id: int, message: Message | None = None) -> str:
+    """The debounced reply to the burst of texts that ends with `message_id`. `message`
+    (just claimed, with its conversation, channel and profile loaded) saves reading it again."""
+    if message is None:
+        message = Message.objects.select_related("conversation__channel", "conversation__profile").get(pk=message_id)
     if message.handled_at:
         return "done"
     conversation = message.conversation
