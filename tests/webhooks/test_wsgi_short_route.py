@@ -1,0 +1,75 @@
+"""The WSGI entry point sends Meta's POSTs straight to the view, everything else through the middleware."""
+
+import io
+import json
+import sys
+
+import pytest
+from django.core.signals import request_finished, request_started
+
+from conversations.models import Message
+from webhooks.meta import sign
+from webhooks.models import WebhookEvent
+
+from ..factories import APP_SECRET
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def wsgi_call(method: str, path: str, body: bytes = b"", headers: dict | None = None, query: str = "", application=None):
+    if application is None:
+        from whatsbot.wsgi import application
+
+    environ = {
+        "REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": query,
+        "SERVER_NAME": "testserver", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "testserver",
+        "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
+        "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": "127.0.0.1",
+        **(headers or {}),
+    }
+    answer = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        answer["status"], answer["headers"] = int(status[:3]), dict(response_headers)
+
+    response = application(environ, start_response)
+    answer["body"] = b"".join(response)
+    response.close()
+    return answer
+
+
+def test_a_signed_post_through_the_wsgi_entry_point_is_stored_and_the_signals_are_sent(channel, meta_example, settings):
+    settings.SECURE_SSL_REDIRECT = False
+    seen = []
+    started, finished = (lambda **kw: seen.append("started")), (lambda **kw: seen.append("finished"))
+    request_started.connect(started)
+    request_finished.connect(finished)
+    try:
+        body = json.dumps(meta_example("Text Message")).encode()
+        answer = wsgi_call("POST", "/webhooks/whatsapp/", body, {"HTTP_X_HUB_SIGNATURE_256": sign(body, APP_SECRET)})
+    finally:
+        request_started.disconnect(started)
+        request_finished.disconnect(finished)
+    assert answer["status"] == 200
+    assert seen == ["started", "finished"]
+    assert Message.objects.count() == 1
+    assert WebhookEvent.objects.get().outcome == "processed"
+
+
+def test_a_bad_signature_malformed_body_or_unknown_host_still_get_their_answers(channel, settings):
+    settings.SECURE_SSL_REDIRECT = False
+    assert wsgi_call("POST", "/webhooks/whatsapp/", b"{}", {"HTTP_X_HUB_SIGNATURE_256": "sha256=00"})["status"] == 403
+    assert wsgi_call("POST", "/webhooks/whatsapp/", b"{nope", {"HTTP_X_HUB_SIGNATURE_256": sign(b"{nope", APP_SECRET)})["status"] == 400
+    assert wsgi_call("POST", "/webhooks/whatsapp/", b"{}", {"HTTP_HOST": "evil.example"})["status"] == 400
+    assert Message.objects.count() == 0
+
+
+def test_plain_http_is_redirected_and_the_handshake_takes_the_full_chain(channel, settings):
+    from whatsbot.wsgi import WhatsbotWSGIHandler
+
+    settings.SECURE_SSL_REDIRECT = True
+    assert wsgi_call("POST", "/webhooks/whatsapp/", b"{}", application=WhatsbotWSGIHandler())["status"] == 301
+    settings.SECURE_SSL_REDIRECT = False
+    answer = wsgi_call("GET", "/webhooks/whatsapp/", query=f"hub.mode=subscribe&hub.verify_token={channel.verify_token}&hub.challenge=42")
+    assert (answer["status"], answer["body"]) == (200, b"42")
+    assert "X-Frame-Options" in answer["headers"]  # the middleware ran
