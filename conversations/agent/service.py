@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import F
+from django.db.models import Exists, F
 from django.utils import timezone
 
 from profiles.services import profile_known_fields, profile_missing_fields
@@ -32,6 +32,7 @@ from profiles.services import profile_known_fields, profile_missing_fields
 from ..models import Author, Conversation, Direction, Message, MessageType, Owner
 from ..queueing import enqueue
 from ..services.botconfig import ActiveConfig, bot_config_fields, bot_config_for_channel
+from ..services.inbound import message_preview
 from ..services.outbound import message_deliver_now, message_send_text
 from . import extraction, offline, openai_client
 from .commands import command_answer, command_parse
@@ -171,29 +172,39 @@ def burst_answer(*, message_id: int, message: Message | None = None) -> str:
     return _commit(conversation=conversation, burst=burst, active=active, reply=reply)
 
 
-def _newer_unhandled_text(*, conversation_id: int, after_id: int) -> bool:
+def _newer_unhandled_text(*, conversation_id: int, after_id: int):
     return Message.objects.filter(
         conversation_id=conversation_id, direction=Direction.INBOUND, type__in=TEXT_TYPES, handled_at__isnull=True, pk__gt=after_id
-    ).exists()
+    )
 
 
-def _burst_mark_handled(burst: list[Message], **error) -> bool:
+def _burst_mark_handled(burst: list[Message], *, unless_newer: bool = False, **error) -> bool:
     """Mark every message of the burst handled, all or nothing (inside the caller's
-    transaction when there is one): False when another run got to any of them first."""
+    transaction when there is one): False when another run got to any of them first, or
+    (`unless_newer`) when a newer customer text is waiting. One UPDATE either way."""
     if not burst:
         return False
-    with transaction.atomic():
-        marked = Message.objects.filter(pk__in=[m.pk for m in burst], handled_at__isnull=True).update(
-            handled_at=timezone.now(), locked_until=None, **error
-        )
-        if marked != len(burst):
+    with transaction.atomic(savepoint=False):
+        if _burst_update(burst, unless_newer=unless_newer, **error) != len(burst):
             transaction.set_rollback(True)
             return False
     return True
 
 
+def _burst_update(burst: list[Message], *, unless_newer: bool, **error) -> int:
+    marked = Message.objects.filter(pk__in=[m.pk for m in burst], handled_at__isnull=True)
+    if unless_newer:
+        marked = marked.filter(~Exists(_newer_unhandled_text(conversation_id=burst[-1].conversation_id, after_id=burst[-1].pk)))
+    return marked.update(handled_at=timezone.now(), locked_until=None, **error)
+
+
 def _commit(*, conversation: Conversation, burst: list[Message], active: ActiveConfig, reply: Reply, check_newer: bool = True, error: dict | None = None) -> str:
-    """Send the reply (or hand over) and mark the burst handled, in one transaction."""
+    """Send the reply (or hand over) and mark the burst handled, in one transaction.
+
+    The common case (a reply in a bot-owned conversation) is four statements: the
+    conversation row is locked by the UPDATE that bumps it for the reply, the burst is
+    marked handled by an UPDATE that also checks nothing newer is waiting, the reply is
+    inserted already claimed for its delivery (which this thread does after the commit)."""
     now = timezone.now()
     # Outside any caller's transaction the reply is delivered by this thread once committed
     # (one task less per reply); inside one, its delivery is queued on commit as usual.
@@ -201,14 +212,24 @@ def _commit(*, conversation: Conversation, burst: list[Message], active: ActiveC
     sent: Message | None = None
     with transaction.atomic():
         # The webhook updates this row in the transaction that stores a new message: once we
-        # hold the lock, any message stored before now is visible to the check below.
-        locked = Conversation.objects.select_for_update().only("id", "owner").get(pk=conversation.pk)
-        if check_newer and _newer_unhandled_text(conversation_id=locked.pk, after_id=burst[-1].pk):
-            return "stale"
-        if not _burst_mark_handled(burst, **(error or {})):
-            return "skipped"
+        # hold the lock, any message stored before now is visible to the statements below.
+        owner = None
+        if not reply.handoff_reason:
+            bumped = Conversation.objects.filter(pk=conversation.pk, owner=Owner.BOT).update(
+                last_message_at=now, last_message_preview=message_preview(type=MessageType.TEXT, text=reply.text),
+                revision=F("revision") + 1, changed_at=now,
+            )  # fmt: skip
+            owner = Owner.BOT if bumped else None
+        if owner is None:
+            owner = Conversation.objects.select_for_update().only("id", "owner").get(pk=conversation.pk).owner
+        if _burst_update(burst, unless_newer=check_newer, **(error or {})) != len(burst):
+            # Which of the two reasons, for the caller; then all of it (the bump too) rolls back.
+            stale = check_newer and _newer_unhandled_text(conversation_id=conversation.pk, after_id=burst[-1].pk).exists()
+            transaction.set_rollback(True)
+            return "stale" if stale else "skipped"
+        bump = True
         if reply.handoff_reason:
-            moved = Conversation.objects.filter(pk=locked.pk, owner=Owner.BOT).update(
+            moved = Conversation.objects.filter(pk=conversation.pk, owner=Owner.BOT).update(
                 owner=Owner.HUMAN, handoff_reason=reply.handoff_reason[:255], handoff_at=now,
                 revision=F("revision") + 1, changed_at=now,
             )  # fmt: skip
@@ -217,16 +238,17 @@ def _commit(*, conversation: Conversation, burst: list[Message], active: ActiveC
             conversation.owner = Owner.HUMAN
             text = reply.text or active.config.handoff_message or DEFAULT_HANDOFF_MESSAGE
             outcome = "handoff"
-        elif locked.owner == Owner.HUMAN:
+        elif owner == Owner.HUMAN:
             return "human"  # a staff member took over while the model was thinking
         else:
-            text, outcome = reply.text, "sent"
+            text, outcome, bump = reply.text, "sent", False  # bumped above
         sent = message_send_text(
             conversation=conversation, text=text, author=Author.BOT, bot_config_version=active.version,
-            queue_delivery=not inline, **_usage_fields(reply.usage),
+            queue_delivery=not inline, claim_for_delivery=inline, bump_conversation=bump, now=now,
+            **_usage_fields(reply.usage),
         )  # fmt: skip
     if inline and sent is not None:
-        message_deliver_now(message=sent)
+        message_deliver_now(message=sent, claimed=True)
     return outcome
 
 

@@ -51,12 +51,21 @@ def message_queue_outbound(
     payload: dict | None = None,
     media: dict | None = None,
     queue_delivery: bool = True,
+    claim_for_delivery: bool = False,
+    bump_conversation: bool = True,
+    now=None,
     **extra,
 ) -> Message:
+    """Store a pending outbound message. `claim_for_delivery`: stored already claimed
+    (lease and attempt counted) for a caller that delivers it right after its commit with
+    `message_deliver_now`, saving the claim's UPDATE. `bump_conversation=False`: the caller
+    has already updated the conversation row for this message (last message, revision)."""
     from ..tasks import message_deliver
 
-    now = timezone.now()
-    with transaction.atomic():
+    now = now or timezone.now()
+    if claim_for_delivery:
+        extra = {**extra, "locked_until": now + LEASE, "attempts": 1}
+    with transaction.atomic(savepoint=False):
         message = Message.objects.create(
             conversation=conversation,
             direction=Direction.OUTBOUND,
@@ -71,12 +80,13 @@ def message_queue_outbound(
             created_at=now,
             **extra,
         )
-        Conversation.objects.filter(pk=conversation.pk).update(
-            last_message_at=now,
-            last_message_preview=message_preview(type=type, text=text),
-            revision=F("revision") + 1,
-            changed_at=now,
-        )
+        if bump_conversation:
+            Conversation.objects.filter(pk=conversation.pk).update(
+                last_message_at=now,
+                last_message_preview=message_preview(type=type, text=text),
+                revision=F("revision") + 1,
+                changed_at=now,
+            )
         if queue_delivery:
             enqueue_on_commit(message_deliver, [message.pk])
     return message
@@ -88,7 +98,7 @@ class DeliveryResult:
     retry_in: float = 0.0
 
 
-def message_deliver_now(*, message: Message) -> DeliveryResult:
+def message_deliver_now(*, message: Message, claimed: bool = False) -> DeliveryResult:
     """Deliver a just-committed pending message in the current thread (the worker that
     wrote it), instead of a task round trip. The state machine is the same (pending, claimed
     with a conditional update, then sent or failed); a temporary failure goes to the
@@ -97,7 +107,7 @@ def message_deliver_now(*, message: Message) -> DeliveryResult:
     from ..tasks import message_deliver as task
 
     try:
-        result = message_deliver(message_id=message.pk, message=message)
+        result = message_deliver(message_id=message.pk, message=message, claimed=claimed)
     except Exception:
         logger.exception("message %s: inline delivery failed, the sweeper will retry it", message.pk)
         return DeliveryResult("skipped")
@@ -109,21 +119,23 @@ def message_deliver_now(*, message: Message) -> DeliveryResult:
     return result
 
 
-def message_deliver(*, message_id: int, message: Message | None = None) -> DeliveryResult:
+def message_deliver(*, message_id: int, message: Message | None = None, claimed: bool = False) -> DeliveryResult:
     """One delivery attempt. Safe to run twice: the row is claimed with a conditional update.
-    `message` (with its conversation, channel and profile loaded) saves reading it again."""
-    now = timezone.now()
-    claimed = (
-        Message.objects.filter(pk=message_id, direction=Direction.OUTBOUND, status=MessageStatus.PENDING)
-        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
-        .update(locked_until=now + LEASE, attempts=F("attempts") + 1)
-    )
+    `message` (with its conversation, channel and profile loaded) saves reading it again;
+    `claimed`: it was stored already claimed by this thread (`claim_for_delivery`)."""
     if not claimed:
-        return DeliveryResult("skipped")
+        now = timezone.now()
+        took = (
+            Message.objects.filter(pk=message_id, direction=Direction.OUTBOUND, status=MessageStatus.PENDING)
+            .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+            .update(locked_until=now + LEASE, attempts=F("attempts") + 1)
+        )
+        if not took:
+            return DeliveryResult("skipped")
+        if message is not None:
+            message.attempts = (message.attempts or 0) + 1  # what the claim just stored
     if message is None:
         message = Message.objects.select_related("conversation__channel", "conversation__profile").get(pk=message_id)
-    else:
-        message.attempts = (message.attempts or 0) + 1  # what the claim just stored
     conversation = message.conversation
     try:
         wamid = transport_for(conversation.channel).send(message, to=conversation.profile.wa_id)
