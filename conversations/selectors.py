@@ -198,25 +198,38 @@ def _field_keys(raw) -> list[str]:
     return keys
 
 
-def fields_to_collect_by_channel() -> dict[int | None, list[str]]:
-    """{channel id (None: every channel): field keys} from the active bot configurations."""
-    result: dict[int | None, list[str]] = {}
+@dataclass
+class CollectedFields:
+    """What the active bot configurations collect: field keys per channel (None: every
+    channel) and the labels of their extra fields."""
+
+    by_channel: dict[int | None, list[str]]
+    extra_labels: dict[str, str]
+
+
+def collected_fields() -> CollectedFields:
+    """One query on the active bot configurations."""
+    by_channel: dict[int | None, list[str]] = {}
+    labels: dict[str, str] = {}
     for channel_id, fields, extra in BotConfig.objects.filter(is_active=True).values_list(
         "channel_id", "fields_to_collect", "extra_fields"
     ):
         keys = _field_keys(fields) or list(DEFAULT_FIELDS_TO_COLLECT)
         keys += [k for k in _field_keys(extra) if k not in keys]
-        result[channel_id] = keys
-    return result
-
-
-def extra_field_labels() -> dict[str, str]:
-    labels = {}
-    for extra in BotConfig.objects.filter(is_active=True).values_list("extra_fields", flat=True):
+        by_channel[channel_id] = keys
         for item in extra or []:
             if isinstance(item, dict) and item.get("key"):
                 labels[item["key"]] = str(item.get("label") or item["key"])
-    return labels
+    return CollectedFields(by_channel=by_channel, extra_labels=labels)
+
+
+def fields_to_collect_by_channel() -> dict[int | None, list[str]]:
+    """{channel id (None: every channel): field keys} from the active bot configurations."""
+    return collected_fields().by_channel
+
+
+def extra_field_labels() -> dict[str, str]:
+    return collected_fields().extra_labels
 
 
 # --- One conversation ----------------------------------------------------------------------
@@ -345,11 +358,13 @@ class ProfileField:
 
 def profile_panel(*, conversation: Conversation) -> list[ProfileField]:
     """The fields the bot collects for this conversation's channel (plus any field that has
-    a value), with where each value came from. Two queries: bot configs, source messages."""
+    a value), with where each value came from. Two queries at most: bot configs (fields and
+    labels in one), source messages (none when no value came from a message)."""
     from profiles.models import ClientProfile as Profile
 
     profile = conversation.profile
-    wanted = fields_to_collect_by_channel()
+    collected = collected_fields()
+    wanted = collected.by_channel
     keys = list(wanted.get(conversation.channel_id) or wanted.get(None) or DEFAULT_FIELDS_TO_COLLECT)
     for key in STANDARD_FIELDS:
         if key not in keys and profile.value_of(key):
@@ -359,7 +374,7 @@ def profile_panel(*, conversation: Conversation) -> list[ProfileField]:
             keys.append(key)
     labels = {name: str(Profile._meta.get_field(name).verbose_name) for name in STANDARD_FIELDS if name != "order_number"}
     labels["order_number"] = str(Profile._meta.get_field("order_numbers").verbose_name)
-    labels.update(extra_field_labels())
+    labels.update(collected.extra_labels)
     fields = []
     message_ids = set()
     for key in keys:

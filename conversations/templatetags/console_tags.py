@@ -6,7 +6,9 @@ from datetime import date, datetime
 
 from django import template
 from django.utils import formats, timezone
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from ..models import Owner
 
@@ -35,15 +37,15 @@ def initials(name: str) -> str:
 
 
 @register.filter
-def list_time(value: datetime | None) -> str:
-    """WhatsApp-style: the time today, "yesterday", the weekday this week, else the date."""
+def list_time(value: datetime | None, today: date | None = None) -> str:
+    """WhatsApp-style: the time today, "yesterday", the weekday this week, else the date.
+    (`today`: for a caller formatting many rows; a template uses it as a plain filter.)"""
     if not value:
         return ""
     local = timezone.localtime(value)
-    today = timezone.localdate()
-    days = (today - local.date()).days
+    days = ((today or timezone.localdate()) - local.date()).days
     if days <= 0:
-        return formats.time_format(local, "H:i")
+        return local.strftime("%H:%M")  # "H:i", without the format machinery (50 rows a page)
     if days == 1:
         return _("yesterday")
     if days < 7:
@@ -63,7 +65,34 @@ def day_label(value: date) -> str:
 
 @register.filter
 def local_time(value: datetime | None) -> str:
-    return formats.time_format(timezone.localtime(value), "H:i") if value else ""
+    # "H:i" in every language; strftime is a tenth of the cost of `time_format` (40 bubbles a page).
+    return timezone.localtime(value).strftime("%H:%M") if value else ""
+
+
+@register.filter
+def local_iso(value: datetime | None) -> str:
+    """What `|date:'c'` gives (ISO 8601 in the current time zone), for a `datetime=` attribute."""
+    return timezone.localtime(value).isoformat() if value else ""
+
+
+# Outgoing message status -> (CSS class and data-status, title, symbol), like WhatsApp's ticks.
+_TICKS = {
+    "pending": ("pending", gettext_lazy("Pending"), "🕓"),
+    "sent": ("sent", gettext_lazy("Sent"), "✓"),
+    "delivered": ("delivered", gettext_lazy("Delivered"), "✓✓"),
+    "read": ("read", gettext_lazy("Read"), "✓✓"),
+    "played": ("read", gettext_lazy("Read"), "✓✓"),
+    "failed": ("failed", gettext_lazy("Not delivered"), "⚠"),
+}
+
+
+@register.filter
+def tick(message) -> str:
+    """The tick of an outgoing message: one filter call per bubble instead of an if-chain."""
+    if message.direction != "out" or message.status not in _TICKS:
+        return ""
+    css, title, symbol = _TICKS[message.status]
+    return format_html('<span class="tick {}" title="{}" data-status="{}">{}</span>', css, title, css, symbol)
 
 
 @register.filter

@@ -167,3 +167,22 @@ def test_a_tick_that_moves_is_redrawn_by_the_poll(agent_client, conversation):
     html = agent_client.get(url, HTTP_HX_REQUEST="true").content.decode()
     redrawn = html[html.index(f'id="msg-{bot.pk}"') :]
     assert 'hx-swap-oob="true"' in redrawn[:80] and 'data-status="read"' in redrawn
+
+
+def test_the_thread_page_loads_the_conversation_list_with_a_second_request(agent_client, conversation):
+    other = ConversationFactory(profile__first_name="Someone", profile__last_name="Else")
+    html = thread_html(agent_client, conversation)
+    assert 'id="thread-header"' in html
+    # No rows on the thread page itself: a placeholder that fetches them, and a link without JavaScript.
+    assert f'id="conv-{other.pk}"' not in html
+    assert 'hx-get="/console/list/?q=&amp;filter=all" hx-trigger="load"' in html
+    assert 'class="list-link" href="/console/?q=&amp;filter=all"' in html
+    rows = agent_client.get("/console/list/?q=&filter=all", HTTP_HX_REQUEST="true").content.decode()
+    assert f'id="conv-{other.pk}"' in rows and f'href="/console/c/{conversation.pk}/"' in rows
+
+
+def test_reading_a_thread_with_nothing_unread_writes_nothing(agent_client, conversation):
+    Conversation.objects.filter(pk=conversation.pk).update(unread_count=0)
+    with CaptureQueriesContext(connection) as queries:
+        thread_html(agent_client, conversation)
+    assert not [q for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
