@@ -333,6 +333,7 @@ def pipelined_transaction() -> Iterator:
     db = connections[DEFAULT_DB_ALIAS]
     if db.in_atomic_block:
         # Already in a transaction (a test, a caller's atomic): a savepoint, Django's way.
+        _prepared_statements_allow(db.connection)
         with transaction.atomic(using=db.alias), db.wrap_database_errors:
             with db.connection.pipeline():
                 yield psycopg.Cursor(db.connection)
@@ -341,6 +342,21 @@ def pipelined_transaction() -> Iterator:
     db.ensure_connection()
     with db.wrap_database_errors:
         conn = db.connection
+        _prepared_statements_allow(conn)
         with conn.pipeline(), conn.transaction():
             # Not closed on exit: the results of queued statements are read after the commit.
             yield psycopg.Cursor(conn)
+
+
+def _prepared_statements_allow(conn) -> None:
+    """Let this connection prepare the statements executed with `prepare=True`.
+
+    Django opens psycopg connections with preparation off. Its own cursors bind parameters
+    client-side and are never prepared, so turning it on here affects only the hot path's
+    statements. Their plans do not depend on the parameters (JSON recordsets, arrays), so
+    the generic plan is used from the start: planning the profile/conversation/message
+    statement costs PostgreSQL more CPU than running it.
+    """
+    if conn.prepare_threshold is None:
+        conn.prepare_threshold = 1 << 30  # never automatically; only when asked
+        conn.execute("SET plan_cache_mode = force_generic_plan")
