@@ -9,6 +9,7 @@ from conversations.services.botconfig import bot_config_cache_clear
 from webhooks.meta import sign
 from webhooks.services import channel_cache_clear
 
+from .browser import browser, browser_context, eager_worker, session_login  # noqa: F401  (Playwright fixtures)
 from .factories import APP_SECRET, ChannelFactory
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -1,60 +1,31 @@
 """Admin pages in Chromium, for the screenshots (artifacts/screenshots/admin-*.png) and to see
 that the secret fields stay empty in a real browser (no autofill of a stored value)."""
 
-import os
-from pathlib import Path
-
 import pytest
-from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.auth.models import Group
 
 from conversations.models import ConversationNote
 from profiles.services import profile_field_set
+from tests.browser import BROWSER_TEST, screenshot
 from tests.factories import ConversationFactory, MessageFactory, UserFactory
 from webhooks.models import WebhookEvent
 from whatsbot.roles import ADMINS_GROUP, role_groups_ensure
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
-]
+pytestmark = BROWSER_TEST
 
 
 @pytest.fixture
-def admin_page(transactional_db, live_server):
-    from playwright.sync_api import sync_playwright
-
+def admin_page(transactional_db, live_server, browser_context, session_login):
     role_groups_ensure()
     user = UserFactory(username="alice-admin", first_name="Alice")
     user.groups.add(Group.objects.get(name=ADMINS_GROUP))
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.create()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US", extra_http_headers={"Accept-Language": "en"})
-        context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session.session_key, "url": live_server.url}])
-        yield context.new_page(), user
-        context.close()
-        browser.close()
+    context = browser_context(viewport={"width": 1280, "height": 900}, extra_http_headers={"Accept-Language": "en"})
+    session_login(context, user)
+    return context.new_page(), user
 
 
 def _shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+    screenshot(page, name, full_page=True)
 
 
 def test_admin_pages_render_with_their_data(admin_page, live_server, channel):

@@ -4,53 +4,29 @@ the main pages on a desktop and on a phone go to artifacts/screenshots/."""
 
 import copy
 import json
-import os
 import time
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from conversations.models import Author, Conversation, Message, MessageStatus, Owner, QuickReply
 from conversations.services.outbound import message_deliver
 from profiles.models import FieldSource
+from tests.browser import BROWSER_TEST, screenshot
 from tests.factories import APP_SECRET, ChannelFactory, ConversationFactory, MessageFactory, UserFactory
 from webhooks.meta import sign
 from webhooks.services import webhook_receive
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
 PASSWORD = "correct-horse-battery"
 CUSTOMER = "16505551234"  # the sender in Meta's examples
 DESKTOP = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
-]
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
-        yield browser
-        browser.close()
+pytestmark = BROWSER_TEST
 
 
 def shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"console-{name}.png"))
+    screenshot(page, f"console-{name}.png")
 
 
 @pytest.fixture

@@ -2,76 +2,33 @@
 the signed webhook, the worker (run eagerly, in-process) and the offline agent; the bot's
 answer comes back to the phone and its ticks reach the console."""
 
-import os
 import re
-from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore
 
 from conversations.console.simulator import sandbox_channel_ensure
 from conversations.models import Direction, Message, MessageStatus
+from tests.browser import BROWSER_TEST, screenshot
 from tests.factories import UserFactory
 from whatsbot.celery import app as celery_app
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
-]
+pytestmark = BROWSER_TEST
 
 
 @pytest.fixture
-def eager_worker():
-    """The Celery worker's job, done in the web process as soon as a task is queued."""
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous
-
-
-@pytest.fixture
-def browser_page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
-        context = browser.new_context(viewport={"width": 1100, "height": 860}, locale="en-US")
-        yield context
-        context.close()
-        browser.close()
-
-
-def _log_in(context, live_server, user) -> None:
-    """A session like the login view makes (the login form has its own browser test)."""
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.create()
-    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session.session_key, "url": live_server.url}])
+def browser_page(browser_context):
+    return browser_context(viewport={"width": 1100, "height": 860})
 
 
 def _shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+    screenshot(page, name, full_page=True)
 
 
-def test_a_customer_chats_with_the_bot_from_the_phone_page(transactional_db, live_server, browser_page, eager_worker):
+def test_a_customer_chats_with_the_bot_from_the_phone_page(transactional_db, live_server, browser_page, eager_worker, session_login):
     from playwright.sync_api import expect
 
     sandbox, _ = sandbox_channel_ensure()
-    _log_in(browser_page, live_server, UserFactory(username="simona", first_name="Simona"))
+    session_login(browser_page, UserFactory(username="simona", first_name="Simona"))
     page = browser_page.new_page()
 
     page.goto(f"{live_server.url}/console/simulator/")
@@ -106,14 +63,14 @@ def test_a_customer_chats_with_the_bot_from_the_phone_page(transactional_db, liv
     _shot(page, "simulator-two-answers.png")
 
 
-def test_the_phone_shows_an_answer_that_arrives_later(transactional_db, live_server, browser_page, eager_worker):
+def test_the_phone_shows_an_answer_that_arrives_later(transactional_db, live_server, browser_page, eager_worker, session_login):
     """The bot's answer lands after the send's response (a real worker): the poll brings it."""
     from playwright.sync_api import expect
 
     from conversations.services.outbound import message_deliver, message_send_text
 
     sandbox_channel_ensure()
-    _log_in(browser_page, live_server, UserFactory(username="simone"))
+    session_login(browser_page, UserFactory(username="simone"))
     page = browser_page.new_page()
     page.goto(f"{live_server.url}/console/simulator/")
     page.get_by_placeholder("Message").fill("Ciao")
