@@ -142,35 +142,54 @@ def _recordset(fields: Sequence, rows: Sequence[dict], extra: Sequence[str] = ()
     return present + per_row, json.dumps(records, default=_json_value, ensure_ascii=False)
 
 
-_NOW = object()  # stands for "the statement's timestamp" among cached default values
+_NOW = object()  # stands for "the statement's timestamp" among a select list's parameters
 
 
-def _select_list(fields: Sequence, casts: Sequence[str], present: Sequence[str], db) -> tuple[str, list]:
-    """`v."col"` for the fields the rows carry, a shared default for the others."""
-    sql, template = _select_list_plan(tuple(fields), tuple(casts), tuple(present), db.alias)
+def _select_list(fields: Sequence, casts: Sequence[str], present: Sequence[str], db, values: dict | None = None) -> tuple[str, list]:
+    """The select list of an INSERT … SELECT and its parameters.
+
+    A field in `present` is `v."col"` (from the JSON recordset) or, when `values` is given,
+    a parameter taken from `values`. Every other field takes its default: constant defaults
+    are SQL literals in the cached statement text (nothing to adapt or send per request),
+    timestamps a parameter.
+    """
+    sql, template = _select_list_plan(tuple(fields), tuple(casts), tuple(present), db.alias, values is not None)
     now = timezone.now()
-    return sql, [now if value is _NOW else value for value in template]
+    params = []
+    for item in template:
+        if item is _NOW:
+            params.append(now)
+        else:
+            value = values[item.name] if item.name in values else values[item.attname]
+            params.append(item.get_db_prep_save(value.pk if isinstance(value, models.Model) else value, db))
+    return sql, params
 
 
 @lru_cache(maxsize=64)
-def _select_list_plan(fields: tuple, casts: tuple[str, ...], present: tuple[str, ...], alias: str) -> tuple[str, tuple]:
-    # Defaults that do not change between calls (a callable such as `dict` or `list` gives
-    # the same value every time) are adapted once here, not for every request.
+def _select_list_plan(
+    fields: tuple, casts: tuple[str, ...], present: tuple[str, ...], alias: str, from_values: bool
+) -> tuple[str, tuple]:
+    from psycopg import sql
+
     db = connections[alias]
     qn = db.ops.quote_name
-    exprs, params = [], []
+    exprs, template = [], []
     for f, cast in zip(fields, casts):
         if f.name in present:
-            exprs.append(f"v.{qn(f.column)}")
-            continue
-        exprs.append(f"%s::{cast}")
-        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) or f.default is timezone.now:
-            params.append(_NOW)
+            if from_values:
+                exprs.append(f"%s::{cast}")
+                template.append(f)
+            else:
+                exprs.append(f"v.{qn(f.column)}")
+        elif getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) or f.default is timezone.now:
+            exprs.append(f"%s::{cast}")
+            template.append(_NOW)
         elif _shared_default(f):
-            params.append(f.get_db_prep_save(f.get_default(), db))
+            literal = sql.Literal(f.get_db_prep_save(f.get_default(), db)).as_string(None)
+            exprs.append(f"{literal}::{cast}".replace("%", "%%"))
         else:
             raise ValueError(f"{f.name} has a per-row default: the rows must carry it")
-    return ", ".join(exprs), tuple(params)
+    return ", ".join(exprs), tuple(template)
 
 
 def _definitions(fields: Sequence, casts: Sequence[str], present: Sequence[str], qn) -> str:
@@ -185,7 +204,7 @@ def _unnest(casts: Sequence[str]) -> str:
 def _thread_rows_sql(
     profile_present: tuple[str, ...], message_present: tuple[str, ...], profile_update: tuple[tuple[str, str], ...]
 ) -> tuple[str, str, str]:
-    """The statement in three parts; the select lists (with their defaults) go in between."""
+    """The statement in four parts; the select lists (with their defaults) go in between."""
     from profiles.models import ClientProfile
 
     from .models import Conversation, Message
@@ -194,16 +213,17 @@ def _thread_rows_sql(
     profile, conversation, message = _plan(ClientProfile), _plan(Conversation), _plan(Message, ("conversation",))
     profile_table = qn(ClientProfile._meta.db_table)
     profile_sets = ", ".join(qn(col) + " = " + _EXISTING.sub(profile_table + ".", sql) for col, sql in profile_update)
-    conversation_select = ", ".join(
-        "p.id" if f.name == "profile" else f"%s::{cast}" for f, cast in zip(conversation.fields, conversation.casts)
-    )
+    conversation_columns = ", ".join(qn(f.column) for f in _conversation_fields(conversation))
     head = f"WITH profile AS (INSERT INTO {profile_table} ({profile.columns}) SELECT "
     middle = (
         f" FROM jsonb_to_recordset(%s::jsonb) AS v({_definitions(profile.fields, profile.casts, profile_present, qn)}) "
         f"ORDER BY v.{qn('wa_id')} "
         f"ON CONFLICT ({qn('wa_id')}) DO UPDATE SET {profile_sets} RETURNING {qn('id')}, {qn('wa_id')}), "
-        f"conversation AS (INSERT INTO {qn(Conversation._meta.db_table)} ({conversation.columns}) "
-        f"SELECT {conversation_select} FROM profile p ORDER BY p.id "
+        f"conversation AS (INSERT INTO {qn(Conversation._meta.db_table)} ({qn('profile_id')}, {conversation_columns}) "
+        "SELECT p.id, "
+    )
+    after_conversation = (
+        " FROM profile p ORDER BY p.id "
         # A no-op update, so that existing rows are returned too.
         f"ON CONFLICT ({qn('channel_id')}, {qn('profile_id')}) DO UPDATE SET {qn('channel_id')} = EXCLUDED.{qn('channel_id')} "
         f"RETURNING {qn('id')}, {qn('profile_id')}), "
@@ -219,7 +239,11 @@ def _thread_rows_sql(
         f"RETURNING {qn('id')}, {qn('wamid')}, {qn('conversation_id')}) "
         "SELECT id, wamid, conversation_id FROM message ORDER BY id"
     )
-    return head, middle, tail
+    return head, middle, after_conversation, tail
+
+
+def _conversation_fields(plan: _Plan) -> tuple:
+    return tuple(f for f in plan.fields if f.name != "profile")
 
 
 def thread_rows_store(
@@ -254,21 +278,17 @@ def thread_rows_store(
     profile_present, profile_json = _recordset(profile.fields, profiles)
     message_rows = [{**row, "_wa_id": row["wa_id"], "_position": i} for i, row in enumerate(messages)]
     message_present, message_json = _recordset(message.fields, message_rows, extra=("_wa_id", "_position"))
-    head, middle, tail = _thread_rows_sql(profile_present, message_present, tuple(profile_update.items()))
-    profile_select, profile_defaults = _select_list(profile.fields, profile.casts, profile_present, db)
-    message_select, message_defaults = _select_list(message.fields, message.casts, message_present, db)
-    now = timezone.now()
-    conversation_values = []
-    for f in conversation_plan.fields:
-        if f.name == "profile":
-            continue
-        if f.name in conversation or f.attname in conversation:
-            value = conversation.get(f.name, conversation.get(f.attname))
-        else:
-            value = now if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) else f.get_default()
-        conversation_values.append(f.get_db_prep_save(value.pk if isinstance(value, models.Model) else value, db))
-    params = [*profile_defaults, profile_json, *conversation_values, *message_defaults, message_json]
-    sql = head + profile_select + middle + message_select + tail
+    head, middle, after_conversation, tail = _thread_rows_sql(profile_present, message_present, tuple(profile_update.items()))
+    profile_select, profile_params = _select_list(profile.fields, profile.casts, profile_present, db)
+    message_select, message_params = _select_list(message.fields, message.casts, message_present, db)
+    conversation_fields = _conversation_fields(conversation_plan)
+    conversation_present = tuple(f.name for f in conversation_fields if f.name in conversation or f.attname in conversation)
+    conversation_select, conversation_params = _select_list(
+        conversation_fields, tuple(c for f, c in zip(conversation_plan.fields, conversation_plan.casts) if f.name != "profile"),
+        conversation_present, db, values=conversation,
+    )
+    params = [*profile_params, profile_json, *conversation_params, *message_params, message_json]
+    sql = head + profile_select + middle + conversation_select + after_conversation + message_select + tail
     if cursor is not None:
         cursor.execute(sql, params, prepare=True)
         return list(cursor.fetchall())

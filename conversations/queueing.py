@@ -68,30 +68,38 @@ def enqueue_on_commit(task: Task, ids: Iterable[int], **options) -> None:
 
 # --- the short path for Redis ---------------------------------------------------------------
 
-_publishers: dict[str, _RedisPublisher] = {}
+_publishers: dict[str, _RedisPublisher | bool] = {}
 _publishers_lock = threading.Lock()
 
 
 def _redis_publisher(task: Task) -> _RedisPublisher | None:
     """The Redis publisher for the app's broker, or None when `apply_async` must be used."""
-    app = task.app
-    conf = app.conf
+    conf = task.app.conf
     url = conf.broker_url or ""
-    if not url.startswith("redis://") or conf.task_always_eager:
-        return None
-    if conf.task_serializer != "json" or conf.task_compression or conf.task_protocol != 2:
-        return None
-    if (conf.broker_transport_options or {}).get("global_keyprefix"):
+    publisher = _publishers.get(url)
+    if publisher is None:
+        with _publishers_lock:
+            publisher = _publishers.get(url)
+            if publisher is None:
+                publisher = _publishers[url] = _RedisPublisher(task.app, url) if _redis_short_path_fits(conf, url) else False
+    if publisher is False or conf.task_always_eager:
         return None
     if signals.before_task_publish.receivers or signals.after_task_publish.receivers or signals.task_sent.receivers:
         return None
     if get_current_worker_task() is not None:
         return None  # inside a task: Celery records the parent and root ids
-    publisher = _publishers.get(url)
-    if publisher is None:
-        with _publishers_lock:
-            publisher = _publishers.setdefault(url, _RedisPublisher(app, url))
     return publisher
+
+
+def _redis_short_path_fits(conf, url: str) -> bool:
+    # Read once per broker URL: Celery's configuration look-ups are not cheap.
+    return (
+        url.startswith("redis://")
+        and conf.task_serializer == "json"
+        and not conf.task_compression
+        and conf.task_protocol == 2
+        and not (conf.broker_transport_options or {}).get("global_keyprefix")
+    )
 
 
 class _RedisPublisher:

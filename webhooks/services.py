@@ -198,7 +198,9 @@ def _event_insert_sql() -> str:
 
 
 def _event_insert(event: WebhookEvent) -> tuple[str, list]:
-    return _event_insert_sql(), [f.get_db_prep_save(getattr(event, f.attname), connection) for f in _EVENT_FIELDS]
+    # Plain str, int, bool and datetime values: psycopg adapts them as they are.
+    values = [getattr(event, f.attname) for f in _EVENT_FIELDS]
+    return _event_insert_sql(), [str(v) if isinstance(v, str) else v for v in values]
 
 
 def webhook_event_replay(*, event: WebhookEvent) -> Receipt:
