@@ -100,7 +100,7 @@ def _extract_with_openai(*, message: Message, config: BotConfig, fields: list[st
     parsed = response.output_parsed
     if parsed is None:
         raise openai_client.AIError("The extraction came back empty.", permanent=True)
-    usage = openai_client.Usage.of(response)
+    usage = response.usage
     # The extraction's cost is the customer message's (the reply's is the bot message's).
     Message.objects.filter(pk=message.pk).update(
         ai_model=usage.model[:64],

@@ -9,6 +9,7 @@ safe to share between the worker's threads. The API key never appears in an erro
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -18,6 +19,7 @@ from typing import Any
 import openai
 from django.conf import settings
 from django.db import connection
+from pydantic import BaseModel, ValidationError
 
 from whatsbot.logging import redact
 
@@ -142,12 +144,58 @@ def _as_is(kwargs: dict) -> dict:
     return kwargs
 
 
-def response_create(**kwargs):
-    return _call("responses.create", _sdk_client().responses.create, **_as_is(kwargs))
+def response_create(**kwargs) -> Answer:
+    raw = _call("responses.create", _sdk_client().responses.with_raw_response.create, **_as_is(kwargs))
+    return Answer.of(raw)
 
 
-def response_parse(**kwargs):
-    return _call("responses.parse", _sdk_client().responses.parse, **_as_is(kwargs))
+def response_parse(*, text_format: type[BaseModel], **kwargs) -> Answer:
+    """`responses.parse(text_format=...)`: the SDK turns the pydantic model into the
+    request's strict JSON schema; the answer's text is validated against the same model."""
+    raw = _call("responses.parse", _sdk_client().responses.with_raw_response.parse, text_format=text_format, **_as_is(kwargs))
+    answer = Answer.of(raw)
+    text = answer.output_text
+    if text:
+        try:
+            answer.output_parsed = text_format.model_validate_json(text)
+        except ValidationError as exc:
+            raise AIError(f"OpenAI's structured answer did not match the schema: {redact(str(exc))[:300]}", permanent=True) from None
+    return answer
+
+
+@dataclass
+class Answer:
+    """What the agent reads of a Responses API answer, taken from its JSON: the SDK's typed
+    objects (built field by field, twice over for `parse`) cost more CPU than the rest of
+    the call. The call itself is still the SDK's (`with_raw_response`: same request, same
+    errors and retries)."""
+
+    model: str
+    output: list[dict]
+    usage: Usage
+    output_parsed: Any = None
+
+    @classmethod
+    def of(cls, raw) -> Answer:
+        try:
+            body = json.loads(raw.content)
+        except ValueError:
+            raise AIError("OpenAI answered with invalid JSON.", permanent=True) from None
+        if not isinstance(body, dict):
+            raise AIError("OpenAI answered with an unexpected body.", permanent=True)
+        output = [item for item in body.get("output") or [] if isinstance(item, dict)]
+        return cls(model=str(body.get("model") or ""), output=output, usage=Usage.of_json(body))
+
+    @property
+    def output_text(self) -> str:
+        """Every `output_text` part of the answer's messages, joined (as the SDK's)."""
+        return "".join(
+            part.get("text") or ""
+            for item in self.output
+            if item.get("type") == "message"
+            for part in item.get("content") or []
+            if isinstance(part, dict) and part.get("type") == "output_text"
+        )
 
 
 @dataclass
@@ -158,14 +206,15 @@ class Usage:
     output_tokens: int | None = None
 
     @classmethod
-    def of(cls, response) -> Usage:
-        usage = getattr(response, "usage", None)
-        if usage is None:
-            return cls(model=getattr(response, "model", "") or "")
-        details = getattr(usage, "input_tokens_details", None)
+    def of_json(cls, body: dict) -> Usage:
+        model = str(body.get("model") or "")
+        usage = body.get("usage")
+        if not isinstance(usage, dict):
+            return cls(model=model)
+        details = usage.get("input_tokens_details") or {}
         return cls(
-            model=getattr(response, "model", "") or "",
-            input_tokens=usage.input_tokens,
-            cached_tokens=getattr(details, "cached_tokens", None) if details else None,
-            output_tokens=usage.output_tokens,
+            model=model,
+            input_tokens=usage.get("input_tokens"),
+            cached_tokens=details.get("cached_tokens") if isinstance(details, dict) else None,
+            output_tokens=usage.get("output_tokens"),
         )

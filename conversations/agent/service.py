@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import connection, connections, transaction
 from django.db.models import Exists, F
 from django.utils import timezone
 
@@ -112,6 +112,9 @@ def _answer_now(*, message: Message, active: ActiveConfig, fields: list[str]) ->
     try:
         return burst_answer(message_id=message.pk, message=message)
     finally:
+        # Not waiting on a pooled connection: the extraction thread may need one to finish.
+        if not connection.in_atomic_block:
+            connection.close()
         beside.join()
 
 
@@ -323,19 +326,19 @@ def reply_generate(*, conversation: Conversation, burst: list[Message], active: 
     response = openai_client.response_create(**request)
 
     handoff_reason = ""
-    for item in response.output or []:
-        if item.type == "function_call" and item.name == "handoff_to_human":
+    for item in response.output:
+        if item.get("type") == "function_call" and item.get("name") == "handoff_to_human":
             try:
-                handoff_reason = str(json.loads(item.arguments or "{}").get("reason") or "")
-            except ValueError:
+                handoff_reason = str(json.loads(item.get("arguments") or "{}").get("reason") or "")
+            except (ValueError, AttributeError):
                 handoff_reason = ""
             handoff_reason = f"The AI handed over: {handoff_reason or 'no reason given'}"
-            _tool_call_answer(openai_conversation=openai_conversation, call_id=item.call_id)
+            _tool_call_answer(openai_conversation=openai_conversation, call_id=str(item.get("call_id") or ""))
     text = (response.output_text or "").strip()
     if not text and not handoff_reason:
         raise AIError("OpenAI answered with no text.", permanent=True)
     # On a handoff the configured message speaks, whatever else the model wrote.
-    return Reply(text="" if handoff_reason else text, usage=Usage.of(response), handoff_reason=handoff_reason)
+    return Reply(text="" if handoff_reason else text, usage=response.usage, handoff_reason=handoff_reason)
 
 
 def _tool_call_answer(*, openai_conversation: str, call_id: str) -> None:

@@ -66,3 +66,13 @@ def test_a_human_owned_conversation_is_still_extracted_and_not_answered(fake_ope
     assert not Message.objects.filter(direction="out").exists()
     conversation.profile.refresh_from_db()
     assert conversation.profile.email == "giulia@example.com"
+
+
+def test_an_extraction_answer_that_does_not_match_the_schema_is_dropped_and_the_reply_still_sent(fake_openai, graph, no_debounce):
+    conversation = ConversationFactory()
+    fake_openai.extract = lambda text: {"email": 12345, "not_a_field": "x"}
+    message = MessageFactory(conversation=conversation, text="Ciao")
+
+    assert pipeline.inbound_handle(message_id=message.pk) == "sent"
+    conversation.profile.refresh_from_db()
+    assert conversation.profile.email == ""
