@@ -9,6 +9,7 @@ safe to share between the worker's threads. The API key never appears in an erro
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -47,6 +48,12 @@ def ai_configured() -> bool:
 
 _lock = threading.Lock()
 _clients: dict[tuple, openai.OpenAI] = {}
+# Calls are spread over a few clients (each its own connection pool): httpcore walks every
+# connection of a pool, probing the idle ones' sockets, each time a request starts or ends,
+# so one pool holding the connections of hundreds of threads' calls in flight costs
+# O(connections) per call. Round robin, so keep-alive connections are still reused.
+CLIENT_SHARDS = 16
+_next_shard = itertools.count()
 
 
 def _sdk_client() -> openai.OpenAI:
@@ -57,6 +64,7 @@ def _sdk_client() -> openai.OpenAI:
         settings.OPENAI_BASE_URL,
         settings.OPENAI_TIMEOUT_SECONDS,
         settings.OPENAI_CONNECT_TIMEOUT_SECONDS,
+        next(_next_shard) % CLIENT_SHARDS,
     )
     client = _clients.get(key)
     if client is None:
