@@ -196,10 +196,6 @@ def _definitions(fields: Sequence, casts: Sequence[str], present: Sequence[str],
     return ", ".join(f"{qn(f.column)} {cast}" for f, cast in zip(fields, casts) if f.name in present)
 
 
-def _unnest(casts: Sequence[str]) -> str:
-    return "unnest(" + ", ".join(f"%s::{cast}[]" for cast in casts) + ")"
-
-
 @lru_cache(maxsize=64)
 def _thread_rows_sql(
     profile_present: tuple[str, ...], message_present: tuple[str, ...], profile_update: tuple[tuple[str, str], ...]
@@ -300,7 +296,7 @@ def thread_rows_store(
 def update_from_values(
     model: type[models.Model], rows: Sequence[dict], *, set: dict[str, str], fields: Sequence[str], cursor=None
 ) -> int | None:
-    """One `UPDATE … FROM unnest(…)` for many rows instead of one UPDATE per row (PostgreSQL).
+    """One `UPDATE … FROM <rows>` for many rows instead of one UPDATE per row (PostgreSQL).
 
     `rows`: dicts with "id" and the `fields`. `set`: column → SQL, where `v.<field>` is the
     row's value and `T.<column>` the current one. Rows are updated in id order. With a
@@ -310,9 +306,8 @@ def update_from_values(
         return 0
     db = connections[DEFAULT_DB_ALIAS]
     rows = sorted(rows, key=lambda r: r["id"])
-    model_fields = [model._meta.get_field(name) for name in fields]
-    params: list = [[row["id"] for row in rows]]
-    params += [[f.get_db_prep_save(row[f.name], db) for row in rows] for f in model_fields]
+    # One JSON parameter (see `_recordset`), not an array per field adapted value by value.
+    params = [json.dumps([{"_id": row["id"], **{name: row[name] for name in fields}} for row in rows], default=_json_value)]
     sql = _update_from_values_sql(model, tuple(fields), tuple(set.items()))
     if cursor is not None:
         cursor.execute(sql, params, prepare=True)
@@ -326,16 +321,19 @@ def update_from_values(
 def _update_from_values_sql(model: type[models.Model], fields: tuple[str, ...], sets: tuple[tuple[str, str], ...]) -> str:
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
-    casts = [model._meta.pk.cast_db_type(connection)] + [model._meta.get_field(name).cast_db_type(connection) for name in fields]
+    definitions = ", ".join(
+        [f"_id {model._meta.pk.cast_db_type(connection)}"]
+        + [f"{qn(name)} {model._meta.get_field(name).cast_db_type(connection)}" for name in fields]
+    )
     assignments = ", ".join(qn(col) + " = " + _EXISTING.sub(table + ".", sql) for col, sql in sets)
     return (
-        f"UPDATE {table} SET {assignments} FROM {_unnest(casts)} AS v(_id, {', '.join(fields)}) "
+        f"UPDATE {table} SET {assignments} FROM jsonb_to_recordset(%s::jsonb) AS v({definitions}) "
         f"WHERE {table}.{qn(model._meta.pk.column)} = v._id"
     )
 
 
 @contextmanager
-def pipelined_transaction() -> Iterator:
+def pipelined_transaction(*, health_check: bool = True) -> Iterator:
     """A psycopg cursor in pipeline mode inside one transaction (PostgreSQL, hot path only).
 
     Django's cursors wait for every statement, BEGIN and COMMIT included: six round trips
@@ -345,6 +343,9 @@ def pipelined_transaction() -> Iterator:
     and plan them again for every request. The connection is Django's own (same health
     check, same lifetime); inside an atomic block (tests) the transaction is a savepoint.
     Work to do after the commit still goes through `transaction.on_commit`.
+
+    `health_check=False` skips `CONN_HEALTH_CHECKS`' `SELECT 1` (a round trip): for a caller
+    that retries on a fresh connection when its first round trip finds the connection dead.
     """
     import psycopg
 
@@ -358,7 +359,8 @@ def pipelined_transaction() -> Iterator:
             with db.connection.pipeline():
                 yield psycopg.Cursor(db.connection)
         return
-    db.close_if_health_check_failed()
+    if health_check:
+        db.close_if_health_check_failed()
     db.ensure_connection()
     with db.wrap_database_errors:
         conn = db.connection

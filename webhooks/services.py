@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from functools import lru_cache
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from conversations.models import Channel
@@ -175,12 +175,25 @@ def _messages_store_pipelined(
     says which messages are new); the threads' UPDATE, the event INSERT and COMMIT go out
     together. The ORM path takes six round trips and builds the event INSERT per request.
     """
-    with pipelined_transaction() as cursor:
-        new_ids = inbound_messages_store(channel=channel, messages=by_channel[channel.phone_number_id], cursor=cursor)
-        event.channel = channel
-        _event_outcome(event, parsed, new_ids, [])
-        sql, params = _event_insert(event)
-        cursor.execute(sql, params, prepare=True)
+    # No health check query first: if the kept-alive connection turns out dead (PostgreSQL
+    # restarted), the first round trip fails before any COMMIT was sent, so it is safe to
+    # reconnect and run the transaction again once.
+    for attempt in (1, 2):
+        sent = False
+        try:
+            with pipelined_transaction(health_check=False) as cursor:
+                new_ids = inbound_messages_store(channel=channel, messages=by_channel[channel.phone_number_id], cursor=cursor)
+                sent = True
+                event.channel = channel
+                _event_outcome(event, parsed, new_ids, [])
+                sql, params = _event_insert(event)
+                cursor.execute(sql, params, prepare=True)
+            break
+        except OperationalError:
+            if sent or attempt == 2 or connection.in_atomic_block or connection.is_usable():
+                raise
+            logger.warning("database connection lost; reconnecting")
+            connection.close()
     event.pk = cursor.fetchone()[0]
     event._state.adding, event._state.db = False, "default"
     return new_ids
