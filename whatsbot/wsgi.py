@@ -7,7 +7,7 @@ handling. Everything else, including the webhook's GET handshake, takes the full
 The short route keeps what matters from it: the request_started/request_finished signals
 (database connections are closed or kept as `CONN_MAX_AGE` says), the ALLOWED_HOSTS check,
 the HTTPS redirect when the request is not secure (the full chain answers those), exception
-to 500 conversion and the logging of error responses.
+to 500 conversion, the logging of error responses and the Content-Length header.
 """
 
 import os
@@ -43,6 +43,10 @@ class WhatsbotWSGIHandler(WSGIHandler):
             return super().get_response(request)  # SecurityMiddleware redirects it
         set_urlconf(settings.ROOT_URLCONF)
         response = view(request)
+        if not response.streaming and not response.has_header("Content-Length"):
+            # As CommonMiddleware does: lets a keep-alive client read the answer without
+            # waiting for the connection to close.
+            response.headers["Content-Length"] = str(len(response.content))
         response._resource_closers.append(request.close)
         if response.status_code >= 400:
             log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)

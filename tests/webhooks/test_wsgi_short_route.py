@@ -51,6 +51,7 @@ def test_a_signed_post_through_the_wsgi_entry_point_is_stored_and_the_signals_ar
         request_started.disconnect(started)
         request_finished.disconnect(finished)
     assert answer["status"] == 200
+    assert answer["headers"]["Content-Length"] == str(len(answer["body"]))
     assert seen == ["started", "finished"]
     assert Message.objects.count() == 1
     assert WebhookEvent.objects.get().outcome == "processed"
