@@ -143,18 +143,35 @@ def message_deliver(*, message_id: int, message: Message | None = None, claimed:
         return _delivery_failed(message, exc)
 
     sent_at = timezone.now()
-    Message.objects.filter(pk=message.pk).update(
-        wamid=wamid,
-        status=MessageStatus.SENT,
-        status_rank=STATUS_RANK[MessageStatus.SENT],
-        sent_at=sent_at,
-        locked_until=None,
-        handled_at=sent_at,
-    )
-    Conversation.objects.filter(pk=conversation.pk).update(revision=F("revision") + 1, changed_at=sent_at)
+    _message_mark_sent(message_id=message.pk, conversation_id=conversation.pk, wamid=wamid, sent_at=sent_at)
     # Meta may have reported delivered/read before we stored the wamid.
     status_updates_apply_for(wamid=wamid)
     return DeliveryResult("sent")
+
+
+_MARK_SENT_SQL = f"""
+WITH sent AS (
+    UPDATE {Message._meta.db_table}
+    SET wamid = %s, status = %s, status_rank = %s, sent_at = %s, locked_until = NULL, handled_at = %s
+    WHERE id = %s)
+UPDATE {Conversation._meta.db_table} SET revision = revision + 1, changed_at = %s WHERE id = %s"""
+
+
+def _message_mark_sent(*, message_id: int, conversation_id: int, wamid: str, sent_at) -> None:
+    """The message is sent, the conversation's revision moves: one statement on PostgreSQL."""
+    conn = transaction.get_connection()
+    if conn.vendor == "postgresql":
+        with conn.cursor() as cursor:
+            cursor.execute(
+                _MARK_SENT_SQL,
+                [wamid, MessageStatus.SENT, STATUS_RANK[MessageStatus.SENT], sent_at, sent_at, message_id, sent_at, conversation_id],
+            )
+        return
+    Message.objects.filter(pk=message_id).update(
+        wamid=wamid, status=MessageStatus.SENT, status_rank=STATUS_RANK[MessageStatus.SENT], sent_at=sent_at,
+        locked_until=None, handled_at=sent_at,
+    )  # fmt: skip
+    Conversation.objects.filter(pk=conversation_id).update(revision=F("revision") + 1, changed_at=sent_at)
 
 
 def backoff_seconds(*, attempt: int, retry_after: float | None = None) -> float:
