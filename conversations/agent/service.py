@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -104,18 +105,32 @@ def _answer_now(*, message: Message, active: ActiveConfig, fields: list[str]) ->
         # Instant without a model; done first so the reply already knows what was just said.
         extraction.details_extract(message=message, config=active.config, fields=fields)
         return burst_answer(message_id=message.pk, message=message)
-    beside = threading.Thread(
-        target=_extract_beside, kwargs={"message": message, "config": active.config, "fields": fields},
-        name=f"extract-{message.pk}", daemon=True,
-    )  # fmt: skip
-    beside.start()
+    beside = _extraction_threads().submit(_extract_beside, message=message, config=active.config, fields=fields)
     try:
         return burst_answer(message_id=message.pk, message=message)
     finally:
         # Not waiting on a pooled connection: the extraction thread may need one to finish.
         if not connection.in_atomic_block:
             connection.close()
-        beside.join()
+        beside.result()
+
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _extraction_threads() -> ThreadPoolExecutor:
+    """Threads kept for the extractions (a new thread per text would also build a new
+    database wrapper each time). Sized to never make an extraction wait for a thread."""
+    global _executor
+    if _executor is None:
+        with _executor_lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(max_workers=EXTRACTION_THREADS, thread_name_prefix="extract")
+    return _executor
+
+
+EXTRACTION_THREADS = 1024
 
 
 def _extract_beside(*, message: Message, config, fields: list[str]) -> None:
