@@ -280,5 +280,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"},
+        # One INFO line per HTTP request to OpenAI/Meta is noise (and costs CPU at volume).
+        "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"},
+    },
 }
