@@ -337,8 +337,8 @@ def pipelined_transaction(*, health_check: bool = True) -> Iterator:
     """A psycopg cursor in pipeline mode inside one transaction (PostgreSQL, hot path only).
 
     Django's cursors wait for every statement, BEGIN and COMMIT included: six round trips
-    for a webhook POST. In pipeline mode BEGIN goes out with the first statement, and
-    statements whose result is not read go out with the COMMIT. Statements are sent with
+    for a webhook POST. In pipeline mode BEGIN goes out with the first statement whose
+    result is read, and the statements after it go out with the COMMIT: two round trips. Statements are sent with
     server-side binding and prepared once per connection, so PostgreSQL does not parse
     and plan them again for every request. The connection is Django's own (same health
     check, same lifetime); inside an atomic block (tests) the transaction is a savepoint.
@@ -365,9 +365,24 @@ def pipelined_transaction(*, health_check: bool = True) -> Iterator:
     with db.wrap_database_errors:
         conn = db.connection
         _prepared_statements_allow(conn)
-        with conn.pipeline(), conn.transaction():
-            # Not closed on exit: the results of queued statements are read after the commit.
-            yield psycopg.Cursor(conn)
+        # Not closed on exit: the results of queued statements are read after the commit.
+        cursor = psycopg.Cursor(conn)
+        # BEGIN and COMMIT as plain statements of the pipeline (the connection is in
+        # autocommit mode, as Django keeps it outside atomic blocks). psycopg's
+        # `transaction()` would nest pipelines, and each nested exit is a Sync: two more
+        # round trips.
+        try:
+            with conn.pipeline():
+                conn.execute(b"BEGIN")
+                yield cursor
+                conn.execute(b"COMMIT")
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                try:
+                    conn.execute(b"ROLLBACK")
+                except psycopg.Error:
+                    pass  # a broken connection: Django closes it at the end of the request
+            raise
 
 
 def _prepared_statements_allow(conn) -> None:
