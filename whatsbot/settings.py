@@ -16,7 +16,9 @@ VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 _env_file = BASE_DIR / ".env"
-if _env_file.exists():
+# The test suite sets its own environment: a developer's .env (DEBUG on, real tokens) stays out.
+_under_test = env.bool("WHATSBOT_TESTING", default="pytest" in sys.modules)
+if _env_file.exists() and not _under_test:
     environ.Env.read_env(str(_env_file), overwrite=False)
 
 
@@ -30,7 +32,7 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 DEBUG = env.bool("DEBUG", default=False)
 # Under pytest: insecure defaults are allowed and password hashing is fast.
-TESTING = env.bool("WHATSBOT_TESTING", default="pytest" in sys.modules)
+TESTING = _under_test
 
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
