@@ -239,8 +239,7 @@ if not (DEBUG or TESTING) and WHATSAPP_PHONE_ID and not WHATSAPP_APP_SECRET:
         "WHATSAPP_PHONE_ID is set but WHATSAPP_APP_SECRET is not: webhooks could not be verified."
     )
 
-# Replies used until (and beside) the AI agent. `{type}` is the inbound message type.
-ACK_TEXT_REPLY = env_str("ACK_TEXT_REPLY", "Grazie, abbiamo ricevuto il tuo messaggio. Ti risponderemo al più presto.")
+# The answer to media (images, audio, documents...): the agent answers text. `{type}` is the message type.
 ACK_MEDIA_REPLY = env_str(
     "ACK_MEDIA_REPLY", "Grazie, abbiamo ricevuto il tuo contenuto ({type}). Un operatore lo esaminerà al più presto."
 )
