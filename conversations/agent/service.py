@@ -57,8 +57,9 @@ TEXT_TYPES = (MessageType.TEXT, MessageType.INTERACTIVE, MessageType.BUTTON)
 _HUMAN_REQUEST = re.compile(
     r"\b(?:operator[ei]|operatore|operatrice|persona\s+(?:vera|reale|fisica)|essere\s+umano|un\s+umano|"
     r"parlare\s+con\s+(?:qualcuno|una\s+persona|un\s+collega|un\s+responsabile)|assistenza\s+umana|"
-    r"human|real\s+person|a\s+person|representative|operator|"
-    r"(?:talk|speak)\s+(?:to|with)\s+(?:someone|somebody|an?\s+agent|a\s+real))\b",
+    r"(?:a|an|real|actual)\s+human|human\s+(?:agent|being|operator|support)|(?:real|actual|live)\s+person|"
+    r"(?:customer\s+service\s+)?representative|(?:human|live|real)\s+operator|"
+    r"(?:talk|speak|chat)\s+(?:to|with)\s+(?:someone|somebody|a\s+person|an?\s+agent|an?\s+operator|a\s+real))\b",
     re.IGNORECASE,
 )
 

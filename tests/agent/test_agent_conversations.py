@@ -358,3 +358,13 @@ def test_a_recent_conversation_is_not_rotated(fake_openai, graph):
 
     assert fake_openai.conversations_created == []
     assert fake_openai.reply_requests[0]["conversation"] == "conv_recent"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["I bought it as a gift for a person I know", "is this safe for human skin?", "the operator of the website said", "Una persona mi ha detto che"],
+)
+def test_ordinary_sentences_that_mention_people_do_not_hand_over(text):
+    from conversations.agent.service import human_requested
+
+    assert not human_requested(text)
