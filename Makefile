@@ -49,10 +49,13 @@ check: install
 		$(PY) manage.py check --deploy --fail-level WARNING
 
 bench-webhook: install services
-	$(PY) bench/webhook_load.py
+	$(PY) bench/webhook_load.py $(BENCH_ARGS)
 
 bench-console: install services
 	$(PY) bench/console_load.py $(BENCH_ARGS)
+
+bench-agent: install services
+	$(PY) bench/agent_load.py $(BENCH_ARGS)
 
 clean:
 	rm -rf var/ $(VENV)
