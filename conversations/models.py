@@ -232,6 +232,11 @@ class Message(models.Model):
         return self.status == MessageStatus.FAILED
 
 
+def lease_free(now) -> models.Q:
+    """Rows no worker holds: never claimed, or their lease (`locked_until`) has run out."""
+    return models.Q(locked_until__isnull=True) | models.Q(locked_until__lte=now)
+
+
 class StatusUpdate(models.Model):
     """A delivery status as Meta reported it. Kept for history, and so a status that
     arrives before its message's wamid is stored can still be applied afterwards."""

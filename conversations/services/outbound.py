@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
-from ..models import STATUS_RANK, Author, Conversation, Direction, Message, MessageStatus, MessageType
+from ..models import STATUS_RANK, Author, Conversation, Direction, Message, MessageStatus, MessageType, lease_free
 from ..queueing import enqueue_on_commit
 from ..transports import transport_for
 from ..whatsapp_client import WhatsAppError
@@ -127,7 +127,7 @@ def message_deliver(*, message_id: int, message: Message | None = None, claimed:
         now = timezone.now()
         took = (
             Message.objects.filter(pk=message_id, direction=Direction.OUTBOUND, status=MessageStatus.PENDING)
-            .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+            .filter(lease_free(now))
             .update(locked_until=now + LEASE, attempts=F("attempts") + 1)
         )
         if not took:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
+from celery import Task
 from django.conf import settings
-
-from django.db.models import Q
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from ..models import Direction, Message
+from ..models import Direction, Message, MessageStatus, lease_free
 from ..queueing import enqueue
 from . import replies
 from .outbound import LEASE, message_mark_read
@@ -21,7 +21,7 @@ def inbound_claim(*, message_id: int) -> bool:
     now = timezone.now()
     return bool(
         Message.objects.filter(pk=message_id, direction=Direction.INBOUND, handled_at__isnull=True)
-        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+        .filter(lease_free(now))
         .update(locked_until=now + LEASE)
     )
 
@@ -45,37 +45,25 @@ def inbound_mark_handled(*, message: Message) -> bool:
 
 def inbound_sweep(*, limit: int = 500) -> int:
     """Queue inbound messages stored but not handled after INBOUND_SWEEP_AFTER_SECONDS."""
-    from ..tasks import inbound_handle as task
+    from ..tasks import inbound_handle
 
-    now = timezone.now()
-    cutoff = now - timezone.timedelta(seconds=settings.INBOUND_SWEEP_AFTER_SECONDS)
-    ids = list(
-        Message.objects.filter(direction=Direction.INBOUND, handled_at__isnull=True, created_at__lte=cutoff)
-        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-    if ids:
-        logger.info("sweeper: queueing %d unhandled inbound message(s)", len(ids))
-    return enqueue(task, ids)
+    rows = Message.objects.filter(direction=Direction.INBOUND, handled_at__isnull=True)
+    return _sweep(task=inbound_handle, rows=rows, what="unhandled inbound", limit=limit)
 
 
 def outbound_sweep(*, limit: int = 500) -> int:
     """Queue outbound messages still pending after a minute (broker was down, worker lost)."""
-    from ..models import MessageStatus
-    from ..tasks import message_deliver as task
+    from ..tasks import message_deliver
 
+    rows = Message.objects.filter(direction=Direction.OUTBOUND, status=MessageStatus.PENDING)
+    return _sweep(task=message_deliver, rows=rows, what="pending outbound", limit=limit)
+
+
+def _sweep(*, task: Task, rows: QuerySet, what: str, limit: int) -> int:
+    """Queue the oldest of `rows` that are old enough and that no worker holds."""
     now = timezone.now()
     cutoff = now - timezone.timedelta(seconds=settings.INBOUND_SWEEP_AFTER_SECONDS)
-    ids = list(
-        Message.objects.filter(direction=Direction.OUTBOUND, status=MessageStatus.PENDING, created_at__lte=cutoff)
-        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:limit]
-    )
+    ids = list(rows.filter(lease_free(now), created_at__lte=cutoff).order_by("created_at").values_list("pk", flat=True)[:limit])
     if ids:
-        logger.info("sweeper: queueing %d pending outbound message(s)", len(ids))
+        logger.info("sweeper: queueing %d %s message(s)", len(ids), what)
     return enqueue(task, ids)
-
-
-

@@ -19,15 +19,11 @@ SILENT_TYPES = {MessageType.REACTION, MessageType.SYSTEM}
 
 def inbound_reply(*, message: Message) -> str:
     if message.type in TEXT_TYPES:
-        return text_reply(message=message)
+        # The AI agent: a command's answer now, or extraction and a (debounced) reply.
+        return text_message_handle(message=message)
     if message.type in SILENT_TYPES or message.conversation.owner == Owner.HUMAN:
         return _handled_without_reply(message)
     return _acknowledge(message, settings.ACK_MEDIA_REPLY.format(type=message.get_type_display().lower()))
-
-
-def text_reply(*, message: Message) -> str:
-    """The AI agent: a command's answer now, or extraction and a debounced reply."""
-    return text_message_handle(message=message)
 
 
 def _acknowledge(message: Message, text: str) -> str:
