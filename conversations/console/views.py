@@ -8,6 +8,7 @@ forms a real `action`, so the console still works (without live updates) without
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime
 from datetime import timezone as dt_timezone
@@ -263,18 +264,23 @@ def _action_done(request: HttpRequest, pk: int, *, ok: str = "", error: str = ""
     return response
 
 
-def _existing(pk: int) -> None:
-    if not Conversation.objects.filter(pk=pk).exists():
-        raise Http404
+def conversation_action(view):
+    """A POST on one conversation: a missing conversation (the services raise
+    Conversation.DoesNotExist when their UPDATE finds no row) is a 404."""
+
+    @functools.wraps(view)
+    def inner(request: HttpRequest, pk: int) -> HttpResponse:
+        try:
+            return view(request, pk)
+        except Conversation.DoesNotExist:
+            raise Http404 from None
+
+    return staff_required(require_POST(inner))
 
 
-@staff_required
-@require_POST
+@conversation_action
 def take_over(request: HttpRequest, pk: int) -> HttpResponse:
-    try:
-        result = actions.conversation_take_over(conversation_id=pk, user=request.user)
-    except Conversation.DoesNotExist:
-        raise Http404 from None
+    result = actions.conversation_take_over(conversation_id=pk, user=request.user)
     if not result.won:
         return _action_done(
             request, pk, error=_("%(name)s took this conversation over first.") % {"name": result.holder}
@@ -282,34 +288,26 @@ def take_over(request: HttpRequest, pk: int) -> HttpResponse:
     return _action_done(request, pk, ok=_("You are handling this conversation: the bot will not answer."))
 
 
-@staff_required
-@require_POST
+@conversation_action
 def hand_back(request: HttpRequest, pk: int) -> HttpResponse:
-    _existing(pk)
     actions.conversation_hand_back(conversation_id=pk, user=request.user)
     return _action_done(request, pk, ok=_("Handed back to the bot."))
 
 
-@staff_required
-@require_POST
+@conversation_action
 def resolve(request: HttpRequest, pk: int) -> HttpResponse:
-    _existing(pk)
     actions.conversation_resolve(conversation_id=pk, user=request.user)
     return _action_done(request, pk, ok=_("Resolved. The bot will answer the next message."))
 
 
-@staff_required
-@require_POST
+@conversation_action
 def reopen(request: HttpRequest, pk: int) -> HttpResponse:
-    _existing(pk)
     actions.conversation_reopen(conversation_id=pk, user=request.user)
     return _action_done(request, pk, ok=_("Reopened."))
 
 
-@staff_required
-@require_POST
+@conversation_action
 def assign(request: HttpRequest, pk: int) -> HttpResponse:
-    _existing(pk)
     assignee = None
     raw = request.POST.get("assignee", "")
     if raw:
@@ -323,10 +321,8 @@ def assign(request: HttpRequest, pk: int) -> HttpResponse:
     return _action_done(request, pk, ok=_("Assigned to %(name)s.") % {"name": name})
 
 
-@staff_required
-@require_POST
+@conversation_action
 def reply(request: HttpRequest, pk: int) -> HttpResponse:
-    _existing(pk)
     form = ReplyForm(request.POST)
     if not form.is_valid():
         return _action_done(request, pk, error=_("Write a message first (at most 4096 characters)."))
@@ -337,10 +333,8 @@ def reply(request: HttpRequest, pk: int) -> HttpResponse:
     return _action_done(request, pk, event="reply-sent")
 
 
-@staff_required
-@require_POST
+@conversation_action
 def note_add(request: HttpRequest, pk: int) -> HttpResponse:
-    _existing(pk)
     form = NoteForm(request.POST)
     error = ""
     if form.is_valid():

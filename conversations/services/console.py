@@ -75,32 +75,33 @@ def conversation_take_over(*, conversation_id: int, user) -> TakeOver:
     return TakeOver(won=False, holder=staff_name(holder.assigned_to))
 
 
+def _update(conversation_id: int, **values) -> None:
+    """Change the conversation and wake its pollers; Conversation.DoesNotExist if there is none."""
+    if not Conversation.objects.filter(pk=conversation_id).update(**_changed(**values)):
+        raise Conversation.DoesNotExist
+
+
 def conversation_hand_back(*, conversation_id: int, user) -> None:
     """The bot answers again. Clears the assignment and the hand-off reason."""
-    Conversation.objects.filter(pk=conversation_id).update(
-        **_changed(owner=Owner.BOT, assigned_to=None, handoff_reason="", handoff_at=None)
-    )
+    _update(conversation_id, owner=Owner.BOT, assigned_to=None, handoff_reason="", handoff_at=None)
 
 
 def conversation_resolve(*, conversation_id: int, user) -> None:
     """Done. The next customer message reopens it, and the bot answers it."""
-    Conversation.objects.filter(pk=conversation_id).update(
-        **_changed(status=ConversationStatus.RESOLVED, owner=Owner.BOT, assigned_to=None, handoff_reason="", unread_count=0)
-    )
+    _update(conversation_id, status=ConversationStatus.RESOLVED, owner=Owner.BOT, assigned_to=None, handoff_reason="", unread_count=0)
 
 
 def conversation_reopen(*, conversation_id: int, user) -> None:
-    Conversation.objects.filter(pk=conversation_id).update(**_changed(status=ConversationStatus.OPEN))
+    _update(conversation_id, status=ConversationStatus.OPEN)
 
 
 def conversation_assign(*, conversation_id: int, assignee, user) -> None:
     """Assign to a staff member (who then owns it instead of the bot), or to nobody (it
     waits in the queue for a human)."""
     if assignee is not None:
-        values = _changed(assigned_to=assignee, owner=Owner.HUMAN, status=ConversationStatus.OPEN)
+        _update(conversation_id, assigned_to=assignee, owner=Owner.HUMAN, status=ConversationStatus.OPEN)
     else:
-        values = _changed(assigned_to=None)
-    Conversation.objects.filter(pk=conversation_id).update(**values)
+        _update(conversation_id, assigned_to=None)
 
 
 def conversation_mark_read(*, conversation_id: int) -> bool:
@@ -118,9 +119,8 @@ def conversation_note_add(*, conversation_id: int, user, text: str) -> Conversat
     if len(text) > NOTE_MAX_LENGTH:
         raise ConsoleActionError(_("The note is too long."))
     with transaction.atomic():
-        note = ConversationNote.objects.create(conversation_id=conversation_id, author=user, text=text)
-        Conversation.objects.filter(pk=conversation_id).update(**_changed())
-    return note
+        _update(conversation_id)
+        return ConversationNote.objects.create(conversation_id=conversation_id, author=user, text=text)
 
 
 def conversation_reply(*, conversation_id: int, user, text: str) -> Message:

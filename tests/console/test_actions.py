@@ -255,3 +255,17 @@ def test_a_bad_value_is_refused_inline_with_the_reason(agent_client, conversatio
 
 def test_an_unknown_profile_field_is_not_editable(agent_client, conversation):
     assert post(agent_client, f"/console/c/{conversation.pk}/profile/is_superuser/", {"value": "1"}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("action", "data"),
+    [
+        ("take-over", {}), ("hand-back", {}), ("resolve", {}), ("reopen", {}), ("assign", {"assignee": ""}),
+        ("reply", {"text": "Buongiorno"}), ("notes", {"text": "richiamare"}),
+    ],
+)  # fmt: skip
+def test_an_action_on_a_missing_conversation_is_a_404_and_changes_nothing(agent_client, action, data):
+    response = agent_client.post(f"/console/c/999999/{action}/", data, HTTP_HX_REQUEST="true")
+
+    assert response.status_code == 404
+    assert not Message.objects.exists() and not ConversationNote.objects.exists()
