@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+from support import database_ensure  # bench/support.py (the script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -169,8 +171,7 @@ def main() -> None:
         "DATABASE_POOL_MAX_SIZE": str(args.db_pool),
         "WHATSAPP_PHONE_ID": "",
     }
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"], check=True, capture_output=True)
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {DB_NAME}"], check=True, capture_output=True)
+    database_ensure(env["DATABASE_URL"], fresh=True)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     import redis
 

@@ -33,6 +33,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from support import database_ensure  # bench/support.py (the script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -78,16 +80,6 @@ def parse_args() -> argparse.Namespace:
 # --- set-up ------------------------------------------------------------------------------------
 
 
-def database_ensure(url: str) -> None:
-    import psycopg
-
-    parts = urllib.parse.urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin_url = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}")
 
 
 def django_setup(url: str) -> None:

@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from support import database_ensure  # bench/support.py (the script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/whatsbot_bench"
@@ -57,19 +59,6 @@ QUEUE = "celery"  # Celery's default queue: a Redis list, one entry per queued t
 # --- set-up -------------------------------------------------------------------------------
 
 
-def database_ensure(url: str) -> None:
-    """Create the bench database if it does not exist (PostgreSQL only)."""
-    import psycopg
-
-    parts = urllib.parse.urlsplit(url)
-    if not parts.scheme.startswith("postgres"):
-        return
-    name = parts.path.lstrip("/")
-    admin = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}")
 
 
 def server_environment(args: argparse.Namespace) -> dict[str, str]:
