@@ -283,6 +283,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"},
         # One INFO line per HTTP request to OpenAI/Meta is noise (and costs CPU at volume).
-        "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"},
+        # (The OpenAI SDK's HTTP client logs as httpx2/httpcore2.)
+        **{name: {"level": "WARNING"} for name in ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3")},
     },
 }

@@ -368,3 +368,29 @@ def test_ordinary_sentences_that_mention_people_do_not_hand_over(text):
     from conversations.agent.service import human_requested
 
     assert not human_requested(text)
+
+
+def test_a_model_call_that_times_out_is_retried_and_the_customer_answered_once(fake_openai, graph, settings):
+    import time
+
+    settings.OPENAI_TIMEOUT_SECONDS = 0.4
+    slow_calls = []
+
+    def first_call_hangs(body):
+        if not slow_calls:
+            slow_calls.append(body)
+            # Past the read timeout, so the client gives up and tries again; short enough that the
+            # (single-threaded) fake is free again before the retry's own timeout.
+            time.sleep(0.6)
+
+    fake_openai.on_reply = first_call_hangs
+    conversation = ConversationFactory()
+
+    message = customer_says(conversation, "Buongiorno")
+    assert burst_answer(message_id=message.pk) == "sent"
+
+    assert len(fake_openai.reply_requests) == 2  # the timed-out call, then the retry
+    assert bot_texts(conversation) == [fake_openai.default_reply]  # one answer, from the retry
+    conversation.refresh_from_db()
+    assert conversation.owner == Owner.BOT  # recovered: no hand-off, no holding message
+    time.sleep(0.3)  # let the hung handler finish inside this test
