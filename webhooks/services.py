@@ -10,8 +10,8 @@ import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-
 from functools import lru_cache
 
 from django.db import OperationalError, connection, transaction
@@ -21,9 +21,10 @@ from conversations.models import Channel
 from conversations.db import pipelined_transaction
 from conversations.queueing import enqueue_on_commit
 from conversations.services.channels import channel_sync_from_environment
-from conversations.services.inbound import inbound_messages_store, statuses_apply
+from conversations.services.inbound import inbound_messages_store, inbound_rows_store, statuses_apply
 
 from . import meta
+from .groupcommit import GroupCommit
 from .models import Outcome, WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -122,9 +123,10 @@ def webhook_process(*, event: WebhookEvent, channels: dict[str, Channel] | None 
 
     try:
         if connection.vendor == "postgresql" and parsed.messages and not statuses and not unknown and len(by_channel) == 1:
-            # The common delivery: messages for one number. Two round trips, see below.
-            new_ids = _messages_store_pipelined(event, parsed, channels[parsed.messages[0].phone_number_id], by_channel)
-            enqueue_on_commit(inbound_handle, new_ids)  # committed already: runs now (or at the caller's commit)
+            # The common delivery: messages for one number. Stored with the other POSTs
+            # this process is receiving at the same moment, in one transaction.
+            channel = channels[parsed.messages[0].phone_number_id]
+            new_ids = _store(_StoreJob(event, parsed, channel, by_channel[channel.phone_number_id]))
         else:
             with transaction.atomic():
                 new_ids = []
@@ -166,15 +168,40 @@ def _event_outcome(event: WebhookEvent, parsed: meta.ParsedWebhook, new_ids: lis
         event.detail = "nothing to act on: " + ", ".join(parsed.ignored)[:500]
 
 
-def _messages_store_pipelined(
-    event: WebhookEvent, parsed: meta.ParsedWebhook, channel: Channel, by_channel: dict[str, list]
-) -> list[int]:
-    """Messages for one channel and the event row in one transaction, two round trips (PostgreSQL).
+@dataclass
+class _StoreJob:
+    """One POST's messages for one channel, and its event row, to store (PostgreSQL)."""
 
-    BEGIN and the profiles/conversations/messages statement go out together (its result
-    says which messages are new); the threads' UPDATE, the event INSERT and COMMIT go out
-    together. The ORM path takes six round trips and builds the event INSERT per request.
+    event: WebhookEvent
+    parsed: meta.ParsedWebhook
+    channel: Channel
+    messages: list
+
+
+def _store(job: _StoreJob) -> list[int]:
+    """Store a POST's messages and event row; return the new messages' ids (tasks queued).
+
+    Concurrent POSTs of this process share one transaction (`groupcommit`). Inside a
+    caller's transaction (tests, a replay from admin) the job is stored on its own, in it.
     """
+    if connection.in_atomic_block:
+        result = _jobs_store([job])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+    return _group_commit.run(job)
+
+
+def _jobs_store(jobs: Sequence[_StoreJob]) -> list[list[int] | BaseException]:
+    """The jobs' messages and event rows in one transaction, two round trips (PostgreSQL).
+
+    BEGIN and one profiles/conversations/messages statement per channel go out together
+    (the results say which messages are new); the threads' UPDATE, one INSERT for all the
+    event rows and COMMIT go out together. Then the new messages' tasks are queued in one
+    Redis round trip. A `wamid` that two jobs of one batch both carry belongs to the first.
+    """
+    from conversations.tasks import inbound_handle
+
     # No health check query first: if the kept-alive connection turns out dead (PostgreSQL
     # restarted), the first round trip fails before any COMMIT was sent, so it is safe to
     # reconnect and run the transaction again once.
@@ -182,38 +209,75 @@ def _messages_store_pipelined(
         sent = False
         try:
             with pipelined_transaction(health_check=False) as cursor:
-                new_ids = inbound_messages_store(channel=channel, messages=by_channel[channel.phone_number_id], cursor=cursor)
+                by_channel: dict[int, list[_StoreJob]] = defaultdict(list)
+                for job in jobs:
+                    by_channel[job.channel.pk].append(job)
+                inserted: list[tuple[int, str]] = []
+                for group in by_channel.values():
+                    messages = [m for job in group for m in job.messages]
+                    inserted += inbound_rows_store(channel=group[0].channel, messages=messages, cursor=cursor)
                 sent = True
-                event.channel = channel
-                _event_outcome(event, parsed, new_ids, [])
-                sql, params = _event_insert(event)
-                cursor.execute(sql, params, prepare=True)
+                owner: dict[str, int] = {}
+                for n, job in enumerate(jobs):
+                    for m in job.messages:
+                        owner.setdefault(m.wamid, n)
+                new_ids: list[list[int]] = [[] for _ in jobs]
+                for pk, wamid in inserted:
+                    new_ids[owner[wamid]].append(pk)
+                for job, ids in zip(jobs, new_ids):
+                    job.event.channel = job.channel
+                    _event_outcome(job.event, job.parsed, ids, [])
+                cursor.execute(_events_insert_sql(), _events_insert_params([job.event for job in jobs]), prepare=True)
             break
         except OperationalError:
             if sent or attempt == 2 or connection.in_atomic_block or connection.is_usable():
                 raise
             logger.warning("database connection lost; reconnecting")
             connection.close()
-    event.pk = cursor.fetchone()[0]
-    event._state.adding, event._state.db = False, "default"
+    for job, (pk,) in zip(jobs, cursor.fetchall(), strict=True):
+        job.event.pk = pk
+        job.event._state.adding, job.event._state.db = False, "default"
+    # Committed already: queued now (or at the commit of the caller's transaction).
+    enqueue_on_commit(inbound_handle, sorted(pk for ids in new_ids for pk in ids))
     return new_ids
+
+
+def _store_weight(job: _StoreJob) -> int:
+    return len(job.messages)
+
+
+# Up to this many messages in one shared transaction (a Meta batch may bring up to 1,000).
+GROUP_COMMIT_MAX_MESSAGES = 200
+_group_commit: GroupCommit[_StoreJob, list[int]] = GroupCommit(
+    _jobs_store, weight=_store_weight, max_weight=GROUP_COMMIT_MAX_MESSAGES
+)
 
 
 _EVENT_FIELDS = tuple(f for f in WebhookEvent._meta.concrete_fields if not f.primary_key)
 
 
 @lru_cache(maxsize=1)
-def _event_insert_sql() -> str:
+def _events_insert_sql() -> str:
+    # The rows as one array per column: the statement's text (and so its prepared plan)
+    # is the same whatever the number of events.
     qn = connection.ops.quote_name
     columns = ", ".join(qn(f.column) for f in _EVENT_FIELDS)
-    values = ", ".join(["%s"] * len(_EVENT_FIELDS))
-    return f"INSERT INTO {qn(WebhookEvent._meta.db_table)} ({columns}) VALUES ({values}) RETURNING {qn('id')}"
+    arrays = ", ".join(f"%s::{f.cast_db_type(connection)}[]" for f in _EVENT_FIELDS)
+    names = ", ".join(f"c{n}" for n in range(len(_EVENT_FIELDS)))
+    return (
+        f"INSERT INTO {qn(WebhookEvent._meta.db_table)} ({columns}) "
+        f"SELECT {names} FROM unnest({arrays}) WITH ORDINALITY AS u({names}, position) ORDER BY position "
+        f"RETURNING {qn('id')}"
+    )
 
 
-def _event_insert(event: WebhookEvent) -> tuple[str, list]:
+def _events_insert_params(events: Sequence[WebhookEvent]) -> list[list]:
     # Plain str, int, bool and datetime values: psycopg adapts them as they are.
-    values = [getattr(event, f.attname) for f in _EVENT_FIELDS]
-    return _event_insert_sql(), [str(v) if isinstance(v, str) else v for v in values]
+    columns = []
+    for f in _EVENT_FIELDS:
+        values = [getattr(event, f.attname) for event in events]
+        columns.append([str(v) if isinstance(v, str) else v for v in values])
+    return columns
 
 
 def webhook_event_replay(*, event: WebhookEvent) -> Receipt:

@@ -48,6 +48,12 @@ PROFILE_UPSERT = {
 
 def inbound_messages_store(*, channel: Channel, messages: Sequence[InboundMessage], cursor=None) -> list[int]:
     """Store a webhook's messages for one channel; return the ids of the ones that are new.
+    See `inbound_rows_store`."""
+    return [pk for pk, _ in inbound_rows_store(channel=channel, messages=messages, cursor=cursor)]
+
+
+def inbound_rows_store(*, channel: Channel, messages: Sequence[InboundMessage], cursor=None) -> list[tuple[int, str]]:
+    """Store messages for one channel; return `(id, wamid)` of the ones that are new, by id.
 
     Runs inside the caller's transaction. Profiles and conversations are upserted, and
     messages inserted under the unique `wamid`, so a duplicate delivery (Meta retries for
@@ -166,7 +172,7 @@ def inbound_messages_store(*, channel: Channel, messages: Sequence[InboundMessag
                 revision=F("revision") + 1,
                 changed_at=now,
             )
-    return [pk for pk, _, _ in inserted]
+    return [(pk, wamid) for pk, wamid, _ in inserted]
 
 
 def statuses_apply(*, statuses: Sequence[StatusEvent]) -> int:
