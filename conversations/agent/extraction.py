@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from profiles.services import FieldChange, profile_language_set, profile_update_from_extraction
 
 from ..models import BotConfig, Message
+from ..services import fastpath
 from . import offline, openai_client
 from .prompts import EXTRACTION_INSTRUCTIONS, FIELD_DESCRIPTIONS, cost_estimate
 
@@ -102,13 +103,17 @@ def _extract_with_openai(*, message: Message, config: BotConfig, fields: list[st
         raise openai_client.AIError("The extraction came back empty.", permanent=True)
     usage = response.usage
     # The extraction's cost is the customer message's (the reply's is the bot message's).
-    Message.objects.filter(pk=message.pk).update(
-        ai_model=usage.model[:64],
-        input_tokens=usage.input_tokens,
-        cached_tokens=usage.cached_tokens,
-        output_tokens=usage.output_tokens,
-        cost_usd=cost_estimate(
+    values = {
+        "ai_model": usage.model[:64],
+        "input_tokens": usage.input_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "output_tokens": usage.output_tokens,
+        "cost_usd": cost_estimate(
             model=usage.model, input_tokens=usage.input_tokens, cached_tokens=usage.cached_tokens, output_tokens=usage.output_tokens
         ),
-    )
+    }
+    if fastpath.enabled():
+        fastpath.message_usage_set(message_id=message.pk, **values)
+    else:
+        Message.objects.filter(pk=message.pk).update(**values)
     return parsed.model_dump()

@@ -34,7 +34,8 @@ from ..models import Author, Conversation, Direction, Message, MessageType, Owne
 from ..queueing import enqueue
 from ..services.botconfig import ActiveConfig, bot_config_fields, bot_config_for_channel
 from ..services.inbound import message_preview
-from ..services.outbound import message_deliver_now, message_send_text
+from ..services import fastpath
+from ..services.outbound import message_deliver_now, message_delivery_queue, message_outbound_build, message_send_text
 from . import extraction, offline, openai_client
 from .commands import command_answer, command_parse
 from .openai_client import AIError, Usage
@@ -68,8 +69,9 @@ def human_requested(text: str) -> bool:
     return bool(_HUMAN_REQUEST.search(text))
 
 
-def text_message_handle(*, message: Message) -> str:
-    """What the pipeline does with a claimed customer text."""
+def text_message_handle(*, message: Message, burst: list[Message] | None = None) -> str:
+    """What the pipeline does with a claimed customer text. `burst`: the conversation's
+    unanswered texts, read with the message (else read when needed)."""
     conversation = message.conversation
     active = bot_config_for_channel(channel=conversation.channel)
     fields = bot_config_fields(config=active.config)
@@ -85,7 +87,7 @@ def text_message_handle(*, message: Message) -> str:
         return _commit(conversation=conversation, burst=[message], active=active, reply=Reply(text=text), check_newer=False)
     if settings.REPLY_DEBOUNCE_SECONDS <= 0:
         # No quiet period: this task answers at once, with the extraction beside it.
-        return _answer_now(message=message, active=active, fields=fields)
+        return _answer_now(message=message, active=active, fields=fields, burst=burst)
     if openai_client.ai_configured():
         # Queued first: the quiet period runs while the (slow) extraction call does.
         _reply_queue(message)
@@ -97,7 +99,7 @@ def text_message_handle(*, message: Message) -> str:
     return "queued"
 
 
-def _answer_now(*, message: Message, active: ActiveConfig, fields: list[str]) -> str:
+def _answer_now(*, message: Message, active: ActiveConfig, fields: list[str], burst: list[Message] | None) -> str:
     """The reply without a second Celery task (REPLY_DEBOUNCE_SECONDS = 0): the extraction
     runs on a thread of its own, started before the reply's model call, so the two calls
     overlap; each keeps its own failures (the thread logs and swallows anything, the reply
@@ -105,10 +107,10 @@ def _answer_now(*, message: Message, active: ActiveConfig, fields: list[str]) ->
     if not openai_client.ai_configured():
         # Instant without a model; done first so the reply already knows what was just said.
         extraction.details_extract(message=message, config=active.config, fields=fields)
-        return burst_answer(message_id=message.pk, message=message)
+        return burst_answer(message_id=message.pk, message=message, burst=burst)
     beside = _extraction_threads().submit(_extract_beside, message=message, config=active.config, fields=fields)
     try:
-        return burst_answer(message_id=message.pk, message=message)
+        return burst_answer(message_id=message.pk, message=message, burst=burst)
     finally:
         # Not waiting on a pooled connection: the extraction thread may need one to finish.
         if not connection.in_atomic_block:
@@ -162,19 +164,22 @@ class Reply:
     extra: dict = field(default_factory=dict)
 
 
-def burst_answer(*, message_id: int, message: Message | None = None) -> str:
+def burst_answer(*, message_id: int, message: Message | None = None, burst: list[Message] | None = None) -> str:
     """The debounced reply to the burst of texts that ends with `message_id`. `message`
-    (just claimed, with its conversation, channel and profile loaded) saves reading it again."""
+    (just claimed, with its conversation, channel and profile loaded) saves reading it again,
+    and so does `burst` (the conversation's unanswered texts by id, read with it)."""
     if message is None:
         message = Message.objects.select_related("conversation__channel", "conversation__profile").get(pk=message_id)
+        burst = None
     if message.handled_at:
         return "done"
     conversation = message.conversation
-    burst = list(
-        Message.objects.filter(conversation=conversation, direction=Direction.INBOUND, type__in=TEXT_TYPES, handled_at__isnull=True)
-        .only("id", "conversation_id", "type", "text")
-        .order_by("pk")
-    )
+    if burst is None:
+        burst = list(
+            Message.objects.filter(conversation=conversation, direction=Direction.INBOUND, type__in=TEXT_TYPES, handled_at__isnull=True)
+            .only("id", "conversation_id", "type", "text")
+            .order_by("pk")
+        )
     if not burst or burst[-1].pk != message.pk:
         # A newer message's task answers the whole burst (or another run just did).
         return "superseded" if burst and burst[-1].pk > message.pk else "done"
@@ -246,7 +251,24 @@ def _commit(*, conversation: Conversation, burst: list[Message], active: ActiveC
     # Outside any caller's transaction the reply is delivered by this thread once committed
     # (one task less per reply); inside one, its delivery is queued on commit as usual.
     inline = not transaction.get_connection().in_atomic_block
-    sent: Message | None = None
+    if not reply.handoff_reason and check_newer and not error and fastpath.enabled():
+        # The common case, a reply in a bot-owned conversation, as prepared SQL (same rules).
+        sent = message_outbound_build(
+            conversation=conversation, type=MessageType.TEXT, text=reply.text, author=Author.BOT,
+            bot_config_version=active.version, claim_for_delivery=inline, now=now, **_usage_fields(reply.usage),
+        )  # fmt: skip
+        outcome = fastpath.reply_commit(
+            conversation=conversation, burst=burst, reply=sent, preview=message_preview(type=MessageType.TEXT, text=reply.text)
+        )
+        if outcome == "sent":
+            if inline:
+                message_deliver_now(message=sent, claimed=True)
+            else:
+                message_delivery_queue(message=sent)
+        if outcome is not None:
+            return outcome
+        # Not the bot's conversation any more: the ORM path below says what happens.
+    sent = None
     with transaction.atomic():
         # The webhook updates this row in the transaction that stores a new message: once we
         # hold the lock, any message stored before now is visible to the statements below.

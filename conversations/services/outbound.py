@@ -14,6 +14,7 @@ from ..models import STATUS_RANK, Author, Conversation, Direction, Message, Mess
 from ..queueing import enqueue_on_commit
 from ..transports import transport_for
 from ..whatsapp_client import WhatsAppError
+from . import fastpath
 from .inbound import message_preview, status_updates_apply_for
 
 logger = logging.getLogger(__name__)
@@ -60,26 +61,13 @@ def message_queue_outbound(
     (lease and attempt counted) for a caller that delivers it right after its commit with
     `message_deliver_now`, saving the claim's UPDATE. `bump_conversation=False`: the caller
     has already updated the conversation row for this message (last message, revision)."""
-    from ..tasks import message_deliver
-
     now = now or timezone.now()
-    if claim_for_delivery:
-        extra = {**extra, "locked_until": now + LEASE, "attempts": 1}
+    message = message_outbound_build(
+        conversation=conversation, type=type, text=text, author=author, user=user, reply_to=reply_to, payload=payload,
+        media=media, claim_for_delivery=claim_for_delivery, now=now, **extra,
+    )  # fmt: skip
     with transaction.atomic(savepoint=False):
-        message = Message.objects.create(
-            conversation=conversation,
-            direction=Direction.OUTBOUND,
-            author=author,
-            type=type,
-            text=text,
-            payload=payload or {},
-            media=media or {},
-            context_wamid=reply_to,
-            status=MessageStatus.PENDING,
-            sent_by=user,
-            created_at=now,
-            **extra,
-        )
+        message.save(force_insert=True)
         if bump_conversation:
             Conversation.objects.filter(pk=conversation.pk).update(
                 last_message_at=now,
@@ -88,8 +76,49 @@ def message_queue_outbound(
                 changed_at=now,
             )
         if queue_delivery:
-            enqueue_on_commit(message_deliver, [message.pk])
+            message_delivery_queue(message=message)
     return message
+
+
+def message_outbound_build(
+    *,
+    conversation: Conversation,
+    type: str,
+    text: str = "",
+    author: str = Author.BOT,
+    user=None,
+    reply_to: str = "",
+    payload: dict | None = None,
+    media: dict | None = None,
+    claim_for_delivery: bool = False,
+    now=None,
+    **extra,
+) -> Message:
+    """The pending outbound row, not saved yet (see `message_queue_outbound`)."""
+    now = now or timezone.now()
+    if claim_for_delivery:
+        extra = {**extra, "locked_until": now + LEASE, "attempts": 1}
+    return Message(
+        conversation=conversation,
+        direction=Direction.OUTBOUND,
+        author=author,
+        type=type,
+        text=text,
+        payload=payload or {},
+        media=media or {},
+        context_wamid=reply_to,
+        status=MessageStatus.PENDING,
+        sent_by=user,
+        created_at=now,
+        **extra,
+    )
+
+
+def message_delivery_queue(*, message: Message) -> None:
+    """Queue the delivery of a stored pending message once the transaction commits."""
+    from ..tasks import message_deliver
+
+    enqueue_on_commit(message_deliver, [message.pk])
 
 
 @dataclass
@@ -143,30 +172,19 @@ def message_deliver(*, message_id: int, message: Message | None = None, claimed:
         return _delivery_failed(message, exc)
 
     sent_at = timezone.now()
+    if fastpath.enabled():
+        # One statement, which also says whether Meta reported statuses before we stored the wamid.
+        if fastpath.message_mark_sent(message_id=message.pk, conversation_id=conversation.pk, wamid=wamid, sent_at=sent_at):
+            status_updates_apply_for(wamid=wamid)
+        return DeliveryResult("sent")
     _message_mark_sent(message_id=message.pk, conversation_id=conversation.pk, wamid=wamid, sent_at=sent_at)
     # Meta may have reported delivered/read before we stored the wamid.
     status_updates_apply_for(wamid=wamid)
     return DeliveryResult("sent")
 
 
-_MARK_SENT_SQL = f"""
-WITH sent AS (
-    UPDATE {Message._meta.db_table}
-    SET wamid = %s, status = %s, status_rank = %s, sent_at = %s, locked_until = NULL, handled_at = %s
-    WHERE id = %s)
-UPDATE {Conversation._meta.db_table} SET revision = revision + 1, changed_at = %s WHERE id = %s"""
-
-
 def _message_mark_sent(*, message_id: int, conversation_id: int, wamid: str, sent_at) -> None:
-    """The message is sent, the conversation's revision moves: one statement on PostgreSQL."""
-    conn = transaction.get_connection()
-    if conn.vendor == "postgresql":
-        with conn.cursor() as cursor:
-            cursor.execute(
-                _MARK_SENT_SQL,
-                [wamid, MessageStatus.SENT, STATUS_RANK[MessageStatus.SENT], sent_at, sent_at, message_id, sent_at, conversation_id],
-            )
-        return
+    """The message is sent, the conversation's revision moves (see `fastpath.message_mark_sent`)."""
     Message.objects.filter(pk=message_id).update(
         wamid=wamid, status=MessageStatus.SENT, status_rank=STATUS_RANK[MessageStatus.SENT], sent_at=sent_at,
         locked_until=None, handled_at=sent_at,

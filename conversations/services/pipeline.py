@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from ..models import Direction, Message, MessageStatus, lease_free
 from ..queueing import enqueue
-from . import replies
+from . import fastpath, replies
 from .outbound import LEASE, message_mark_read
 
 logger = logging.getLogger(__name__)
@@ -29,11 +29,19 @@ def inbound_claim(*, message_id: int) -> bool:
 def inbound_handle(*, message_id: int) -> str:
     """Handle one inbound message. Idempotent: a second run (redelivery, sweeper) finds the
     message claimed or handled and does nothing."""
-    if not inbound_claim(message_id=message_id):
-        return "skipped"
-    message = Message.objects.select_related("conversation__channel", "conversation__profile").get(pk=message_id)
+    if fastpath.enabled():
+        # Claim, message, conversation, channel, profile and burst in one statement.
+        claimed = fastpath.inbound_claim_load(message_id=message_id, lease=LEASE)
+        if claimed is None:
+            return "skipped"
+        message, burst = claimed.message, claimed.burst
+    else:
+        if not inbound_claim(message_id=message_id):
+            return "skipped"
+        message = Message.objects.select_related("conversation__channel", "conversation__profile").get(pk=message_id)
+        burst = None
     message_mark_read(message_id=message.pk, message=message)
-    return replies.inbound_reply(message=message)
+    return replies.inbound_reply(message=message, burst=burst)
 
 
 def inbound_mark_handled(*, message: Message) -> bool:

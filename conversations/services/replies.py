@@ -17,10 +17,11 @@ from .outbound import message_send_text
 SILENT_TYPES = {MessageType.REACTION, MessageType.SYSTEM}
 
 
-def inbound_reply(*, message: Message) -> str:
+def inbound_reply(*, message: Message, burst: list[Message] | None = None) -> str:
+    """`burst`: the conversation's unanswered texts, when read with the message."""
     if message.type in TEXT_TYPES:
         # The AI agent: a command's answer now, or extraction and a (debounced) reply.
-        return text_message_handle(message=message)
+        return text_message_handle(message=message, burst=burst)
     if message.type in SILENT_TYPES or message.conversation.owner == Owner.HUMAN:
         return _handled_without_reply(message)
     return _acknowledge(message, settings.ACK_MEDIA_REPLY.format(type=message.get_type_display().lower()))
