@@ -336,7 +336,7 @@ async def flat_out(host: str, port: int, deliveries: list[Delivery], *, connecti
     await asyncio.gather(*(worker() for _ in range(connections)))
     result.elapsed = time.perf_counter() - t0
     if name in ("a", "b") and next(pending, None) is None and result.elapsed < duration * 0.95:
-        print(f"  note: ran out of pre-built deliveries after {result.elapsed:.1f}s (raise --max-rate)")
+        print(f"  note: ran out of pre-built deliveries after {result.elapsed:.1f}s (raise --max-rate / --max-message-rate)")
     return result
 
 
@@ -549,6 +549,7 @@ def main() -> int:
     parser.add_argument("--duplicates", type=int, default=2000, help="deliveries re-sent in scenario d")
     parser.add_argument("--customers", type=int, default=20000, help="distinct customers (wa_id) in the pool")
     parser.add_argument("--max-rate", type=float, default=4000.0, help="requests/s to pre-build bodies for (flat out)")
+    parser.add_argument("--max-message-rate", type=float, default=15000.0, help="messages/s to pre-build batches for (scenario b)")
     parser.add_argument("--web", help="the web command (default: the Procfile's web: line); $PORT is set")
     parser.add_argument("--web-concurrency", help="WEB_CONCURRENCY for the web command")
     parser.add_argument("--with-worker", action="store_true", help="also run a Celery worker (and a fake Graph API)")
@@ -617,7 +618,7 @@ def main() -> int:
                 run_it = lambda d: flat_out(host, port, d, connections=args.connections, duration=args.duration, name="a")  # noqa: E731
             elif scenario == "b":
                 title = f"(b) {args.batch} messages per POST, flat out, {args.connections} connections, {args.duration:.0f}s"
-                deliveries = builder.deliveries("b", requests=int(args.max_rate * args.duration / args.batch) + 10, per_request=args.batch)
+                deliveries = builder.deliveries("b", requests=int(args.max_message_rate * args.duration / args.batch) + 10, per_request=args.batch)
                 run_it = lambda d: flat_out(host, port, d, connections=args.connections, duration=args.duration, name="b")  # noqa: E731
             elif scenario == "c":
                 title = f"(c) single-message POSTs at a fixed {args.rate:.0f} requests/s, {args.duration:.0f}s"
