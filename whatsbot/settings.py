@@ -126,6 +126,9 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
     CELERY_BROKER_URL = REDIS_URL
+    if REDIS_URL.startswith("redis://"):
+        # kombu's Redis transport, keeping its redis-py client instead of one per command (whatsbot/broker.py).
+        CELERY_BROKER_TRANSPORT = "whatsbot.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # A task a worker took but never acknowledged (worker killed) comes back after this long.
         "visibility_timeout": 3600,

@@ -9,7 +9,6 @@ never over a staff member's value.
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 from typing import Optional
@@ -28,23 +27,9 @@ logger = logging.getLogger(__name__)
 
 
 class _Details(BaseModel):
-    """Base of the extraction models. `responses.parse` turns the model into a JSON schema
-    on every call, and pydantic regenerates it each time (a few ms of CPU per customer text):
-    the schema of these fixed models is computed once per model and handed out as copies
-    (the SDK edits the dict it gets)."""
+    """Base of the extraction models: nothing but the declared fields."""
 
     model_config = ConfigDict(extra="forbid")
-
-    @classmethod
-    def model_json_schema(cls, *args, **kwargs) -> dict:
-        key = (cls, args, tuple(sorted(kwargs.items())))
-        schema = _schemas.get(key)
-        if schema is None:
-            schema = _schemas[key] = super().model_json_schema(*args, **kwargs)
-        return copy.deepcopy(schema)
-
-
-_schemas: dict = {}
 
 
 @functools.lru_cache(maxsize=64)
