@@ -16,6 +16,7 @@ Scenarios (`--scenarios`, default all):
   b  batches of 50 messages per POST (Meta batches deliveries), flat out
   c  single-message POSTs at a fixed 200 requests/s, for the latency percentiles
   d  duplicates: re-send deliveries already sent; nothing new may be stored or queued
+  e  delivery statuses (delivered, then read, for outbound messages), one per POST, flat out
 
 The load generator is one asyncio loop writing pre-built, pre-signed requests on keep-alive
 sockets, so it takes little of the machine's CPU away from the server it measures.
@@ -235,6 +236,39 @@ class Builder:
                 }
             ],
         }
+        return Delivery(self._request(body), wamids)
+
+    def status_delivery(self, wamid: str, status: str, timestamp: int, wa_id: str) -> Delivery:
+        """One delivery status for an outbound message, as Meta sends it (one per POST)."""
+        item = {
+            "id": wamid,
+            "status": status,
+            "timestamp": str(timestamp),
+            "recipient_id": wa_id,
+            "conversation": {"id": "b0f1e2d3c4a5968778695a4b3c2d1e0f", "origin": {"type": "service"}},
+            "pricing": {"billable": True, "pricing_model": "PMP", "category": "service", "type": "regular"},
+        }
+        body = {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "900000000000001",
+                    "changes": [
+                        {
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {"display_phone_number": "15550001234", "phone_number_id": self.phone_number_id},
+                                "statuses": [item],
+                            },
+                            "field": "messages",
+                        }
+                    ],
+                }
+            ],
+        }
+        return Delivery(self._request(body), [])
+
+    def _request(self, body: dict) -> bytes:
         raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         head = (
             f"POST {WEBHOOK_PATH} HTTP/1.1\r\n"
@@ -247,7 +281,7 @@ class Builder:
             f"X-Hub-Signature-256: {self.sign(raw, self.app_secret)}\r\n"
             f"Content-Length: {len(raw)}\r\n\r\n"
         ).encode()
-        return Delivery(head + raw, wamids)
+        return head + raw
 
     def deliveries(self, scenario: str, *, requests: int, per_request: int, start: int = 0) -> list[Delivery]:
         return [self.delivery(scenario, start + i * per_request, per_request) for i in range(requests)]
@@ -540,7 +574,7 @@ def main() -> int:
     parser.add_argument("--url", help="an already running server (default: start gunicorn from the Procfile)")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
-    parser.add_argument("--scenarios", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
+    parser.add_argument("--scenarios", default="a,b,c,d,e", help="comma-separated subset of a,b,c,d,e")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of load before measuring")
     parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections (flat out)")
@@ -633,6 +667,11 @@ def main() -> int:
                 step = max(1, len(sent_before) // args.duplicates)
                 deliveries = sent_before[::step][: args.duplicates]
                 run_it = lambda d: flat_out(host, port, d, connections=args.connections, duration=600, name="d")  # noqa: E731
+            elif scenario == "e":
+                title = (f"(e) delivery statuses, one per POST (delivered, then read, for each outbound message), "
+                         f"flat out, {args.connections} connections, {args.duration:.0f}s")
+                deliveries, status_of = status_deliveries(builder, count=int(args.max_rate * args.duration / 2))
+                run_it = lambda d: flat_out(host, port, d, connections=args.connections, duration=args.duration, name="e")  # noqa: E731
             else:
                 raise SystemExit(f"unknown scenario {scenario!r}")
             print("\n" + title)
@@ -642,7 +681,9 @@ def main() -> int:
             result = asyncio.run(run_it(deliveries))
             cpu_after = meter.snapshot()
             queued, events = counter.queued() - queued_before, counter.events() - events_before
-            if scenario == "d":
+            if scenario == "e":
+                all_good &= report_statuses(result, status_of, prefix=builder.prefix("e"), queued=queued, events=events)
+            elif scenario == "d":
                 stored = sum(counter.stored(p) - n for p, n in stored_before.items())
                 all_good &= report(result, stored=stored, expected_stored=0, queued=queued, expected_queued=0, events=events)
             else:
@@ -664,6 +705,74 @@ def main() -> int:
         stack.stop()
         if graph is not None:
             graph.shutdown()
+
+
+def status_deliveries(builder: Builder, *, count: int) -> tuple[list[Delivery], dict[int, tuple[str, str]]]:
+    """`count` outbound messages (already sent, in one conversation per customer), and for
+    each a `delivered` then a `read` POST, the read 50 deliveries after its delivered."""
+    from django.utils import timezone
+
+    from conversations.models import Channel, Conversation, Message
+    from profiles.models import ClientProfile
+
+    channel = Channel.objects.get(phone_number_id=builder.phone_number_id)
+    customers = []
+    for n in range(min(count, 500)):
+        wa_id = f"39{4_000_000_000 + n:010d}"
+        profile, _ = ClientProfile.objects.get_or_create(wa_id=wa_id)
+        conversation, _ = Conversation.objects.get_or_create(channel=channel, profile=profile)
+        customers.append((wa_id, conversation.pk))
+    now = timezone.now()
+    prefix = builder.prefix("e")
+    rows = []
+    for n in range(count):
+        wa_id, conversation_id = customers[n % len(customers)]
+        rows.append(Message(conversation_id=conversation_id, direction="out", author="bot", type="text", text="Grazie!",
+                            wamid=f"{prefix}{n:010d}", status="sent", status_rank=1, sent_at=now, handled_at=now))
+    Message.objects.bulk_create(rows, batch_size=2000)
+    deliveries: list[Delivery] = []
+    status_of: dict[int, tuple[str, str]] = {}
+    stamp = int(time.time())
+
+    def add(n: int, status: str) -> None:
+        wa_id = customers[n % len(customers)][0]
+        delivery = builder.status_delivery(rows[n].wamid, status, stamp + (status == "read"), wa_id)
+        status_of[id(delivery)] = (rows[n].wamid, status)
+        deliveries.append(delivery)
+
+    for n in range(count):
+        add(n, "delivered")
+        if n >= 50:
+            add(n - 50, "read")
+    for n in range(max(0, count - 50), count):
+        add(n, "read")
+    return deliveries, status_of
+
+
+def report_statuses(result: Result, status_of: dict[int, tuple[str, str]], *, prefix: str, queued: int, events: int) -> bool:
+    from django.db.models import Count
+
+    from conversations.models import Message, StatusUpdate
+
+    ok_requests = result.statuses.get(200, 0)
+    ms = [x * 1000 for x in result.latencies]
+    delivered = {status_of[id(d)][0] for d in result.sent}
+    read = {status_of[id(d)][0] for d in result.sent if status_of[id(d)][1] == "read"}
+    by_status = dict(Message.objects.filter(wamid__startswith=prefix).values_list("status").annotate(n=Count("id")))
+    stored = StatusUpdate.objects.filter(wamid__startswith=prefix).count()
+    unapplied = StatusUpdate.objects.filter(wamid__startswith=prefix, applied=False).count()
+    print(f"  requests sent {result.sent_requests} in {result.elapsed:.2f}s; answers {dict(sorted(result.statuses.items()))}"
+          + (f"; transport errors {result.errors}" if result.errors else ""))
+    print(f"  accepted      {ok_requests / result.elapsed:8.1f} requests/s (statuses/s)")
+    print(f"  ack latency   p50 {percentile(ms, 50):6.1f} ms   p90 {percentile(ms, 90):6.1f} ms   "
+          f"p99 {percentile(ms, 99):6.1f} ms   max {max(ms, default=float('nan')):6.1f} ms")
+    print(f"  counts        statuses sent {result.sent_requests}   stored {stored} (unapplied {unapplied})   webhook events {events}   "
+          f"messages now read {by_status.get('read', 0)} (expected {len(read)}), "
+          f"delivered or read {by_status.get('read', 0) + by_status.get('delivered', 0)} (expected {len(delivered)})   tasks queued {queued}")
+    good = (stored == result.sent_requests == events == ok_requests and not unapplied and not result.errors and queued == 0
+            and by_status.get("read", 0) == len(read) and by_status.get("read", 0) + by_status.get("delivered", 0) == len(delivered))
+    print("  counts match" if good else "  !!! MISMATCH: statuses sent, stored, applied and answered do not agree !!!")
+    return good
 
 
 def drain(builder: Builder, *, timeout: float) -> bool:

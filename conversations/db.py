@@ -110,7 +110,7 @@ def _shared_default(field) -> bool:
     return not field.has_default() or not callable(field.default) or field.default in _SHARED_DEFAULTS
 
 
-def _json_value(value):
+def json_default(value):
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -139,7 +139,7 @@ def _recordset(fields: Sequence, rows: Sequence[dict], extra: Sequence[str] = ()
         for name in per_row:
             record[by_name[name].column] = by_name[name].get_default()
         records.append(record)
-    return present + per_row, json.dumps(records, default=_json_value, ensure_ascii=False)
+    return present + per_row, json.dumps(records, default=json_default, ensure_ascii=False)
 
 
 _NOW = object()  # stands for "the statement's timestamp" among a select list's parameters
@@ -307,7 +307,7 @@ def update_from_values(
     db = connections[DEFAULT_DB_ALIAS]
     rows = sorted(rows, key=lambda r: r["id"])
     # One JSON parameter (see `_recordset`), not an array per field adapted value by value.
-    params = [json.dumps([{"_id": row["id"], **{name: row[name] for name in fields}} for row in rows], default=_json_value)]
+    params = [json.dumps([{"_id": row["id"], **{name: row[name] for name in fields}} for row in rows], default=json_default)]
     sql = _update_from_values_sql(model, tuple(fields), tuple(set.items()))
     if cursor is not None:
         cursor.execute(sql, params, prepare=True)

@@ -122,11 +122,11 @@ def webhook_process(*, event: WebhookEvent, channels: dict[str, Channel] | None 
         return Receipt(403, event, [])
 
     try:
-        if connection.vendor == "postgresql" and parsed.messages and not statuses and not unknown and len(by_channel) == 1:
-            # The common delivery: messages for one number. Stored with the other POSTs
-            # this process is receiving at the same moment, in one transaction.
-            channel = channels[parsed.messages[0].phone_number_id]
-            new_ids = _store(_StoreJob(event, parsed, channel, by_channel[channel.phone_number_id]))
+        if connection.vendor == "postgresql" and (parsed.messages or statuses) and not unknown:
+            # Messages and delivery statuses, for numbers we serve: stored with the other
+            # POSTs this process is receiving at the same moment, in one transaction.
+            groups = [(channels[pid], messages) for pid, messages in by_channel.items()]
+            new_ids = _store(_StoreJob(event, parsed, groups, statuses))
         else:
             with transaction.atomic():
                 new_ids = []
@@ -170,12 +170,12 @@ def _event_outcome(event: WebhookEvent, parsed: meta.ParsedWebhook, new_ids: lis
 
 @dataclass
 class _StoreJob:
-    """One POST's messages for one channel, and its event row, to store (PostgreSQL)."""
+    """One POST's messages (per channel), statuses and event row, to store (PostgreSQL)."""
 
     event: WebhookEvent
     parsed: meta.ParsedWebhook
-    channel: Channel
-    messages: list
+    groups: list[tuple[Channel, list[meta.InboundMessage]]]
+    statuses: list[meta.StatusEvent]
 
 
 def _store(job: _StoreJob) -> list[int]:
@@ -193,12 +193,13 @@ def _store(job: _StoreJob) -> list[int]:
 
 
 def _jobs_store(jobs: Sequence[_StoreJob]) -> list[list[int] | BaseException]:
-    """The jobs' messages and event rows in one transaction, two round trips (PostgreSQL).
+    """The jobs' messages, statuses and event rows in one transaction (PostgreSQL).
 
     BEGIN and one profiles/conversations/messages statement per channel go out together
-    (the results say which messages are new); the threads' UPDATE, one INSERT for all the
-    event rows and COMMIT go out together. Then the new messages' tasks are queued in one
-    Redis round trip. A `wamid` that two jobs of one batch both carry belongs to the first.
+    (the results say which messages are new); the threads' UPDATE, the statuses' two
+    statements, one INSERT for all the event rows and COMMIT go out together: two round
+    trips (one without messages). Then the new messages' tasks are queued in one Redis
+    round trip. A `wamid` that two jobs of one batch both carry belongs to the first.
     """
     from conversations.tasks import inbound_handle
 
@@ -209,23 +210,25 @@ def _jobs_store(jobs: Sequence[_StoreJob]) -> list[list[int] | BaseException]:
         sent = False
         try:
             with pipelined_transaction(health_check=False) as cursor:
-                by_channel: dict[int, list[_StoreJob]] = defaultdict(list)
+                by_channel: dict[int, tuple[Channel, list]] = {}
                 for job in jobs:
-                    by_channel[job.channel.pk].append(job)
+                    for channel, messages in job.groups:
+                        by_channel.setdefault(channel.pk, (channel, []))[1].extend(messages)
                 inserted: list[tuple[int, str]] = []
-                for group in by_channel.values():
-                    messages = [m for job in group for m in job.messages]
-                    inserted += inbound_rows_store(channel=group[0].channel, messages=messages, cursor=cursor)
-                sent = True
+                for channel, messages in by_channel.values():
+                    inserted += inbound_rows_store(channel=channel, messages=messages, cursor=cursor)
+                sent = bool(by_channel)
+                statuses_apply(statuses=[s for job in jobs for s in job.statuses], cursor=cursor)
                 owner: dict[str, int] = {}
                 for n, job in enumerate(jobs):
-                    for m in job.messages:
-                        owner.setdefault(m.wamid, n)
+                    for _, messages in job.groups:
+                        for m in messages:
+                            owner.setdefault(m.wamid, n)
                 new_ids: list[list[int]] = [[] for _ in jobs]
                 for pk, wamid in inserted:
                     new_ids[owner[wamid]].append(pk)
                 for job, ids in zip(jobs, new_ids):
-                    job.event.channel = job.channel
+                    job.event.channel = job.groups[-1][0] if job.groups else None
                     _event_outcome(job.event, job.parsed, ids, [])
                 cursor.execute(_events_insert_sql(), _events_insert_params([job.event for job in jobs]), prepare=True)
             break
@@ -243,10 +246,10 @@ def _jobs_store(jobs: Sequence[_StoreJob]) -> list[list[int] | BaseException]:
 
 
 def _store_weight(job: _StoreJob) -> int:
-    return len(job.messages)
+    return sum(len(messages) for _, messages in job.groups) + len(job.statuses)
 
 
-# Up to this many messages in one shared transaction (a Meta batch may bring up to 1,000).
+# Up to this many messages and statuses in one shared transaction (a Meta batch may bring up to 1,000).
 GROUP_COMMIT_MAX_MESSAGES = 200
 _group_commit: GroupCommit[_StoreJob, list[int]] = GroupCommit(
     _jobs_store, weight=_store_weight, max_weight=GROUP_COMMIT_MAX_MESSAGES

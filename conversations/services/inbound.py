@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import lru_cache
 
 from django.db import connection
 from django.db.models import F, Q
@@ -13,7 +15,7 @@ from django.utils import timezone
 from profiles.models import ClientProfile
 from webhooks.meta import InboundMessage, StatusEvent
 
-from ..db import insert_returning, thread_rows_store, update_from_values
+from ..db import json_default, insert_returning, thread_rows_store, update_from_values
 from ..models import (
     STATUS_RANK,
     Author,
@@ -175,31 +177,41 @@ def inbound_rows_store(*, channel: Channel, messages: Sequence[InboundMessage], 
     return [(pk, wamid) for pk, wamid, _ in inserted]
 
 
-def statuses_apply(*, statuses: Sequence[StatusEvent]) -> int:
-    """Record delivery statuses and move outbound messages forward (never backwards)."""
+def statuses_apply(*, statuses: Sequence[StatusEvent], cursor=None) -> int | None:
+    """Record delivery statuses and move outbound messages forward (never backwards).
+
+    Every status is stored (history, and for a send that has not stored its wamid yet);
+    then each message moves to the highest status it has not reached, in the order Meta
+    stamped them. Returns how many messages moved. On PostgreSQL that is two statements
+    for the whole batch; `cursor`: a cursor of `pipelined_transaction()`, where both are
+    queued, not waited for (None is returned).
+    """
     if not statuses:
         return 0
-    StatusUpdate.objects.bulk_create(
-        [
-            StatusUpdate(
-                wamid=s.wamid,
-                status=s.status if s.status in MessageStatus.values else MessageStatus.FAILED,
-                timestamp=s.timestamp,
-                recipient_id=s.recipient_id,
-                errors=s.errors,
-                payload=s.payload,
-            )
-            for s in statuses
-        ]
-    )
-    applied = 0
-    for wamid in {s.wamid for s in statuses}:
-        applied += status_updates_apply_for(wamid=wamid)
-    return applied
+    rows = [
+        {
+            "wamid": s.wamid,
+            "status": s.status if s.status in MessageStatus.values else MessageStatus.FAILED,
+            "timestamp": s.timestamp,
+            "recipient_id": s.recipient_id,
+            "errors": s.errors,
+            "payload": s.payload,
+        }
+        for s in statuses
+    ]
+    wamids = sorted({s.wamid for s in statuses})
+    if connection.vendor == "postgresql":
+        status_rows_insert(rows, cursor=cursor)
+        return status_updates_apply(wamids=wamids, cursor=cursor)
+    StatusUpdate.objects.bulk_create([StatusUpdate(**row) for row in rows])
+    return sum(status_updates_apply_for(wamid=wamid) for wamid in wamids)
 
 
 def status_updates_apply_for(*, wamid: str) -> int:
-    """Apply every stored, unapplied status for `wamid` to its message, in order."""
+    """Apply every stored, unapplied status for `wamid` to its message, in order; 1 if the
+    message moved."""
+    if connection.vendor == "postgresql":
+        return status_updates_apply(wamids=[wamid])
     pending = list(StatusUpdate.objects.filter(wamid=wamid, applied=False).order_by("timestamp", "id"))
     if not pending or not Message.objects.filter(wamid=wamid).exists():
         return 0  # the send has not stored its wamid yet: applied when it does
@@ -209,7 +221,106 @@ def status_updates_apply_for(*, wamid: str) -> int:
     StatusUpdate.objects.filter(pk__in=[u.pk for u in pending]).update(applied=True)
     if changed:
         Conversation.objects.filter(messages__wamid=wamid).update(revision=F("revision") + 1, changed_at=timezone.now())
-    return changed
+    return 1 if changed else 0
+
+
+def status_rows_insert(rows: Sequence[dict], *, cursor=None) -> None:
+    """INSERT the StatusUpdate rows in one statement (PostgreSQL), the rows as one JSON
+    parameter. Queued on a pipelined `cursor`."""
+    sql = _status_insert_sql()
+    params = [timezone.now(), json.dumps(rows, default=json_default, ensure_ascii=False)]
+    if cursor is not None:
+        cursor.execute(sql, params, prepare=True)
+        return
+    with connection.cursor() as django_cursor:
+        django_cursor.execute(sql, params)
+
+
+def status_updates_apply(*, wamids: Sequence[str], cursor=None) -> int | None:
+    """`status_updates_apply_for` for many wamids in ONE statement (PostgreSQL).
+
+    The same rules as statement by statement: the unapplied statuses of a wamid whose
+    message exists are applied in (timestamp, id) order, and each one moves the message
+    only past the rank reached so far; a message ends at the highest status that moved it,
+    with the `<status>_at` time of each status that did; a failed one records Meta's error.
+    They are all marked applied; and the conversation of a message that moved gets a new
+    revision (the console's polls see it). Statuses whose message is not stored yet stay
+    unapplied, for the send to apply. On a pipelined `cursor` it is queued (None returned).
+    """
+    if not wamids:
+        return 0
+    params = [list(wamids), timezone.now()]
+    if cursor is not None:
+        cursor.execute(_status_apply_sql(), params, prepare=True)
+        return None
+    with connection.cursor() as django_cursor:
+        django_cursor.execute(_status_apply_sql(), params)
+        return django_cursor.fetchone()[0]
+
+
+@lru_cache(maxsize=1)
+def _status_insert_sql() -> str:
+    table = StatusUpdate._meta.db_table
+    return (
+        f"INSERT INTO {table} (wamid, status, timestamp, recipient_id, errors, payload, applied, created_at) "
+        "SELECT v.wamid, v.status, v.timestamp, v.recipient_id, coalesce(v.errors, '[]'::jsonb), "
+        "coalesce(v.payload, '{}'::jsonb), false, %s::timestamptz "
+        "FROM ROWS FROM (jsonb_to_recordset(%s::jsonb) AS (wamid text, status text, timestamp timestamptz, "
+        "recipient_id text, errors jsonb, payload jsonb)) WITH ORDINALITY "
+        "AS v(wamid, status, timestamp, recipient_id, errors, payload, position) ORDER BY v.position"
+    )
+
+
+@lru_cache(maxsize=1)
+def _status_apply_sql() -> str:
+    statuses, messages, conversations = StatusUpdate._meta.db_table, Message._meta.db_table, Conversation._meta.db_table
+    ranks = " ".join(f"WHEN '{status}' THEN {rank}" for status, rank in STATUS_RANK.items() if rank > 0)
+    moved_at = ", ".join(
+        f"{status}_at = coalesce(f.{status}_at, m.{status}_at)" for status, rank in STATUS_RANK.items() if rank > 0
+    )
+    final_at = ", ".join(
+        f"max(p.timestamp) FILTER (WHERE p.status = '{status}') AS {status}_at" for status, rank in STATUS_RANK.items() if rank > 0
+    )
+    failed = MessageStatus.FAILED.value
+    return f"""
+WITH target AS (
+    -- The messages, locked in id order (as every path that locks several does: no deadlock).
+    SELECT m.id, m.wamid, m.status_rank FROM {messages} m WHERE m.wamid = ANY(%s::text[]) ORDER BY m.id FOR UPDATE
+),
+pending AS (
+    SELECT su.id, su.wamid, su.status, su.timestamp, su.errors, r.rank, t.status_rank AS message_rank,
+           max(r.rank) OVER (PARTITION BY su.wamid ORDER BY su.timestamp, su.id
+                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS rank_before
+    FROM {statuses} su JOIN target t ON t.wamid = su.wamid
+    CROSS JOIN LATERAL (SELECT CASE su.status {ranks} END AS rank) r
+    WHERE NOT su.applied
+),
+marked AS (
+    UPDATE {statuses} su SET applied = true FROM pending p WHERE su.id = p.id
+),
+final AS (
+    SELECT p.wamid, max(p.rank) AS rank, (array_agg(p.status ORDER BY p.rank DESC))[1] AS status,
+           {final_at}, (array_agg(p.errors) FILTER (WHERE p.status = '{failed}'))[1] -> 0 AS error
+    FROM pending p
+    WHERE p.rank > greatest(p.message_rank, coalesce(p.rank_before, 0))
+    GROUP BY p.wamid
+),
+moved AS (
+    UPDATE {messages} m SET status = f.status, status_rank = f.rank, {moved_at},
+        error_code = CASE WHEN f.status = '{failed}' THEN left(coalesce(f.error ->> 'code', ''), 32) ELSE m.error_code END,
+        error_title = CASE WHEN f.status = '{failed}' THEN left(coalesce(f.error ->> 'title', ''), 255) ELSE m.error_title END,
+        error_detail = CASE WHEN f.status = '{failed}' THEN coalesce(nullif(f.error -> 'error_data' ->> 'details', ''),
+                                                                   nullif(f.error ->> 'message', ''), '')
+                            ELSE m.error_detail END
+    FROM final f WHERE m.wamid = f.wamid AND m.status_rank < f.rank
+    RETURNING m.conversation_id
+),
+bumped AS (
+    UPDATE {conversations} c SET revision = c.revision + 1, changed_at = %s::timestamptz
+    FROM (SELECT id FROM {conversations} WHERE id IN (SELECT conversation_id FROM moved) ORDER BY id FOR UPDATE) l
+    WHERE c.id = l.id
+)
+SELECT count(*) FROM moved"""
 
 
 def _status_move(update: StatusUpdate) -> int:

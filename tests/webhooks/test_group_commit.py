@@ -15,7 +15,7 @@ from webhooks.groupcommit import GroupCommit
 from webhooks.meta import sign
 from webhooks.models import WebhookEvent
 
-from ..factories import APP_SECRET
+from ..factories import APP_SECRET, ConversationFactory, MessageFactory
 
 
 def _wait_for(condition, timeout: float = 5.0) -> None:
@@ -122,16 +122,32 @@ def _body(meta_example, wamid: str, wa_id: str) -> bytes:
     return json.dumps(body).encode()
 
 
+def _statuses_body(meta_example, wamid: str) -> bytes:
+    body = meta_example("Text Message")
+    value = body["entry"][0]["changes"][0]["value"]
+    del value["messages"], value["contacts"]
+    value["statuses"] = [
+        {"id": wamid, "status": "delivered", "timestamp": "1750000010", "recipient_id": "390000000009"},
+        {"id": wamid, "status": "read", "timestamp": "1750000020", "recipient_id": "390000000009"},
+    ]
+    return json.dumps(body).encode()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_posts_share_one_transaction_and_keep_their_own_events_and_tasks(channel, meta_example, monkeypatch, redis_queue):
     if connection.vendor != "postgresql":
         pytest.skip("the group commit is the PostgreSQL hot path's")
+    outbound = MessageFactory(
+        conversation=ConversationFactory(channel=channel), direction="out", author="bot", wamid="wamid.out-g",
+        status="sent", status_rank=1,
+    )  # fmt: skip
     bodies = [
         _body(meta_example, "wamid.g1", "390000000001"),
         _body(meta_example, "wamid.g2", "390000000002"),
         _body(meta_example, "wamid.g3", "390000000001"),  # the same customer as g1
         _body(meta_example, "wamid.g2", "390000000002"),  # Meta delivering g2 twice at once
         _body(meta_example, "wamid.g4", "390000000004"),
+        _statuses_body(meta_example, "wamid.out-g"),  # delivery statuses share the transaction too
     ]
     gate = _Gate(services._jobs_store, waiting=len(bodies) - 1)
     gate.group = GroupCommit(gate, weight=services._store_weight, max_weight=services.GROUP_COMMIT_MAX_MESSAGES)
@@ -153,9 +169,11 @@ def test_concurrent_posts_share_one_transaction_and_keep_their_own_events_and_ta
     for t in [first, *others]:
         t.join(10)
 
-    assert [len(b) for b in gate.batches] == [1, 4]
+    assert [len(b) for b in gate.batches] == [1, 5]
     assert all(r.status == 200 for r in receipts.values())
-    stored = dict(Message.objects.values_list("wamid", "id"))
+    outbound.refresh_from_db()
+    assert outbound.status == "read" and outbound.delivered_at.timestamp() == 1750000010
+    stored = dict(Message.objects.filter(direction="in").values_list("wamid", "id"))
     assert sorted(stored) == ["wamid.g1", "wamid.g2", "wamid.g3", "wamid.g4"]
     # Each POST learns its own new messages; the duplicate of g2 in the same batch is not new.
     new = {n: r.new_message_ids for n, r in receipts.items()}
@@ -168,7 +186,11 @@ def test_concurrent_posts_share_one_transaction_and_keep_their_own_events_and_ta
     for n, receipt in receipts.items():
         event = events[receipt.event.pk]
         assert event.body == bodies[n].decode()
-        assert event.outcome == "processed" and event.channel_id == channel.pk
+        assert event.outcome == "processed"
+        if n == 5:
+            assert event.detail == "0 new message(s), 0 duplicate(s), 2 status(es)" and event.status_count == 2
+            continue
+        assert event.channel_id == channel.pk
         duplicates = 0 if receipt.new_message_ids else 1
         assert event.detail == f"{1 - duplicates} new message(s), {duplicates} duplicate(s), 0 status(es)"
     # One task per new message, none for the duplicate.

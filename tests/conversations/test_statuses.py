@@ -1,0 +1,147 @@
+"""Delivery statuses, many per POST: the set-based apply follows the one-by-one rules."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timezone as dt_timezone
+
+import pytest
+
+from conversations.models import STATUS_RANK, Conversation, Message, MessageStatus, StatusUpdate
+from conversations.services.inbound import status_updates_apply_for, statuses_apply
+from webhooks.meta import StatusEvent
+
+from ..factories import ConversationFactory, MessageFactory
+
+pytestmark = pytest.mark.django_db
+
+PHONE = "106540352242922"
+
+
+def _at(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, tz=dt_timezone.utc)
+
+
+def _status(wamid: str, status: str, ts: int, errors: list | None = None) -> StatusEvent:
+    return StatusEvent(PHONE, wamid, status, _at(ts), "393331234567", errors or [], {"id": wamid, "status": status})
+
+
+def _expected(start_rank: int, posts: list[list[tuple[str, int]]]) -> dict:
+    """The rules, one status at a time: POST after POST and, within a POST, in (timestamp,
+    arrival) order, a status moves the message only past the rank reached so far, and
+    stamps its own `<status>_at`."""
+    rank, state = start_rank, {"status": None, "at": {}}
+    for post in posts:
+        for status, ts in sorted(post, key=lambda s: s[1]):  # sorted() is stable: arrival breaks ties
+            if STATUS_RANK[status] > rank:
+                rank = STATUS_RANK[status]
+                state["status"] = status
+                state["at"][status] = ts
+    state["rank"] = rank
+    return state
+
+
+@pytest.fixture
+def conversation(channel):
+    return ConversationFactory(channel=channel)
+
+
+def _outbound(conversation, wamid: str) -> Message:
+    return MessageFactory(conversation=conversation, direction="out", author="bot", wamid=wamid, status=MessageStatus.SENT, status_rank=1)
+
+
+def test_several_statuses_of_one_message_in_one_post_are_applied_in_timestamp_order(conversation):
+    message = _outbound(conversation, "wamid.a")
+    before = Conversation.objects.get(pk=conversation.pk).revision
+    moved = statuses_apply(statuses=[_status("wamid.a", "read", 20), _status("wamid.a", "delivered", 10), _status("wamid.a", "sent", 5)])
+    message.refresh_from_db()
+    assert moved == 1
+    assert message.status == "read" and message.status_rank == 3
+    assert message.delivered_at == _at(10) and message.read_at == _at(20)
+    assert StatusUpdate.objects.filter(wamid="wamid.a", applied=True).count() == 3
+    assert Conversation.objects.get(pk=conversation.pk).revision == before + 1
+
+
+def test_a_late_status_in_the_same_post_does_not_move_the_message_back_or_stamp_its_time(conversation):
+    message = _outbound(conversation, "wamid.b")
+    statuses_apply(statuses=[_status("wamid.b", "read", 20), _status("wamid.b", "delivered", 30)])
+    message.refresh_from_db()
+    assert message.status == "read" and message.delivered_at is None and message.read_at == _at(20)
+
+
+def test_one_post_for_many_messages_moves_each_keeps_unknown_wamids_for_later_and_records_errors(conversation, channel):
+    a, b = _outbound(conversation, "wamid.m1"), _outbound(ConversationFactory(channel=channel), "wamid.m2")
+    errors = [{"code": 131047, "title": "Re-engagement message", "message": "More than 24 hours", "error_data": {"details": "Outside the window."}}]
+    moved = statuses_apply(
+        statuses=[
+            _status("wamid.m1", "delivered", 10),
+            _status("wamid.m2", "failed", 11, errors),
+            _status("wamid.not-yet", "delivered", 12),
+            _status("wamid.m1", "sent", 9),
+        ]
+    )
+    a.refresh_from_db()
+    b.refresh_from_db()
+    assert moved == 2
+    assert a.status == "delivered" and a.delivered_at == _at(10)
+    assert (b.status, b.failed_at, b.error_code, b.error_title, b.error_detail) == (
+        "failed", _at(11), "131047", "Re-engagement message", "Outside the window."
+    )  # fmt: skip
+    pending = StatusUpdate.objects.get(wamid="wamid.not-yet")
+    assert not pending.applied  # applied once a send stores this wamid
+    later = _outbound(conversation, "wamid.not-yet")
+    assert status_updates_apply_for(wamid="wamid.not-yet") == 1
+    later.refresh_from_db()
+    assert later.status == "delivered" and later.delivered_at == _at(12)
+
+
+def test_a_failed_status_without_error_details_clears_nothing_it_should_not(conversation):
+    message = _outbound(conversation, "wamid.f")
+    statuses_apply(statuses=[_status("wamid.f", "failed", 30)])
+    message.refresh_from_db()
+    assert message.status == "failed" and (message.error_code, message.error_title, message.error_detail) == ("", "", "")
+
+
+def test_an_unknown_status_is_stored_as_failed_as_before(conversation):
+    message = _outbound(conversation, "wamid.u")
+    statuses_apply(statuses=[_status("wamid.u", "deleted", 30)])
+    message.refresh_from_db()
+    assert StatusUpdate.objects.get(wamid="wamid.u").status == "failed"
+    assert message.status == "failed"
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_sequences_split_over_posts_end_as_the_rules_say(conversation, seed):
+    rng = random.Random(seed)
+    choices = ["sent", "delivered", "read", "played", "failed", "delivered", "read"]
+    wamids = [f"wamid.r{seed}-{n}" for n in range(3)]
+    start = {w: rng.choice([0, 1]) for w in wamids}
+    messages = {}
+    for w in wamids:
+        messages[w] = MessageFactory(
+            conversation=conversation, direction="out", author="bot", wamid=w,
+            status=MessageStatus.SENT if start[w] else MessageStatus.PENDING, status_rank=start[w],
+        )  # fmt: skip
+    sent: dict[str, list[list[tuple[str, int]]]] = {w: [] for w in wamids}
+    posts = []
+    for _ in range(rng.randint(1, 4)):
+        post = []
+        for w in wamids:
+            sent[w].append([])
+        for _ in range(rng.randint(1, 5)):
+            w, status, ts = rng.choice(wamids), rng.choice(choices), 1750000000 + rng.randint(1, 40)
+            post.append(_status(w, status, ts))
+            sent[w][-1].append((status, ts))
+        posts.append(post)
+    for post in posts:
+        statuses_apply(statuses=post)
+    for w in wamids:
+        expected = _expected(start[w], sent[w])
+        message = Message.objects.get(pk=messages[w].pk)
+        assert message.status_rank == expected["rank"], (seed, w, sent[w])
+        if expected["status"]:
+            assert message.status == expected["status"]
+        for status in ("sent", "delivered", "read", "played", "failed"):
+            stamped = getattr(message, f"{status}_at")
+            assert (stamped.timestamp() if stamped else None) == expected["at"].get(status), (seed, w, status, sent[w])
+    assert not StatusUpdate.objects.filter(wamid__in=wamids, applied=False).exists()
