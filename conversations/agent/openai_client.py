@@ -140,15 +140,16 @@ def conversation_items_add(*, conversation_id: str, items: list[dict]) -> None:
     _call("conversations.items.create", _sdk_client().conversations.items.create, conversation_id=conversation_id, items=items)
 
 
-# Request parts the SDK would otherwise walk, on every call, against its TypedDicts (to
-# rename aliased keys and format dates/files, none of which these plain JSON dicts use):
-# about 1 ms of CPU for the tools and 0.5 ms for the input items per call. They go in the
-# body as they are, through `extra_body`, merged after that transform.
-_SENT_AS_IS = ("input", "tools")
+# The request's fields go in the body as they are, through `extra_body` (merged after the
+# SDK's per-call transform), instead of as keyword arguments the SDK walks, on every call,
+# against its TypedDicts to rename aliased keys and format dates and files (none of which
+# these plain JSON values use): matching a string against the union of every model name
+# alone cost more CPU than sending the request. Options of the call itself stay arguments.
+_CALL_OPTIONS = ("extra_headers", "extra_query", "extra_body", "timeout", "parse_as")
 
 
 def _as_is(kwargs: dict) -> dict:
-    plain = {key: kwargs.pop(key) for key in _SENT_AS_IS if key in kwargs}
+    plain = {key: kwargs.pop(key) for key in list(kwargs) if key not in _CALL_OPTIONS}
     if plain:
         kwargs["extra_body"] = {**plain, **(kwargs.get("extra_body") or {})}
     return kwargs
