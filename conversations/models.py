@@ -58,12 +58,14 @@ class ConversationStatus(models.TextChoices):
 class Conversation(models.Model):
     """The thread between one customer and one business number."""
 
-    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="conversations")
+    # No index of its own: the unique (channel, profile) constraint's index leads with it.
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="conversations", db_index=False)
     profile = models.ForeignKey("profiles.ClientProfile", on_delete=models.CASCADE, related_name="conversations")
     owner = models.CharField(_("owner"), max_length=8, choices=Owner.choices, default=Owner.BOT)
     status = models.CharField(_("status"), max_length=12, choices=ConversationStatus.choices, default=ConversationStatus.OPEN)
-    assigned_to = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_conversations"
+    assigned_to = models.ForeignKey(  # indexed by conv_assigned_idx, which leads with it
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_conversations",
+        db_index=False,
     )
     handoff_reason = models.CharField(_("hand-off reason"), max_length=255, blank=True)
     handoff_at = models.DateTimeField(null=True, blank=True)
@@ -163,7 +165,8 @@ STATUS_RANK = {
 
 
 class Message(models.Model):
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # Indexed by msg_thread_idx (conversation, -id), which leads with it.
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False)
     direction = models.CharField(max_length=3, choices=Direction.choices)
     author = models.CharField(max_length=10, choices=Author.choices)
     type = models.CharField(max_length=16, choices=MessageType.choices, default=MessageType.TEXT)
@@ -173,7 +176,7 @@ class Message(models.Model):
     context_wamid = models.CharField(max_length=255, blank=True)  # the message this one replies or reacts to
     referral = models.JSONField(default=dict, blank=True)  # click-to-WhatsApp ad
 
-    wamid = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    wamid = models.CharField(max_length=255, null=True, blank=True)  # unique: message_wamid_uniq
     provider_timestamp = models.DateTimeField(null=True, blank=True)
 
     status = models.CharField(max_length=10, choices=MessageStatus.choices)
@@ -195,9 +198,14 @@ class Message(models.Model):
     handled_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
 
-    sent_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Both empty on every customer message: indexed only where set (msg_sent_by_idx,
+    # msg_bot_config_version_idx), so inbound inserts do not maintain them.
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     bot_config_version = models.ForeignKey(
-        "conversations.BotConfigVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+        "conversations.BotConfigVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages",
+        db_index=False,
     )
     ai_model = models.CharField(max_length=64, blank=True)
     input_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -210,8 +218,16 @@ class Message(models.Model):
     class Meta:
         verbose_name = _("message")
         verbose_name_plural = _("messages")
+        # A constraint, not `unique=True`: the same unique index (deduplication, ON CONFLICT),
+        # without the LIKE index Django adds for a unique CharField, which nothing queries
+        # and every insert would maintain.
+        constraints = [models.UniqueConstraint(fields=["wamid"], name="message_wamid_uniq")]
         indexes = [
             models.Index(fields=["conversation", "-id"], name="msg_thread_idx"),
+            models.Index(fields=["sent_by"], name="msg_sent_by_idx", condition=models.Q(sent_by__isnull=False)),
+            models.Index(
+                fields=["bot_config_version"], name="msg_bot_config_version_idx", condition=models.Q(bot_config_version__isnull=False)
+            ),
             models.Index(
                 fields=["created_at"],
                 name="msg_inbound_unhandled_idx",
@@ -241,7 +257,7 @@ class StatusUpdate(models.Model):
     """A delivery status as Meta reported it. Kept for history, and so a status that
     arrives before its message's wamid is stored can still be applied afterwards."""
 
-    wamid = models.CharField(max_length=255, db_index=True)
+    wamid = models.CharField(max_length=255)
     status = models.CharField(max_length=10, choices=MessageStatus.choices)
     timestamp = models.DateTimeField()
     recipient_id = models.CharField(max_length=32, blank=True)
@@ -251,7 +267,10 @@ class StatusUpdate(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        indexes = [models.Index(fields=["wamid"], name="status_unapplied_idx", condition=models.Q(applied=False))]
+        indexes = [
+            models.Index(fields=["wamid"], name="status_wamid_idx"),  # a message's history (no LIKE index)
+            models.Index(fields=["wamid"], name="status_unapplied_idx", condition=models.Q(applied=False)),
+        ]
 
 
 class BotConfig(models.Model):

@@ -18,7 +18,7 @@ class FieldSource(models.TextChoices):
 class ClientProfile(models.Model):
     """A customer, keyed by the WhatsApp id Meta gives it (`wa_id`)."""
 
-    wa_id = models.CharField(_("WhatsApp id"), max_length=32, unique=True)
+    wa_id = models.CharField(_("WhatsApp id"), max_length=32)  # unique: profile_wa_id_uniq
     profile_name = models.CharField(_("WhatsApp profile name"), max_length=255, blank=True)
     first_name = models.CharField(_("first name"), max_length=120, blank=True)
     last_name = models.CharField(_("last name"), max_length=120, blank=True)
@@ -40,6 +40,8 @@ class ClientProfile(models.Model):
     class Meta:
         verbose_name = _("client profile")
         verbose_name_plural = _("client profiles")
+        # Not `unique=True`: the same unique index without Django's LIKE index beside it.
+        constraints = [models.UniqueConstraint(fields=["wa_id"], name="profile_wa_id_uniq")]
         indexes = [
             models.Index(fields=["email"], name="profile_email_idx"),
             models.Index(fields=["last_contact_at"], name="profile_last_contact_idx"),
