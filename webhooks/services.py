@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -35,17 +36,27 @@ UNVERIFIED_BODY_LIMIT = 16 * 1024
 CHANNEL_CACHE_SECONDS = 10.0
 _channel_cache: tuple[float, dict[str, Channel]] = (0.0, {})
 _environment_synced = False
+_channel_cache_lock = threading.Lock()
 
 
 def active_channels() -> dict[str, Channel]:
     global _channel_cache, _environment_synced
     loaded_at, channels = _channel_cache
     if time.monotonic() - loaded_at > CHANNEL_CACHE_SECONDS:
-        if not _environment_synced:
-            channel_sync_from_environment()
-            _environment_synced = True
-        channels = {c.phone_number_id: c for c in Channel.objects.filter(is_active=True)}
-        _channel_cache = (time.monotonic(), channels)
+        # One thread of the process reloads; the others keep using what they have meanwhile
+        # (on the very first load there is nothing yet: they wait for it).
+        if not _channel_cache_lock.acquire(blocking=loaded_at == 0.0):
+            return channels
+        try:
+            loaded_at, channels = _channel_cache
+            if time.monotonic() - loaded_at > CHANNEL_CACHE_SECONDS:
+                if not _environment_synced:
+                    channel_sync_from_environment()
+                    _environment_synced = True
+                channels = {c.phone_number_id: c for c in Channel.objects.filter(is_active=True)}
+                _channel_cache = (time.monotonic(), channels)
+        finally:
+            _channel_cache_lock.release()
     return channels
 
 
