@@ -1,6 +1,6 @@
 import hmac
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -16,14 +16,21 @@ from .services import webhook_receive
 def whatsapp(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return _verify_subscription(request)
-    receipt = webhook_receive(body=request.body, signature=request.headers.get("X-Hub-Signature-256", ""))
+    status, text = webhook_answer(body=request.body, signature=request.headers.get("X-Hub-Signature-256", ""))
+    return HttpResponse(text, status=status)
+
+
+def webhook_answer(*, body: bytes, signature: str) -> tuple[int, str]:
+    """Receive a delivery; the status and text to answer Meta with (also used by the
+    WSGI entry point's short route, see `whatsbot/wsgi.py`)."""
+    receipt = webhook_receive(body=body, signature=signature)
     if receipt.status == 403:
-        return HttpResponseForbidden("invalid signature")
+        return 403, "invalid signature"
     if receipt.status == 400:
-        return HttpResponseBadRequest(receipt.event.detail)
+        return 400, receipt.event.detail
     if receipt.status >= 500:
-        return HttpResponse("temporarily unable to store the event", status=receipt.status)
-    return HttpResponse("ok")
+        return receipt.status, "temporarily unable to store the event"
+    return 200, "ok"
 
 
 def _verify_subscription(request: HttpRequest) -> HttpResponse:

@@ -74,3 +74,55 @@ def test_plain_http_is_redirected_and_the_handshake_takes_the_full_chain(channel
     answer = wsgi_call("GET", "/webhooks/whatsapp/", query=f"hub.mode=subscribe&hub.verify_token={channel.verify_token}&hub.challenge=42")
     assert (answer["status"], answer["body"]) == (200, b"42")
     assert "X-Frame-Options" in answer["headers"]  # the middleware ran
+
+
+def test_an_exception_in_the_short_route_is_a_logged_500_and_the_request_still_finishes(channel, settings, monkeypatch, caplog):
+    from django.core.signals import got_request_exception
+
+    from webhooks import views
+
+    settings.SECURE_SSL_REDIRECT = False
+
+    def broken(**kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(views, "webhook_answer", broken)
+    seen = []
+    handlers = {"exception": lambda **kw: seen.append("exception"), "finished": lambda **kw: seen.append("finished")}
+    got_request_exception.connect(handlers["exception"])
+    request_finished.connect(handlers["finished"])
+    try:
+        answer = wsgi_call("POST", "/webhooks/whatsapp/", b"{}", {"HTTP_X_HUB_SIGNATURE_256": "sha256=00"})
+    finally:
+        got_request_exception.disconnect(handlers["exception"])
+        request_finished.disconnect(handlers["finished"])
+    assert answer["status"] == 500 and answer["body"] == b"internal error"
+    assert seen == ["exception", "finished"]
+    assert "Internal Server Error: /webhooks/whatsapp/" in caplog.text and "boom" in caplog.text
+
+
+def test_a_body_over_the_upload_limit_or_without_a_length_takes_the_full_chain(channel, settings, meta_example):
+    settings.SECURE_SSL_REDIRECT = False
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    body = json.dumps(meta_example("Text Message")).encode()
+    signed = {"HTTP_X_HUB_SIGNATURE_256": sign(body, APP_SECRET)}
+    assert wsgi_call("POST", "/webhooks/whatsapp/", body, signed)["status"] == 400  # RequestDataTooBig
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+    answer = wsgi_call("POST", "/webhooks/whatsapp/", body, {**signed, "CONTENT_LENGTH": ""})
+    assert answer["status"] == 403  # the full chain reads no body without a length: nothing to verify
+    assert "X-Frame-Options" in answer["headers"]
+    assert Message.objects.count() == 0
+    assert wsgi_call("POST", "/webhooks/whatsapp/", body, signed)["status"] == 200
+    assert Message.objects.count() == 1
+
+
+def test_behind_a_tls_proxy_the_forwarded_scheme_counts(channel, settings, meta_example):
+    from whatsbot.wsgi import WhatsbotWSGIHandler
+
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    body = json.dumps(meta_example("Text Message")).encode()
+    headers = {"HTTP_X_HUB_SIGNATURE_256": sign(body, APP_SECRET), "HTTP_X_FORWARDED_PROTO": "https"}
+    answer = wsgi_call("POST", "/webhooks/whatsapp/", body, headers, application=WhatsbotWSGIHandler())
+    assert answer["status"] == 200 and "X-Frame-Options" not in answer["headers"]  # the short route
+    assert Message.objects.count() == 1
