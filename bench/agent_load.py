@@ -25,6 +25,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import queue
 import signal
 import statistics
 import subprocess
@@ -148,6 +149,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (one per core)")
     parser.add_argument("--db-pool", type=int, default=30, help="DATABASE_POOL_MAX_SIZE per worker process")
     parser.add_argument("--worker-log", default="WARNING", help="the worker's log level (var/bench-agent-worker.log)")
+    parser.add_argument(
+        "--unbatched", action="store_true",
+        help="one webhook POST per message (default: the messages due at the same moment share one POST, as Meta batches)",
+    )  # fmt: skip
+    parser.add_argument("--senders", type=int, default=2, help="batched mode: threads posting webhooks at once")
+    parser.add_argument("--batch-max", type=int, default=100, help="batched mode: messages per POST at most")
     args = parser.parse_args()
 
     port = free_port()
@@ -199,17 +206,48 @@ def main() -> None:
     ]
     time.sleep(4)
 
-    def payload(wa_id: str, n: int) -> bytes:
+    def payload(*due: tuple[str, int]) -> bytes:
+        """One Meta delivery with the messages of the customers `due` ((wa_id, n) each)."""
         return json.dumps({
             "object": "whatsapp_business_account",
             "entry": [{"id": "bench", "changes": [{"field": "messages", "value": {
                 "messaging_product": "whatsapp",
                 "metadata": {"display_phone_number": "000", "phone_number_id": "bench"},
-                "contacts": [{"profile": {"name": f"Cliente {wa_id}"}, "wa_id": wa_id}],
+                "contacts": [{"profile": {"name": f"Cliente {wa_id}"}, "wa_id": wa_id} for wa_id, _ in due],
                 "messages": [{"from": wa_id, "id": f"wamid.bench.{wa_id}.{n}", "timestamp": str(int(time.time())),
-                              "type": "text", "text": {"body": f"Ciao, messaggio {n}"}}],
+                              "type": "text", "text": {"body": f"Ciao, messaggio {n}"}} for wa_id, n in due],
             }}]}],
         }).encode()  # fmt: skip
+
+    # Batched mode: a customer's due message waits here (with a slot for its id) until a
+    # sender thread posts it together with every other message due at that moment, in one
+    # signed body, as Meta does under load. No timer: each POST takes what accumulated
+    # during the previous one.
+    due_messages: queue.Queue = queue.Queue()
+    batch_sizes: list[int] = []
+
+    def sender() -> None:
+        while not stop.is_set():
+            try:
+                batch = [due_messages.get(timeout=0.5)]
+            except queue.Empty:
+                continue
+            while len(batch) < args.batch_max:
+                try:
+                    batch.append(due_messages.get_nowait())
+                except queue.Empty:
+                    break
+            body = payload(*[(wa_id, n) for wa_id, n, _ in batch])
+            started = time.time()
+            receipt = webhook_receive(body=body, signature=sign(body, channel.app_secret))
+            receive_times.append(time.time() - started)
+            batch_sizes.append(len(batch))
+            connection.close()
+            # The messages are stored (and numbered) in the order of the body.
+            assert len(receipt.new_message_ids) == len(batch), receipt
+            for (_, _, slot), message_id in zip(batch, receipt.new_message_ids):
+                slot.append(message_id)
+                slot[0].set()
 
     stop = threading.Event()
     # (reply seen at, customer message id, reply id, webhook call started at, reply sent at)
@@ -251,11 +289,19 @@ def main() -> None:
         try:
             while not stop.is_set():
                 n += 1
-                body = payload(wa_id, n)
                 started = time.time()
-                receipt = webhook_receive(body=body, signature=sign(body, channel.app_secret))
-                receive_times.append(time.time() - started)
-                (message_id,) = receipt.new_message_ids
+                if args.unbatched:
+                    body = payload((wa_id, n))
+                    receipt = webhook_receive(body=body, signature=sign(body, channel.app_secret))
+                    receive_times.append(time.time() - started)
+                    (message_id,) = receipt.new_message_ids
+                else:
+                    slot: list = [threading.Event()]
+                    due_messages.put((wa_id, n, slot))
+                    while not slot[0].wait(0.5):
+                        if stop.is_set():
+                            return
+                    message_id = slot[1]
                 if conversation_id is None:
                     conversation_id = Message.objects.values_list("conversation_id", flat=True).get(pk=message_id)
                 connection.close()  # back to the pool while waiting
@@ -269,6 +315,9 @@ def main() -> None:
 
     others = {"fake OpenAI": fake.pid, "redis-server (shared)": redis_pid()}
     threading.Thread(target=poller, daemon=True).start()
+    if not args.unbatched:
+        for _ in range(args.senders):
+            threading.Thread(target=sender, daemon=True).start()
     threads = [threading.Thread(target=customer, args=(i,), daemon=True) for i in range(args.customers)]
     t0 = time.time()
     for t in threads:
@@ -279,6 +328,7 @@ def main() -> None:
     cpu0 = {"worker(s)": sum(cpu_seconds(w.pid, children=True) for w in workers), "driver (webhook + customers)": own_cpu()}
     cpu0.update({name: cpu_seconds(pid) for name, pid in others.items() if pid})
     pg = PostgresCPU(DB_NAME)
+    machine0 = machine_cpu()
     peak_rss = 0.0
     while time.time() - measure_from < args.seconds:
         time.sleep(1)
@@ -288,6 +338,8 @@ def main() -> None:
     cpu1 = {"worker(s)": sum(cpu_seconds(w.pid, children=True) for w in workers), "driver (webhook + customers)": own_cpu()}
     cpu1.update({name: cpu_seconds(pid) for name, pid in others.items() if pid})
     pg.sample()
+    machine = machine_cpu() - machine0
+    load = os.getloadavg()
     stop.set()
     for t in threads:
         t.join(10)
@@ -322,7 +374,12 @@ def main() -> None:
     print(f"    webhook -> stored        {pct(to_stored, 50) * 1000:8.0f} / {pct(to_stored, 95) * 1000:.0f} ms")
     print(f"    stored -> reply row      {pct(to_reply_row, 50) * 1000:8.0f} / {pct(to_reply_row, 95) * 1000:.0f} ms   (minus the delay: queue waits + agent)")
     print(f"    reply row -> sent        {pct(to_sent, 50) * 1000:8.0f} / {pct(to_sent, 95) * 1000:.0f} ms")
-    print(f"  webhook_receive p50 / p95  {pct(sorted(receive_times), 50) * 1000:8.0f} / {pct(sorted(receive_times), 95) * 1000:.0f} ms (in the driver)")
+    if args.unbatched:
+        mode = "one message per POST"
+    else:
+        mode = f"batched: {statistics.mean(batch_sizes or [0]):.1f} messages per POST on average, at most {max(batch_sizes or [0])}"
+    print(f"  webhook_receive p50 / p95  {pct(sorted(receive_times), 50) * 1000:8.0f} / {pct(sorted(receive_times), 95) * 1000:.0f} ms "
+          f"per POST (in the driver; {mode})")
     print(f"  worker RSS (peak, all)     {peak_rss:8.0f} MiB")
     cpu = {name: cpu1[name] - cpu0[name] for name in cpu1}
     cpu["postgres (bench db backends)"] = pg.total()
@@ -331,10 +388,20 @@ def main() -> None:
         print(f"    {name:30s} {used / seconds * 100:5.0f} %   {used / max(1, len(window)) * 1000:6.1f} ms")
     total = sum(cpu.values())
     print(f"    {'total':30s} {total / seconds * 100:5.0f} %   {total / max(1, len(window)) * 1000:6.1f} ms")
+    # The machine is shared: what everything else used meanwhile says how far to trust the rest.
+    print(f"  machine: all processes {machine / seconds * 100:.0f} % of one core, others than the above "
+          f"{max(0.0, machine - total) / seconds * 100:.0f} %; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
 
 
 def pct(values: list[float], p: int) -> float:
     return values[min(len(values) - 1, int(len(values) * p / 100))] if values else float("nan")
+
+
+def machine_cpu() -> float:
+    """CPU seconds used by the whole machine so far (every core, idle and iowait excluded)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu() -> float:

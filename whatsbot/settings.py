@@ -130,8 +130,14 @@ if REDIS_URL:
         # kombu's Redis transport, keeping its redis-py client instead of one per command (whatsbot/broker.py).
         CELERY_BROKER_TRANSPORT = "whatsbot.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        # A task a worker took but never acknowledged (worker killed) comes back after this long.
-        "visibility_timeout": 3600,
+        # No acknowledgement bookkeeping in Redis: kombu's emulation writes a copy of every
+        # message to a hash and an index when a worker takes it and deletes both on the ack,
+        # a fifth of the worker's CPU per customer text. What it bought (a task held by a
+        # worker that died without a warm shutdown comes back after the visibility timeout)
+        # the database already gives, sooner: the sweepers queue again what is stored but
+        # not handled or not sent once its lease has run out. A warm shutdown still puts
+        # back the tasks a worker holds.
+        "ack_emulation": False,
     }
 else:
     # Embedded default: a broker made of files, shared by web, worker and beat on one machine.
