@@ -19,7 +19,7 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from conversations.models import Channel
-from conversations.db import pipelined_transaction
+from conversations.db import json_default, pipelined_transaction
 from conversations.queueing import enqueue_on_commit
 from conversations.services.channels import channel_sync_from_environment
 from conversations.services.inbound import inbound_messages_store, inbound_rows_store, statuses_apply
@@ -272,26 +272,25 @@ _EVENT_FIELDS = tuple(f for f in WebhookEvent._meta.concrete_fields if not f.pri
 
 @lru_cache(maxsize=1)
 def _events_insert_sql() -> str:
-    # The rows as one array per column: the statement's text (and so its prepared plan)
-    # is the same whatever the number of events.
+    # The rows travel as one JSON parameter (adapting a Python list per column as a
+    # PostgreSQL array cost ~20x more CPU), and the statement's text, so its prepared
+    # plan, is the same whatever the number of events.
     qn = connection.ops.quote_name
     columns = ", ".join(qn(f.column) for f in _EVENT_FIELDS)
-    arrays = ", ".join(f"%s::{f.cast_db_type(connection)}[]" for f in _EVENT_FIELDS)
-    names = ", ".join(f"c{n}" for n in range(len(_EVENT_FIELDS)))
+    definitions = ", ".join(f"{qn(f.column)} {f.cast_db_type(connection)}" for f in _EVENT_FIELDS)
     return (
         f"INSERT INTO {qn(WebhookEvent._meta.db_table)} ({columns}) "
-        f"SELECT {names} FROM unnest({arrays}) WITH ORDINALITY AS u({names}, position) ORDER BY position "
+        f"SELECT {', '.join('v.' + qn(f.column) for f in _EVENT_FIELDS)} "
+        f"FROM jsonb_to_recordset(%s::jsonb) AS v(_position integer, {definitions}) ORDER BY v._position "
         f"RETURNING {qn('id')}"
     )
 
 
-def _events_insert_params(events: Sequence[WebhookEvent]) -> list[list]:
-    # Plain str, int, bool and datetime values: psycopg adapts them as they are.
-    columns = []
-    for f in _EVENT_FIELDS:
-        values = [getattr(event, f.attname) for event in events]
-        columns.append([str(v) if isinstance(v, str) else v for v in values])
-    return columns
+def _events_insert_params(events: Sequence[WebhookEvent]) -> list[str]:
+    rows = [
+        {"_position": n, **{f.column: getattr(event, f.attname) for f in _EVENT_FIELDS}} for n, event in enumerate(events)
+    ]
+    return [json.dumps(rows, default=json_default, ensure_ascii=False)]
 
 
 def webhook_event_replay(*, event: WebhookEvent) -> Receipt:

@@ -249,7 +249,7 @@ def status_updates_apply(*, wamids: Sequence[str], cursor=None) -> int | None:
     """
     if not wamids:
         return 0
-    params = [list(wamids), timezone.now()]
+    params = [json.dumps(list(wamids)), timezone.now()]  # JSON: a Python list adapted as an array costs far more
     if cursor is not None:
         cursor.execute(_status_apply_sql(), params, prepare=True)
         return None
@@ -285,7 +285,8 @@ def _status_apply_sql() -> str:
     return f"""
 WITH target AS (
     -- The messages, locked in id order (as every path that locks several does: no deadlock).
-    SELECT m.id, m.wamid, m.status_rank FROM {messages} m WHERE m.wamid = ANY(%s::text[]) ORDER BY m.id FOR UPDATE
+    SELECT m.id, m.wamid, m.status_rank FROM {messages} m
+    WHERE m.wamid IN (SELECT jsonb_array_elements_text(%s::jsonb)) ORDER BY m.id FOR UPDATE
 ),
 pending AS (
     SELECT su.id, su.wamid, su.status, su.timestamp, su.errors, r.rank, t.status_rank AS message_rank,
