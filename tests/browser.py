@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connections
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright's own browser is never downloaded
 CHROMIUM_ARGS = [
@@ -39,6 +40,9 @@ def browser(monkeypatch):
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield launched
+        # The test's ORM calls ran beside Playwright's event loop, with database connections of
+        # their own: closed here, or the test database could not be dropped at the end.
+        connections.close_all()
         launched.close()
 
 
