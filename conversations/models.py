@@ -270,6 +270,8 @@ class StatusUpdate(models.Model):
         indexes = [
             models.Index(fields=["wamid"], name="status_wamid_idx"),  # a message's history (no LIKE index)
             models.Index(fields=["wamid"], name="status_unapplied_idx", condition=models.Q(applied=False)),
+            # The sweeper's recent unapplied statuses (see `statuses_sweep`).
+            models.Index(fields=["created_at"], name="status_unapplied_recent_idx", condition=models.Q(applied=False)),
         ]
 
 

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from .services import outbound, pipeline
+from .services import inbound, outbound, pipeline
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -27,6 +27,11 @@ def inbound_sweep() -> int:
 @shared_task(ignore_result=True)
 def outbound_sweep() -> int:
     return pipeline.outbound_sweep()
+
+
+@shared_task(ignore_result=True)
+def status_sweep() -> int:
+    return inbound.statuses_sweep()
 
 
 @shared_task(acks_late=True, ignore_result=True)

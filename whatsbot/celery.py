@@ -13,4 +13,6 @@ app.conf.beat_schedule = {
     # but not handled (broker down at commit time, worker lost) is queued again.
     "sweep-unhandled-inbound": {"task": "conversations.tasks.inbound_sweep", "schedule": 30.0},
     "sweep-unsent-outbound": {"task": "conversations.tasks.outbound_sweep", "schedule": 30.0},
+    # Delivery statuses that Meta reported before the send had stored the message's wamid.
+    "sweep-early-statuses": {"task": "conversations.tasks.status_sweep", "schedule": 30.0},
 }

@@ -8,8 +8,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from functools import lru_cache
 
+from django.conf import settings
 from django.db import connection
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from profiles.models import ClientProfile
@@ -222,6 +223,35 @@ def status_updates_apply_for(*, wamid: str) -> int:
     if changed:
         Conversation.objects.filter(messages__wamid=wamid).update(revision=F("revision") + 1, changed_at=timezone.now())
     return 1 if changed else 0
+
+
+# Statuses whose message is still unknown this long after they came are not ours to apply
+# (a message sent from the WhatsApp Business app or another integration on the same number).
+STATUS_SWEEP_WITHIN = timezone.timedelta(days=1)
+
+
+def statuses_sweep(*, limit: int = 500) -> int:
+    """Apply the statuses stored before their message's wamid, which the send missed.
+
+    A send stores the wamid Meta gave it and then applies the statuses already stored for
+    it. A status whose transaction was still open at that moment is seen by neither side
+    (Meta can report `sent` within milliseconds of answering the send). The beat sweeper
+    applies those once they are INBOUND_SWEEP_AFTER_SECONDS old. Returns messages moved.
+    """
+    now = timezone.now()
+    older_than = now - timezone.timedelta(seconds=settings.INBOUND_SWEEP_AFTER_SECONDS)
+    wamids = list(
+        StatusUpdate.objects.filter(applied=False, created_at__lt=older_than, created_at__gt=now - STATUS_SWEEP_WITHIN)
+        .filter(Exists(Message.objects.filter(wamid=OuterRef("wamid"))))
+        .values_list("wamid", flat=True)
+        .distinct()[:limit]
+    )
+    if not wamids:
+        return 0
+    logger.info("sweeper: applying the statuses of %d message(s) stored before their wamid", len(wamids))
+    if connection.vendor == "postgresql":
+        return status_updates_apply(wamids=wamids)
+    return sum(status_updates_apply_for(wamid=wamid) for wamid in wamids)
 
 
 def status_rows_insert(rows: Sequence[dict], *, cursor=None) -> None:

@@ -145,3 +145,39 @@ def test_random_sequences_split_over_posts_end_as_the_rules_say(conversation, se
             stamped = getattr(message, f"{status}_at")
             assert (stamped.timestamp() if stamped else None) == expected["at"].get(status), (seed, w, status, sent[w])
     assert not StatusUpdate.objects.filter(wamid__in=wamids, applied=False).exists()
+
+
+def test_the_sweeper_applies_statuses_the_send_missed_and_leaves_others_alone(conversation, settings):
+    from django.utils import timezone
+
+    from conversations.services.inbound import statuses_sweep
+
+    settings.INBOUND_SWEEP_AFTER_SECONDS = 60
+    now = timezone.now()
+
+    def stored(wamid: str, status: str, ts: int, age: timezone.timedelta) -> StatusUpdate:
+        row = StatusUpdate.objects.create(wamid=wamid, status=status, timestamp=_at(ts))
+        StatusUpdate.objects.filter(pk=row.pk).update(created_at=now - age)
+        return row
+
+    # Stored while the send was committing its wamid: neither side applied it.
+    missed = [stored("wamid.raced", "delivered", 10, timezone.timedelta(minutes=2)),
+              stored("wamid.raced", "read", 20, timezone.timedelta(minutes=2))]  # fmt: skip
+    raced = _outbound(conversation, "wamid.raced")
+    too_new = stored("wamid.just-now", "delivered", 10, timezone.timedelta(seconds=5))
+    _outbound(conversation, "wamid.just-now")  # its send applies it itself
+    foreign = stored("wamid.not-ours", "delivered", 10, timezone.timedelta(minutes=2))  # sent by another app
+
+    assert statuses_sweep() == 1
+    raced.refresh_from_db()
+    assert raced.status == "read" and raced.delivered_at == _at(10) and raced.read_at == _at(20)
+    assert all(StatusUpdate.objects.get(pk=row.pk).applied for row in missed)
+    assert not StatusUpdate.objects.get(pk=too_new.pk).applied
+    assert not StatusUpdate.objects.get(pk=foreign.pk).applied
+    assert statuses_sweep() == 0  # nothing left for it
+
+
+def test_the_status_sweeper_is_on_the_beat_schedule():
+    from whatsbot.celery import app
+
+    assert {"task": "conversations.tasks.status_sweep", "schedule": 30.0} in app.conf.beat_schedule.values()
