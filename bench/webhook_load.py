@@ -217,26 +217,7 @@ class Builder:
                     "type": "text",
                 }
             )
-        body = {
-            "object": "whatsapp_business_account",
-            "entry": [
-                {
-                    "id": "900000000000001",
-                    "changes": [
-                        {
-                            "value": {
-                                "messaging_product": "whatsapp",
-                                "metadata": {"display_phone_number": "15550001234", "phone_number_id": self.phone_number_id},
-                                "contacts": contacts,
-                                "messages": messages,
-                            },
-                            "field": "messages",
-                        }
-                    ],
-                }
-            ],
-        }
-        return Delivery(self._request(body), wamids)
+        return Delivery(self._request({"contacts": contacts, "messages": messages}), wamids)
 
     def status_delivery(self, wamid: str, status: str, timestamp: int, wa_id: str) -> Delivery:
         """One delivery status for an outbound message, as Meta sends it (one per POST)."""
@@ -248,6 +229,10 @@ class Builder:
             "conversation": {"id": "b0f1e2d3c4a5968778695a4b3c2d1e0f", "origin": {"type": "service"}},
             "pricing": {"billable": True, "pricing_model": "PMP", "category": "service", "type": "regular"},
         }
+        return Delivery(self._request({"statuses": [item]}), [])
+
+    def _request(self, value: dict) -> bytes:
+        """The signed HTTP request of a Meta delivery whose change carries `value`'s keys."""
         body = {
             "object": "whatsapp_business_account",
             "entry": [
@@ -258,7 +243,7 @@ class Builder:
                             "value": {
                                 "messaging_product": "whatsapp",
                                 "metadata": {"display_phone_number": "15550001234", "phone_number_id": self.phone_number_id},
-                                "statuses": [item],
+                                **value,
                             },
                             "field": "messages",
                         }
@@ -266,9 +251,6 @@ class Builder:
                 }
             ],
         }
-        return Delivery(self._request(body), [])
-
-    def _request(self, body: dict) -> bytes:
         raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         head = (
             f"POST {WEBHOOK_PATH} HTTP/1.1\r\n"
