@@ -1,16 +1,18 @@
 """Load on the AI agent: N customers talking at once through the real Celery worker.
 
     .venv/bin/python bench/agent_load.py [--customers 200] [--seconds 30] [--delay 2.0]
-                                         [--pool threads] [--concurrency 512] [--db-pool 40]
+                                         [--workers 2] [--concurrency 256] [--db-pool 20] [--unbatched]
 
 What runs, all on this machine:
 - a fake OpenAI (asyncio HTTP server, own process) that answers `/v1/responses` after a
   fixed delay (the model's latency, default 2 s) and `/v1/conversations` at once;
-- a real Celery worker (subprocess) on Redis db 4 and PostgreSQL database `wb_agent_bench`,
-  with the pool and concurrency given;
+- real Celery worker processes (subprocesses) on Redis db 4 and PostgreSQL database
+  `wb_agent_bench`, with the pool and concurrency given;
 - N customers in a closed loop: each sends a message through the real webhook service
   (signed Meta payload → `webhook_receive` → stored → `inbound_handle` queued), waits for
-  the bot's reply to be sent, and sends the next one.
+  the bot's reply to be sent, and sends the next one. By default the messages due at the
+  same moment share one signed POST, as Meta batches deliveries under load (`--unbatched`:
+  one POST per message); the mode is printed.
 
 REPLY_DEBOUNCE_SECONDS is 0 here: the quiet period would only add a constant wait. The
 channel is the sandbox one, so "sending" to WhatsApp costs nothing and the figures are the
@@ -147,7 +149,7 @@ def main() -> None:
     parser.add_argument("--pool", default="threads")
     parser.add_argument("--concurrency", type=int, default=256, help="threads per worker process")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (one per core)")
-    parser.add_argument("--db-pool", type=int, default=30, help="DATABASE_POOL_MAX_SIZE per worker process")
+    parser.add_argument("--db-pool", type=int, default=20, help="DATABASE_POOL_MAX_SIZE per worker process")
     parser.add_argument("--worker-log", default="WARNING", help="the worker's log level (var/bench-agent-worker.log)")
     parser.add_argument(
         "--unbatched", action="store_true",

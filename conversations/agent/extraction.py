@@ -53,15 +53,17 @@ def details_model_for(*, config: BotConfig, fields: list[str]) -> type[BaseModel
     return _details_model(tuple(described))
 
 
-def details_extract(*, message: Message, config: BotConfig, fields: list[str]) -> list[FieldChange]:
+def details_extract(*, message: Message, config: BotConfig, fields: list[str], usage_out: dict | None = None) -> list[FieldChange]:
     """Extract and store the configured fields found in one customer message. Never raises
-    for an AI failure (logged and recorded on the message instead)."""
+    for an AI failure (logged and recorded on the message instead). `usage_out`: the call's
+    usage (the fields of `fastpath.message_usage_set`) goes in this dict for the caller to
+    store, instead of being written to the message here."""
     if not message.text.strip() or not fields:
         return []
     profile = message.conversation.profile
     if openai_client.ai_configured():
         try:
-            values = _extract_with_openai(message=message, config=config, fields=fields)
+            values = _extract_with_openai(message=message, config=config, fields=fields, usage_out=usage_out)
         except openai_client.AIError as exc:
             logger.warning("message %s: extraction failed: %s", message.pk, exc)
             return []
@@ -74,7 +76,7 @@ def details_extract(*, message: Message, config: BotConfig, fields: list[str]) -
     )
 
 
-def _extract_with_openai(*, message: Message, config: BotConfig, fields: list[str]) -> dict[str, str | None]:
+def _extract_with_openai(*, message: Message, config: BotConfig, fields: list[str], usage_out: dict | None) -> dict[str, str | None]:
     model = settings.OPENAI_EXTRACTION_MODEL or config.model or settings.OPENAI_MODEL
     response = openai_client.response_parse(
         model=model,
@@ -97,7 +99,9 @@ def _extract_with_openai(*, message: Message, config: BotConfig, fields: list[st
             model=usage.model, input_tokens=usage.input_tokens, cached_tokens=usage.cached_tokens, output_tokens=usage.output_tokens
         ),
     }
-    if fastpath.enabled():
+    if usage_out is not None:
+        usage_out.update(values)
+    elif fastpath.enabled():
         fastpath.message_usage_set(message_id=message.pk, **values)
     else:
         Message.objects.filter(pk=message.pk).update(**values)

@@ -20,7 +20,7 @@ import json
 import logging
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -108,14 +108,36 @@ def _answer_now(*, message: Message, active: ActiveConfig, fields: list[str], bu
         # Instant without a model; done first so the reply already knows what was just said.
         extraction.details_extract(message=message, config=active.config, fields=fields)
         return burst_answer(message_id=message.pk, message=message, burst=burst)
-    beside = _extraction_threads().submit(_extract_beside, message=message, config=active.config, fields=fields)
+    beside = _Beside(message_id=message.pk)
+    beside.future = _extraction_threads().submit(
+        _extract_beside, message=message, config=active.config, fields=fields,
+        usage_out=beside.usage if fastpath.enabled() else None,
+    )  # fmt: skip
     try:
-        return burst_answer(message_id=message.pk, message=message, burst=burst)
+        return burst_answer(message_id=message.pk, message=message, burst=burst, beside=beside)
     finally:
         # Not waiting on a pooled connection: the extraction thread may need one to finish.
         if not connection.in_atomic_block:
             connection.close()
-        beside.result()
+        beside.future.result()
+        if beside.usage and not beside.stored:  # the reply's commit did not take it
+            fastpath.message_usage_set(message_id=message.pk, **beside.usage)
+
+
+@dataclass
+class _Beside:
+    """The extraction running beside the reply. Its usage is stored with the reply's commit
+    when the extraction has finished by then (one statement less), else once it finishes."""
+
+    message_id: int
+    future: Future | None = None
+    usage: dict = field(default_factory=dict)
+    stored: bool = False
+
+    def usage_to_store(self) -> tuple[int, dict] | None:
+        if self.stored or self.future is None or not self.future.done() or not self.usage:
+            return None
+        return self.message_id, self.usage
 
 
 _executor: ThreadPoolExecutor | None = None
@@ -136,9 +158,9 @@ def _extraction_threads() -> ThreadPoolExecutor:
 EXTRACTION_THREADS = 1024
 
 
-def _extract_beside(*, message: Message, config, fields: list[str]) -> None:
+def _extract_beside(*, message: Message, config, fields: list[str], usage_out: dict | None) -> None:
     try:
-        extraction.details_extract(message=message, config=config, fields=fields)
+        extraction.details_extract(message=message, config=config, fields=fields, usage_out=usage_out)
     except Exception:
         logger.exception("message %s: extraction failed", message.pk)
     finally:
@@ -164,7 +186,9 @@ class Reply:
     extra: dict = field(default_factory=dict)
 
 
-def burst_answer(*, message_id: int, message: Message | None = None, burst: list[Message] | None = None) -> str:
+def burst_answer(
+    *, message_id: int, message: Message | None = None, burst: list[Message] | None = None, beside: _Beside | None = None
+) -> str:
     """The debounced reply to the burst of texts that ends with `message_id`. `message`
     (just claimed, with its conversation, channel and profile loaded) saves reading it again,
     and so does `burst` (the conversation's unanswered texts by id, read with it)."""
@@ -193,7 +217,7 @@ def burst_answer(*, message_id: int, message: Message | None = None, burst: list
             reply = reply_generate(conversation=conversation, burst=burst, active=active)
         except AIError as exc:
             return _unavailable(conversation=conversation, burst=burst, active=active, error=exc)
-    return _commit(conversation=conversation, burst=burst, active=active, reply=reply)
+    return _commit(conversation=conversation, burst=burst, active=active, reply=reply, beside=beside)
 
 
 def _newer_unhandled_text(*, conversation_id: int, after_id: int):
@@ -240,7 +264,10 @@ def _burst_update(burst: list[Message], *, unless_newer: bool, **error) -> int:
     return marked.update(handled_at=timezone.now(), locked_until=None, **error)
 
 
-def _commit(*, conversation: Conversation, burst: list[Message], active: ActiveConfig, reply: Reply, check_newer: bool = True, error: dict | None = None) -> str:
+def _commit(
+    *, conversation: Conversation, burst: list[Message], active: ActiveConfig, reply: Reply, check_newer: bool = True,
+    error: dict | None = None, beside: _Beside | None = None,
+) -> str:
     """Send the reply (or hand over) and mark the burst handled, in one transaction.
 
     The common case (a reply in a bot-owned conversation) is four statements: the
@@ -257,10 +284,14 @@ def _commit(*, conversation: Conversation, burst: list[Message], active: ActiveC
             conversation=conversation, type=MessageType.TEXT, text=reply.text, author=Author.BOT,
             bot_config_version=active.version, claim_for_delivery=inline, now=now, **_usage_fields(reply.usage),
         )  # fmt: skip
+        usage = beside.usage_to_store() if beside else None
         outcome = fastpath.reply_commit(
-            conversation=conversation, burst=burst, reply=sent, preview=message_preview(type=MessageType.TEXT, text=reply.text)
-        )
+            conversation=conversation, burst=burst, reply=sent, preview=message_preview(type=MessageType.TEXT, text=reply.text),
+            usage=usage,
+        )  # fmt: skip
         if outcome == "sent":
+            if usage:
+                beside.stored = True
             if inline:
                 message_deliver_now(message=sent, claimed=True)
             else:

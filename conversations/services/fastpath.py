@@ -185,14 +185,22 @@ def _reply_insert_sql() -> tuple[str, tuple]:
     # The owner test sees this transaction's bump: it fails only when the bump did nothing.
     sql = f"""
 WITH burst AS (
-    UPDATE {table} SET handled_at = %s, locked_until = NULL
-    WHERE id = ANY(%s::bigint[]) AND handled_at IS NULL
+    UPDATE {table} SET handled_at = %s, locked_until = NULL,
+        -- The usage of the extraction of one of them, when given (else u.usage_id is NULL).
+        ai_model = CASE WHEN {table}.id = u.usage_id THEN u.usage_model ELSE ai_model END,
+        input_tokens = CASE WHEN {table}.id = u.usage_id THEN u.usage_input ELSE input_tokens END,
+        cached_tokens = CASE WHEN {table}.id = u.usage_id THEN u.usage_cached ELSE cached_tokens END,
+        output_tokens = CASE WHEN {table}.id = u.usage_id THEN u.usage_output ELSE output_tokens END,
+        cost_usd = CASE WHEN {table}.id = u.usage_id THEN u.usage_cost ELSE cost_usd END
+    FROM (SELECT %s::bigint AS usage_id, %s::varchar(64) AS usage_model, %s::integer AS usage_input,
+                 %s::integer AS usage_cached, %s::integer AS usage_output, %s::numeric(12, 6) AS usage_cost) u
+    WHERE {table}.id = ANY(%s::bigint[]) AND handled_at IS NULL
       AND EXISTS (SELECT 1 FROM {qn(Conversation._meta.db_table)} WHERE id = %s AND owner = {_literal(Owner.BOT)})
       AND NOT EXISTS (
         SELECT 1 FROM {table} newer
         WHERE newer.conversation_id = %s AND newer.direction = {_literal(Direction.INBOUND)}
           AND newer.type IN {_TEXT_TYPES_SQL} AND newer.handled_at IS NULL AND newer.id > %s)
-    RETURNING id),
+    RETURNING {table}.id),
 reply AS (
     INSERT INTO {table} ({columns}) SELECT {values} WHERE (SELECT count(*) FROM burst) = %s
     RETURNING id)
@@ -207,20 +215,26 @@ class _Rollback(Exception):
     pass
 
 
-def reply_commit(*, conversation: Conversation, burst: list[Message], reply: Message, preview: str) -> str | None:
+def reply_commit(
+    *, conversation: Conversation, burst: list[Message], reply: Message, preview: str, usage: tuple[int, dict] | None = None
+) -> str | None:
     """Store the bot's `reply` (an unsaved Message) and mark the burst handled, in one
     transaction, as the ORM path's `_commit` does for a bot-owned conversation: the UPDATE
     that bumps the conversation for the reply takes its lock (so every message stored before
     is visible to the next statement, which has its own snapshot), then one statement marks
     the burst handled unless a newer text waits and, only if all of it was marked, inserts
     the reply. "sent" (reply.pk is set), "stale", "skipped", or None: the conversation is not
-    the bot's (nothing written; the ORM path decides)."""
+    the bot's (nothing written; the ORM path decides). `usage`: (message id, the fields of
+    `message_usage_set`) of the extraction of a message of the burst, stored with it (one
+    statement cannot update a row twice, so it is part of the burst's UPDATE)."""
     db = connections[DEFAULT_DB_ALIAS]
     now = reply.created_at
     insert_sql, fields = _reply_insert_sql()
     last = burst[-1].pk
     values = [f.get_db_prep_save(getattr(reply, f.attname), db) for f in fields]
-    params = [now, [m.pk for m in burst], conversation.pk, conversation.pk, last, *values, len(burst), conversation.pk, last]
+    usage_id, usage_values = usage if usage else (None, {})
+    usage_params = [usage_id, *(usage_values.get(name) for name in _USAGE_FIELDS)]
+    params = [now, *usage_params, [m.pk for m in burst], conversation.pk, conversation.pk, last, *values, len(burst), conversation.pk, last]
     outcome = None
     try:
         with pipelined_transaction() as cursor:
@@ -267,6 +281,9 @@ def message_mark_sent(*, message_id: int, conversation_id: int, wamid: str, sent
         cursor = _cursor(db)
         cursor.execute(_mark_sent_sql(), [wamid, sent_at, sent_at, message_id, sent_at, conversation_id, wamid], prepare=True)
         return bool(cursor.fetchone()[0])
+
+
+_USAGE_FIELDS = ("ai_model", "input_tokens", "cached_tokens", "output_tokens", "cost_usd")
 
 
 @lru_cache(maxsize=1)

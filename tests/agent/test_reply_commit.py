@@ -64,3 +64,29 @@ def test_the_committed_reply_row_holds_what_the_bot_message_records(fake_openai,
     assert reply.locked_until is None and reply.handled_at is not None
     conversation.refresh_from_db()
     assert conversation.last_message_preview.startswith("Dalle 9") and conversation.last_message_at == reply.created_at
+
+
+def test_the_extraction_usage_handed_to_the_commit_is_stored_on_the_customer_message(graph):
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from conversations.services import fastpath
+    from conversations.services.outbound import message_outbound_build
+
+    if not fastpath.enabled():
+        pytest.skip("the prepared statements are PostgreSQL's")
+    conversation = ConversationFactory()
+    first = MessageFactory(conversation=conversation, text="Buongiorno")
+    second = MessageFactory(conversation=conversation, text="sono Anna")
+    reply = message_outbound_build(conversation=conversation, type="text", text="Ciao Anna!", now=timezone.now())
+    usage = {"ai_model": "gpt-4.1-mini", "input_tokens": 300, "cached_tokens": 0, "output_tokens": 12, "cost_usd": Decimal("0.000139")}
+
+    outcome = fastpath.reply_commit(conversation=conversation, burst=[first, second], reply=reply, preview="Ciao Anna!", usage=(second.pk, usage))
+
+    assert outcome == "sent" and Message.objects.filter(pk=reply.pk, direction="out").exists()
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.handled_at and second.handled_at
+    assert (second.ai_model, second.input_tokens, second.output_tokens, second.cost_usd) == ("gpt-4.1-mini", 300, 12, Decimal("0.000139"))
+    assert first.ai_model == "" and first.input_tokens is None  # only the extracted message's
