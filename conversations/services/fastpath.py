@@ -7,13 +7,15 @@ see `conversations.db`), and folded together where the database allows:
 
 - `inbound_claim_load`: the claim, the message with its conversation, channel and profile,
   and the burst of unanswered texts it belongs to: one statement instead of three;
-- `reply_commit`: the bot's reply in a bot-owned conversation: two statements in one
-  pipelined transaction (two round trips) instead of five;
-- `message_mark_sent`, `message_usage_set`: one prepared statement each.
+- `reply_commit`: the bot's reply in a bot-owned conversation (with the extraction's usage
+  when it is ready): two statements in one pipelined transaction (two round trips) instead
+  of five;
+- `message_mark_sent` (with the look-up of statuses reported early), `message_usage_set`:
+  one prepared statement each.
 
 Callers fall back to the ORM when `enabled()` is False (SQLite: `make run`'s default) or
-when a function says the case is not its own. The rules are the ORM path's, statement for
-statement; only the way they reach the database differs.
+when a function says the case is not its own. The rules are the ORM path's (same
+conditions, same locks, same outcomes); only the way they reach the database differs.
 """
 
 from __future__ import annotations
@@ -242,7 +244,7 @@ def reply_commit(
             bump = psycopg.Cursor(cursor.connection)
             bump.execute(_bump_sql(), [now, preview, now, conversation.pk], prepare=True)
             cursor.execute(insert_sql, params, prepare=True)
-            marked, reply_id, newer = cursor.fetchone()
+            _marked, reply_id, newer = cursor.fetchone()
             if bump.rowcount != 1:
                 raise _Rollback  # not the bot's conversation (the second statement did nothing either)
             if reply_id is None:
