@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent_load import PostgresCPU, fake_openai_serve, free_port  # same folder
+from agent_load import PostgresCPU, bench_environment, fake_openai_serve, free_port  # same folder
 from support import database_ensure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,21 +39,7 @@ def main() -> None:
     fake = multiprocessing.Process(target=fake_openai_serve, args=(port, 0.0, ready), daemon=True)
     fake.start()
     ready.wait(10)
-    env = {
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
-        "REDIS_URL": "redis://127.0.0.1:6379/4",
-        "SECRET_KEY": "bench-only-" + "x" * 50,
-        "DEBUG": "false",
-        "WHATSBOT_TESTING": "1",
-        "LOG_LEVEL": "WARNING",
-        "OPENAI_API_KEY": "sk-bench-0000000000000000",
-        "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
-        "OPENAI_MODEL": "gpt-4.1",
-        "REPLY_DEBOUNCE_SECONDS": "0",
-        "DATABASE_POOL_MAX_SIZE": "4",
-        "WHATSAPP_PHONE_ID": "",
-        "DJANGO_SETTINGS_MODULE": "whatsbot.settings",
-    }
+    env = {**bench_environment(openai_port=port, db_pool=4, db_name=DB_NAME), "DJANGO_SETTINGS_MODULE": "whatsbot.settings"}
     os.environ.update(env)
     database_ensure(env["DATABASE_URL"], fresh=True)
     import subprocess

@@ -45,6 +45,24 @@ DB_NAME = "wb_agent_bench"
 REDIS_URL = "redis://127.0.0.1:6379/4"
 
 
+def bench_environment(*, openai_port: int, db_pool: int, db_name: str = DB_NAME) -> dict[str, str]:
+    """The settings of every process of the agent benches (also `bench/agent_cpu.py`)."""
+    return {
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db_name}",
+        "REDIS_URL": REDIS_URL,
+        "SECRET_KEY": "bench-only-" + "x" * 50,
+        "DEBUG": "false",
+        "WHATSBOT_TESTING": "1",
+        "LOG_LEVEL": "WARNING",
+        "OPENAI_API_KEY": "sk-bench-0000000000000000",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{openai_port}/v1",
+        "OPENAI_MODEL": "gpt-4.1",
+        "REPLY_DEBOUNCE_SECONDS": "0",
+        "DATABASE_POOL_MAX_SIZE": str(db_pool),
+        "WHATSAPP_PHONE_ID": "",
+    }
+
+
 # --- the fake OpenAI ------------------------------------------------------------------------
 def fake_openai_serve(port: int, delay: float, ready) -> None:
     counter = iter(range(1, 10**9))
@@ -165,21 +183,7 @@ def main() -> None:
     fake.start()
     ready.wait(10)
 
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
-        "REDIS_URL": REDIS_URL,
-        "SECRET_KEY": "bench-only-" + "x" * 50,
-        "DEBUG": "false",
-        "WHATSBOT_TESTING": "1",
-        "LOG_LEVEL": "WARNING",
-        "OPENAI_API_KEY": "sk-bench-0000000000000000",
-        "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
-        "OPENAI_MODEL": "gpt-4.1",
-        "REPLY_DEBOUNCE_SECONDS": "0",
-        "DATABASE_POOL_MAX_SIZE": str(args.db_pool),
-        "WHATSAPP_PHONE_ID": "",
-    }
+    env = {**os.environ, **bench_environment(openai_port=port, db_pool=args.db_pool)}
     database_ensure(env["DATABASE_URL"], fresh=True)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     import redis
