@@ -354,7 +354,7 @@ def pipelined_transaction(*, health_check: bool = True) -> Iterator:
     db = connections[DEFAULT_DB_ALIAS]
     if db.in_atomic_block:
         # Already in a transaction (a test, a caller's atomic): a savepoint, Django's way.
-        _prepared_statements_allow(db.connection)
+        prepared_statements_allow(db.connection)
         with transaction.atomic(using=db.alias), db.wrap_database_errors:
             with db.connection.pipeline():
                 yield psycopg.Cursor(db.connection)
@@ -364,7 +364,7 @@ def pipelined_transaction(*, health_check: bool = True) -> Iterator:
     db.ensure_connection()
     with db.wrap_database_errors:
         conn = db.connection
-        _prepared_statements_allow(conn)
+        prepared_statements_allow(conn)
         # Not closed on exit: the results of queued statements are read after the commit.
         cursor = psycopg.Cursor(conn)
         # BEGIN and COMMIT as plain statements of the pipeline (the connection is in
@@ -385,7 +385,7 @@ def pipelined_transaction(*, health_check: bool = True) -> Iterator:
             raise
 
 
-def _prepared_statements_allow(conn) -> None:
+def prepared_statements_allow(conn) -> None:
     """Let this connection prepare the statements executed with `prepare=True`.
 
     Django opens psycopg connections with preparation off. Its own cursors bind parameters

@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from profiles.models import ClientProfile
 
-from ..db import _prepared_statements_allow, pipelined_transaction
+from ..db import pipelined_transaction, prepared_statements_allow
 from ..models import STATUS_RANK, Channel, Conversation, Direction, Message, MessageStatus, MessageType, Owner, StatusUpdate
 
 # Types that are the customer talking in words (the agent's TEXT_TYPES).
@@ -56,7 +56,7 @@ _TEXT_TYPES_SQL = "(" + ", ".join(_literal(t) for t in TEXT_TYPES) + ")"
 def _cursor(db):
     """A server-binding cursor on Django's own connection, allowed to prepare."""
     db.ensure_connection()
-    _prepared_statements_allow(db.connection)
+    prepared_statements_allow(db.connection)
     return psycopg.Cursor(db.connection)
 
 
