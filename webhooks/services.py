@@ -196,14 +196,11 @@ def _store(job: _StoreJob) -> list[int]:
     caller's transaction (tests, a replay from admin) the job is stored on its own, in it.
     """
     if connection.in_atomic_block:
-        result = _jobs_store([job])[0]
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        return _jobs_store([job])[0]
     return _group_commit.run(job)
 
 
-def _jobs_store(jobs: Sequence[_StoreJob]) -> list[list[int] | BaseException]:
+def _jobs_store(jobs: Sequence[_StoreJob]) -> list[list[int]]:
     """The jobs' messages, statuses and event rows in one transaction (PostgreSQL).
 
     BEGIN and one profiles/conversations/messages statement per channel go out together
