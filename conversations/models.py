@@ -152,6 +152,10 @@ class MessageStatus(models.TextChoices):
     FAILED = "failed", _("Failed")
 
 
+# Types that are the customer talking to us in words (what the agent answers).
+TEXT_TYPES = (MessageType.TEXT, MessageType.INTERACTIVE, MessageType.BUTTON)
+
+
 # Delivery statuses only move forward: a late `delivered` after `read` changes nothing.
 STATUS_RANK = {
     MessageStatus.RECEIVED: 0,

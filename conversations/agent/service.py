@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from profiles.services import profile_known_fields, profile_missing_fields
 
-from ..models import Author, Conversation, Direction, Message, MessageType, Owner
+from ..models import TEXT_TYPES, Author, Conversation, Direction, Message, MessageType, Owner
 from ..queueing import enqueue
 from ..services.botconfig import ActiveConfig, bot_config_fields, bot_config_for_channel
 from ..services.inbound import message_preview
@@ -51,8 +51,6 @@ from .prompts import (
 
 logger = logging.getLogger(__name__)
 
-# Types that are the customer talking to us in words.
-TEXT_TYPES = (MessageType.TEXT, MessageType.INTERACTIVE, MessageType.BUTTON)
 
 # The customer asking for a person, in Italian or English.
 _HUMAN_REQUEST = re.compile(

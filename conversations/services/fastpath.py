@@ -32,10 +32,8 @@ from django.utils import timezone
 from profiles.models import ClientProfile
 
 from ..db import pipelined_transaction, prepared_statements_allow
-from ..models import STATUS_RANK, Channel, Conversation, Direction, Message, MessageStatus, MessageType, Owner, StatusUpdate
+from ..models import STATUS_RANK, TEXT_TYPES, Channel, Conversation, Direction, Message, MessageStatus, Owner, StatusUpdate
 
-# Types that are the customer talking in words (the agent's TEXT_TYPES).
-TEXT_TYPES = (MessageType.TEXT, MessageType.INTERACTIVE, MessageType.BUTTON)
 # Big columns the handling of an inbound message never reads (deferred: read on access).
 _MESSAGE_DEFERRED = ("payload", "media", "referral")
 

@@ -46,26 +46,19 @@ def message_queue_outbound(
     conversation: Conversation,
     type: str,
     text: str = "",
-    author: str = Author.BOT,
-    user=None,
-    reply_to: str = "",
-    payload: dict | None = None,
-    media: dict | None = None,
     queue_delivery: bool = True,
-    claim_for_delivery: bool = False,
     bump_conversation: bool = True,
     now=None,
-    **extra,
+    **fields,
 ) -> Message:
-    """Store a pending outbound message. `claim_for_delivery`: stored already claimed
-    (lease and attempt counted) for a caller that delivers it right after its commit with
-    `message_deliver_now`, saving the claim's UPDATE. `bump_conversation=False`: the caller
-    has already updated the conversation row for this message (last message, revision)."""
+    """Store a pending outbound message; `fields` are the rest of the row, as
+    `message_outbound_build` takes them (author, user, reply_to, payload, media,
+    `claim_for_delivery`: stored already claimed (lease and attempt counted) for a caller
+    that delivers it right after its commit with `message_deliver_now`, saving the claim's
+    UPDATE). `bump_conversation=False`: the caller has already updated the conversation row
+    for this message (last message, revision)."""
     now = now or timezone.now()
-    message = message_outbound_build(
-        conversation=conversation, type=type, text=text, author=author, user=user, reply_to=reply_to, payload=payload,
-        media=media, claim_for_delivery=claim_for_delivery, now=now, **extra,
-    )  # fmt: skip
+    message = message_outbound_build(conversation=conversation, type=type, text=text, now=now, **fields)
     with transaction.atomic(savepoint=False):
         message.save(force_insert=True)
         if bump_conversation:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 
-from ..agent.service import TEXT_TYPES, text_message_handle
-from ..models import Message, MessageType, Owner
+from ..agent.service import text_message_handle
+from ..models import TEXT_TYPES, Message, MessageType, Owner
 from .outbound import message_send_text
 
 # Types that need no answer at all.
