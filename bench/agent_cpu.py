@@ -32,6 +32,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--texts", type=int, default=400)
     parser.add_argument("--customers", type=int, default=50)
+    parser.add_argument(
+        "--loop", action="store_true", help="the worker's event loop (conversations.eventloop), texts one at a time"
+    )
     args = parser.parse_args()
 
     port = free_port()
@@ -51,7 +54,13 @@ def main() -> None:
     from django.db import connection
 
     from conversations.models import Channel, Conversation, Message, Provider
-    from conversations.services.pipeline import inbound_handle
+    from conversations import eventloop
+    from conversations.services import pipeline, textloop
+
+    def inbound_handle(*, message_id: int) -> str:
+        if args.loop:
+            return eventloop.get().run(textloop.inbound_handle, message_id)
+        return pipeline.inbound_handle(message_id=message_id)
     from profiles.models import ClientProfile
 
     channel = Channel.objects.create(name="Bench", provider=Provider.SANDBOX, phone_number_id="bench")
@@ -86,7 +95,8 @@ def main() -> None:
         pg_cpu += pg.total() - pg_before
         n += len(ids)
     fake.terminate()
-    print(f"agent CPU: {n} texts one at a time, zero-delay fake OpenAI, sandbox channel ({outcomes})")
+    path = "event loop" if args.loop else "threads"
+    print(f"agent CPU ({path}): {n} texts one at a time, zero-delay fake OpenAI, sandbox channel ({outcomes})")
     print(f"  this process (all threads)   {cpu / n * 1000:6.2f} ms per text")
     print(f"  PostgreSQL backends          {pg_cpu / n * 1000:6.2f} ms per text")
     print(f"  wall                         {wall / n * 1000:6.2f} ms per text   (load average {os.getloadavg()[0]:.1f})")

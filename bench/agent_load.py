@@ -28,6 +28,7 @@ import json
 import multiprocessing
 import os
 import queue
+import random
 import signal
 import statistics
 import subprocess
@@ -164,7 +165,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="measured period, after a warm-up")
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--delay", type=float, default=2.0, help="the fake model's latency")
-    parser.add_argument("--pool", default="threads")
+    parser.add_argument("--pool", default="", help="Celery pool (default: the settings' CELERY_WORKER_POOL)")
     parser.add_argument("--concurrency", type=int, default=256, help="threads per worker process")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (one per core)")
     parser.add_argument("--db-pool", type=int, default=20, help="DATABASE_POOL_MAX_SIZE per worker process")
@@ -172,6 +173,10 @@ def main() -> None:
     parser.add_argument(
         "--unbatched", action="store_true",
         help="one webhook POST per message (default: the messages due at the same moment share one POST, as Meta batches)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--think", type=float, default=0.0,
+        help="mean seconds a customer takes to read the reply and write the next message (exponential; 0: at once)",
     )  # fmt: skip
     parser.add_argument("--senders", type=int, default=2, help="batched mode: threads posting webhooks at once")
     parser.add_argument("--batch-max", type=int, default=100, help="batched mode: messages per POST at most")
@@ -204,7 +209,7 @@ def main() -> None:
     log = open(ROOT / "var" / "bench-agent-worker.log", "w")
     workers = [
         subprocess.Popen(
-            [str(ROOT / ".venv/bin/celery"), "-A", "whatsbot", "worker", f"--loglevel={args.worker_log}", f"--pool={args.pool}",
+            [str(ROOT / ".venv/bin/celery"), "-A", "whatsbot", "worker", f"--loglevel={args.worker_log}", *([f"--pool={args.pool}"] if args.pool else []),
              f"--concurrency={args.concurrency}", "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", f"bench{i}@%h"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
         )  # fmt: skip
@@ -293,8 +298,13 @@ def main() -> None:
         n = 0
         done = threading.Event()
         conversation_id = None
+        # Customers who read and type: independent random pauses keep them from moving in
+        # step (with none, the closed loop gathers them into waves that arrive together).
+        pause = random.Random(index)
         try:
             while not stop.is_set():
+                if args.think > 0 and stop.wait(pause.expovariate(1 / args.think)):
+                    return
                 n += 1
                 started = time.time()
                 if args.unbatched:
@@ -376,8 +386,9 @@ def main() -> None:
     overhead = sorted(r[4] - r[3] - args.delay for r in window)
     seconds = measure_to - measure_from
     rate = len(window) / seconds
-    print(f"agent load: {args.customers} customers (closed loop), model delay {args.delay:.1f}s, REPLY_DEBOUNCE_SECONDS=0, "
-          f"{args.workers} worker(s) pool={args.pool} concurrency={args.concurrency}, db pool {args.db_pool} each")  # fmt: skip
+    think = f", think time {args.think:.1f}s (exponential)" if args.think > 0 else ", no think time"
+    print(f"agent load: {args.customers} customers (closed loop{think}), model delay {args.delay:.1f}s, REPLY_DEBOUNCE_SECONDS=0, "
+          f"{args.workers} worker(s) pool={args.pool or 'whatsbot.workerpool'} concurrency={args.concurrency}, db pool {args.db_pool} each")  # fmt: skip
     print(f"  replies/s sustained        {rate:8.1f}   ({len(window)} replies in {seconds:.0f}s)")
     print(f"  overhead p50 / p95         {pct(overhead, 50) * 1000:8.0f} / {pct(overhead, 95) * 1000:.0f} ms   (webhook call -> reply sent, minus the delay; "
           f"p99 {pct(overhead, 99) * 1000:.0f}, max {overhead[-1] * 1000:.0f}, mean {statistics.mean(overhead) * 1000:.0f})")

@@ -2,11 +2,14 @@
 
 from celery import shared_task
 
-from .services import inbound, outbound, pipeline
+from .services import inbound, outbound, pipeline, textloop
 
 
-@shared_task(acks_late=True, ignore_result=True)
-def inbound_handle(message_id: int) -> str:
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def inbound_handle(self, message_id: int) -> str:
+    if not self.request.is_eager and textloop.enabled():
+        # A customer text: handed to the process's event loop, which answers it.
+        return textloop.submit(message_id=message_id)
     return pipeline.inbound_handle(message_id=message_id)
 
 
@@ -34,11 +37,13 @@ def status_sweep() -> int:
     return inbound.statuses_sweep()
 
 
-@shared_task(acks_late=True, ignore_result=True)
-def agent_reply(message_id: int) -> str:
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def agent_reply(self, message_id: int) -> str:
     # Queued with a countdown (REPLY_DEBOUNCE_SECONDS) for each customer text; only the task
     # of the burst's newest message answers. No Celery retry: OpenAI calls retry inside,
     # and an unanswered message is found again by the sweeper.
+    if not self.request.is_eager and textloop.enabled():
+        return textloop.submit_reply(message_id=message_id)
     from .agent.service import burst_answer
 
     return burst_answer(message_id=message_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 
+from .eventloop import run_sync
 from .models import Channel, Message, Provider
 from .whatsapp_client import WhatsAppClient, WhatsAppError
 
@@ -34,6 +35,14 @@ class MetaTransport:
     def mark_read(self, message: Message, *, typing: bool = True) -> None:
         self.client.mark_read(wamid=message.wamid, typing=typing)
 
+    # On the worker's event loop: the Graph API client is `requests`, so a kept thread of
+    # the loop makes the call (one call's wait, not a text's two seconds with the model).
+    async def send_async(self, message: Message, *, to: str) -> str:
+        return await run_sync(self.send, message, to=to)
+
+    async def mark_read_async(self, message: Message, *, typing: bool = True) -> None:
+        await run_sync(self.mark_read, message, typing=typing)
+
 
 class SandboxTransport:
     """The simulator's channel: nothing leaves the building. The phone page reads the
@@ -46,6 +55,12 @@ class SandboxTransport:
         return f"sandbox.{uuid.uuid4().hex}"
 
     def mark_read(self, message: Message, *, typing: bool = True) -> None:
+        return None
+
+    async def send_async(self, message: Message, *, to: str) -> str:
+        return self.send(message, to=to)
+
+    async def mark_read_async(self, message: Message, *, typing: bool = True) -> None:
         return None
 
 

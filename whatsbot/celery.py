@@ -1,6 +1,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "whatsbot.settings")
 
@@ -16,3 +17,14 @@ app.conf.beat_schedule = {
     # Delivery statuses that Meta reported before the send had stored the message's wamid.
     "sweep-early-statuses": {"task": "conversations.tasks.status_sweep", "schedule": 30.0},
 }
+
+
+@worker_shutdown.connect
+def _event_loop_drain(**kwargs) -> None:
+    # The texts handed to the process's event loop are not Celery tasks any more: a warm
+    # shutdown waits for them too (what is left stays claimed, for the sweeper).
+    from django.conf import settings
+
+    from conversations import eventloop
+
+    eventloop.shutdown(settings.AGENT_LOOP_DRAIN_SECONDS)

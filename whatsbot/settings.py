@@ -159,6 +159,9 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+# Celery's threads pool, but a customer text's task (a hand-off to the event loop) runs in
+# the consumer's thread: see whatsbot/workerpool.py. `celery worker` without --pool uses it.
+CELERY_WORKER_POOL = "whatsbot.workerpool:TaskPool"
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -276,6 +279,20 @@ REPLY_DEBOUNCE_SECONDS = env.float("REPLY_DEBOUNCE_SECONDS", default=3.0)
 CONVERSATION_ROTATE_HOURS = env.float("CONVERSATION_ROTATE_HOURS", default=48.0)
 # Messages listed by the /history command.
 AGENT_HISTORY_MESSAGES = env.int("AGENT_HISTORY_MESSAGES", default=10)
+# The worker's event loop for customer texts (PostgreSQL with OpenAI configured; see
+# conversations/eventloop.py): texts in flight per worker process at most, kept threads for
+# what has no async client (the ORM's rare cases, the Graph API), the loop's own connections.
+AGENT_LOOP = env.bool("AGENT_LOOP", default=True)
+AGENT_LOOP_MAX_IN_FLIGHT = env.int("AGENT_LOOP_MAX_IN_FLIGHT", default=1024)
+AGENT_LOOP_SYNC_THREADS = env.int("AGENT_LOOP_SYNC_THREADS", default=32)
+AGENT_LOOP_DB_CONNECTIONS = env.int("AGENT_LOOP_DB_CONNECTIONS", default=8)
+# At a warm shutdown the worker waits this long for the texts in its loop.
+AGENT_LOOP_DRAIN_SECONDS = env.float("AGENT_LOOP_DRAIN_SECONDS", default=60.0)
+if min(AGENT_LOOP_MAX_IN_FLIGHT, AGENT_LOOP_SYNC_THREADS, AGENT_LOOP_DB_CONNECTIONS) < 1 or AGENT_LOOP_DRAIN_SECONDS < 0:
+    raise ImproperlyConfigured(
+        "AGENT_LOOP_MAX_IN_FLIGHT, AGENT_LOOP_SYNC_THREADS and AGENT_LOOP_DB_CONNECTIONS must be >= 1, "
+        "AGENT_LOOP_DRAIN_SECONDS >= 0."
+    )
 if OPENAI_MAX_ATTEMPTS < 1 or REPLY_DEBOUNCE_SECONDS < 0 or CONVERSATION_ROTATE_HOURS <= 0:
     raise ImproperlyConfigured(
         "OPENAI_MAX_ATTEMPTS must be >= 1, REPLY_DEBOUNCE_SECONDS >= 0 and CONVERSATION_ROTATE_HOURS > 0."

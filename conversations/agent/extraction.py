@@ -60,7 +60,6 @@ def details_extract(*, message: Message, config: BotConfig, fields: list[str], u
     store, instead of being written to the message here."""
     if not message.text.strip() or not fields:
         return []
-    profile = message.conversation.profile
     if openai_client.ai_configured():
         try:
             values = _extract_with_openai(message=message, config=config, fields=fields, usage_out=usage_out)
@@ -69,6 +68,12 @@ def details_extract(*, message: Message, config: BotConfig, fields: list[str], u
             return []
     else:
         values = offline.details_extract(text=message.text)
+    return details_store(message=message, config=config, fields=fields, values=values)
+
+
+def details_store(*, message: Message, config: BotConfig, fields: list[str], values: dict) -> list[FieldChange]:
+    """Apply extracted values to the message's profile (validated, with provenance)."""
+    profile = message.conversation.profile
     if values.get("language"):
         profile_language_set(profile=profile, language=values["language"])
     return profile_update_from_extraction(
@@ -76,21 +81,34 @@ def details_extract(*, message: Message, config: BotConfig, fields: list[str], u
     )
 
 
-def _extract_with_openai(*, message: Message, config: BotConfig, fields: list[str], usage_out: dict | None) -> dict[str, str | None]:
-    model = settings.OPENAI_EXTRACTION_MODEL or config.model or settings.OPENAI_MODEL
-    response = openai_client.response_parse(
-        model=model,
-        instructions=EXTRACTION_INSTRUCTIONS,
-        input=[{"role": "user", "content": message.text}],
-        text_format=details_model_for(config=config, fields=fields),
-        store=False,
-    )
-    parsed = response.output_parsed
+def details_store_needed(*, message: Message, fields: list[str], values: dict) -> bool:
+    """Whether `details_store` has anything to write (a new language or a found field):
+    most texts hold nothing new, and then the database is not touched at all."""
+    language = (values.get("language") or "").strip().lower()[:2]
+    if len(language) == 2 and language != message.conversation.profile.language:
+        return True
+    return any(values.get(f) and str(values[f]).strip() for f in fields)
+
+
+def extraction_request(*, message: Message, config: BotConfig, fields: list[str]) -> dict:
+    """The `responses.parse` call's arguments for one customer text."""
+    return {
+        "model": settings.OPENAI_EXTRACTION_MODEL or config.model or settings.OPENAI_MODEL,
+        "instructions": EXTRACTION_INSTRUCTIONS,
+        "input": [{"role": "user", "content": message.text}],
+        "text_format": details_model_for(config=config, fields=fields),
+        "store": False,
+    }
+
+
+def extraction_result(answer: openai_client.Answer) -> tuple[dict, dict]:
+    """The extracted values and the call's usage (the fields of `fastpath.message_usage_set`)."""
+    parsed = answer.output_parsed
     if parsed is None:
         raise openai_client.AIError("The extraction came back empty.", permanent=True)
-    usage = response.usage
+    usage = answer.usage
     # The extraction's cost is the customer message's (the reply's is the bot message's).
-    values = {
+    return parsed.model_dump(), {
         "ai_model": usage.model[:64],
         "input_tokens": usage.input_tokens,
         "cached_tokens": usage.cached_tokens,
@@ -99,10 +117,15 @@ def _extract_with_openai(*, message: Message, config: BotConfig, fields: list[st
             model=usage.model, input_tokens=usage.input_tokens, cached_tokens=usage.cached_tokens, output_tokens=usage.output_tokens
         ),
     }
+
+
+def _extract_with_openai(*, message: Message, config: BotConfig, fields: list[str], usage_out: dict | None) -> dict[str, str | None]:
+    answer = openai_client.response_parse(**extraction_request(message=message, config=config, fields=fields))
+    values, usage = extraction_result(answer)
     if usage_out is not None:
-        usage_out.update(values)
+        usage_out.update(usage)
     elif fastpath.enabled():
-        fastpath.message_usage_set(message_id=message.pk, **values)
+        fastpath.message_usage_set(message_id=message.pk, **usage)
     else:
-        Message.objects.filter(pk=message.pk).update(**values)
-    return parsed.model_dump()
+        Message.objects.filter(pk=message.pk).update(**usage)
+    return values

@@ -9,12 +9,14 @@ safe to share between the worker's threads. The API key never appears in an erro
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import json
 import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,28 +60,48 @@ CLIENT_SHARDS = 16
 _next_shard = itertools.count()
 
 
-def _sdk_client() -> openai.OpenAI:
+def _client_key() -> tuple:
     # Keyed by what the settings say, so a test (or an admin changing .env and restarting)
     # gets a client for the right server.
-    key = (
+    return (
         settings.OPENAI_API_KEY,
         settings.OPENAI_BASE_URL,
         settings.OPENAI_TIMEOUT_SECONDS,
         settings.OPENAI_CONNECT_TIMEOUT_SECONDS,
         next(_next_shard) % CLIENT_SHARDS,
     )
+
+
+def _client_options() -> dict:
+    return {
+        "api_key": settings.OPENAI_API_KEY,
+        "base_url": settings.OPENAI_BASE_URL,
+        "timeout": openai.Timeout(settings.OPENAI_TIMEOUT_SECONDS, connect=settings.OPENAI_CONNECT_TIMEOUT_SECONDS),
+        "max_retries": 0,
+    }
+
+
+def _sdk_client() -> openai.OpenAI:
+    key = _client_key()
     client = _clients.get(key)
     if client is None:
         with _lock:
             client = _clients.get(key)
             if client is None:
-                client = openai.OpenAI(
-                    api_key=settings.OPENAI_API_KEY,
-                    base_url=settings.OPENAI_BASE_URL,
-                    timeout=openai.Timeout(settings.OPENAI_TIMEOUT_SECONDS, connect=settings.OPENAI_CONNECT_TIMEOUT_SECONDS),
-                    max_retries=0,
-                )
-                _clients[key] = client
+                client = _clients[key] = openai.OpenAI(**_client_options())
+    return client
+
+
+# An async client's connections belong to the event loop that opened them: one set per loop.
+_async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _sdk_client_async() -> openai.AsyncOpenAI:
+    clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
+    key = _client_key()
+    client = clients.get(key)
+    if client is None:
+        client = clients[key] = openai.AsyncOpenAI(**_client_options())
     return client
 
 
@@ -115,20 +137,35 @@ def _call(what: str, fn, /, **kwargs) -> Any:
     # (hundreds of threads, a pool of a few connections). Never inside a transaction.
     if not connection.in_atomic_block:
         connection.close()
-    attempts = settings.OPENAI_MAX_ATTEMPTS
-    for attempt in range(1, attempts + 1):
+    for attempt in range(1, settings.OPENAI_MAX_ATTEMPTS + 1):
         try:
             return fn(**kwargs)
         except openai.OpenAIError as exc:
-            error = _classify(exc)
-            error.attempts = attempt
-            if error.permanent or attempt == attempts:
-                logger.warning("openai %s failed for good after %d attempt(s): %s", what, attempt, error)
-                raise error from None
-            delay = _backoff(attempt, exc)
-            logger.info("openai %s: temporary failure (attempt %d), retrying in %.1fs: %s", what, attempt, delay, error)
-            time.sleep(delay)
+            time.sleep(_retry_delay(what, attempt, exc))
     raise AssertionError("unreachable")
+
+
+async def _call_async(what: str, fn, /, **kwargs) -> Any:
+    """`_call` on the event loop (`conversations.agent.aio`): same tries, same errors."""
+    for attempt in range(1, settings.OPENAI_MAX_ATTEMPTS + 1):
+        try:
+            return await fn(**kwargs)
+        except openai.OpenAIError as exc:
+            await asyncio.sleep(_retry_delay(what, attempt, exc))
+    raise AssertionError("unreachable")
+
+
+def _retry_delay(what: str, attempt: int, exc: openai.OpenAIError) -> float:
+    """How long to wait before the next try of a failed call, or its `AIError` when there
+    is none (a permanent failure, or the last try)."""
+    error = _classify(exc)
+    error.attempts = attempt
+    if error.permanent or attempt >= settings.OPENAI_MAX_ATTEMPTS:
+        logger.warning("openai %s failed for good after %d attempt(s): %s", what, attempt, error)
+        raise error from None
+    delay = _backoff(attempt, exc)
+    logger.info("openai %s: temporary failure (attempt %d), retrying in %.1fs: %s", what, attempt, delay, error)
+    return delay
 
 
 def conversation_create(*, items: list[dict], metadata: dict[str, str]) -> str:
@@ -160,21 +197,30 @@ def response_create(**kwargs) -> Answer:
     return Answer.of(raw)
 
 
+async def response_create_async(**kwargs) -> Answer:
+    raw = await _call_async("responses.create", _sdk_client_async().responses.with_raw_response.create, **_as_is(kwargs))
+    return Answer.of(raw)
+
+
 def response_parse(*, text_format: type[BaseModel], **kwargs) -> Answer:
     """`responses.parse` with the pydantic model's strict JSON schema as the text format
     (the SDK's own conversion, as `text_format=` does, but made once per model: on every
     call it costs more CPU than the rest of the request); the answer's text is validated
     against the same model (the SDK's `parse_as`)."""
+    raw = _call("responses.parse", _sdk_client().responses.with_raw_response.parse, **_parse_kwargs(text_format, kwargs))
+    return Answer.parsed(raw, text_format)
+
+
+async def response_parse_async(*, text_format: type[BaseModel], **kwargs) -> Answer:
+    raw = await _call_async(
+        "responses.parse", _sdk_client_async().responses.with_raw_response.parse, **_parse_kwargs(text_format, kwargs)
+    )
+    return Answer.parsed(raw, text_format)
+
+
+def _parse_kwargs(text_format: type[BaseModel], kwargs: dict) -> dict:
     kwargs["extra_body"] = {"text": {"format": _text_format(text_format)}, **(kwargs.get("extra_body") or {})}
-    raw = _call("responses.parse", _sdk_client().responses.with_raw_response.parse, parse_as=text_format, **_as_is(kwargs))
-    answer = Answer.of(raw)
-    text = answer.output_text
-    if text:
-        try:
-            answer.output_parsed = text_format.model_validate_json(text)
-        except ValidationError as exc:
-            raise AIError(f"OpenAI's structured answer did not match the schema: {redact(str(exc))[:300]}", permanent=True) from None
-    return answer
+    return _as_is({"parse_as": text_format, **kwargs})
 
 
 @functools.lru_cache(maxsize=64)
@@ -205,6 +251,20 @@ class Answer:
             raise AIError("OpenAI answered with an unexpected body.", permanent=True)
         output = [item for item in body.get("output") or [] if isinstance(item, dict)]
         return cls(model=str(body.get("model") or ""), output=output, usage=Usage.of_json(body))
+
+    @classmethod
+    def parsed(cls, raw, text_format: type[BaseModel]) -> Answer:
+        """The answer of a `parse` call, its text validated against `text_format`."""
+        answer = cls.of(raw)
+        text = answer.output_text
+        if text:
+            try:
+                answer.output_parsed = text_format.model_validate_json(text)
+            except ValidationError as exc:
+                raise AIError(
+                    f"OpenAI's structured answer did not match the schema: {redact(str(exc))[:300]}", permanent=True
+                ) from None
+        return answer
 
     @property
     def output_text(self) -> str:

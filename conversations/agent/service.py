@@ -82,18 +82,18 @@ def text_message_handle(*, message: Message, burst: list[Message] | None = None)
             conversation=conversation, command=command[0], alias=command[1], fields=fields,
             extra_fields=active.config.extra_fields, before_id=message.pk,
         )  # fmt: skip
-        return _commit(conversation=conversation, burst=[message], active=active, reply=Reply(text=text), check_newer=False)
+        return burst_commit(conversation=conversation, burst=[message], active=active, reply=Reply(text=text), check_newer=False)
     if settings.REPLY_DEBOUNCE_SECONDS <= 0:
         # No quiet period: this task answers at once, with the extraction beside it.
         return _answer_now(message=message, active=active, fields=fields, burst=burst)
     if openai_client.ai_configured():
         # Queued first: the quiet period runs while the (slow) extraction call does.
-        _reply_queue(message)
+        reply_queue(message)
         extraction.details_extract(message=message, config=active.config, fields=fields)
     else:
         # Instant without a model; done first so the reply already knows what was just said.
         extraction.details_extract(message=message, config=active.config, fields=fields)
-        _reply_queue(message)
+        reply_queue(message)
     return "queued"
 
 
@@ -165,7 +165,7 @@ def _extract_beside(*, message: Message, config, fields: list[str], usage_out: d
         connections.close_all()  # this thread's connection goes back to the pool
 
 
-def _reply_queue(message: Message) -> None:
+def reply_queue(message: Message) -> None:
     from ..tasks import agent_reply
 
     # Not on commit: the pipeline runs in autocommit. If the broker is down the message
@@ -214,8 +214,8 @@ def burst_answer(
         try:
             reply = reply_generate(conversation=conversation, burst=burst, active=active)
         except AIError as exc:
-            return _unavailable(conversation=conversation, burst=burst, active=active, error=exc)
-    return _commit(conversation=conversation, burst=burst, active=active, reply=reply, beside=beside)
+            return ai_unavailable(conversation=conversation, burst=burst, active=active, error=exc)
+    return burst_commit(conversation=conversation, burst=burst, active=active, reply=reply, beside=beside)
 
 
 def _newer_unhandled_text(*, conversation_id: int, after_id: int):
@@ -262,7 +262,7 @@ def _burst_update(burst: list[Message], *, unless_newer: bool, **error) -> int:
     return marked.update(handled_at=timezone.now(), locked_until=None, **error)
 
 
-def _commit(
+def burst_commit(
     *, conversation: Conversation, burst: list[Message], active: ActiveConfig, reply: Reply, check_newer: bool = True,
     error: dict | None = None, beside: _Beside | None = None,
 ) -> str:
@@ -278,10 +278,7 @@ def _commit(
     inline = not transaction.get_connection().in_atomic_block
     if not reply.handoff_reason and check_newer and not error and fastpath.enabled():
         # The common case, a reply in a bot-owned conversation, as prepared SQL (same rules).
-        sent = message_outbound_build(
-            conversation=conversation, type=MessageType.TEXT, text=reply.text, author=Author.BOT,
-            bot_config_version=active.version, claim_for_delivery=inline, now=now, **_usage_fields(reply.usage),
-        )  # fmt: skip
+        sent = reply_row(conversation=conversation, active=active, reply=reply, claimed=inline, now=now)
         usage = beside.usage_to_store() if beside else None
         outcome = fastpath.reply_commit(
             conversation=conversation, burst=burst, reply=sent, preview=message_preview(type=MessageType.TEXT, text=reply.text),
@@ -340,6 +337,15 @@ def _commit(
     return outcome
 
 
+def reply_row(*, conversation: Conversation, active: ActiveConfig, reply: Reply, claimed: bool, now) -> Message:
+    """The bot's reply as an unsaved outbound row (`claimed`: stored already claimed for
+    its delivery by the caller, right after the commit)."""
+    return message_outbound_build(
+        conversation=conversation, type=MessageType.TEXT, text=reply.text, author=Author.BOT,
+        bot_config_version=active.version, claim_for_delivery=claimed, now=now, **_usage_fields(reply.usage),
+    )  # fmt: skip
+
+
 def _usage_fields(usage: Usage | None) -> dict:
     if usage is None:
         return {}
@@ -354,7 +360,7 @@ def _usage_fields(usage: Usage | None) -> dict:
     }
 
 
-def _unavailable(*, conversation: Conversation, burst: list[Message], active: ActiveConfig, error: AIError) -> str:
+def ai_unavailable(*, conversation: Conversation, burst: list[Message], active: ActiveConfig, error: AIError) -> str:
     """OpenAI failed for good: the holding message once, the human queue, the error shown
     on the customer's messages (which stay stored, answerable by a person)."""
     logger.warning("conversation %s: AI unavailable, handing over: %s", conversation.pk, error)
@@ -367,7 +373,7 @@ def _unavailable(*, conversation: Conversation, burst: list[Message], active: Ac
         "error_title": "The AI could not answer: the conversation went to the human queue."[:255],
         "error_detail": f"{error} (after {error.attempts} attempt(s))",
     }
-    outcome = _commit(conversation=conversation, burst=burst, active=active, reply=reply, error=fields)
+    outcome = burst_commit(conversation=conversation, burst=burst, active=active, reply=reply, error=fields)
     return "holding" if outcome == "handoff" else outcome
 
 
@@ -377,16 +383,29 @@ def _unavailable(*, conversation: Conversation, burst: list[Message], active: Ac
 def reply_generate(*, conversation: Conversation, burst: list[Message], active: ActiveConfig) -> Reply:
     """The agent's answer to the burst (no database writes but the OpenAI conversation id)."""
     config = active.config
+    if not openai_client.ai_configured():
+        missing = profile_missing_fields(profile=conversation.profile, fields=bot_config_fields(config=config))
+        return _offline_reply(conversation=conversation, burst=burst, active=active, missing=missing)
+
+    openai_conversation = openai_conversation_for(conversation=conversation, burst=burst, active=active)
+    response = openai_client.response_create(
+        **reply_request(conversation=conversation, burst=burst, active=active, openai_conversation=openai_conversation)
+    )
+    reply, calls = reply_read(response)
+    for call_id in calls:
+        tool_call_answer(openai_conversation=openai_conversation, call_id=call_id)
+    return reply
+
+
+def reply_request(*, conversation: Conversation, burst: list[Message], active: ActiveConfig, openai_conversation: str) -> dict:
+    """The `responses.create` call's arguments for the reply to the burst."""
+    config = active.config
     # The profile as read with the burst's message, an instant ago: the extraction of the
     # newest text runs concurrently, so the instructions say it may hold a missing detail.
     profile = conversation.profile
     fields = bot_config_fields(config=config)
     known = profile_known_fields(profile=profile, fields=fields)
     missing = profile_missing_fields(profile=profile, fields=fields)
-    if not openai_client.ai_configured():
-        return _offline_reply(conversation=conversation, burst=burst, active=active, missing=missing)
-
-    openai_conversation = openai_conversation_for(conversation=conversation, burst=burst, active=active)
     context = fields_context(known=known, missing=missing, extra_fields=config.extra_fields)
     request: dict = {
         "model": config.model or settings.OPENAI_MODEL,
@@ -408,9 +427,13 @@ def reply_generate(*, conversation: Conversation, burst: list[Message], active: 
         request["temperature"] = config.temperature
     if config.max_output_tokens:
         request["max_output_tokens"] = config.max_output_tokens
-    response = openai_client.response_create(**request)
+    return request
 
-    handoff_reason = ""
+
+def reply_read(response: openai_client.Answer) -> tuple[Reply, list[str]]:
+    """The reply in the model's answer, and the ids of its `handoff_to_human` calls (each
+    needs its output added to the OpenAI conversation: `tool_call_answer`)."""
+    handoff_reason, calls = "", []
     for item in response.output:
         if item.get("type") == "function_call" and item.get("name") == "handoff_to_human":
             try:
@@ -418,15 +441,15 @@ def reply_generate(*, conversation: Conversation, burst: list[Message], active: 
             except (ValueError, AttributeError):
                 handoff_reason = ""
             handoff_reason = f"The AI handed over: {handoff_reason or 'no reason given'}"
-            _tool_call_answer(openai_conversation=openai_conversation, call_id=str(item.get("call_id") or ""))
+            calls.append(str(item.get("call_id") or ""))
     text = (response.output_text or "").strip()
     if not text and not handoff_reason:
         raise AIError("OpenAI answered with no text.", permanent=True)
     # On a handoff the configured message speaks, whatever else the model wrote.
-    return Reply(text="" if handoff_reason else text, usage=response.usage, handoff_reason=handoff_reason)
+    return Reply(text="" if handoff_reason else text, usage=response.usage, handoff_reason=handoff_reason), calls
 
 
-def _tool_call_answer(*, openai_conversation: str, call_id: str) -> None:
+def tool_call_answer(*, openai_conversation: str, call_id: str) -> None:
     # The OpenAI conversation now ends in a function call: without its output, the next
     # turn (when the conversation comes back to the bot) would be refused.
     try:
@@ -451,15 +474,26 @@ def _offline_reply(*, conversation: Conversation, burst: list[Message], active: 
     return Reply(text=text, usage=Usage(model="offline"))
 
 
+def openai_conversation_current(*, conversation: Conversation) -> str:
+    """The stored OpenAI conversation when it is surely still the one to answer in (it
+    started within the rotation window, so the thread cannot have been idle that long),
+    else "" (`openai_conversation_for` decides, reading the database)."""
+    started = conversation.openai_conversation_started_at
+    window = timezone.timedelta(hours=settings.CONVERSATION_ROTATE_HOURS)
+    if conversation.openai_conversation_id and started and timezone.now() - started < window:
+        return conversation.openai_conversation_id
+    return ""
+
+
 def openai_conversation_for(*, conversation: Conversation, burst: list[Message], active: ActiveConfig) -> str:
     """The OpenAI conversation to answer in: the stored one, or a new one when there is
     none yet or the thread was idle for CONVERSATION_ROTATE_HOURS (then seeded with a short
     summary of the previous one, kept on the conversation)."""
+    current = openai_conversation_current(conversation=conversation)
+    if current:
+        return current
     current = conversation.openai_conversation_id
     window = timezone.timedelta(hours=settings.CONVERSATION_ROTATE_HOURS)
-    started = conversation.openai_conversation_started_at
-    if current and started and timezone.now() - started < window:
-        return current  # it started within the window, so the thread cannot have been idle that long
     previous_at = (
         Message.objects.filter(conversation=conversation, pk__lt=burst[0].pk).order_by("-pk").values_list("created_at", flat=True).first()
     )

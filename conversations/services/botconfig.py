@@ -96,12 +96,21 @@ def bot_config_for_channel(*, channel: Channel) -> ActiveConfig:
     """The channel's own active configuration, else the default one (created from the
     settings on first need), with the version row that bot messages will point at.
     An admin's save reaches the worker within ACTIVE_CONFIG_CACHE_SECONDS."""
-    cached = _active_cache.get(channel.pk)
-    if cached and time.monotonic() - cached[0] < ACTIVE_CONFIG_CACHE_SECONDS:
-        return cached[1]
+    cached = bot_config_cached(channel=channel)
+    if cached:
+        return cached
     active = _bot_config_load(channel=channel)
     _active_cache[channel.pk] = (time.monotonic(), active)
     return active
+
+
+def bot_config_cached(*, channel: Channel) -> ActiveConfig | None:
+    """`bot_config_for_channel` when this process read it less than the cache's time ago,
+    else None (no database access either way)."""
+    cached = _active_cache.get(channel.pk)
+    if cached and time.monotonic() - cached[0] < ACTIVE_CONFIG_CACHE_SECONDS:
+        return cached[1]
+    return None
 
 
 def bot_config_cache_clear() -> None:

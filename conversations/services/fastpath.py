@@ -95,19 +95,23 @@ def _instance(columns: _Columns, values: list):
 # --- claim and load ------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _claim_load_sql() -> tuple[str, _Columns, _Columns, _Columns, _Columns]:
+@lru_cache(maxsize=2)
+def _claim_load_sql(claim: bool = True) -> tuple[str, _Columns, _Columns, _Columns, _Columns]:
     qn = connections[DEFAULT_DB_ALIAS].ops.quote_name
     message = _columns(Message, "m", _MESSAGE_DEFERRED)
     returning = _columns(Message, "claimed", _MESSAGE_DEFERRED)  # same columns, for RETURNING
     conversation, channel, profile = _columns(Conversation, "c"), _columns(Channel, "ch"), _columns(ClientProfile, "p")
     table = qn(Message._meta.db_table)
-    sql = f"""
-WITH m AS (
+    if claim:
+        m = f"""
     UPDATE {table} AS claimed SET locked_until = $1
     WHERE claimed.id = $2 AND claimed.direction = {_literal(Direction.INBOUND)} AND claimed.handled_at IS NULL
       AND (claimed.locked_until IS NULL OR claimed.locked_until <= $3)
-    RETURNING {returning.sql})
+    RETURNING {returning.sql}"""
+    else:  # the same rows, read only (the debounced reply's task: its message was claimed before)
+        m = f"SELECT {returning.sql} FROM {table} AS claimed WHERE claimed.id = $2"
+    sql = f"""
+WITH m AS ({m})
 SELECT {message.sql}, {conversation.sql}, {channel.sql}, {profile.sql},
     (SELECT json_agg(json_build_array(b.id, b.type, b.text) ORDER BY b.id) FROM {table} b
      WHERE b.conversation_id = m.conversation_id AND b.direction = {_literal(Direction.INBOUND)}
@@ -133,14 +137,35 @@ def inbound_claim_load(*, message_id: int, lease) -> Claimed | None:
     it with everything its handling needs, in one statement. None: not claimable (handled,
     or another worker holds it)."""
     db = connections[DEFAULT_DB_ALIAS]
-    sql, message_cols, conversation_cols, channel_cols, profile_cols = _claim_load_sql()
-    now = timezone.now()
     with db.wrap_database_errors:
         cursor = _cursor(db)
-        cursor.execute(sql, {"1": now + lease, "2": message_id, "3": now}, prepare=True)
-        row = cursor.fetchone()
+        cursor.execute(_claim_load_sql()[0], _claim_params(message_id, lease), prepare=True)
+        return _claimed(cursor.fetchone())
+
+
+async def inbound_claim_load_async(conn, *, message_id: int, lease) -> Claimed | None:
+    """`inbound_claim_load` on an async psycopg connection (`conversations.eventloop`)."""
+    cursor = await conn.execute(_claim_load_sql()[0], _claim_params(message_id, lease), prepare=True)
+    return _claimed(await cursor.fetchone())
+
+
+async def message_load_async(conn, *, message_id: int) -> Claimed | None:
+    """The message with its conversation, channel and profile, and its conversation's
+    unanswered texts, as `inbound_claim_load` reads them, without claiming (None: no such
+    message)."""
+    cursor = await conn.execute(_claim_load_sql(claim=False)[0], {"2": message_id}, prepare=True)
+    return _claimed(await cursor.fetchone())
+
+
+def _claim_params(message_id: int, lease) -> dict:
+    now = timezone.now()
+    return {"1": now + lease, "2": message_id, "3": now}
+
+
+def _claimed(row) -> Claimed | None:
     if row is None:
         return None
+    _sql, message_cols, conversation_cols, channel_cols, profile_cols = _claim_load_sql()
     row = list(row)
     sizes = [len(c.names) for c in (message_cols, conversation_cols, channel_cols, profile_cols)]
     parts, start = [], 0
@@ -227,33 +252,68 @@ def reply_commit(
     the bot's (nothing written; the ORM path decides). `usage`: (message id, the fields of
     `message_usage_set`) of the extraction of a message of the burst, stored with it (one
     statement cannot update a row twice, so it is part of the burst's UPDATE)."""
-    db = connections[DEFAULT_DB_ALIAS]
-    now = reply.created_at
-    insert_sql, fields = _reply_insert_sql()
-    last = burst[-1].pk
-    values = [f.get_db_prep_save(getattr(reply, f.attname), db) for f in fields]
-    usage_id, usage_values = usage if usage else (None, {})
-    usage_params = [usage_id, *(usage_values.get(name) for name in _USAGE_FIELDS)]
-    params = [now, *usage_params, [m.pk for m in burst], conversation.pk, conversation.pk, last, *values, len(burst), conversation.pk, last]
+    params = _reply_commit_params(conversation=conversation, burst=burst, reply=reply, preview=preview, usage=usage)
     outcome = None
     try:
         with pipelined_transaction() as cursor:
             # Pipelined: nothing is read until the second statement's row, one round trip.
             bump = psycopg.Cursor(cursor.connection)
-            bump.execute(_bump_sql(), [now, preview, now, conversation.pk], prepare=True)
-            cursor.execute(insert_sql, params, prepare=True)
-            _marked, reply_id, newer = cursor.fetchone()
-            if bump.rowcount != 1:
-                raise _Rollback  # not the bot's conversation (the second statement did nothing either)
-            if reply_id is None:
-                outcome = "stale" if newer else "skipped"
+            bump.execute(_bump_sql(), params.bump, prepare=True)
+            cursor.execute(_reply_insert_sql()[0], params.insert, prepare=True)
+            row = cursor.fetchone()  # reads both results (rowcount is known only after it)
+            outcome = _reply_outcome(reply, bump.rowcount, row)
+            if outcome != "sent":
                 raise _Rollback
-            reply.pk = reply_id
-            reply._state.adding, reply._state.db = False, DEFAULT_DB_ALIAS
-            outcome = "sent"
     except _Rollback:
         pass
     return outcome
+
+
+async def reply_commit_async(conn, **kwargs) -> str | None:
+    """`reply_commit` on an async psycopg connection in autocommit mode (same statements,
+    same pipelined transaction: BEGIN goes with the first, COMMIT after the second)."""
+    params = _reply_commit_params(**kwargs)
+    async with conn.pipeline():
+        await conn.execute(b"BEGIN")
+        bump = await conn.execute(_bump_sql(), params.bump, prepare=True)
+        cursor = await conn.execute(_reply_insert_sql()[0], params.insert, prepare=True)
+        row = await cursor.fetchone()  # reads both results (rowcount is known only after it)
+        outcome = _reply_outcome(kwargs["reply"], bump.rowcount, row)
+        await conn.execute(b"COMMIT" if outcome == "sent" else b"ROLLBACK")
+    return outcome
+
+
+@dataclass
+class _CommitParams:
+    bump: list
+    insert: list
+
+
+def _reply_commit_params(
+    *, conversation: Conversation, burst: list[Message], reply: Message, preview: str, usage: tuple[int, dict] | None = None
+) -> _CommitParams:
+    db = connections[DEFAULT_DB_ALIAS]
+    now = reply.created_at
+    last = burst[-1].pk
+    values = [f.get_db_prep_save(getattr(reply, f.attname), db) for f in _reply_insert_sql()[1]]
+    usage_id, usage_values = usage if usage else (None, {})
+    usage_params = [usage_id, *(usage_values.get(name) for name in _USAGE_FIELDS)]
+    return _CommitParams(
+        bump=[now, preview, now, conversation.pk],
+        insert=[now, *usage_params, [m.pk for m in burst], conversation.pk, conversation.pk, last, *values, len(burst), conversation.pk, last],
+    )
+
+
+def _reply_outcome(reply: Message, bumped: int, row) -> str | None:
+    """What the commit's two statements say; on "sent" `reply` becomes the stored row."""
+    _marked, reply_id, newer = row
+    if bumped != 1:
+        return None  # not the bot's conversation (the second statement did nothing either)
+    if reply_id is None:
+        return "stale" if newer else "skipped"
+    reply.pk = reply_id
+    reply._state.adding, reply._state.db = False, DEFAULT_DB_ALIAS
+    return "sent"
 
 
 # --- after the send ----------------------------------------------------------------------------
@@ -283,6 +343,12 @@ def message_mark_sent(*, message_id: int, conversation_id: int, wamid: str, sent
         return bool(cursor.fetchone()[0])
 
 
+async def message_mark_sent_async(conn, *, message_id: int, conversation_id: int, wamid: str, sent_at) -> bool:
+    params = [wamid, sent_at, sent_at, message_id, sent_at, conversation_id, wamid]
+    cursor = await conn.execute(_mark_sent_sql(), params, prepare=True)
+    return bool((await cursor.fetchone())[0])
+
+
 _USAGE_FIELDS = ("ai_model", "input_tokens", "cached_tokens", "output_tokens", "cost_usd")
 
 
@@ -299,3 +365,7 @@ def message_usage_set(*, message_id: int, ai_model: str, input_tokens, cached_to
     db = connections[DEFAULT_DB_ALIAS]
     with db.wrap_database_errors:
         _cursor(db).execute(_usage_sql(), [ai_model, input_tokens, cached_tokens, output_tokens, cost_usd, message_id], prepare=True)
+
+
+async def message_usage_set_async(conn, *, message_id: int, ai_model: str, input_tokens, cached_tokens, output_tokens, cost_usd) -> None:
+    await conn.execute(_usage_sql(), [ai_model, input_tokens, cached_tokens, output_tokens, cost_usd, message_id], prepare=True)

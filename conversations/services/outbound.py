@@ -126,18 +126,52 @@ def message_deliver_now(*, message: Message, claimed: bool = False) -> DeliveryR
     with a conditional update, then sent or failed); a temporary failure goes to the
     `message_deliver` task's retry, and anything unexpected leaves the row pending for the
     outbound sweeper."""
-    from ..tasks import message_deliver as task
-
     try:
         result = message_deliver(message_id=message.pk, message=message, claimed=claimed)
     except Exception:
         logger.exception("message %s: inline delivery failed, the sweeper will retry it", message.pk)
         return DeliveryResult("skipped")
+    _retry_queue(message, result)
+    return result
+
+
+def _retry_queue(message: Message, result: DeliveryResult) -> None:
+    from ..tasks import message_deliver as task
+
     if result.outcome == "retry":
         try:
             task.apply_async((message.pk,), countdown=result.retry_in, retry=False)
         except Exception as exc:  # broker down: the sweeper finds the pending row
             logger.warning("message %s: could not queue the delivery retry: %s", message.pk, exc)
+
+
+async def message_delivered_async(*, message: Message) -> DeliveryResult:
+    """`message_deliver_now` for a reply just committed claimed, on the worker's event loop
+    (`conversations.eventloop`): the send, then "sent" with the look-up of statuses Meta
+    reported early, one prepared statement on the loop's connection."""
+    from .. import eventloop
+
+    conversation = message.conversation
+    try:
+        wamid = await transport_for(conversation.channel).send_async(message, to=conversation.profile.wa_id)
+    except WhatsAppError as exc:
+        return await eventloop.run_sync(_delivery_failed_queue, message, exc)
+    except Exception:
+        logger.exception("message %s: inline delivery failed, the sweeper will retry it", message.pk)
+        return DeliveryResult("skipped")
+    sent_at = timezone.now()
+    async with eventloop.current().connection() as conn:
+        early = await fastpath.message_mark_sent_async(
+            conn, message_id=message.pk, conversation_id=conversation.pk, wamid=wamid, sent_at=sent_at
+        )
+    if early:
+        await eventloop.run_sync(status_updates_apply_for, wamid=wamid)
+    return DeliveryResult("sent")
+
+
+def _delivery_failed_queue(message: Message, exc: WhatsAppError) -> DeliveryResult:
+    result = _delivery_failed(message, exc)
+    _retry_queue(message, result)
     return result
 
 

@@ -40,6 +40,12 @@ def inbound_handle(*, message_id: int) -> str:
             return "skipped"
         message = Message.objects.select_related("conversation__channel", "conversation__profile").get(pk=message_id)
         burst = None
+    return inbound_handle_claimed(message=message, burst=burst)
+
+
+def inbound_handle_claimed(*, message: Message, burst: list[Message] | None = None) -> str:
+    """The rest of `inbound_handle`, for a message this worker has just claimed (with its
+    conversation, channel and profile loaded; `burst` as `fastpath.Claimed`'s)."""
     message_mark_read(message_id=message.pk, message=message)
     return replies.inbound_reply(message=message, burst=burst)
 
