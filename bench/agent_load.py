@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--delay", type=float, default=2.0, help="the fake model's latency")
     parser.add_argument("--pool", default="", help="Celery pool (default: the settings' CELERY_WORKER_POOL)")
-    parser.add_argument("--concurrency", type=int, default=256, help="threads per worker process")
+    parser.add_argument("--concurrency", type=int, default=16, help="Celery threads per worker process (texts go to its event loop)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (one per core)")
     parser.add_argument("--db-pool", type=int, default=20, help="DATABASE_POOL_MAX_SIZE per worker process")
     parser.add_argument("--worker-log", default="WARNING", help="the worker's log level (var/bench-agent-worker.log)")

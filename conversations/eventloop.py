@@ -28,9 +28,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from contextlib import asynccontextmanager
 
-import uvloop
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
+from django.db import DEFAULT_DB_ALIAS, connections
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +39,15 @@ GIL_SWITCH_INTERVAL = 0.0005
 
 class EventLoop:
     def __init__(self) -> None:
+        import uvloop  # only the worker needs it
+
         # uvloop (libuv): the loop's own work per socket operation is a third of asyncio's.
         self.loop = uvloop.new_event_loop()
         self.executor = ThreadPoolExecutor(max_workers=settings.AGENT_LOOP_SYNC_THREADS, thread_name_prefix="loop-sync")
         self.loop.set_default_executor(self.executor)
+        # The Graph API's calls (sends, read receipts) on threads of their own: a wave of
+        # slow fallbacks (new OpenAI conversations, summaries) never holds up a reply's send.
+        self.http_executor = ThreadPoolExecutor(max_workers=settings.AGENT_LOOP_SYNC_THREADS, thread_name_prefix="loop-http")
         self._slots = threading.BoundedSemaphore(settings.AGENT_LOOP_MAX_IN_FLIGHT)
         self._futures: set[Future] = set()
         self._futures_lock = threading.Lock()
@@ -65,8 +69,12 @@ class EventLoop:
     # --- from other threads ---------------------------------------------------------------
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
-        """Run the coroutine function `fn` on the loop; waits for a free slot first."""
-        self._slots.acquire()
+        """Run the coroutine function `fn` on the loop; waits for a free slot first (unless
+        this thread reserved one: `reserve`)."""
+        if getattr(_reserved, "loop", None) is self:
+            _reserved.loop = None  # the slot this thread reserved
+        else:
+            self._slots.acquire()
         try:
             future = asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self.loop)
         except BaseException:
@@ -84,6 +92,19 @@ class EventLoop:
         if not future.cancelled() and future.exception() is not None:
             # Whatever it held stays claimed: the sweepers take it up once the lease ends.
             logger.error("event loop: a text failed", exc_info=future.exception())
+
+    def reserve(self) -> bool:
+        """Take a slot now, without waiting, for this thread's next `submit` (False: the
+        loop is full). `unreserve` gives it back if that submit did not happen."""
+        if not self._slots.acquire(blocking=False):
+            return False
+        _reserved.loop = self
+        return True
+
+    def unreserve(self) -> None:
+        if getattr(_reserved, "loop", None) is self:
+            _reserved.loop = None
+            self._slots.release()
 
     def run(self, fn, /, *args, **kwargs):
         """`submit` and wait for the result (tests, management commands)."""
@@ -111,7 +132,7 @@ class EventLoop:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout)
             self.executor.shutdown(wait=True, cancel_futures=True)
-            _thread_databases_close()
+            self.http_executor.shutdown(wait=True, cancel_futures=True)
 
     def in_flight(self) -> int:
         with self._futures_lock:
@@ -161,6 +182,7 @@ async def _connection_configure(conn) -> None:
 
 _instance: EventLoop | None = None
 _instance_lock = threading.Lock()
+_reserved = threading.local()
 
 
 def get() -> EventLoop:
@@ -183,43 +205,33 @@ def shutdown(timeout: float) -> bool:
     """At a warm shutdown: wait up to `timeout` seconds for the texts in flight, then stop
     the loop, if this process has one. True when nothing was left in flight."""
     global _instance
-    with _instance_lock:
-        loop, _instance = _instance, None
+    loop = _instance
     if loop is None:
         return True
-    drained = loop.drain(timeout)
+    drained = loop.drain(timeout)  # the texts in flight still find the loop (`current`)
+    with _instance_lock:
+        if _instance is loop:
+            _instance = None
     loop.close()
     return drained
 
 
 async def run_sync(fn, /, *args, **kwargs):
     """Run a sync function (the ORM, `requests`) on one of the loop's kept threads; the
-    thread's database connection goes back (to the pool) when it is done."""
+    thread's database connections go back (to the pool, or closed) when it is done."""
     return await asyncio.get_running_loop().run_in_executor(None, functools.partial(_sync_call, fn, args, kwargs))
 
 
-# The kept threads' own database connections (Django's, one per thread), closed with the
-# loop: without a pool (DATABASE_POOL_MAX_SIZE unset) they stay open between calls.
-_thread_databases: set = set()
-_thread_databases_lock = threading.Lock()
+async def run_http(fn, /, *args, **kwargs):
+    """`run_sync` on the threads kept for the Graph API's calls."""
+    loop = current()
+    return await loop.loop.run_in_executor(loop.http_executor, functools.partial(_sync_call, fn, args, kwargs))
 
 
 def _sync_call(fn, args, kwargs):
     try:
         return fn(*args, **kwargs)
     finally:
-        close_old_connections()
-        with _thread_databases_lock:
-            _thread_databases.update(connections.all(initialized_only=True))
-
-
-def _thread_databases_close() -> None:
-    with _thread_databases_lock:
-        wrappers = list(_thread_databases)
-        _thread_databases.clear()
-    for wrapper in wrappers:
-        wrapper.inc_thread_sharing()  # closed from this thread, at shutdown
-        try:
-            wrapper.close()
-        finally:
-            wrapper.dec_thread_sharing()
+        # Not kept per thread: dozens of kept threads must not each hold a PostgreSQL
+        # connection (with DATABASE_POOL_MAX_SIZE set, closing gives it back to the pool).
+        connections.close_all()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 
-from .eventloop import run_sync
+from .eventloop import run_http
 from .models import Channel, Message, Provider
 from .whatsapp_client import WhatsAppClient, WhatsAppError
 
@@ -38,10 +38,10 @@ class MetaTransport:
     # On the worker's event loop: the Graph API client is `requests`, so a kept thread of
     # the loop makes the call (one call's wait, not a text's two seconds with the model).
     async def send_async(self, message: Message, *, to: str) -> str:
-        return await run_sync(self.send, message, to=to)
+        return await run_http(self.send, message, to=to)
 
     async def mark_read_async(self, message: Message, *, typing: bool = True) -> None:
-        await run_sync(self.mark_read, message, typing=typing)
+        await run_http(self.mark_read, message, typing=typing)
 
 
 class SandboxTransport:

@@ -287,7 +287,8 @@ AGENT_LOOP_MAX_IN_FLIGHT = env.int("AGENT_LOOP_MAX_IN_FLIGHT", default=1024)
 AGENT_LOOP_SYNC_THREADS = env.int("AGENT_LOOP_SYNC_THREADS", default=32)
 AGENT_LOOP_DB_CONNECTIONS = env.int("AGENT_LOOP_DB_CONNECTIONS", default=8)
 # At a warm shutdown the worker waits this long for the texts in its loop.
-AGENT_LOOP_DRAIN_SECONDS = env.float("AGENT_LOOP_DRAIN_SECONDS", default=60.0)
+# (Below the usual platform grace period of 30 s between SIGTERM and SIGKILL.)
+AGENT_LOOP_DRAIN_SECONDS = env.float("AGENT_LOOP_DRAIN_SECONDS", default=25.0)
 if min(AGENT_LOOP_MAX_IN_FLIGHT, AGENT_LOOP_SYNC_THREADS, AGENT_LOOP_DB_CONNECTIONS) < 1 or AGENT_LOOP_DRAIN_SECONDS < 0:
     raise ImproperlyConfigured(
         "AGENT_LOOP_MAX_IN_FLIGHT, AGENT_LOOP_SYNC_THREADS and AGENT_LOOP_DB_CONNECTIONS must be >= 1, "

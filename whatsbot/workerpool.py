@@ -22,7 +22,17 @@ class TaskPool(ThreadsTaskPool):
     def on_apply(self, target, args=None, kwargs=None, callback=None, accept_callback=None, **options):
         # args: (task name, task id, request, body, content type, content encoding).
         if args and args[0] in LOOP_TASKS and _loop_enabled():
-            return apply_target(target, args, kwargs, callback, accept_callback)
+            from conversations import eventloop
+
+            loop = eventloop.get()
+            # Only with a free slot: the consumer thread must never wait for the loop (it
+            # also dispatches every other task, and the timers of delayed ones). When the
+            # loop is full a pool thread makes the task wait, as any other task.
+            if loop.reserve():
+                try:
+                    return apply_target(target, args, kwargs, callback, accept_callback)
+                finally:
+                    loop.unreserve()  # if the task did not use it
         return super().on_apply(target, args, kwargs, callback, accept_callback, **options)
 
 

@@ -146,7 +146,7 @@ def _call(what: str, fn, /, **kwargs) -> Any:
 
 
 async def _call_async(what: str, fn, /, **kwargs) -> Any:
-    """`_call` on the event loop (`conversations.agent.aio`): same tries, same errors."""
+    """`_call` on the worker's event loop (`conversations.eventloop`): same tries, same errors."""
     for attempt in range(1, settings.OPENAI_MAX_ATTEMPTS + 1):
         try:
             return await fn(**kwargs)

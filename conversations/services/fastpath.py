@@ -273,13 +273,21 @@ async def reply_commit_async(conn, **kwargs) -> str | None:
     """`reply_commit` on an async psycopg connection in autocommit mode (same statements,
     same pipelined transaction: BEGIN goes with the first, COMMIT after the second)."""
     params = _reply_commit_params(**kwargs)
-    async with conn.pipeline():
-        await conn.execute(b"BEGIN")
-        bump = await conn.execute(_bump_sql(), params.bump, prepare=True)
-        cursor = await conn.execute(_reply_insert_sql()[0], params.insert, prepare=True)
-        row = await cursor.fetchone()  # reads both results (rowcount is known only after it)
-        outcome = _reply_outcome(kwargs["reply"], bump.rowcount, row)
-        await conn.execute(b"COMMIT" if outcome == "sent" else b"ROLLBACK")
+    try:
+        async with conn.pipeline():
+            await conn.execute(b"BEGIN")
+            bump = await conn.execute(_bump_sql(), params.bump, prepare=True)
+            cursor = await conn.execute(_reply_insert_sql()[0], params.insert, prepare=True)
+            row = await cursor.fetchone()  # reads both results (rowcount is known only after it)
+            outcome = _reply_outcome(kwargs["reply"], bump.rowcount, row)
+            await conn.execute(b"COMMIT" if outcome == "sent" else b"ROLLBACK")
+    except BaseException:
+        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            try:
+                await conn.execute(b"ROLLBACK")
+            except psycopg.Error:
+                pass  # a broken connection: the pool discards it
+        raise
     return outcome
 
 

@@ -160,10 +160,14 @@ async def message_delivered_async(*, message: Message) -> DeliveryResult:
         logger.exception("message %s: inline delivery failed, the sweeper will retry it", message.pk)
         return DeliveryResult("skipped")
     sent_at = timezone.now()
-    async with eventloop.current().connection() as conn:
-        early = await fastpath.message_mark_sent_async(
-            conn, message_id=message.pk, conversation_id=conversation.pk, wamid=wamid, sent_at=sent_at
-        )
+    try:
+        async with eventloop.current().connection() as conn:
+            early = await fastpath.message_mark_sent_async(
+                conn, message_id=message.pk, conversation_id=conversation.pk, wamid=wamid, sent_at=sent_at
+            )
+    except Exception:
+        logger.exception("message %s: sent as %s but not marked sent; the sweeper will see it", message.pk, wamid)
+        return DeliveryResult("skipped")
     if early:
         await eventloop.run_sync(status_updates_apply_for, wamid=wamid)
     return DeliveryResult("sent")

@@ -25,6 +25,7 @@ from ..agent.openai_client import AIError
 from ..eventloop import run_sync
 from ..models import TEXT_TYPES, Message, MessageType, Owner
 from ..transports import transport_for
+from ..whatsapp_client import WhatsAppError
 from . import fastpath, pipeline
 from .botconfig import ActiveConfig, bot_config_cached, bot_config_fields, bot_config_for_channel
 from .inbound import message_preview
@@ -76,12 +77,16 @@ async def inbound_handle(message_id: int) -> str:
     # Its request goes out first, so with equal latencies it is back by the reply's commit,
     # which then stores its usage too (one statement less).
     await asyncio.sleep(0)
+    usage_stored = False
     try:
         outcome, usage_stored = await _answer(message=message, burst=burst, active=active, extracting=extracting)
     finally:
         usage = await extracting
-    if not usage_stored:
-        await _usage_store(message, usage)
+        if not usage_stored:  # also when the reply failed: the extraction's cost is recorded
+            try:
+                await _usage_store(message, usage)
+            except Exception:
+                logger.exception("message %s: could not store the extraction's usage", message.pk)
     return outcome
 
 
@@ -180,7 +185,12 @@ def _read_receipt(message: Message) -> None:
     """The read receipt (best effort, as `message_mark_read`), not waited for."""
     if not message.wamid:
         return
-    task = asyncio.create_task(transport_for(message.conversation.channel).mark_read_async(message, typing=True))
+    try:
+        transport = transport_for(message.conversation.channel)
+    except WhatsAppError as exc:  # a provider that cannot send yet: its reply will fail, visibly
+        logger.info("message %s: could not mark read: %s", message.pk, exc)
+        return
+    task = asyncio.create_task(transport.mark_read_async(message, typing=True))
     _receipts.add(task)
     task.add_done_callback(_receipt_done)
 

@@ -12,7 +12,7 @@ from conversations import eventloop
 from conversations.models import Message, MessageStatus, Owner
 from conversations.services import fastpath, textloop
 
-from ..factories import ConversationFactory, MessageFactory
+from ..factories import ChannelFactory, ConversationFactory, MessageFactory
 from .conftest import MESSAGES_PATH, sent_to_whatsapp
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -217,6 +217,29 @@ def test_with_a_quiet_period_the_text_is_extracted_and_the_reply_is_the_debounce
     assert conversation.profile.email == "anna@example.com"
 
 
+def test_a_warm_shutdown_lets_the_texts_in_flight_finish(loop, fake_openai, graph):
+    message = MessageFactory(conversation=ConversationFactory(), text="Ciao")
+    thinking = threading.Event()
+    fake_openai.on_reply = lambda body: (thinking.set(), time.sleep(0.3))
+
+    future = loop.submit(textloop.inbound_handle, message.pk)
+    assert thinking.wait(5)
+    assert eventloop.shutdown(10)  # waits for it, then closes the loop's connections
+
+    assert future.result(0) == "sent"
+    assert Message.objects.get(direction="out").status == MessageStatus.SENT
+
+
+def test_a_channel_whose_provider_cannot_send_yet_still_gets_its_text_handled(loop, fake_openai):
+    channel = ChannelFactory(provider="twilio", phone_number_id="twilio-1")
+    message = MessageFactory(conversation=ConversationFactory(channel=channel), text="Ciao")
+
+    assert handle(message) == "sent"  # committed; the send itself fails, visibly
+
+    reply = Message.objects.get(direction="out")
+    assert reply.status == MessageStatus.FAILED and "not supported" in reply.error_detail + reply.error_title
+
+
 def test_the_loop_holds_at_most_its_limit_in_flight_and_drains(settings):
     settings.AGENT_LOOP_MAX_IN_FLIGHT = 1
     own = eventloop.EventLoop()  # not the process's: its own limit
@@ -254,6 +277,19 @@ def test_the_worker_pool_runs_the_loop_hand_offs_in_the_consumer_thread(loop):
 
     assert threads[0] == threading.get_ident() and threads[1] != threading.get_ident()
     assert results == [None, None]
+
+
+def test_with_the_loop_full_the_consumer_leaves_the_hand_off_to_a_pool_thread(loop, settings):
+    from whatsbot.workerpool import TaskPool
+
+    while loop.reserve():  # every slot taken
+        pass
+    pool = TaskPool(limit=1)
+    threads = []
+    pool.on_apply(lambda *args: threads.append(threading.get_ident()), args=("conversations.tasks.inbound_handle", "id", {}, b"", "", "")).wait(5)
+    pool.on_stop()
+
+    assert threads and threads[0] != threading.get_ident()  # the consumer did not wait
 
 
 @pytest.mark.broker
