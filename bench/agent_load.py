@@ -169,6 +169,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="Celery threads per worker process (texts go to its event loop)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (one per core)")
     parser.add_argument("--db-pool", type=int, default=20, help="DATABASE_POOL_MAX_SIZE per worker process")
+    parser.add_argument(
+        "--threads-only", action="store_true",
+        help="AGENT_LOOP=false: a Celery thread per text in flight, as before the event loop (use --concurrency 256)",
+    )  # fmt: skip
     parser.add_argument("--worker-log", default="WARNING", help="the worker's log level (var/bench-agent-worker.log)")
     parser.add_argument(
         "--unbatched", action="store_true",
@@ -188,7 +192,7 @@ def main() -> None:
     fake.start()
     ready.wait(10)
 
-    env = {**os.environ, **bench_environment(openai_port=port, db_pool=args.db_pool)}
+    env = {**os.environ, **bench_environment(openai_port=port, db_pool=args.db_pool), "AGENT_LOOP": str(not args.threads_only).lower()}
     database_ensure(env["DATABASE_URL"], fresh=True)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     import redis
@@ -388,7 +392,8 @@ def main() -> None:
     rate = len(window) / seconds
     think = f", think time {args.think:.1f}s (exponential)" if args.think > 0 else ", no think time"
     print(f"agent load: {args.customers} customers (closed loop{think}), model delay {args.delay:.1f}s, REPLY_DEBOUNCE_SECONDS=0, "
-          f"{args.workers} worker(s) pool={args.pool or 'whatsbot.workerpool'} concurrency={args.concurrency}, db pool {args.db_pool} each")  # fmt: skip
+          f"{args.workers} worker(s) pool={args.pool or 'whatsbot.workerpool'} concurrency={args.concurrency}, db pool {args.db_pool} each, "
+          f"{'threads only' if args.threads_only else 'event loop'}")  # fmt: skip
     print(f"  replies/s sustained        {rate:8.1f}   ({len(window)} replies in {seconds:.0f}s)")
     print(f"  overhead p50 / p95         {pct(overhead, 50) * 1000:8.0f} / {pct(overhead, 95) * 1000:.0f} ms   (webhook call -> reply sent, minus the delay; "
           f"p99 {pct(overhead, 99) * 1000:.0f}, max {overhead[-1] * 1000:.0f}, mean {statistics.mean(overhead) * 1000:.0f})")
