@@ -20,6 +20,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+import httpx2
 import openai
 from openai.lib._parsing._responses import type_to_text_format_param
 from django.conf import settings
@@ -27,6 +28,8 @@ from django.db import connection
 from pydantic import BaseModel, ValidationError
 
 from whatsbot.logging import redact
+
+from . import loop_http
 
 logger = logging.getLogger(__name__)
 
@@ -98,10 +101,19 @@ _async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _sdk_client_async() -> openai.AsyncOpenAI:
     clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
-    key = _client_key()
+    if not loop_http.usable():  # a proxy: httpx's own transport, spread over clients as above
+        key = _client_key()
+        client = clients.get(key)
+        if client is None:
+            client = clients[key] = openai.AsyncOpenAI(**_client_options())
+        return client
+    # One client per loop: the loop's transport keeps its connections in O(1) per request.
+    key = _client_key()[:-1]
     client = clients.get(key)
     if client is None:
-        client = clients[key] = openai.AsyncOpenAI(**_client_options())
+        options = _client_options()
+        http_client = httpx2.AsyncClient(transport=loop_http.LoopTransport(), timeout=options["timeout"], follow_redirects=True)
+        client = clients[key] = openai.AsyncOpenAI(**options, http_client=http_client)
     return client
 
 
