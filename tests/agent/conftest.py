@@ -257,3 +257,21 @@ def sent_to_whatsapp(graph_api) -> list[str]:
 def deliver_pending() -> None:
     for pk in Message.objects.filter(direction="out", status=MessageStatus.PENDING).values_list("pk", flat=True):
         message_deliver(message_id=pk)
+
+
+def customer_writes_while_the_model_thinks(fake_openai, conversation, text: str) -> list:
+    """On the next reply call, the customer's new `text` is stored (as the webhook would,
+    from another connection: the fake server's thread); the list receives that message."""
+    from django.db import connection
+
+    from ..factories import MessageFactory
+
+    arrived: list = []
+
+    def customer_writes_again(body):
+        if not arrived:
+            arrived.append(MessageFactory(conversation=conversation, text=text))
+            connection.close()  # this runs in the fake server's thread
+
+    fake_openai.on_reply = customer_writes_again
+    return arrived

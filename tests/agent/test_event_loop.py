@@ -6,14 +6,13 @@ import threading
 import time
 
 import pytest
-from django.db import connection
 
 from conversations import eventloop
 from conversations.models import Message, MessageStatus, Owner
 from conversations.services import fastpath, textloop
 
 from ..factories import ChannelFactory, ConversationFactory, MessageFactory
-from .conftest import MESSAGES_PATH, sent_to_whatsapp
+from .conftest import MESSAGES_PATH, customer_writes_while_the_model_thinks, sent_to_whatsapp
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -150,14 +149,7 @@ def test_asking_for_a_person_hands_over_without_the_model(loop, fake_openai, gra
 def test_a_reply_overtaken_by_a_new_message_is_dropped_and_the_next_covers_both(loop, fake_openai, graph):
     conversation = ConversationFactory()
     first = MessageFactory(conversation=conversation, text="Quanto costa la spedizione?")
-    arrived = []
-
-    def customer_writes_again(body):
-        if not arrived:
-            arrived.append(MessageFactory(conversation=conversation, text="e in Svizzera?"))
-            connection.close()  # this runs in the fake server's thread
-
-    fake_openai.on_reply = customer_writes_again
+    arrived = customer_writes_while_the_model_thinks(fake_openai, conversation, "e in Svizzera?")
     fake_openai.replies.extend(["In Italia è gratuita.", "In Italia è gratuita, in Svizzera costa 15 €."])
 
     assert handle(first) == "stale"

@@ -3,13 +3,13 @@ sent, and the newer message's task answers both. The fake OpenAI stores the new 
 (as the webhook would, from another connection) while it "thinks"."""
 
 import pytest
-from django.db import connection
 
 from conversations.agent.service import burst_answer
 from conversations.models import Message
 from conversations.services import pipeline
 
 from ..factories import ConversationFactory, MessageFactory
+from .conftest import customer_writes_while_the_model_thinks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,14 +18,7 @@ def test_a_reply_overtaken_by_a_new_message_is_dropped_and_the_next_covers_both(
     conversation = ConversationFactory()
     first = MessageFactory(conversation=conversation, text="Quanto costa la spedizione?")
     pipeline.inbound_handle(message_id=first.pk)
-    arrived = []
-
-    def customer_writes_again(body):
-        if not arrived:
-            arrived.append(MessageFactory(conversation=conversation, text="e in Svizzera?"))
-            connection.close()  # this runs in the fake server's thread
-
-    fake_openai.on_reply = customer_writes_again
+    arrived = customer_writes_while_the_model_thinks(fake_openai, conversation, "e in Svizzera?")
     fake_openai.replies.extend(["In Italia è gratuita.", "In Italia è gratuita, in Svizzera costa 15 €."])
 
     assert burst_answer(message_id=first.pk) == "stale"
