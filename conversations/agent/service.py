@@ -191,10 +191,10 @@ def burst_answer(
     (just claimed, with its conversation, channel and profile loaded) saves reading it again,
     and so does `burst` (the conversation's unanswered texts by id, read with it)."""
     if message is None:
-        message = Message.objects.select_related("conversation__channel", "conversation__profile").get(pk=message_id)
+        message = Message.objects.select_related("conversation__channel", "conversation__profile").filter(pk=message_id).first()
         burst = None
-    if message.handled_at:
-        return "done"
+    if message is None or message.handled_at:
+        return "done"  # answered, or deleted with its conversation while the reply waited
     conversation = message.conversation
     if burst is None:
         burst = list(

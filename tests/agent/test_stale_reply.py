@@ -33,3 +33,12 @@ def test_a_reply_overtaken_by_a_new_message_is_dropped_and_the_next_covers_both(
     assert list(Message.objects.filter(direction="out").values_list("text", flat=True)) == ["In Italia è gratuita, in Svizzera costa 15 €."]
     assert [i["content"] for i in fake_openai.reply_requests[-1]["input"]] == ["Quanto costa la spedizione?", "e in Svizzera?"]
     assert not Message.objects.filter(direction="in", handled_at__isnull=True).exists()
+
+
+def test_a_reply_task_for_a_message_deleted_meanwhile_does_nothing(fake_openai, graph):
+    conversation = ConversationFactory()
+    message = MessageFactory(conversation=conversation, text="Ciao")
+    conversation.delete()  # a staff member deleted the thread during the quiet period
+
+    assert burst_answer(message_id=message.pk) == "done"
+    assert fake_openai.reply_requests == []
