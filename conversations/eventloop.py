@@ -123,6 +123,9 @@ class EventLoop:
         """Close the loop's connections and stop it (after `drain`)."""
 
         async def pool_close() -> None:
+            from .agent.openai_client import async_clients_close
+
+            await async_clients_close()
             if self._pool is not None:
                 await self._pool.close()
 

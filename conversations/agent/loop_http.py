@@ -107,6 +107,9 @@ class LoopTransport(httpx2.AsyncBaseTransport):
             if reused:
                 raise _Stale from None
             raise httpx2.WriteError(f"Could not send the request: {type(exc).__name__}", request=request) from None
+        except BaseException:  # cancelled midway: the connection's state is unknown
+            connection.close()
+            raise
         try:
             status, headers, body, keep = await asyncio.wait_for(_response_read(connection.reader, request), timeouts.get("read"))
         except asyncio.TimeoutError:
@@ -119,10 +122,15 @@ class LoopTransport(httpx2.AsyncBaseTransport):
             raise httpx2.RemoteProtocolError("Server disconnected in the middle of the answer.", request=request) from None
         except (OSError, ConnectionError) as exc:
             connection.close()
+            if reused and isinstance(exc, ConnectionResetError):
+                raise _Stale from None  # reset by the server while it sat idle
             raise httpx2.ReadError(f"Could not read the answer: {type(exc).__name__}", request=request) from None
         except (ValueError, asyncio.LimitOverrunError) as exc:
             connection.close()
             raise httpx2.RemoteProtocolError(f"Malformed answer: {exc}"[:200], request=request) from None
+        except BaseException:  # cancelled midway: the connection's state is unknown
+            connection.close()
+            raise
         if keep and len(self._idle[key]) < MAX_IDLE_PER_HOST:
             self._idle[key].append(connection)
         else:

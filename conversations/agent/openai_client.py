@@ -99,6 +99,12 @@ def _sdk_client() -> openai.OpenAI:
 _async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+async def async_clients_close() -> None:
+    """Close the running loop's clients (their kept connections), when the loop stops."""
+    for client in (_async_clients.pop(asyncio.get_running_loop(), None) or {}).values():
+        await client.close()
+
+
 def _sdk_client_async() -> openai.AsyncOpenAI:
     clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
     if not loop_http.usable():  # a proxy: httpx's own transport, spread over clients as above

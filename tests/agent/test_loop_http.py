@@ -187,3 +187,19 @@ def test_a_proxy_setting_keeps_httpx_own_transport(monkeypatch):
     assert loop_http.usable()
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     assert not loop_http.usable()
+
+
+def test_a_call_cancelled_midway_leaves_no_connection_to_reuse(serve):
+    server = serve(lambda head, body: "silence")
+    transport = LoopTransport()
+
+    async def run():
+        client = httpx2.AsyncClient(transport=transport)
+        call = asyncio.ensure_future(client.post(f"http://127.0.0.1:{server.port}/v1/responses", json={"input": "Ciao"}))
+        await asyncio.sleep(0.2)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+
+    asyncio.run(run())
+    assert not any(transport._idle.values())  # closed, not kept: its answer could still arrive
