@@ -107,19 +107,17 @@ async def async_clients_close() -> None:
 
 def _sdk_client_async() -> openai.AsyncOpenAI:
     clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
-    if not loop_http.usable():  # a proxy: httpx's own transport, spread over clients as above
-        key = _client_key()
-        client = clients.get(key)
-        if client is None:
-            client = clients[key] = openai.AsyncOpenAI(**_client_options())
-        return client
-    # One client per loop: the loop's transport keeps its connections in O(1) per request.
-    key = _client_key()[:-1]
+    own_transport = loop_http.usable()  # not with a proxy: httpx's transport, spread as above
+    # With the loop's transport, one client per loop: its pool is O(1) per request.
+    key = _client_key()[:-1] if own_transport else _client_key()
     client = clients.get(key)
     if client is None:
         options = _client_options()
-        http_client = httpx2.AsyncClient(transport=loop_http.LoopTransport(), timeout=options["timeout"], follow_redirects=True)
-        client = clients[key] = openai.AsyncOpenAI(**options, http_client=http_client)
+        if own_transport:
+            options["http_client"] = httpx2.AsyncClient(
+                transport=loop_http.LoopTransport(), timeout=options["timeout"], follow_redirects=True
+            )
+        client = clients[key] = openai.AsyncOpenAI(**options)
     return client
 
 

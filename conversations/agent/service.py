@@ -202,20 +202,34 @@ def burst_answer(
             .only("id", "conversation_id", "type", "text")
             .order_by("pk")
         )
-    if not burst or burst[-1].pk != message.pk:
-        # A newer message's task answers the whole burst (or another run just did).
-        return "superseded" if burst and burst[-1].pk > message.pk else "done"
+    not_ours = burst_not_ours(message=message, burst=burst)
+    if not_ours:
+        return not_ours
     active = bot_config_for_channel(channel=conversation.channel)
     if conversation.owner == Owner.HUMAN:
         return "human" if _burst_mark_handled(burst) else "skipped"
-    if any(human_requested(m.text) for m in burst):
-        reply = Reply(text="", handoff_reason="The customer asked for a person.")
-    else:
+    reply = handoff_asked(burst)
+    if reply is None:
         try:
             reply = reply_generate(conversation=conversation, burst=burst, active=active)
         except AIError as exc:
             return ai_unavailable(conversation=conversation, burst=burst, active=active, error=exc)
     return burst_commit(conversation=conversation, burst=burst, active=active, reply=reply, beside=beside)
+
+
+def burst_not_ours(*, message: Message, burst: list[Message]) -> str:
+    """"superseded" or "done" when `message`'s task is not the one to answer the burst (a
+    newer message's task answers all of it, or another run just did); "" when it is."""
+    if burst and burst[-1].pk == message.pk:
+        return ""
+    return "superseded" if burst and burst[-1].pk > message.pk else "done"
+
+
+def handoff_asked(burst: list[Message]) -> Reply | None:
+    """The hand-off reply when the customer asked for a person (no model call), else None."""
+    if any(human_requested(m.text) for m in burst):
+        return Reply(text="", handoff_reason="The customer asked for a person.")
+    return None
 
 
 def _newer_unhandled_text(*, conversation_id: int, after_id: int):

@@ -347,14 +347,17 @@ def message_mark_sent(*, message_id: int, conversation_id: int, wamid: str, sent
     db = connections[DEFAULT_DB_ALIAS]
     with db.wrap_database_errors:
         cursor = _cursor(db)
-        cursor.execute(_mark_sent_sql(), [wamid, sent_at, sent_at, message_id, sent_at, conversation_id, wamid], prepare=True)
+        cursor.execute(_mark_sent_sql(), _mark_sent_params(message_id, conversation_id, wamid, sent_at), prepare=True)
         return bool(cursor.fetchone()[0])
 
 
 async def message_mark_sent_async(conn, *, message_id: int, conversation_id: int, wamid: str, sent_at) -> bool:
-    params = [wamid, sent_at, sent_at, message_id, sent_at, conversation_id, wamid]
-    cursor = await conn.execute(_mark_sent_sql(), params, prepare=True)
+    cursor = await conn.execute(_mark_sent_sql(), _mark_sent_params(message_id, conversation_id, wamid, sent_at), prepare=True)
     return bool((await cursor.fetchone())[0])
+
+
+def _mark_sent_params(message_id: int, conversation_id: int, wamid: str, sent_at) -> list:
+    return [wamid, sent_at, sent_at, message_id, sent_at, conversation_id, wamid]
 
 
 _USAGE_FIELDS = ("ai_model", "input_tokens", "cached_tokens", "output_tokens", "cost_usd")
@@ -375,5 +378,6 @@ def message_usage_set(*, message_id: int, ai_model: str, input_tokens, cached_to
         _cursor(db).execute(_usage_sql(), [ai_model, input_tokens, cached_tokens, output_tokens, cost_usd, message_id], prepare=True)
 
 
-async def message_usage_set_async(conn, *, message_id: int, ai_model: str, input_tokens, cached_tokens, output_tokens, cost_usd) -> None:
-    await conn.execute(_usage_sql(), [ai_model, input_tokens, cached_tokens, output_tokens, cost_usd, message_id], prepare=True)
+async def message_usage_set_async(conn, *, message_id: int, **usage) -> None:
+    """`message_usage_set` on an async connection (the same fields)."""
+    await conn.execute(_usage_sql(), [*(usage[name] for name in _USAGE_FIELDS), message_id], prepare=True)

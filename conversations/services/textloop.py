@@ -60,7 +60,7 @@ async def inbound_handle(message_id: int) -> str:
         return "skipped"
     message, burst = claimed.message, claimed.burst
     conversation = message.conversation
-    active = bot_config_cached(channel=conversation.channel) or await run_sync(bot_config_for_channel, channel=conversation.channel)
+    active = await _active_config(conversation)
     command = message.type == MessageType.TEXT and command_parse(message.text)
     if message.type not in TEXT_TYPES or conversation.owner != Owner.BOT or command:
         return await run_sync(pipeline.inbound_handle_claimed, message=message, burst=burst)
@@ -101,7 +101,7 @@ async def burst_reply(message_id: int) -> str:
     conversation = message.conversation
     if conversation.owner != Owner.BOT:
         return await run_sync(service.burst_answer, message_id=message_id, message=message, burst=burst)
-    active = bot_config_cached(channel=conversation.channel) or await run_sync(bot_config_for_channel, channel=conversation.channel)
+    active = await _active_config(conversation)
     outcome, _usage_stored = await _answer(message=message, burst=burst, active=active, extracting=None)
     return outcome
 
@@ -112,12 +112,12 @@ async def _answer(
     """`service.burst_answer` for a claimed text; (outcome, whether the extraction's usage
     was stored with the reply)."""
     conversation = message.conversation
-    if not burst or burst[-1].pk != message.pk:
-        # A newer message's task answers the whole burst (or another run just did).
-        return ("superseded" if burst and burst[-1].pk > message.pk else "done"), False
-    if any(service.human_requested(m.text) for m in burst):
-        reply = service.Reply(text="", handoff_reason="The customer asked for a person.")
-        return await run_sync(service.burst_commit, conversation=conversation, burst=burst, active=active, reply=reply), False
+    not_ours = service.burst_not_ours(message=message, burst=burst)
+    if not_ours:
+        return not_ours, False
+    handoff = service.handoff_asked(burst)
+    if handoff is not None:
+        return await run_sync(service.burst_commit, conversation=conversation, burst=burst, active=active, reply=handoff), False
     try:
         openai_conversation = service.openai_conversation_current(conversation=conversation) or await run_sync(
             service.openai_conversation_for, conversation=conversation, burst=burst, active=active
@@ -146,6 +146,12 @@ async def _answer(
     if outcome == "sent":
         await message_delivered_async(message=sent)
     return outcome, bool(usage) and outcome == "sent"
+
+
+async def _active_config(conversation) -> ActiveConfig:
+    """`bot_config_for_channel`, read on a kept thread only when this process's copy is old."""
+    channel = conversation.channel
+    return bot_config_cached(channel=channel) or await run_sync(bot_config_for_channel, channel=channel)
 
 
 async def _extract(*, message: Message, active: ActiveConfig, fields: list[str]) -> dict:
