@@ -209,6 +209,10 @@ def main() -> None:
     from webhooks.services import webhook_receive
 
     channel = Channel.objects.create(name="Bench", provider=Provider.SANDBOX, phone_number_id="bench", app_secret="bench-secret-0123456789")
+    # The driver stands in for the web process (webhook_receive runs here): as whatsbot/wsgi.py.
+    from whatsbot import gctune
+
+    gctune.process_ready()
 
     log = open(ROOT / "var" / "bench-agent-worker.log", "w")
     workers = [

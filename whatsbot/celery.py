@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_shutdown
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "whatsbot.settings")
 
@@ -28,3 +28,14 @@ def _event_loop_drain(**kwargs) -> None:
     from conversations import eventloop
 
     eventloop.shutdown(settings.AGENT_LOOP_DRAIN_SECONDS)
+
+
+@worker_ready.connect
+@worker_process_init.connect
+def _garbage_collector_tune(**kwargs) -> None:
+    # The tasks' modules (the agent, the OpenAI SDK) are imported by now: see whatsbot.gctune.
+    import conversations.tasks  # noqa: F401
+
+    from whatsbot import gctune
+
+    gctune.process_ready()

@@ -125,3 +125,7 @@ application = WhatsbotWSGIHandler()
 import conversations.tasks  # noqa: E402,F401
 import webhooks.views  # noqa: E402,F401
 import whatsbot.urls  # noqa: E402,F401
+
+from whatsbot import gctune  # noqa: E402
+
+gctune.process_ready()  # in gunicorn's master with --preload: before the fork

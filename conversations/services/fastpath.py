@@ -42,6 +42,15 @@ def enabled() -> bool:
     return connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
 
 
+@lru_cache(maxsize=1)
+def _backend() -> object:
+    """A DatabaseWrapper that never connects, for what building statements and rows needs
+    of the backend (value adaptation, converters), from any thread or loop task. Not
+    `connections[...]` there: on the event loop each task would get a wrapper of its own,
+    a dozen objects in reference cycles per text for the garbage collector to find."""
+    return connections.create_connection(DEFAULT_DB_ALIAS)
+
+
 def _literal(value: str) -> str:
     # Only for the code's own constants (choices), never for data.
     assert "'" not in value and "\\" not in value
@@ -86,7 +95,7 @@ def _columns(model: type[Model], alias: str, without: tuple[str, ...] = ()) -> _
 
 
 def _instance(columns: _Columns, values: list):
-    db = connections[DEFAULT_DB_ALIAS]
+    db = _backend()
     for i, converter in columns.converters:
         values[i] = converter(values[i], None, db)
     return columns.model.from_db(DEFAULT_DB_ALIAS, columns.names, values)
@@ -300,7 +309,7 @@ class _CommitParams:
 def _reply_commit_params(
     *, conversation: Conversation, burst: list[Message], reply: Message, preview: str, usage: tuple[int, dict] | None = None
 ) -> _CommitParams:
-    db = connections[DEFAULT_DB_ALIAS]
+    db = _backend()
     now = reply.created_at
     last = burst[-1].pk
     values = [f.get_db_prep_save(getattr(reply, f.attname), db) for f in _reply_insert_sql()[1]]

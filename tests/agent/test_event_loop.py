@@ -2,6 +2,7 @@
 the same outcomes as the threads' path, through the async OpenAI client and async psycopg
 on the loop's own connections (so the tests commit: `transaction=True`)."""
 
+import gc
 import threading
 import time
 
@@ -301,3 +302,24 @@ def test_a_worker_through_redis_hands_the_text_to_its_loop(loop, fake_openai, ch
     assert sent_to_whatsapp(graph) == ["Buongiorno! Come posso aiutarti?"]
     assert Message.objects.get(direction="in").handled_at is not None
     assert len(fake_openai.reply_requests) == 1 and len(fake_openai.extraction_requests) == 1
+
+
+def test_a_text_on_the_loop_leaves_no_database_wrapper_behind(loop, fake_openai, graph):
+    # `connections[...]` on the loop gives each task a DatabaseWrapper of its own: a dozen
+    # objects in reference cycles per text, for the garbage collector to stop the loop over.
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    def wrappers() -> int:
+        return sum(isinstance(o, BaseDatabaseWrapper) for o in gc.get_objects())
+
+    conversation = ConversationFactory()
+    assert handle(MessageFactory(conversation=conversation, text="Ciao")) == "sent"  # warm: the loop's threads, clients
+    gc.collect()
+    gc.disable()  # garbage stays countable
+    try:
+        before = wrappers()
+        for text in ("Avete sconti?", "E per le spedizioni?", "Grazie"):
+            assert handle(MessageFactory(conversation=conversation, text=text)) == "sent"
+        assert wrappers() == before
+    finally:
+        gc.enable()
