@@ -1,7 +1,7 @@
 """Python's cyclic garbage collector, tuned for the long-running processes (worker, web).
 
-CPython collects its youngest generation every 700 allocations and, every hundred of those,
-traverses every tracked object of the process. A worker process holds about 140,000
+CPython collects its youngest generation every 700 (net) allocations of container objects
+and, about every hundred of those, traverses every tracked object of the process. A worker process holds about 140,000
 objects once Django, Celery and the OpenAI SDK are imported, plus what a few hundred texts
 in flight hold while they wait for the model: measured under `bench/agent_load.py`, each
 full collection stopped the whole process, and with it the event loop and every text in
@@ -17,7 +17,10 @@ bot's tail latency.
 - it raises the thresholds, so the young generation is collected after 10,000
   allocations instead of 700 (most of a text's objects are gone by then) and the older
   ones less often. Memory stays bounded: the thresholds count allocations, and a full
-  collection still runs once the survivors grow by a quarter.
+  collection still runs once the objects that survived grow by a quarter. (With no text
+  leaving garbage in reference cycles, a `gc.DEBUG_SAVEALL` check over 10 s of the bench
+  found none in the worker or the webhook, the collector has little to find anyway:
+  RSS under the bench was the same, 150 MiB per worker process.)
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ THRESHOLDS = (10_000, 20, 20)
 
 
 def process_ready() -> None:
-    """Freeze what the process has imported and apply THRESHOLDS (idempotent)."""
+    """Freeze what the process holds now and apply THRESHOLDS (safe to call again)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)
