@@ -1,7 +1,7 @@
 """Load on the AI agent: N customers talking at once through the real Celery worker.
 
-    .venv/bin/python bench/agent_load.py [--customers 200] [--seconds 30] [--delay 2.0]
-                                         [--workers 2] [--concurrency 256] [--db-pool 20] [--unbatched]
+    .venv/bin/python bench/agent_load.py [--customers 250] [--think 1.0] [--seconds 30] [--delay 2.0]
+                                         [--workers 2] [--concurrency 16] [--db-pool 20] [--unbatched]
 
 What runs, all on this machine:
 - a fake OpenAI (asyncio HTTP server, own process) that answers `/v1/responses` after a
@@ -10,9 +10,12 @@ What runs, all on this machine:
   `wb_agent_bench`, with the pool and concurrency given;
 - N customers in a closed loop: each sends a message through the real webhook service
   (signed Meta payload → `webhook_receive` → stored → `inbound_handle` queued), waits for
-  the bot's reply to be sent, and sends the next one. By default the messages due at the
-  same moment share one signed POST, as Meta batches deliveries under load (`--unbatched`:
-  one POST per message); the mode is printed.
+  the bot's reply to be sent, pauses to read and type (`--think`, exponential, mean 1 s;
+  250 customers then write about 80 messages a second, the target's rate), and sends the
+  next one. `--think 0` writes at once: the closed loop then gathers the customers into
+  waves (replies that land together bring the next messages together). By default the
+  messages due at the same moment share one signed POST, as Meta batches deliveries under
+  load (`--unbatched`: one POST per message); the mode is printed.
 
 REPLY_DEBOUNCE_SECONDS is 0 here: the quiet period would only add a constant wait. The
 channel is the sandbox one, so "sending" to WhatsApp costs nothing and the figures are the
@@ -161,7 +164,7 @@ def cpu_seconds(pid: int, children: bool = False) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--customers", type=int, default=250)
     parser.add_argument("--seconds", type=float, default=30.0, help="measured period, after a warm-up")
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--delay", type=float, default=2.0, help="the fake model's latency")
@@ -179,7 +182,7 @@ def main() -> None:
         help="one webhook POST per message (default: the messages due at the same moment share one POST, as Meta batches)",
     )  # fmt: skip
     parser.add_argument(
-        "--think", type=float, default=0.0,
+        "--think", type=float, default=1.0,
         help="mean seconds a customer takes to read the reply and write the next message (exponential; 0: at once)",
     )  # fmt: skip
     parser.add_argument("--senders", type=int, default=2, help="batched mode: threads posting webhooks at once")
