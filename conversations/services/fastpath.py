@@ -44,10 +44,11 @@ def enabled() -> bool:
 
 @lru_cache(maxsize=1)
 def _backend() -> object:
-    """A DatabaseWrapper that never connects, for what building statements and rows needs
-    of the backend (value adaptation, converters), from any thread or loop task. Not
-    `connections[...]` there: on the event loop each task would get a wrapper of its own,
-    a dozen objects in reference cycles per text for the garbage collector to find."""
+    """A DatabaseWrapper that never connects, for everything here that builds statements
+    and rows (quoting, value adaptation, converters), from any thread or loop task;
+    `connections[...]` only where a statement runs on Django's own connection. On the
+    event loop each task would get a wrapper of its own from `connections`: a dozen
+    objects in reference cycles per text for the garbage collector to find."""
     return connections.create_connection(DEFAULT_DB_ALIAS)
 
 
@@ -80,7 +81,7 @@ class _Columns:
 
 @lru_cache(maxsize=None)
 def _columns(model: type[Model], alias: str, without: tuple[str, ...] = ()) -> _Columns:
-    db = connections[DEFAULT_DB_ALIAS]
+    db = _backend()
     qn = db.ops.quote_name
     fields = [f for f in model._meta.concrete_fields if f.name not in without]
     converters = tuple(
@@ -106,7 +107,7 @@ def _instance(columns: _Columns, values: list):
 
 @lru_cache(maxsize=2)
 def _claim_load_sql(claim: bool = True) -> tuple[str, _Columns, _Columns, _Columns, _Columns]:
-    qn = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    qn = _backend().ops.quote_name
     message = _columns(Message, "m", _MESSAGE_DEFERRED)
     returning = _columns(Message, "claimed", _MESSAGE_DEFERRED)  # same columns, for RETURNING
     conversation, channel, profile = _columns(Conversation, "c"), _columns(Channel, "ch"), _columns(ClientProfile, "p")
@@ -201,7 +202,7 @@ def _claimed(row) -> Claimed | None:
 
 @lru_cache(maxsize=1)
 def _bump_sql() -> str:
-    qn = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    qn = _backend().ops.quote_name
     return (
         f"UPDATE {qn(Conversation._meta.db_table)} SET last_message_at = %s, last_message_preview = %s, "
         f"revision = revision + 1, changed_at = %s WHERE id = %s AND owner = {_literal(Owner.BOT)}"
@@ -210,7 +211,7 @@ def _bump_sql() -> str:
 
 @lru_cache(maxsize=1)
 def _reply_insert_sql() -> tuple[str, tuple]:
-    db = connections[DEFAULT_DB_ALIAS]
+    db = _backend()
     qn = db.ops.quote_name
     table = qn(Message._meta.db_table)
     fields = tuple(f for f in Message._meta.concrete_fields if not f.primary_key)
@@ -338,7 +339,7 @@ def _reply_outcome(reply: Message, bumped: int, row) -> str | None:
 
 @lru_cache(maxsize=1)
 def _mark_sent_sql() -> str:
-    qn = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    qn = _backend().ops.quote_name
     return f"""
 WITH sent AS (
     UPDATE {qn(Message._meta.db_table)}
@@ -374,7 +375,7 @@ _USAGE_FIELDS = ("ai_model", "input_tokens", "cached_tokens", "output_tokens", "
 
 @lru_cache(maxsize=1)
 def _usage_sql() -> str:
-    qn = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    qn = _backend().ops.quote_name
     return (
         f"UPDATE {qn(Message._meta.db_table)} SET ai_model = %s, input_tokens = %s, cached_tokens = %s, "
         "output_tokens = %s, cost_usd = %s WHERE id = %s"
