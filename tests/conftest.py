@@ -12,15 +12,14 @@ from webhooks.services import channel_cache_clear
 from .browser import browser, browser_context, eager_worker, session_login  # noqa: F401  (Playwright fixtures)
 from .factories import APP_SECRET, ChannelFactory
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-if not SHARED.exists():  # a checkout with shared/ beside the project root
-    SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# Third-party payloads and specs the tests replay, with their sources: fixtures/SOURCES.md.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
 def meta_examples() -> dict:
     """Meta's own webhook examples, keyed by Meta's example name; each is a POST body."""
-    data = json.loads((SHARED / "fixtures" / "whatsapp" / "meta-webhook-examples.json").read_text())
+    data = json.loads((FIXTURES / "meta" / "webhook-examples.json").read_text())
     return {name: example["value"] for name, example in data.items()}
 
 

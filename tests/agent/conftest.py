@@ -1,7 +1,7 @@
 """A fake OpenAI on loopback for the agent's tests, reached through the real SDK.
 
 Every body the client sends to `/responses` and `/conversations` is validated against
-OpenAI's own OpenAPI description (`shared/specs/openai-openapi.yaml`); a test fails at
+OpenAI's own OpenAPI description (the part of it in `tests/fixtures/openai/`); a test fails at
 teardown if any was invalid.
 """
 
@@ -16,7 +16,6 @@ from collections import deque
 from collections.abc import Callable
 
 import pytest
-import yaml
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -25,7 +24,7 @@ from werkzeug import Request, Response
 from conversations.models import Message, MessageStatus
 from conversations.services.outbound import message_deliver
 
-from ..conftest import SHARED
+from ..conftest import FIXTURES
 
 SPEC_URI = "urn:openai-openapi"
 ITEMS_PATH = re.compile(r"^/v1/conversations/(?P<id>[^/]+)/items$")
@@ -44,7 +43,7 @@ def _without_discriminators(node):
 
 @pytest.fixture(scope="session")
 def openai_spec_validators() -> dict[str, Draft202012Validator]:
-    spec = yaml.load((SHARED / "specs" / "openai-openapi.yaml").read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    spec = json.loads((FIXTURES / "openai" / "openapi-subset.json").read_text())
     spec = _without_discriminators(spec)
     registry = Registry().with_resource(SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT202012))
     items_body = spec["paths"]["/conversations/{conversation_id}/items"]["post"]["requestBody"]["content"]["application/json"]["schema"]
