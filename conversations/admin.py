@@ -10,22 +10,32 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import UserCreationForm
-from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.urls import reverse
-from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 
-from whatsbot.roles import ADMINS_GROUP, AGENTS_GROUP, is_admin, staff_member_create
-
-from .agent import admin as agent_admin  # noqa: F401  (registers BotConfig)
-from .selectors import profile_search_condition
+from conversations.roles import (
+    ADMINS_GROUP,
+    AGENTS_GROUP,
+    is_admin,
+    staff_member_create,
+)
+from profiles.admin import CappedCountPaginator
 from profiles.models import ClientProfile
+from profiles.selectors import profile_search_condition
 
-from .models import Channel, Conversation, ConversationNote, Message, QuickReply, StatusUpdate
+from . import botconfig_admin  # noqa: F401  (registers BotConfig)
+from .models import (
+    Channel,
+    Conversation,
+    ConversationNote,
+    Message,
+    QuickReply,
+    StatusUpdate,
+)
 
 # Only admins reach Django admin; agents work in the console.
 admin.site.has_permission = lambda request: is_admin(request.user)
@@ -34,17 +44,6 @@ admin.site.site_title = "whatsbot admin"
 admin.site.site_url = "/console/"
 
 SECRET_FIELDS = ("access_token", "app_secret", "verify_token")
-
-
-class CappedCountPaginator(Paginator):
-    """Counts at most CAP rows: `COUNT(*)` over millions of messages or webhook events costs
-    seconds on every list page, and nobody pages past the first thousands in admin."""
-
-    CAP = 10_000
-
-    @cached_property
-    def count(self) -> int:
-        return self.object_list[: self.CAP].count()
 
 
 class BigTableAdminMixin:

@@ -3,6 +3,7 @@ from django.db.models.signals import post_migrate
 
 
 def _sync_environment_channel(sender, **kwargs) -> None:
+    # Imported when called: apps.py is read before the models can be.
     from .services.channels import channel_sync_from_environment
 
     channel_sync_from_environment()
@@ -13,6 +14,6 @@ class ConversationsConfig(AppConfig):
     verbose_name = "Conversations"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers system checks)
+        from . import checks  # noqa: F401  (registers system checks; needs the apps loaded)
 
         post_migrate.connect(_sync_environment_channel, sender=self)

@@ -154,6 +154,19 @@ class MessageStatus(models.TextChoices):
 
 # Types that are the customer talking to us in words (what the agent answers).
 TEXT_TYPES = (MessageType.TEXT, MessageType.INTERACTIVE, MessageType.BUTTON)
+# Types that need no answer at all.
+SILENT_TYPES = (MessageType.REACTION, MessageType.SYSTEM)
+
+PREVIEW_LENGTH = 160
+
+
+def message_preview(*, type: str, text: str) -> str:
+    """The conversation list's one-line preview of a message."""
+    text = " ".join(text.split())
+    if type == MessageType.TEXT:
+        return text[:PREVIEW_LENGTH]
+    label = f"[{type}]"
+    return f"{label} {text}"[:PREVIEW_LENGTH] if text else label
 
 
 # Delivery statuses only move forward: a late `delivered` after `read` changes nothing.
@@ -250,6 +263,12 @@ class Message(models.Model):
     @property
     def is_failed(self) -> bool:
         return self.status == MessageStatus.FAILED
+
+
+# How long a claimed message is a worker's before another may take it over. The worker
+# keeps the leases of its work in flight from running out (`conversations.runtime`), so this
+# only bounds how long a killed worker's messages wait for the sweeper.
+LEASE = timezone.timedelta(seconds=60)
 
 
 def lease_free(now) -> models.Q:

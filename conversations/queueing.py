@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterable
 from uuid import uuid4
 
-from celery import Task, signals
+from celery import Task, current_app, signals
 from celery._state import get_current_worker_task
 from django.db import transaction
 from kombu.entity import maybe_delivery_mode
@@ -30,14 +30,34 @@ from kombu.utils.json import dumps as kombu_dumps
 
 logger = logging.getLogger(__name__)
 
+# The tasks, by name: code below the tasks module queues them without importing it (the
+# tasks call that code). `conversations.tasks` registers each under its name.
+INBOUND_HANDLE = "conversations.tasks.inbound_handle"
+AGENT_REPLY = "conversations.tasks.agent_reply"
+MESSAGE_DELIVER = "conversations.tasks.message_deliver"
+INBOUND_SWEEP = "conversations.tasks.inbound_sweep"
+OUTBOUND_SWEEP = "conversations.tasks.outbound_sweep"
+STATUS_SWEEP = "conversations.tasks.status_sweep"
+
+
+def _task(task: Task | str) -> Task:
+    if not isinstance(task, str):
+        return task
+    if task not in current_app.tasks:
+        # Celery's autodiscovery of the tasks modules, which a worker runs at start (a web
+        # process, at its first queueing).
+        current_app.loader.import_default_modules()
+    return current_app.tasks[task]
+
 # Redis commands buffered before a flush: a 1,000-message Meta batch goes in a few round trips.
 PUBLISH_BATCH_SIZE = 200
 
 
-def enqueue(task: Task, ids: Iterable[int], **options) -> int:
+def enqueue(task: Task | str, ids: Iterable[int], **options) -> int:
     ids = list(ids)
     if not ids:
         return 0
+    task = _task(task)
     publisher = None if options else _redis_publisher(task)
     try:
         if publisher is not None:
@@ -60,7 +80,7 @@ def _apply_async_batch(task: Task, ids: list[int], **options) -> int:
     return queued
 
 
-def enqueue_on_commit(task: Task, ids: Iterable[int], **options) -> None:
+def enqueue_on_commit(task: Task | str, ids: Iterable[int], **options) -> None:
     ids = list(ids)
     if ids:
         transaction.on_commit(lambda: enqueue(task, ids, **options))

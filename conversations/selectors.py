@@ -8,20 +8,27 @@ and the two polls are a single indexed query each.
 from __future__ import annotations
 
 import base64
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.db import connection
-from django.db.models import BooleanField, F, Q, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from profiles.models import STANDARD_FIELDS, ClientProfile
+from profiles.selectors import profile_search_condition
 
-from .models import BotConfig, Conversation, ConversationNote, ConversationStatus, Message, MessageType, Owner, QuickReply
+from .models import (
+    BotConfig,
+    Conversation,
+    ConversationNote,
+    ConversationStatus,
+    Message,
+    MessageType,
+    Owner,
+    QuickReply,
+)
 
 PAGE_SIZE = 50
 THREAD_PAGE_SIZE = 40
@@ -79,27 +86,9 @@ def _after_cursor(queryset: QuerySet, cursor: str) -> QuerySet:
     return queryset.filter(last_message_at__lte=at).filter(Q(last_message_at__lt=at) | Q(pk__lt=pk))
 
 
-# One text per profile holding every searchable field, so a search is one trigram index scan
-# (`profile_search_trgm_idx`, migration profiles/0004, built on exactly this expression).
-PROFILE_SEARCH_SQL = (
-    "UPPER(first_name || ' ' || last_name || ' ' || profile_name || ' ' || company || ' ' || email || ' ' || wa_id)"
-)
 # A message-text search looks at the conversations of at most this many matching messages,
 # newest first: a common word must not turn into a million-row IN list.
 MESSAGE_SEARCH_LIMIT = 2000
-
-
-def profile_search_condition(query: str) -> Q:
-    """A condition on ClientProfile: the query inside any of its searchable fields."""
-    terms = [query]
-    digits = re.sub(r"[\s+\-().]", "", query)
-    if digits.isdigit() and len(digits) >= 3 and digits != query:
-        terms.append(digits)  # "+39 333 123 4567" finds wa_id 393331234567
-    condition = Q()
-    for term in terms:
-        pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        condition |= Q(RawSQL(f"{PROFILE_SEARCH_SQL} LIKE UPPER(%s) ESCAPE '\\'", [pattern], output_field=BooleanField()))
-    return condition
 
 
 def _search_condition(query: str) -> Q:
@@ -107,7 +96,7 @@ def _search_condition(query: str) -> Q:
 
     On PostgreSQL both halves are trigram GIN index scans: the profile fields through one
     expression index, message text through `msg_text_trgm_idx` on `UPPER(text)` (the
-    expression Django's `icontains` produces). On SQLite they are plain scans.
+    expression Django's `icontains` produces).
     """
     profile_match = profile_search_condition(query)
     # The matching ids are gathered first (a UNION of two index scans) and the list is built
@@ -117,8 +106,6 @@ def _search_condition(query: str) -> Q:
         return Q(profile__in=profiles)
     recent_messages = Message.objects.filter(text__icontains=query).order_by("-pk").values("conversation_id")
     recent_messages = recent_messages[:MESSAGE_SEARCH_LIMIT]
-    if not connection.features.supports_slicing_ordering_in_compound:  # SQLite: small data, plain OR
-        return Q(profile__in=profiles) | Q(pk__in=recent_messages)
     return Q(pk__in=Conversation.objects.filter(profile__in=profiles).values("pk").union(recent_messages))
 
 

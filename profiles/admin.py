@@ -3,20 +3,31 @@ validated, recorded in the audit trail and marked as a staff value the AI will n
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from conversations.admin import CappedCountPaginator
-from conversations.selectors import profile_search_condition
-
 from .models import STANDARD_FIELDS, ClientProfile, FieldSource, ProfileFieldChange
+from .selectors import profile_search_condition
 from .services import FieldValueError, field_value_clean, profile_field_set
 
 # Fields an admin may edit here; the order numbers are appended to, never replaced.
 EDITABLE_FIELDS = ("first_name", "last_name", "company", "email")
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most CAP rows: `COUNT(*)` over millions of messages or webhook events costs
+    seconds on every list page, and nobody pages past the first thousands in admin."""
+
+    CAP = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list[: self.CAP].count()
 
 
 class ProfileFieldChangeInline(admin.TabularInline):

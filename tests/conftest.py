@@ -6,8 +6,8 @@ import pytest
 from django.test import Client
 
 from conversations.services.botconfig import bot_config_cache_clear
-from webhooks.meta import sign
-from webhooks.services import channel_cache_clear
+from integrations.meta.signature import sign
+from conversations.services.channels import channel_cache_clear
 
 from .browser import browser, browser_context, eager_worker, session_login  # noqa: F401  (Playwright fixtures)
 from .factories import APP_SECRET, ChannelFactory

@@ -16,14 +16,14 @@ from .services import webhook_receive
 def whatsapp(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return _verify_subscription(request)
-    status, text = webhook_answer(body=request.body, signature=request.headers.get("X-Hub-Signature-256", ""))
+    status, text = webhook_answer(body=request.body, headers=request.headers)
     return HttpResponse(text, status=status)
 
 
-def webhook_answer(*, body: bytes, signature: str) -> tuple[int, str]:
-    """Receive a delivery; the status and text to answer Meta with (also used by the
-    WSGI entry point's short route, see `whatsbot/wsgi.py`)."""
-    receipt = webhook_receive(body=body, signature=signature)
+def webhook_answer(*, body: bytes, headers) -> tuple[int, str]:
+    """Receive a delivery; the status and text to answer the provider with (also the WSGI
+    short route's: `webhooks.wsgi`)."""
+    receipt = webhook_receive(body=body, headers=headers)
     if receipt.status == 403:
         return 403, "invalid signature"
     if receipt.status == 400:

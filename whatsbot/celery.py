@@ -19,23 +19,26 @@ app.conf.beat_schedule = {
 }
 
 
+# The handlers below import the apps when called: this module is imported before Django's
+# apps are loaded (whatsbot/__init__.py).
+
+
 @worker_shutdown.connect
-def _event_loop_drain(**kwargs) -> None:
-    # The texts handed to the process's event loop are not Celery tasks any more: a warm
-    # shutdown waits for them too (what is left stays claimed, for the sweeper).
+def _runtime_drain(**kwargs) -> None:
+    # The turns handed to the process's event loop are not Celery tasks any more: a warm
+    # shutdown waits for them too (what is left stays leased, for the sweeper).
     from django.conf import settings
 
-    from conversations import eventloop
+    from conversations import runtime
 
-    eventloop.shutdown(settings.AGENT_LOOP_DRAIN_SECONDS)
+    runtime.shutdown(settings.WORKER_DRAIN_SECONDS)
 
 
 @worker_ready.connect
 @worker_process_init.connect
-def _garbage_collector_tune(**kwargs) -> None:
-    # The tasks' modules (the agent, the OpenAI SDK) are imported by now: see whatsbot.gctune.
-    import conversations.tasks  # noqa: F401
-
+def _worker_process_ready(**kwargs) -> None:
+    import conversations.tasks  # noqa: F401  (the agent and the OpenAI SDK imported now, before the freeze)
     from whatsbot import gctune
 
+    gctune.files_limit_raise()
     gctune.process_ready()

@@ -98,27 +98,29 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------------------
-# No DATABASE_URL: SQLite under var/, so `make run` works on a bare machine.
+# PostgreSQL, the one database. Empty DATABASE_URL: the private server `make run` starts under var/.
 VAR_DIR.mkdir(exist_ok=True)
-DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'whatsbot.sqlite3'}"
+DATABASE_URL = env_str("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/whatsbot"
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets the web process read while the worker writes; the timeout rides out short locks.
-    DATABASES["default"]["OPTIONS"] = {
-        "timeout": 20,
-        "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-    }
-else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    # A worker with hundreds of threads (each mostly waiting on OpenAI) shares a few
-    # connections instead of holding one per thread. Django wants CONN_MAX_AGE 0 with a pool.
-    DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=0)
-    if DATABASE_POOL_MAX_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 2, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": 30}}
-        DATABASES["default"]["CONN_MAX_AGE"] = 0
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://user:password@host:5432/dbname).")
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["OPTIONS"] = {
+    # Every connection, Django's and the worker loop's (`conversations.database`), is set up
+    # here once: UTC (so Django need not SET it per connection), and the hot statements of
+    # `conversations.sql` prepared only when they ask (`prepare=True`), with generic plans
+    # (their plans do not depend on the values; planning them costs more than running them).
+    "options": "-c TimeZone=UTC -c plan_cache_mode=force_generic_plan",
+    "prepare_threshold": 1 << 30,
+}
+# A worker's threads (or a web process's) share a few connections instead of holding one
+# each. Django wants CONN_MAX_AGE 0 with a pool.
+DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=0)
+if DATABASE_POOL_MAX_SIZE:
+    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 2, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": 30}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, Celery ---------------------------------------------------------------
@@ -269,34 +271,31 @@ OPENAI_EXTRACTION_MODEL = env_str("OPENAI_EXTRACTION_MODEL")
 # One call waits at most this long (read); connecting at most OPENAI_CONNECT_TIMEOUT_SECONDS.
 OPENAI_TIMEOUT_SECONDS = env.float("OPENAI_TIMEOUT_SECONDS", default=30.0)
 OPENAI_CONNECT_TIMEOUT_SECONDS = env.float("OPENAI_CONNECT_TIMEOUT_SECONDS", default=5.0)
-# Tries per call on timeouts, 429 and 5xx (the SDK's own retries are off), with exponential backoff.
+# Tries per call (the SDK's own retries: timeouts, 408, 409, 429, 5xx, with its backoff).
 OPENAI_MAX_ATTEMPTS = env.int("OPENAI_MAX_ATTEMPTS", default=3)
-OPENAI_RETRY_BASE_SECONDS = env.float("OPENAI_RETRY_BASE_SECONDS", default=1.0)
-OPENAI_RETRY_MAX_SECONDS = env.float("OPENAI_RETRY_MAX_SECONDS", default=8.0)
 # Quiet period after the customer's last message before the agent answers the burst.
 REPLY_DEBOUNCE_SECONDS = env.float("REPLY_DEBOUNCE_SECONDS", default=3.0)
 # Idle hours after which the next message starts a new OpenAI conversation seeded with a summary.
 CONVERSATION_ROTATE_HOURS = env.float("CONVERSATION_ROTATE_HOURS", default=48.0)
 # Messages listed by the /history command.
 AGENT_HISTORY_MESSAGES = env.int("AGENT_HISTORY_MESSAGES", default=10)
-# The worker's event loop for customer texts (PostgreSQL with OpenAI configured; see
-# conversations/eventloop.py): texts in flight per worker process at most, kept threads for
-# what has no async client (the ORM's rare cases, the Graph API), the loop's own connections.
-AGENT_LOOP = env.bool("AGENT_LOOP", default=True)
-AGENT_LOOP_MAX_IN_FLIGHT = env.int("AGENT_LOOP_MAX_IN_FLIGHT", default=1024)
-AGENT_LOOP_SYNC_THREADS = env.int("AGENT_LOOP_SYNC_THREADS", default=32)
-AGENT_LOOP_DB_CONNECTIONS = env.int("AGENT_LOOP_DB_CONNECTIONS", default=8)
-# At a warm shutdown the worker waits this long for the texts in its loop.
-# (Below the usual platform grace period of 30 s between SIGTERM and SIGKILL.)
-AGENT_LOOP_DRAIN_SECONDS = env.float("AGENT_LOOP_DRAIN_SECONDS", default=25.0)
-if min(AGENT_LOOP_MAX_IN_FLIGHT, AGENT_LOOP_SYNC_THREADS, AGENT_LOOP_DB_CONNECTIONS) < 1 or AGENT_LOOP_DRAIN_SECONDS < 0:
+# The worker's event loop (conversations/runtime.py): turns in flight per worker process at
+# most, kept threads for what has no async form (the ORM, a Redis publish), the loop's own
+# PostgreSQL connections, and how long a warm shutdown waits for the turns in flight.
+WORKER_MAX_IN_FLIGHT = env.int("WORKER_MAX_IN_FLIGHT", default=2000)
+WORKER_SYNC_THREADS = env.int("WORKER_SYNC_THREADS", default=16)
+WORKER_DB_CONNECTIONS = env.int("WORKER_DB_CONNECTIONS", default=8)
+WORKER_DRAIN_SECONDS = env.float("WORKER_DRAIN_SECONDS", default=25.0)
+if min(WORKER_MAX_IN_FLIGHT, WORKER_SYNC_THREADS, WORKER_DB_CONNECTIONS) < 1 or WORKER_DRAIN_SECONDS < 0:
     raise ImproperlyConfigured(
-        "AGENT_LOOP_MAX_IN_FLIGHT, AGENT_LOOP_SYNC_THREADS and AGENT_LOOP_DB_CONNECTIONS must be >= 1, "
-        "AGENT_LOOP_DRAIN_SECONDS >= 0."
+        "WORKER_MAX_IN_FLIGHT, WORKER_SYNC_THREADS and WORKER_DB_CONNECTIONS must be >= 1, WORKER_DRAIN_SECONDS >= 0."
     )
-if OPENAI_MAX_ATTEMPTS < 1 or REPLY_DEBOUNCE_SECONDS < 0 or CONVERSATION_ROTATE_HOURS <= 0:
+# Tries of a customer message's turn (each claim counts one) before the sweeper stops
+# re-queueing it and hands the conversation to a person instead.
+TURN_MAX_ATTEMPTS = env.int("TURN_MAX_ATTEMPTS", default=5)
+if OPENAI_MAX_ATTEMPTS < 1 or REPLY_DEBOUNCE_SECONDS < 0 or CONVERSATION_ROTATE_HOURS <= 0 or TURN_MAX_ATTEMPTS < 1:
     raise ImproperlyConfigured(
-        "OPENAI_MAX_ATTEMPTS must be >= 1, REPLY_DEBOUNCE_SECONDS >= 0 and CONVERSATION_ROTATE_HOURS > 0."
+        "OPENAI_MAX_ATTEMPTS and TURN_MAX_ATTEMPTS must be >= 1, REPLY_DEBOUNCE_SECONDS >= 0 and CONVERSATION_ROTATE_HOURS > 0."
     )
 
 # --- Logging: never print secrets; tokens are redacted by a filter on every handler -------
@@ -304,13 +303,13 @@ LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "whatsbot.logging.RedactSecretsFilter"}},
+    "filters": {"redact": {"()": "integrations.redaction.RedactSecretsFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"},
         # One INFO line per HTTP request to OpenAI/Meta is noise (and costs CPU at volume).
-        # (The OpenAI SDK's HTTP client logs as httpx2/httpcore2.)
-        **{name: {"level": "WARNING"} for name in ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3")},
+        # (The OpenAI SDK's HTTP client logs as httpx2/httpcore2; aiohttp as aiohttp.*.)
+        **{name: {"level": "WARNING"} for name in ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "aiohttp.access")},
     },
 }

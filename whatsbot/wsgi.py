@@ -1,131 +1,21 @@
-"""WSGI entry point.
+"""WSGI entry point: Django's handler, with the webhook's short route (`webhooks.wsgi`)."""
 
-Meta's webhook deliveries (`POST /webhooks/whatsapp/`) are answered here, without Django's
-request/response objects, middleware chain or view decorators: the delivery verifies its
-own signature and needs none of sessions, authentication, messages, CSRF, locale, HTMX or
-django-axes, and at hundreds of deliveries per second per core Django's per-request
-machinery cost about a fifth of the webhook's CPU. Everything else, including the
-webhook's GET handshake, goes through Django as usual.
-
-The short route keeps what matters from the full one:
-- the `request_started`/`request_finished` signals (database connections are closed or
-  kept as `CONN_MAX_AGE` says), `request_finished` when the server closes the response;
-- the ALLOWED_HOSTS check, the HTTPS redirect, the upload size limit and requests without
-  a Content-Length: any request that would not pass them takes the full chain, which
-  answers it (400 or 301) exactly as before;
-- the same answers as the view (`webhooks.views.webhook_answer`), a Content-Length, and
-  no caching;
-- an exception becomes a logged 500 (`django.request`, with `got_request_exception`).
-"""
-
-import logging
 import os
-from http import HTTPStatus
 
-from django.conf import settings
-from django.core import signals
-from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
-from django.http.request import split_domain_port, validate_host
-from django.urls import reverse
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "whatsbot.settings")
 
-request_logger = logging.getLogger("django.request")
-
-_DEBUG_HOSTS = [".localhost", "127.0.0.1", "[::1]"]  # Django's defaults when DEBUG and no ALLOWED_HOSTS
-
-
-class WhatsbotWSGIHandler(WSGIHandler):
-    _webhook_path: str | None = None
-
-    def __call__(self, environ, start_response):
-        if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO") == self._path() and _short_route_fits(environ):
-            return self._webhook(environ, start_response)
-        return super().__call__(environ, start_response)
-
-    def _path(self) -> str:
-        if WhatsbotWSGIHandler._webhook_path is None:
-            WhatsbotWSGIHandler._webhook_path = reverse("webhooks:whatsapp")
-        return WhatsbotWSGIHandler._webhook_path
-
-    def _webhook(self, environ, start_response):
-        from webhooks.views import webhook_answer
-
-        signals.request_started.send(sender=self.__class__, environ=environ)
-        try:
-            body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
-            status, text = webhook_answer(body=body, signature=environ.get("HTTP_X_HUB_SIGNATURE_256", ""))
-        except Exception:
-            signals.got_request_exception.send(sender=self.__class__, request=None)
-            request_logger.error("Internal Server Error: %s", environ["PATH_INFO"], exc_info=True, extra={"status_code": 500})
-            status, text = 500, "internal error"
-        else:
-            if status >= 400:
-                level = request_logger.error if status >= 500 else request_logger.warning
-                level("%s: %s", HTTPStatus(status).phrase, environ["PATH_INFO"], extra={"status_code": status})
-        content = text.encode()
-        start_response(
-            f"{status} {HTTPStatus(status).phrase}",
-            [
-                ("Content-Type", "text/plain; charset=utf-8"),
-                ("Content-Length", str(len(content))),
-                ("Cache-Control", "max-age=0, no-cache, no-store, must-revalidate, private"),
-            ],
-        )
-        return _Answer(content, self.__class__)
-
-
-class _Answer:
-    """The response body; closing it (the server does, once sent) ends the request."""
-
-    def __init__(self, content: bytes, sender) -> None:
-        self.content, self.sender = content, sender
-
-    def __iter__(self):
-        yield self.content
-
-    def close(self) -> None:
-        signals.request_finished.send(sender=self.sender)
-
-
-def _short_route_fits(environ) -> bool:
-    """Whether Django's full chain would let the request through to the view unchanged."""
-    if settings.SECURE_SSL_REDIRECT and not _secure(environ):
-        return False  # SecurityMiddleware redirects it
-    length = environ.get("CONTENT_LENGTH")
-    if not length or not length.isdigit():
-        return False
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    if limit is not None and int(length) > limit:
-        return False  # Django answers 400 (RequestDataTooBig)
-    host = environ.get("HTTP_HOST")
-    if not host or settings.USE_X_FORWARDED_HOST:
-        return False
-    domain, _port = split_domain_port(host)
-    allowed = settings.ALLOWED_HOSTS or (_DEBUG_HOSTS if settings.DEBUG else [])
-    return bool(domain) and validate_host(domain, allowed)  # else DisallowedHost: 400
-
-
-def _secure(environ) -> bool:
-    # As HttpRequest.is_secure(): the proxy's header when one is configured, else the scheme.
-    if settings.SECURE_PROXY_SSL_HEADER:
-        header, secure_value = settings.SECURE_PROXY_SSL_HEADER
-        value = environ.get(header)
-        if value is not None:
-            return value.split(",", 1)[0].strip() == secure_value
-    return environ.get("wsgi.url_scheme") == "https"
-
-
 get_wsgi_application()  # django.setup()
+
+from webhooks.wsgi import WhatsbotWSGIHandler  # noqa: E402  (needs the apps loaded by the line above)
+
 application = WhatsbotWSGIHandler()
 
 # Import the URLconf and the tasks (with them the agent and the OpenAI SDK, over a second of
 # CPU) now: in gunicorn's master with --preload, not in each worker's first request.
 import conversations.tasks  # noqa: E402,F401
-import webhooks.views  # noqa: E402,F401
 import whatsbot.urls  # noqa: E402,F401
-
 from whatsbot import gctune  # noqa: E402
 
 gctune.process_ready()  # in gunicorn's master with --preload: before the fork

@@ -6,14 +6,8 @@ A command is answered at once, without the debounce and without the model. An un
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.db.models import F
-from django.utils import timezone
+from datetime import datetime
 
-from profiles.models import ClientProfile
-from profiles.services import profile_known_fields
-
-from ..models import Author, Conversation, Message
 from .prompts import field_label
 
 COMMANDS = {
@@ -66,38 +60,31 @@ TEXTS = {
 }
 
 
-def command_answer(*, conversation: Conversation, command: str, alias: str, fields: list[str], extra_fields: list[dict], before_id: int) -> str:
-    """The text that answers the command; /reset also forgets the OpenAI conversation."""
-    profile: ClientProfile = conversation.profile
-    lang = profile.language if profile.language in TEXTS else ("en" if alias in ENGLISH_ALIASES else "it")
-    t = TEXTS[lang]
-    if command == "reset":
-        # The next message creates a new OpenAI conversation; the history stays in the database.
-        Conversation.objects.filter(pk=conversation.pk).update(
-            openai_conversation_id="", openai_conversation_started_at=None, summary="",
-            revision=F("revision") + 1, changed_at=timezone.now(),
-        )  # fmt: skip
-        conversation.openai_conversation_id = ""
-        conversation.summary = ""
-        return t["reset"]
-    if command == "history":
-        messages = list(
-            Message.objects.filter(conversation=conversation, pk__lt=before_id)
-            .exclude(text="")
-            .order_by("-id")
-            .values("author", "text", "created_at")[: settings.AGENT_HISTORY_MESSAGES]
-        )
-        if not messages:
-            return t["history_empty"]
-        lines = [t["history_head"]]
-        for m in reversed(messages):
-            who = t["you"] if m["author"] == Author.CUSTOMER else t["us"]
-            at = timezone.localtime(m["created_at"]).strftime("%d/%m %H:%M")
-            lines.append(f"[{at}] {who}: {m['text'][:300]}")
-        return "\n".join(lines)
-    known = profile_known_fields(profile=profile, fields=fields)
-    if "order_number" in known:
-        known["order_number"] = ", ".join(profile.order_numbers)
-    lines = [f"- {t['phone']}: +{profile.wa_id}"]
-    lines += [f"- {field_label(key=k, extra_fields=extra_fields, language=lang)}: {v}" for k, v in known.items()]
+def command_language(*, profile_language: str, alias: str) -> str:
+    """The language to answer a command in: the customer's, else the alias's."""
+    if profile_language in TEXTS:
+        return profile_language
+    return "en" if alias in ENGLISH_ALIASES else "it"
+
+
+def reset_text(language: str) -> str:
+    return TEXTS[language]["reset"]
+
+
+def history_text(language: str, rows: list[tuple[bool, datetime, str]]) -> str:
+    """The /history answer: `rows` are (from the customer, local time, text), oldest first."""
+    t = TEXTS[language]
+    if not rows:
+        return t["history_empty"]
+    lines = [t["history_head"]]
+    for from_customer, at, text in rows:
+        lines.append(f"[{at:%d/%m %H:%M}] {t['you'] if from_customer else t['us']}: {text[:300]}")
+    return "\n".join(lines)
+
+
+def info_text(language: str, *, phone: str, known: dict[str, str], extra_fields: list[dict]) -> str:
+    """The /info answer: what the profile holds, field by field."""
+    t = TEXTS[language]
+    lines = [f"- {t['phone']}: +{phone}"]
+    lines += [f"- {field_label(key=k, extra_fields=extra_fields, language=language)}: {v}" for k, v in known.items()]
     return "\n".join([t["info_head"] if known else t["info_empty"], *lines])

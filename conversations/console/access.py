@@ -8,7 +8,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django_htmx.http import HttpResponseClientRedirect
 
-from whatsbot.roles import is_agent
+from conversations.roles import is_agent
 
 
 def staff_required(view):

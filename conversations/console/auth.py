@@ -10,10 +10,10 @@ from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from conversations.roles import is_agent
 from profiles.models import StaffPreference
 
 from ..services.console import staff_language_set
-from whatsbot.roles import is_agent
 from .forms import ConsoleLoginForm, LanguageForm
 
 

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
-from whatsbot.roles import is_agent
+from conversations.roles import is_agent
 
 from ..selectors import ListFilter
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import auth, simulator, views
+from . import auth, views
 
 app_name = "console"
 
@@ -22,9 +22,4 @@ urlpatterns = [
     path("c/<int:pk>/assign/", views.assign, name="assign"),
     path("c/<int:pk>/notes/", views.note_add, name="note_add"),
     path("c/<int:pk>/profile/<slug:key>/", views.profile_field, name="profile_field"),
-    path("simulator/", simulator.simulator, name="simulator"),
-    path("simulator/customer/", simulator.simulator_customer, name="simulator_customer"),
-    path("simulator/send/", simulator.simulator_send, name="simulator_send"),
-    path("simulator/poll/", simulator.simulator_poll, name="simulator_poll"),
-    path("simulator/ack/", simulator.simulator_acknowledge, name="simulator_acknowledge"),
 ]

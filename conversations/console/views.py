@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from conversations.roles import is_admin
 from profiles.models import FieldSource
 from profiles.services import FieldValueError, profile_field_set
 
@@ -31,8 +32,6 @@ from .. import selectors
 from ..models import Conversation, ConversationStatus
 from ..services import console as actions
 from ..templatetags import console_tags
-from whatsbot.roles import is_admin
-
 from .access import staff_required
 from .forms import ListForm, NoteForm, ReplyForm
 from .links import pk_url, thread_urls

@@ -16,7 +16,11 @@ from django.db.models import F, Q
 
 from profiles.models import STANDARD_FIELDS
 
-from ..agent.prompts import DEFAULT_HANDOFF_MESSAGE, DEFAULT_HOLDING_MESSAGE, DEFAULT_INSTRUCTIONS
+from ..agent.prompts import (
+    DEFAULT_HANDOFF_MESSAGE,
+    DEFAULT_HOLDING_MESSAGE,
+    DEFAULT_INSTRUCTIONS,
+)
 from ..models import BotConfig, BotConfigVersion, Channel
 
 # The fields a snapshot holds (and a restore puts back).

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import secrets
+import threading
+import time
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -10,6 +13,44 @@ from django.db import DatabaseError, transaction
 from ..models import Channel, Provider
 
 logger = logging.getLogger(__name__)
+
+# The simulator's number.
+SANDBOX_PHONE_ID = "sandbox"
+SANDBOX_DISPLAY_NUMBER = "+00 000 0000"
+# Channels change rarely (admin edits) and are read on every webhook POST: kept in memory briefly.
+CHANNEL_CACHE_SECONDS = 10.0
+_channel_cache: tuple[float, dict[str, Channel]] = (0.0, {})
+_environment_synced = False
+_channel_cache_lock = threading.Lock()
+
+
+def channels_active() -> dict[str, Channel]:
+    """The active channels by phone number id, as this process read them less than
+    CHANNEL_CACHE_SECONDS ago (the environment's channel synced on the first read)."""
+    global _channel_cache, _environment_synced
+    loaded_at, channels = _channel_cache
+    if time.monotonic() - loaded_at > CHANNEL_CACHE_SECONDS:
+        # One thread of the process reloads; the others keep using what they have meanwhile
+        # (on the very first load there is nothing yet: they wait for it).
+        if not _channel_cache_lock.acquire(blocking=loaded_at == 0.0):
+            return channels
+        try:
+            loaded_at, channels = _channel_cache
+            if time.monotonic() - loaded_at > CHANNEL_CACHE_SECONDS:
+                if not _environment_synced:
+                    channel_sync_from_environment()
+                    _environment_synced = True
+                channels = {c.phone_number_id: c for c in Channel.objects.filter(is_active=True)}
+                _channel_cache = (time.monotonic(), channels)
+        finally:
+            _channel_cache_lock.release()
+    return channels
+
+
+def channel_cache_clear() -> None:
+    global _channel_cache, _environment_synced
+    _channel_cache = (0.0, {})
+    _environment_synced = False
 
 
 def channel_sync_from_environment() -> Channel | None:
@@ -47,8 +88,23 @@ def channel_sync_from_environment() -> Channel | None:
     return channel
 
 
-def channel_for_phone_number_id(phone_number_id: str) -> Channel | None:
-    return Channel.objects.filter(phone_number_id=phone_number_id, is_active=True).first()
+def sandbox_channel_ensure() -> tuple[Channel, bool]:
+    """The simulator's channel, with its own random app secret: its deliveries are signed and
+    verified exactly like Meta's. Created by `manage.py bootstrap` (and by the simulator, if missing)."""
+    channel, created = Channel.objects.get_or_create(
+        phone_number_id=SANDBOX_PHONE_ID,
+        defaults={
+            "name": "Simulator", "provider": Provider.SANDBOX, "display_phone_number": SANDBOX_DISPLAY_NUMBER,
+            "app_secret": secrets.token_urlsafe(32),
+        },
+    )  # fmt: skip
+    if not channel.app_secret:  # erased in admin: the simulator could not sign
+        channel.app_secret = secrets.token_urlsafe(32)
+        channel.save(update_fields=["app_secret", "updated_at"])
+        created = True
+    if created:
+        channel_cache_clear()  # the webhook keeps active channels in memory for a few seconds
+    return channel, created
 
 
 def channels_verify_tokens() -> list[str]:

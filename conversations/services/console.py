@@ -15,8 +15,16 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from ..models import Author, Conversation, ConversationNote, ConversationStatus, Message, Owner, SERVICE_WINDOW
-from .outbound import message_send_text
+from ..models import (
+    SERVICE_WINDOW,
+    Author,
+    Conversation,
+    ConversationNote,
+    ConversationStatus,
+    Message,
+    Owner,
+)
+from .outbound import message_send
 
 NOTE_MAX_LENGTH = 4000
 # WhatsApp's limit for a text message body.
@@ -139,7 +147,7 @@ def conversation_reply(*, conversation_id: int, user, text: str) -> Message:
         if not taken.won:
             raise TakenByOther(taken.holder)
         conversation.refresh_from_db()
-        return message_send_text(conversation=conversation, text=text, author=Author.STAFF, user=user)
+        return message_send(conversation=conversation, text=text, author=Author.STAFF, user=user)
 
 
 def staff_language_set(*, user, language: str) -> str:

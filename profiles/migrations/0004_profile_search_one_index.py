@@ -4,7 +4,7 @@ With an index per column, PostgreSQL has to OR five bitmap scans and, on real da
 prefers a sequential scan of every profile (~250 ms at 100,000 profiles). One expression
 index over the concatenated fields is one bitmap scan, and it also finds a full name typed
 across first and last name ("giulia russo"). The expression must stay identical to
-`conversations.selectors.PROFILE_SEARCH_SQL`.
+`profiles.selectors.PROFILE_SEARCH_SQL`.
 """
 
 from django.db import migrations

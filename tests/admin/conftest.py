@@ -2,7 +2,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from tests.factories import UserFactory
-from whatsbot.roles import ADMINS_GROUP, AGENTS_GROUP, role_groups_ensure
+from conversations.roles import ADMINS_GROUP, AGENTS_GROUP, role_groups_ensure
 
 
 @pytest.fixture

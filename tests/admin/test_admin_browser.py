@@ -9,7 +9,7 @@ from profiles.services import profile_field_set
 from tests.browser import BROWSER_TEST, screenshot
 from tests.factories import ConversationFactory, MessageFactory, UserFactory
 from webhooks.models import WebhookEvent
-from whatsbot.roles import ADMINS_GROUP, role_groups_ensure
+from conversations.roles import ADMINS_GROUP, role_groups_ensure
 
 pytestmark = BROWSER_TEST
 

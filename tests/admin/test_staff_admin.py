@@ -1,7 +1,7 @@
 import pytest
 from django.contrib.auth import get_user_model
 
-from whatsbot.roles import is_admin, is_agent
+from conversations.roles import is_admin, is_agent
 
 pytestmark = pytest.mark.django_db
 

@@ -22,7 +22,7 @@ from referencing.jsonschema import DRAFT202012
 from werkzeug import Request, Response
 
 from conversations.models import Message, MessageStatus
-from conversations.services.outbound import message_deliver
+from conversations import delivery, runtime
 
 from ..conftest import FIXTURES
 
@@ -215,7 +215,6 @@ class FakeOpenAI:
 def fake_openai(httpserver, settings, openai_spec_validators):
     settings.OPENAI_BASE_URL = httpserver.url_for("/v1")
     settings.OPENAI_API_KEY = "sk-test-fake-key-0123456789"
-    settings.OPENAI_RETRY_BASE_SECONDS = 0
     settings.OPENAI_MAX_ATTEMPTS = 3
     fake = FakeOpenAI(httpserver, openai_spec_validators)
     httpserver.expect_request("/v1/responses", method="POST").respond_with_handler(fake.handle_responses)
@@ -255,7 +254,7 @@ def sent_to_whatsapp(graph_api) -> list[str]:
 
 def deliver_pending() -> None:
     for pk in Message.objects.filter(direction="out", status=MessageStatus.PENDING).values_list("pk", flat=True):
-        message_deliver(message_id=pk)
+        runtime.run(delivery.message_deliver, pk)
 
 
 def customer_writes_while_the_model_thinks(fake_openai, conversation, text: str) -> list:

@@ -4,7 +4,7 @@ from django.utils import timezone
 
 from conversations.models import Author, Direction, MessageStatus
 from tests.factories import ConversationFactory, MessageFactory, UserFactory
-from whatsbot.roles import ADMINS_GROUP, staff_member_create
+from conversations.roles import ADMINS_GROUP, staff_member_create
 
 PASSWORD = "correct-horse-battery"
 

@@ -9,9 +9,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from conversations.console.simulator import sandbox_channel_ensure
-from conversations.services.channels import channel_sync_from_environment
-from whatsbot.roles import role_groups_ensure
+from conversations.roles import role_groups_ensure
+from conversations.services.channels import (
+    channel_sync_from_environment,
+    sandbox_channel_ensure,
+)
 
 DEMO_USERNAME = "admin"
 # DEBUG only, under the gitignored var/: lets every `make run` print the login again.

@@ -1,4 +1,4 @@
-"""Group commit: concurrent webhook POSTs of one web process share one transaction.
+"""Group commit: concurrent deliveries of one web process share one transaction.
 
 Each POST that stores messages pays a fixed price whatever it carries: two round trips to
 PostgreSQL, a statement to parse and execute for the profiles/conversations/messages, one
@@ -43,13 +43,13 @@ class _Slot(Generic[Job, Result]):
 class GroupCommit(Generic[Job, Result]):
     """Runs `store(jobs) -> results` for jobs submitted concurrently, in batches.
 
-    `store` gets the jobs in arrival order and returns one result per job, or an exception
-    instance in a job's place to raise in that job's thread. If `store` itself raises for a
-    batch of several jobs, each is stored again on its own. `max_weight` caps a batch
-    (`weight(job)`, e.g. its number of messages; the leader's own job always goes in).
+    `store` gets the jobs in arrival order and returns one result per job. If it raises for
+    a batch of several jobs, each is stored again on its own, so one bad job fails only its
+    own caller. `max_weight` caps a batch (`weight(job)`, e.g. its number of messages; the
+    leader's own job always goes in).
     """
 
-    def __init__(self, store: Callable[[Sequence[Job]], Sequence[Result | BaseException]], *,
+    def __init__(self, store: Callable[[Sequence[Job]], Sequence[Result]], *,
                  weight: Callable[[Job], int] = lambda job: 1, max_weight: int = 200) -> None:  # fmt: skip
         self._store = store
         self._weight = weight
@@ -103,10 +103,7 @@ class GroupCommit(Generic[Job, Result]):
                 self._flush([s])
             return
         for s, result in zip(batch, results, strict=True):
-            if isinstance(result, BaseException):
-                s.error = result
-            else:
-                s.result = result
+            s.result = result
 
     @staticmethod
     def _outcome(slot: _Slot) -> Result:

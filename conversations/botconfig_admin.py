@@ -18,9 +18,14 @@ from django.utils.html import format_html, format_html_join
 from profiles.models import STANDARD_FIELDS
 from profiles.services import DEFAULT_ORDER_NUMBER_PATTERN
 
-from ..models import BotConfig
-from ..services.botconfig import EXTRA_FIELD_KEY, bot_config_default_values, bot_config_restore, bot_config_save
-from .prompts import FIELD_LABELS
+from .agent.prompts import FIELD_LABELS
+from .models import BotConfig
+from .services.botconfig import (
+    EXTRA_FIELD_KEY,
+    bot_config_default_values,
+    bot_config_restore,
+    bot_config_save,
+)
 
 
 class BotConfigForm(forms.ModelForm):

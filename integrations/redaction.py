@@ -1,4 +1,4 @@
-"""A logging filter that keeps secrets out of every log line.
+"""Secrets out of every log line and every error text that could reach one.
 
 Tokens can reach a log through an exception's text (a URL with `access_token=`, a header
 dump) as well as through a message, so the filter rewrites the final formatted text.

@@ -1,101 +1,63 @@
-"""Meta WhatsApp Cloud API webhooks: signature check and payload parsing.
+"""Meta's webhook payloads → `integrations.base.Delivery`.
 
-The parser turns Meta's nested `entry[].changes[].value` structure into flat records and
-tolerates keys it does not know: Meta adds fields without notice, and a parser that
-rejects them would drop customers' messages.
+Meta nests what matters under `entry[].changes[].value`; the parser flattens it into
+messages and statuses and tolerates keys it does not know: Meta adds fields without notice,
+and a parser that rejected them would drop customers' messages.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from dataclasses import dataclass, field
-from datetime import datetime, timezone as dt_timezone
+import json
+from datetime import datetime, timezone
 from typing import Any
 
+from ..base import Delivery, InboundMessage, PayloadError, StatusEvent
+
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
+KNOWN_TYPES = {
+    "text", "image", "audio", "video", "document", "sticker", "location", "contacts",
+    "interactive", "button", "reaction", "order", "system", "unsupported",
+}  # fmt: skip
+# The `object` of a WhatsApp Business Account's webhooks; anything else is well formed but not ours.
+OBJECT = "whatsapp_business_account"
 
 
-def signature_valid(*, body: bytes, header: str, app_secret: str) -> bool:
-    """`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body with the app secret>`."""
-    if not header or not app_secret or not header.startswith("sha256="):
-        return False
-    expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header[len("sha256=") :].strip().lower())
-
-
-def sign(body: bytes, app_secret: str) -> str:
-    """The header value Meta would send for `body` (used by the simulator, tests and benchmarks)."""
-    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-class PayloadError(ValueError):
-    """The body is JSON but not a WhatsApp webhook we can read."""
-
-
-@dataclass
-class InboundMessage:
-    phone_number_id: str
-    wamid: str
-    wa_id: str
-    type: str
-    text: str
-    timestamp: datetime | None
-    payload: dict
-    profile_name: str = ""
-    media: dict = field(default_factory=dict)
-    context_wamid: str = ""
-    referral: dict = field(default_factory=dict)
-
-
-@dataclass
-class StatusEvent:
-    phone_number_id: str
-    wamid: str
-    status: str
-    timestamp: datetime
-    recipient_id: str
-    errors: list
-    payload: dict
-
-
-@dataclass
-class ParsedWebhook:
-    messages: list[InboundMessage] = field(default_factory=list)
-    statuses: list[StatusEvent] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)  # what was well formed but not acted on
-
-    @property
-    def phone_number_ids(self) -> set[str]:
-        return {m.phone_number_id for m in self.messages} | {s.phone_number_id for s in self.statuses}
-
-
-def parse_timestamp(value: Any) -> datetime | None:
+def timestamp_parse(value: Any) -> datetime | None:
     try:
-        return datetime.fromtimestamp(int(value), tz=dt_timezone.utc)
+        return datetime.fromtimestamp(int(value), tz=timezone.utc)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
 
 
-def parse(data: Any) -> ParsedWebhook:
-    if not isinstance(data, dict) or not isinstance(data.get("entry"), list):
+def parse(body: bytes) -> Delivery:
+    """The delivery in a POST body; `PayloadError` when it is not one we can read."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise PayloadError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PayloadError("expected a JSON object")
+    delivery = Delivery()
+    if data.get("object", OBJECT) != OBJECT:
+        delivery.ignored.append(f"object {data.get('object')!r} is not handled")
+        return delivery
+    if not isinstance(data.get("entry"), list):
         raise PayloadError("expected an object with an 'entry' list")
-    result = ParsedWebhook()
     for entry in data["entry"]:
         if not isinstance(entry, dict):
             raise PayloadError("entry is not an object")
         for change in entry.get("changes") or []:
             if not isinstance(change, dict) or not isinstance(change.get("value"), dict):
                 raise PayloadError("change without a value object")
-            _parse_change(change, result)
-    return result
+            _change_parse(change, delivery)
+    return delivery
 
 
-def _parse_change(change: dict, result: ParsedWebhook) -> None:
+def _change_parse(change: dict, delivery: Delivery) -> None:
     field_name = change.get("field")
     value = change["value"]
     if field_name != "messages":
-        result.ignored.append(str(field_name))
+        delivery.ignored.append(str(field_name))
         return
     phone_number_id = str((value.get("metadata") or {}).get("phone_number_id") or "")
     if not phone_number_id:
@@ -108,55 +70,49 @@ def _parse_change(change: dict, result: ParsedWebhook) -> None:
     for raw in value.get("messages") or []:
         if not isinstance(raw, dict) or not raw.get("id") or not raw.get("from"):
             raise PayloadError("message without id or from")
-        message = parse_message(raw, phone_number_id)
-        message.profile_name = names.get(message.wa_id, "")
-        result.messages.append(message)
+        message = message_parse(raw, phone_number_id)
+        message.profile_name = names.get(message.customer_id, "")
+        delivery.messages.append(message)
     for raw in value.get("statuses") or []:
         if not isinstance(raw, dict) or not raw.get("id") or not raw.get("status"):
             raise PayloadError("status without id or status")
-        result.statuses.append(
+        delivery.statuses.append(
             StatusEvent(
                 phone_number_id=phone_number_id,
-                wamid=str(raw["id"]),
+                provider_id=str(raw["id"]),
                 status=str(raw["status"]),
-                timestamp=parse_timestamp(raw.get("timestamp")) or datetime.now(tz=dt_timezone.utc),
+                timestamp=timestamp_parse(raw.get("timestamp")) or datetime.now(tz=timezone.utc),
                 recipient_id=str(raw.get("recipient_id") or ""),
                 errors=raw.get("errors") or [],
                 payload=raw,
             )
         )
     if not value.get("messages") and not value.get("statuses"):
-        result.ignored.append("messages:empty")
+        delivery.ignored.append("messages:empty")
 
 
-def parse_message(raw: dict, phone_number_id: str) -> InboundMessage:
+def message_parse(raw: dict, phone_number_id: str) -> InboundMessage:
     kind = str(raw.get("type") or "unknown")
     body = raw.get(kind) if isinstance(raw.get(kind), dict) else {}
     text, media = _render(kind, raw, body)
     context = raw.get("context") or {}
-    context_wamid = body.get("message_id") if kind == "reaction" else context.get("id")
+    context_id = body.get("message_id") if kind == "reaction" else context.get("id")
     return InboundMessage(
         phone_number_id=phone_number_id,
-        wamid=str(raw["id"]),
-        wa_id=str(raw["from"]),
+        provider_id=str(raw["id"]),
+        customer_id=str(raw["from"]),
         type=kind if kind in KNOWN_TYPES else "unknown",
         text=text,
-        timestamp=parse_timestamp(raw.get("timestamp")),
+        timestamp=timestamp_parse(raw.get("timestamp")),
         payload=raw,
         media=media,
-        context_wamid=str(context_wamid or ""),
+        context_id=str(context_id or ""),
         referral=raw.get("referral") or {},
     )
 
 
-KNOWN_TYPES = {
-    "text", "image", "audio", "video", "document", "sticker", "location", "contacts",
-    "interactive", "button", "reaction", "order", "system", "unsupported",
-}  # fmt: skip
-
-
 def _render(kind: str, raw: dict, body: dict) -> tuple[str, dict]:
-    """A readable text for the message and its media metadata."""
+    """A readable text for the message, and its media metadata."""
     if kind == "text":
         return str(body.get("body") or ""), {}
     if kind in MEDIA_TYPES:
@@ -167,9 +123,8 @@ def _render(kind: str, raw: dict, body: dict) -> tuple[str, dict]:
         label = ", ".join(str(p) for p in parts if p)
         return label or f"{body.get('latitude')}, {body.get('longitude')}", {}
     if kind == "contacts":
-        cards = raw.get("contacts") or []
         names = []
-        for card in cards:
+        for card in raw.get("contacts") or []:
             name = (card.get("name") or {}).get("formatted_name") or ""
             phones = ", ".join(p.get("phone", "") for p in card.get("phones") or [])
             names.append(f"{name} {phones}".strip())

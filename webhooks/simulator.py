@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import secrets
 import time
 import uuid
 from collections.abc import Sequence
@@ -31,45 +30,32 @@ from dataclasses import dataclass
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.translation import gettext as _, gettext_lazy
+from django.urls import path
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from webhooks import meta
-from webhooks.services import Receipt, channel_cache_clear, webhook_receive
+from conversations.console.access import staff_required
+from conversations.models import (
+    Channel,
+    Conversation,
+    Direction,
+    Message,
+    MessageStatus,
+    Provider,
+)
+from conversations.services.channels import SANDBOX_PHONE_ID, sandbox_channel_ensure
+from integrations.meta.signature import HEADER, sign
 
-from ..models import Channel, Conversation, Direction, Message, MessageStatus, Provider
-from .access import staff_required
+from .services import Receipt, webhook_receive
 
-SANDBOX_PHONE_ID = "sandbox"
-SANDBOX_DISPLAY_NUMBER = "+00 000 0000"
 THREAD_LIMIT = 60
 SESSION_WA_ID = "simulator_wa_id"
 SESSION_NAME = "simulator_name"
 
 
 # --- Writes ------------------------------------------------------------------------------------
-
-
-def sandbox_channel_ensure() -> tuple[Channel, bool]:
-    """The simulator's channel, with its own random app secret: its webhooks are signed and
-    verified exactly like Meta's. Created by `manage.py bootstrap` (and here, if missing)."""
-    channel, created = Channel.objects.get_or_create(
-        phone_number_id=SANDBOX_PHONE_ID,
-        defaults={
-            "name": "Simulator",
-            "provider": Provider.SANDBOX,
-            "display_phone_number": SANDBOX_DISPLAY_NUMBER,
-            "app_secret": secrets.token_urlsafe(32),
-        },
-    )
-    if not channel.app_secret:  # erased in admin: the simulator could not sign
-        channel.app_secret = secrets.token_urlsafe(32)
-        channel.save(update_fields=["app_secret", "updated_at"])
-        created = True
-    if created:
-        channel_cache_clear()  # the webhook keeps active channels in memory for a few seconds
-    return channel, created
 
 
 def simulator_webhook_body(*, channel: Channel, value: dict) -> bytes:
@@ -106,7 +92,7 @@ def simulator_text_body(*, channel: Channel, wa_id: str, name: str, text: str, w
 
 def simulator_signed_post(*, channel: Channel, body: bytes) -> Receipt:
     """Sign as Meta would and hand the body to the webhook's receiving function."""
-    return webhook_receive(body=body, signature=meta.sign(body, channel.app_secret))
+    return webhook_receive(body=body, headers={HEADER: sign(body, channel.app_secret)})
 
 
 def simulator_message_send(*, channel: Channel, wa_id: str, name: str, text: str) -> Receipt:
@@ -303,3 +289,13 @@ def simulator_acknowledge(request: HttpRequest) -> HttpResponse:
     thread = simulator_thread(channel=channel, wa_id=wa_id)
     simulator_messages_acknowledge(channel=channel, wa_id=wa_id, wamids=[w for w in thread.unacknowledged if w in shown])
     return HttpResponse(status=204)
+
+
+# In the console's namespace (see whatsbot/urls.py).
+urlpatterns = [
+    path("simulator/", simulator, name="simulator"),
+    path("simulator/customer/", simulator_customer, name="simulator_customer"),
+    path("simulator/send/", simulator_send, name="simulator_send"),
+    path("simulator/poll/", simulator_poll, name="simulator_poll"),
+    path("simulator/ack/", simulator_acknowledge, name="simulator_acknowledge"),
+]

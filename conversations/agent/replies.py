@@ -1,0 +1,159 @@
+"""What the agent says to a burst of customer texts: the model's request and how its answer
+is read, the offline agent's reply, the customer asking for a person, the summary that
+seeds a new OpenAI conversation. Pure functions over plain values; the turn
+(`conversations.turn`) does the I/O."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from . import offline
+from .openai_client import AIError
+from .prompts import (
+    SUMMARY_INSTRUCTIONS,
+    cost_estimate,
+    fields_context,
+    instructions_with_context,
+    reply_tools,
+)
+
+# The customer asking for a person, in Italian or English.
+_HUMAN_REQUEST = re.compile(
+    r"\b(?:operator[ei]|operatore|operatrice|persona\s+(?:vera|reale|fisica)|essere\s+umano|un\s+umano|"
+    r"parlare\s+con\s+(?:qualcuno|una\s+persona|un\s+collega|un\s+responsabile)|assistenza\s+umana|"
+    r"(?:a|an|real|actual)\s+human|human\s+(?:agent|being|operator|support)|(?:real|actual|live)\s+person|"
+    r"(?:customer\s+service\s+)?representative|(?:human|live|real)\s+operator|"
+    r"(?:talk|speak|chat)\s+(?:to|with)\s+(?:someone|somebody|a\s+person|an?\s+agent|an?\s+operator|a\s+real))\b",
+    re.IGNORECASE,
+)
+HANDOFF_ASKED = "The customer asked for a person."
+
+
+def human_requested(text: str) -> bool:
+    return bool(_HUMAN_REQUEST.search(text))
+
+
+@dataclass
+class Reply:
+    text: str
+    usage: dict = field(default_factory=dict)  # the message's usage fields (model, tokens, cost)
+    handoff_reason: str = ""
+    tool_calls: list[str] = field(default_factory=list)  # handoff_to_human calls needing their output
+
+
+def usage_fields(response) -> dict:
+    """The usage columns of the message an answer produced (model, tokens, estimated cost)."""
+    model = str(getattr(response, "model", "") or "")
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return {"ai_model": model[:64]}
+    details = getattr(usage, "input_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    return {
+        "ai_model": model[:64],
+        "input_tokens": usage.input_tokens,
+        "cached_tokens": cached,
+        "output_tokens": usage.output_tokens,
+        "cost_usd": cost_estimate(model=model, input_tokens=usage.input_tokens, cached_tokens=cached, output_tokens=usage.output_tokens),
+    }
+
+
+def reply_request(
+    *, config, texts: list[str], known: dict[str, str], missing: list[str], summary: str, openai_conversation: str
+) -> dict:
+    """The `responses.create` arguments for the reply to a burst of `texts`. `known` and
+    `missing`: the profile's fields as read with the burst (the extraction of the newest text
+    may be running at the same moment: the instructions say so)."""
+    context = fields_context(known=known, missing=missing, extra_fields=config.extra_fields)
+    request: dict = {
+        "model": config.model or settings.OPENAI_MODEL,
+        "conversation": openai_conversation,
+        "input": [{"role": "user", "content": text} for text in texts],
+        "tools": reply_tools(vector_store_ids=config.vector_store_ids or []),
+    }
+    if config.prompt_id:
+        prompt: dict = {
+            "id": config.prompt_id,
+            "variables": {**{k: str(v) for k, v in (config.prompt_variables or {}).items()}, **context, "summary": summary},
+        }
+        if config.prompt_version:
+            prompt["version"] = config.prompt_version
+        request["prompt"] = prompt
+    else:
+        request["instructions"] = instructions_with_context(instructions=config.instructions, context=context, summary=summary)
+    if config.temperature is not None:
+        request["temperature"] = config.temperature
+    if config.max_output_tokens:
+        request["max_output_tokens"] = config.max_output_tokens
+    return request
+
+
+def reply_read(response) -> Reply:
+    """The reply in the model's answer. A `handoff_to_human` call makes it a hand-off (the
+    configured message speaks then, whatever else the model wrote); its call ids need their
+    output added to the OpenAI conversation (`tool_output_items`)."""
+    handoff_reason, calls = "", []
+    for item in response.output:
+        if item.type == "function_call" and item.name == "handoff_to_human":
+            try:
+                reason = str(json.loads(item.arguments or "{}").get("reason") or "")
+            except (ValueError, AttributeError):
+                reason = ""
+            handoff_reason = f"The AI handed over: {reason or 'no reason given'}"
+            calls.append(item.call_id)
+    text = (response.output_text or "").strip()
+    if not text and not handoff_reason:
+        raise AIError("OpenAI answered with no text.", permanent=True)
+    return Reply(text="" if handoff_reason else text, usage=usage_fields(response), handoff_reason=handoff_reason, tool_calls=calls)
+
+
+def tool_output_items(call_id: str) -> list[dict]:
+    # The OpenAI conversation ends in a function call: without its output, the next turn
+    # (when the conversation comes back to the bot) would be refused.
+    return [{"type": "function_call_output", "call_id": call_id, "output": "Handed over to a human colleague."}]
+
+
+def offline_reply(
+    *, texts: list[str], language: str, first_reply: bool, first_name: str, learned: bool, missing: list[str], extra_fields: list[dict]
+) -> Reply:
+    """The offline agent's answer (no OpenAI account)."""
+    language = language or offline.language_detect(" ".join(texts)) or "it"
+    text = offline.reply_compose(
+        language=language, first_reply=first_reply, first_name=first_name, learned=learned, missing=missing, extra_fields=extra_fields
+    )
+    return Reply(text=text, usage={"ai_model": "offline"})
+
+
+def conversation_seed(summary: str) -> list[dict]:
+    """The first items of a new OpenAI conversation: the summary of the previous one."""
+    if not summary:
+        return []
+    return [{"type": "message", "role": "developer", "content": f"Riassunto della conversazione precedente con questo cliente: {summary}"}]
+
+
+def summary_lines(*, rows: list[tuple[str, str]], previous_summary: str) -> list[str]:
+    """The thread so far as lines for a summary: `rows` are (author, text), oldest first."""
+    lines = [f"{'Cliente' if author == 'customer' else 'Assistenza'}: {text[:500]}" for author, text in rows]
+    if previous_summary:
+        lines.insert(0, f"(Riassunto precedente: {previous_summary})")
+    return lines
+
+
+def summary_request(*, config, lines: list[str]) -> dict:
+    """The `responses.create` arguments for a short summary of the thread so far."""
+    return {
+        "model": config.model or settings.OPENAI_MODEL,
+        "instructions": SUMMARY_INSTRUCTIONS,
+        "input": [{"role": "user", "content": "\n".join(lines) or "(nessun messaggio)"}],
+        "store": False,
+    }
+
+
+def summary_read(response, *, lines: list[str], known: dict[str, str]) -> str:
+    """The model's summary (`response`: None when the call failed), or a plain one."""
+    text = (response.output_text or "").strip() if response is not None else ""
+    return text or offline.summary_compose(lines=lines, known=known)

@@ -1,0 +1,111 @@
+"""An outbound message handed to its provider, on the event loop (`conversations.runtime`).
+
+`deliver` sends a message this worker holds (a reply its turn just committed, claimed with
+it) and records "sent" with the provider's id. `message_deliver` is the task's: it claims a
+pending message first (a staff member's reply, a retry, the sweeper's).
+
+A message the provider accepted is never sent twice. When "sent" cannot be written (the
+database is down), the provider's id is kept outside the database (`outbound.accepted_*`)
+and the write is retried, as a write, a bounded number of times; any later delivery attempt
+of the message finds the kept id and records it instead of sending again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from django.db import DatabaseError
+from django.utils import timezone
+from psycopg import Error as PsycopgError
+
+from integrations.base import ProviderError
+
+from . import runtime
+from .decisions import Outcome
+from .models import Message
+from .providers import outgoing, provider_for
+from .services import outbound
+from .sql import pipelined_transaction
+from .sql import reply as reply_sql
+from .sql import status as status_sql
+
+logger = logging.getLogger(__name__)
+
+# Tries of writing "sent" for a message the provider accepted, and the first wait between them (doubling).
+SENT_WRITE_ATTEMPTS = 6
+SENT_WRITE_BACKOFF_SECONDS = 0.5
+
+
+async def message_deliver(message_id: int) -> Outcome:
+    """One delivery attempt of a pending message. Safe to run twice: the claim decides."""
+    message = await runtime.sync(outbound.outbound_claim, message_id=message_id)
+    if message is None:
+        return Outcome.SKIPPED
+    if message.attempts > 1:
+        accepted = await runtime.sync(outbound.accepted_recall, message_id=message.pk)
+        if accepted:
+            # The provider took it on an earlier attempt whose "sent" was never written.
+            with runtime.holding([message.pk]):
+                return await _sent_record(message, accepted)
+    return await deliver(message)
+
+
+async def deliver(message: Message) -> Outcome:
+    """Send a message this worker has claimed (with its conversation, channel and profile)."""
+    conversation = message.conversation
+    with runtime.holding([message.pk]):
+        try:
+            provider_id = await provider_for(conversation.channel).send(outgoing(message), to=conversation.profile.wa_id)
+        except ProviderError as exc:
+            failure = await runtime.sync(outbound.delivery_failed, message=message, error=exc)
+            if failure.retry_in is None:
+                return Outcome.FAILED
+            await runtime.sync(outbound.retry_queue, message_id=message.pk, retry_in=failure.retry_in)
+            return Outcome.RETRY
+        except Exception:
+            # Nothing is known to have left: the message stays pending for the sweeper.
+            logger.exception("message %s: delivery failed, the sweeper will try again", message.pk)
+            return Outcome.SKIPPED
+        return await _sent_record(message, provider_id)
+
+
+async def _sent_record(message: Message, provider_id: str) -> Outcome:
+    sent_at = timezone.now()
+    delay = SENT_WRITE_BACKOFF_SECONDS
+    for attempt in range(1, SENT_WRITE_ATTEMPTS + 1):
+        try:
+            early = await reply_sql.mark_sent(
+                message_id=message.pk, conversation_id=message.conversation_id, wamid=provider_id, sent_at=sent_at
+            )
+            break
+        except (PsycopgError, DatabaseError) as exc:
+            if attempt == 1:
+                await _accepted_keep(message, provider_id)
+            if attempt == SENT_WRITE_ATTEMPTS:
+                logger.error(
+                    "message %s: sent as %s but \"sent\" could not be written (%s); the next delivery attempt records it without sending",
+                    message.pk, provider_id, exc,
+                )  # fmt: skip
+                return Outcome.SENT
+            logger.warning("message %s: sent as %s, writing \"sent\" failed (%s); retrying the write", message.pk, provider_id, exc)
+            await asyncio.sleep(delay)
+            delay *= 2
+    if attempt > 1:
+        await runtime.sync(outbound.accepted_forget, message_id=message.pk)
+    if early:
+        # The provider reported statuses before the send stored the wamid: apply them now.
+        await runtime.sync(_statuses_apply, provider_id)
+    return Outcome.SENT
+
+
+async def _accepted_keep(message: Message, provider_id: str) -> None:
+    try:
+        await runtime.sync(outbound.accepted_remember, message_id=message.pk, provider_id=provider_id)
+    except Exception:
+        logger.exception("message %s: could not keep the provider's id %s aside", message.pk, provider_id)
+
+
+def _statuses_apply(provider_id: str) -> None:
+    with pipelined_transaction() as cursor:
+        status_sql.statuses_apply(cursor, [provider_id])

@@ -1,0 +1,205 @@
+"""Ingest: what a provider delivered, stored in one transaction and queued on commit.
+
+The webhook hands over a parsed `Delivery`, the active channels it may concern and its own
+record of the delivery (the raw event, which the webhook owns); this service stores the
+customer messages (profiles, conversations, thread state), the delivery statuses and the
+record together, and queues a turn for each new message once they are committed. A
+message stored already (providers redeliver for days) is not stored, queued or answered
+again.
+
+Concurrent deliveries of one web process share one transaction (`GroupCommit`): while one
+request thread stores, the requests arriving meanwhile queue up and the next flush stores
+all of them at once. A delivery of one message costs two round trips to PostgreSQL and one
+to Redis however many others share them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from django.db import OperationalError, connection
+from django.db.models import Model
+from django.utils import timezone
+
+from integrations.base import Delivery, InboundMessage
+
+from . import queueing
+from .groupcommit import GroupCommit
+from .models import Author, Channel, Direction, MessageStatus, message_preview
+from .sql import ingest as ingest_sql
+from .sql import pipelined_transaction
+from .sql.status import statuses_store
+
+logger = logging.getLogger(__name__)
+
+# Up to this many messages and statuses in one shared transaction (Meta batches up to 1,000).
+GROUP_COMMIT_MAX_ITEMS = 200
+
+
+@dataclass
+class Ingested:
+    """What a delivery added."""
+
+    new_message_ids: list[int] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # numbers with no active channel: their items are dropped
+
+
+@dataclass
+class _Job:
+    delivery: Delivery
+    by_channel: list[tuple[Channel, list[InboundMessage]]]
+    statuses: list
+    record: Model | None
+    describe: Callable[[Model, Ingested], None] | None
+    result: Ingested
+
+
+def delivery_ingest(
+    *,
+    delivery: Delivery,
+    channels: dict[str, Channel],
+    record: Model | None = None,
+    describe: Callable[[Model, Ingested], None] | None = None,
+) -> Ingested:
+    """Store `delivery`'s messages and statuses for the numbers in `channels` (by phone
+    number id) with `record` (an unsaved row, e.g. the webhook's event), in one transaction;
+    queue the new messages' turns after the commit. `describe(record, ingested)` fills the
+    record in before it is stored. Inside a caller's transaction (a replay from admin, a
+    test) the delivery is stored on its own, in it."""
+    by_channel: dict[str, list[InboundMessage]] = defaultdict(list)
+    for message in delivery.messages:
+        by_channel[message.phone_number_id].append(message)
+    job = _Job(
+        delivery=delivery,
+        by_channel=[(channels[pid], messages) for pid, messages in by_channel.items() if pid in channels],
+        statuses=[s for s in delivery.statuses if s.phone_number_id in channels],
+        record=record,
+        describe=describe,
+        result=Ingested(unknown=sorted(pid for pid in delivery.phone_number_ids if pid not in channels)),
+    )
+    if connection.in_atomic_block:
+        _store([job])
+    else:
+        _group_commit.run(job)
+    return job.result
+
+
+def _store(jobs: Sequence[_Job]) -> list[None]:
+    """The jobs' rows in one transaction, then their turns queued (one Redis round trip).
+
+    BEGIN and one profiles/conversations/messages statement per channel go out together
+    (their results say which messages are new); the thread-state UPDATE, the statuses' two
+    statements, the records' INSERT and COMMIT go out together. A wamid that two jobs of one
+    batch both carry belongs to the first.
+    """
+    # No health check first: if the kept connection turns out dead (PostgreSQL restarted),
+    # the first round trip fails before any COMMIT was sent, so it is safe to reconnect
+    # and run the transaction again, once.
+    for attempt in (1, 2):
+        sent = False
+        try:
+            with pipelined_transaction() as cursor:
+                inserted, sent = _rows_store(cursor, jobs), True
+                ingest_sql.threads_update(cursor, _threads(jobs, inserted))
+                statuses_store(cursor, [s for job in jobs for s in job.statuses])
+                owner: dict[str, int] = {}
+                for n, job in enumerate(jobs):
+                    for _channel, messages in job.by_channel:
+                        for m in messages:
+                            owner.setdefault(m.provider_id, n)
+                for pk, wamid, _conversation in inserted:
+                    jobs[owner[wamid]].result.new_message_ids.append(pk)
+                records = [job.record for job in jobs if job.record is not None]
+                for job in jobs:
+                    if job.record is not None and job.describe is not None:
+                        job.describe(job.record, job.result)
+                if records:
+                    ingest_sql.records_insert(cursor, records)
+            break
+        except OperationalError:
+            if sent or attempt == 2 or connection.in_atomic_block or connection.is_usable():
+                raise
+            logger.warning("database connection lost; reconnecting")
+            connection.close()
+            for job in jobs:
+                job.result.new_message_ids.clear()
+    if records:
+        ingest_sql.records_saved(cursor, records)
+    queueing.enqueue_on_commit(queueing.INBOUND_HANDLE, sorted(pk for job in jobs for pk in job.result.new_message_ids))
+    return [None] * len(jobs)
+
+
+def _rows_store(cursor, jobs: Sequence[_Job]) -> list[tuple]:
+    """The messages of every job, one statement per channel: (id, wamid, conversation id) of the new ones."""
+    by_channel: dict[int, tuple[Channel, list[InboundMessage]]] = {}
+    for job in jobs:
+        for channel, messages in job.by_channel:
+            by_channel.setdefault(channel.pk, (channel, []))[1].extend(messages)
+    inserted: list[tuple] = []
+    now = timezone.now()
+    for channel, messages in by_channel.values():
+        profiles: dict[str, dict] = {}
+        for m in messages:
+            at = m.timestamp or now
+            row = profiles.setdefault(
+                m.customer_id,
+                {"wa_id": m.customer_id, "profile_name": "", "first_contact_at": at, "last_contact_at": at, "created_at": now},
+            )
+            row["profile_name"] = m.profile_name or row["profile_name"]
+            row["first_contact_at"] = min(row["first_contact_at"], at)
+            row["last_contact_at"] = max(row["last_contact_at"], at)
+        rows = [
+            {
+                "wa_id": m.customer_id,
+                "direction": Direction.INBOUND,
+                "author": Author.CUSTOMER,
+                "type": m.type,
+                "text": m.text,
+                "payload": m.payload,
+                "media": m.media,
+                "context_wamid": m.context_id,
+                "referral": m.referral,
+                "wamid": m.provider_id,
+                "provider_timestamp": m.timestamp,
+                "status": MessageStatus.RECEIVED,
+                "created_at": now,
+            }
+            for m in messages
+        ]
+        inserted += ingest_sql.thread_rows_store(cursor, channel_id=channel.pk, profiles=list(profiles.values()), messages=rows)
+    return inserted
+
+
+def _threads(jobs: Sequence[_Job], inserted: list[tuple]) -> list[dict]:
+    """Each conversation's state after its new messages: the latest one's time and preview."""
+    conversation_of = {wamid: conversation for _pk, wamid, conversation in inserted}
+    per_conversation: dict[int, list[InboundMessage]] = defaultdict(list)
+    for job in jobs:
+        for _channel, messages in job.by_channel:
+            for m in messages:
+                if m.provider_id in conversation_of:  # new; the same wamid twice counts once
+                    per_conversation[conversation_of.pop(m.provider_id)].append(m)
+    now = timezone.now()
+    threads = []
+    for conversation_id, items in per_conversation.items():
+        latest = max(items, key=lambda m: m.timestamp or now)
+        threads.append(
+            {
+                "id": conversation_id,
+                "last_inbound_at": latest.timestamp or now,
+                "last_message_preview": message_preview(type=latest.type, text=latest.text),
+                "unread_count": len(items),
+                "changed_at": now,
+            }
+        )
+    return threads
+
+
+def _weight(job: _Job) -> int:
+    return sum(len(messages) for _, messages in job.by_channel) + len(job.statuses)
+
+
+_group_commit: GroupCommit[_Job, None] = GroupCommit(_store, weight=_weight, max_weight=GROUP_COMMIT_MAX_ITEMS)

@@ -1,0 +1,31 @@
+"""Which provider a channel uses (`integrations`), and a stored message as a provider sends it."""
+
+from __future__ import annotations
+
+from integrations.base import Outgoing, Provider, ProviderError
+from integrations.meta import MetaProvider
+from integrations.sandbox import SandboxProvider
+
+from .models import Channel, Message
+from .models import Provider as ProviderKind
+
+_CLASSES = {ProviderKind.META: MetaProvider, ProviderKind.SANDBOX: SandboxProvider}
+
+
+def provider_for(channel: Channel) -> Provider:
+    """The channel's provider, with the channel's credentials. `ProviderError` (permanent)
+    for a provider the product cannot talk to yet."""
+    cls = _CLASSES.get(channel.provider)
+    if cls is None:
+        raise ProviderError(f"Provider {channel.provider!r} is not supported yet", permanent=True)
+    return cls(
+        phone_number_id=channel.phone_number_id, access_token=channel.access_token, app_secret=channel.app_secret,
+        api_version=channel.graph_api_version,
+    )  # fmt: skip
+
+
+def outgoing(message: Message) -> Outgoing:
+    return Outgoing(
+        type=message.type, text=message.text, reply_to=message.context_wamid, media=message.media or {},
+        template=(message.payload or {}).get("template") or {},
+    )  # fmt: skip

@@ -1,0 +1,50 @@
+"""What the agent remembers of a conversation: its OpenAI conversation (one at a time,
+started on first need, a new one after CONVERSATION_ROTATE_HOURS of quiet, seeded with a
+summary kept on the conversation) and what the offline agent needs to know."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.utils import timezone
+
+from ..models import Author, Conversation, Message
+
+SUMMARY_MESSAGES = 40
+
+
+def previous_message_at(*, conversation_id: int, before_id: int) -> datetime | None:
+    """When the message before `before_id` was stored (None: there is none)."""
+    return (
+        Message.objects.filter(conversation_id=conversation_id, pk__lt=before_id)
+        .order_by("-pk")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+
+
+def summary_rows(*, conversation_id: int, before_id: int) -> list[tuple[str, str]]:
+    """(author, text) of the latest messages before `before_id`, oldest first."""
+    rows = (
+        Message.objects.filter(conversation_id=conversation_id, pk__lt=before_id)
+        .exclude(text="")
+        .order_by("-pk")
+        .values_list("author", "text")[:SUMMARY_MESSAGES]
+    )
+    return list(reversed(rows))
+
+
+def openai_conversation_store(*, conversation: Conversation, current: str, new_id: str, summary: str) -> str:
+    """Keep `new_id` as the conversation's OpenAI conversation unless another run replaced
+    `current` first (conditional: two runs racing keep one winner); the one in force."""
+    now = timezone.now()
+    if not Conversation.objects.filter(pk=conversation.pk, openai_conversation_id=current).update(
+        openai_conversation_id=new_id, openai_conversation_started_at=now, summary=summary
+    ):
+        return Conversation.objects.values_list("openai_conversation_id", flat=True).get(pk=conversation.pk) or new_id
+    conversation.openai_conversation_id, conversation.openai_conversation_started_at, conversation.summary = new_id, now, summary
+    return new_id
+
+
+def bot_replied_before(*, conversation_id: int) -> bool:
+    return Message.objects.filter(conversation_id=conversation_id, author=Author.BOT).exists()

@@ -1,0 +1,115 @@
+"""The beat's sweepers: the database, not the queue, is the record of what is left to do.
+
+A customer message stored but not handled, or an outbound message still pending, whose
+lease has run out (the broker was down at commit time, a worker was killed) is queued
+again once it is INBOUND_SWEEP_AFTER_SECONDS old. Each claim counts an attempt: a message
+whose turn failed TURN_MAX_ATTEMPTS times is not queued again but surfaced — the error on
+the message, the conversation in the human queue, an error in the log — and an outbound
+message out of attempts is marked failed. Delivery statuses stored before their message's
+wamid, which the send missed, are applied here too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef, QuerySet
+from django.utils import timezone
+
+from .. import queueing
+from ..models import (
+    Conversation,
+    Direction,
+    Message,
+    MessageStatus,
+    Owner,
+    StatusUpdate,
+    lease_free,
+)
+from ..sql import pipelined_transaction
+from ..sql import status as status_sql
+from .outbound import message_mark_failed
+
+logger = logging.getLogger(__name__)
+
+SWEEP_LIMIT = 500
+# Statuses whose message is still unknown this long after they came are not ours to apply
+# (a message sent from the WhatsApp Business app or another integration on the same number).
+STATUS_SWEEP_WITHIN = timezone.timedelta(days=1)
+
+
+def _due(rows: QuerySet) -> QuerySet:
+    """The oldest of `rows` that are old enough and that no worker holds."""
+    now = timezone.now()
+    cutoff = now - timezone.timedelta(seconds=settings.INBOUND_SWEEP_AFTER_SECONDS)
+    return rows.filter(lease_free(now), created_at__lte=cutoff).order_by("created_at")
+
+
+def inbound_sweep() -> int:
+    """Queue the customer messages left unhandled; surface the ones that keep failing."""
+    due = _due(Message.objects.filter(direction=Direction.INBOUND, handled_at__isnull=True))
+    given_up = list(due.filter(attempts__gte=settings.TURN_MAX_ATTEMPTS).select_related("conversation")[:SWEEP_LIMIT])
+    for message in given_up:
+        inbound_surface(message=message)
+    ids = list(due.filter(attempts__lt=settings.TURN_MAX_ATTEMPTS).values_list("pk", flat=True)[:SWEEP_LIMIT])
+    if ids:
+        logger.info("sweeper: queueing %d unhandled inbound message(s)", len(ids))
+    return queueing.enqueue(queueing.INBOUND_HANDLE, ids)
+
+
+def inbound_surface(*, message: Message) -> None:
+    """A customer message the bot failed to handle TURN_MAX_ATTEMPTS times: shown with its
+    error, its conversation in the human queue, an error in the log; not retried again."""
+    now = timezone.now()
+    reason = f"The bot could not handle a message after {message.attempts} attempts: a person should answer."
+    with transaction.atomic():
+        if not Message.objects.filter(pk=message.pk, handled_at__isnull=True).update(
+            handled_at=now, locked_until=None, error_code="turn_failed", error_title=reason[:255],
+            error_detail="See the worker's log for the errors of each attempt.",
+        ):  # fmt: skip
+            return
+        Conversation.objects.filter(pk=message.conversation_id).update(
+            owner=Owner.HUMAN, handoff_reason=reason[:255], handoff_at=now, revision=F("revision") + 1, changed_at=now
+        )
+    logger.error("message %s (conversation %s): %s", message.pk, message.conversation_id, reason)
+
+
+def outbound_sweep() -> int:
+    """Queue the outbound messages still pending (the broker was down, a worker was lost);
+    mark failed the ones out of attempts."""
+    due = _due(Message.objects.filter(direction=Direction.OUTBOUND, status=MessageStatus.PENDING))
+    for message in due.filter(attempts__gte=settings.WHATSAPP_SEND_MAX_ATTEMPTS)[:SWEEP_LIMIT]:
+        message_mark_failed(
+            message=message, code="undelivered", title=f"Not delivered after {message.attempts} attempts.",
+            detail="See the worker's log for the errors of each attempt.",
+        )  # fmt: skip
+        logger.error("message %s: not delivered after %d attempts, marked failed", message.pk, message.attempts)
+    ids = list(due.filter(attempts__lt=settings.WHATSAPP_SEND_MAX_ATTEMPTS).values_list("pk", flat=True)[:SWEEP_LIMIT])
+    if ids:
+        logger.info("sweeper: queueing %d pending outbound message(s)", len(ids))
+    return queueing.enqueue(queueing.MESSAGE_DELIVER, ids)
+
+
+def statuses_sweep() -> int:
+    """Apply the statuses stored before their message's wamid, which the send missed.
+
+    A send stores the wamid the provider gave it and then applies the statuses already stored
+    for it. A status whose transaction was still open at that moment is seen by neither side
+    (Meta can report `sent` within milliseconds of answering the send): applied here once
+    INBOUND_SWEEP_AFTER_SECONDS old. Returns how many wamids had statuses to apply.
+    """
+    now = timezone.now()
+    older_than = now - timezone.timedelta(seconds=settings.INBOUND_SWEEP_AFTER_SECONDS)
+    wamids = list(
+        StatusUpdate.objects.filter(applied=False, created_at__lt=older_than, created_at__gt=now - STATUS_SWEEP_WITHIN)
+        .filter(Exists(Message.objects.filter(wamid=OuterRef("wamid"))))
+        .values_list("wamid", flat=True)
+        .distinct()[:SWEEP_LIMIT]
+    )
+    if wamids:
+        logger.info("sweeper: applying the statuses of %d message(s) stored before their wamid", len(wamids))
+        with pipelined_transaction() as cursor:
+            status_sql.statuses_apply(cursor, wamids)
+    return len(wamids)

@@ -1,0 +1,242 @@
+"""A delivery's customer messages stored: profiles, conversations, messages, thread state,
+and the delivery's own record — on a cursor of `pipelined_transaction()`.
+
+Deduplication happens inside the database under the unique `wamid` (never check-then-insert)
+and the statement says which messages were new, so a redelivery queues no task. The rows
+travel as JSON parameters (`jsonb_to_recordset`): serialising a batch with the C json
+encoder costs far less than adapting every value of every row through the driver. The
+statement texts are built from the models' metadata once per shape of row and kept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import psycopg
+from django.db import models
+from django.db.models.fields import AutoFieldMixin
+from django.utils import timezone
+from psycopg import sql as psycopg_sql
+
+from profiles.models import ClientProfile
+
+from ..database import json_default
+from ..models import Conversation, ConversationStatus, Message
+from . import backend, literal, quote, table
+
+# `T.col` in an upsert's SET clause: the existing row's value.
+_EXISTING = re.compile(r"\bT\.")
+
+# What a new message does to a profile that exists: a newer contact time, a name when given.
+PROFILE_UPSERT = {
+    "profile_name": "CASE WHEN EXCLUDED.profile_name <> '' THEN EXCLUDED.profile_name ELSE T.profile_name END",
+    "last_contact_at": "CASE WHEN T.last_contact_at IS NULL OR EXCLUDED.last_contact_at > T.last_contact_at "
+    "THEN EXCLUDED.last_contact_at ELSE T.last_contact_at END",
+}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    fields: tuple
+    columns: str  # quoted column list
+    casts: tuple[str, ...]  # the PostgreSQL type of each field
+
+
+@lru_cache(maxsize=None)
+def _plan(model: type[models.Model], without: tuple[str, ...] = ()) -> _Plan:
+    db = backend()
+    fields = tuple(
+        f
+        for f in model._meta.concrete_fields
+        if not (f.primary_key and isinstance(f, AutoFieldMixin)) and f.name not in without
+    )
+    return _Plan(fields, ", ".join(quote(f.column) for f in fields), tuple(f.cast_db_type(db) for f in fields))
+
+
+# Defaults that may be shared by every row of one statement. Anything else (a uuid4
+# default, say) is computed per row.
+_SHARED_DEFAULTS = (dict, list, timezone.now)
+
+
+def _shared_default(field) -> bool:
+    return not field.has_default() or not callable(field.default) or field.default in _SHARED_DEFAULTS
+
+
+def _recordset(fields: Sequence, rows: Sequence[dict], extra: Sequence[str] = ()) -> tuple[tuple[str, ...], str]:
+    """The rows as one JSON array for `jsonb_to_recordset`, and which fields they carry."""
+    present = tuple(f.name for f in fields if any(f.name in row or f.attname in row for row in rows))
+    per_row = tuple(f.name for f in fields if f.name not in present and not _shared_default(f))
+    by_name = {f.name: f for f in fields}
+    records = []
+    for row in rows:
+        record = {name: row[name] for name in extra}
+        for name in present:
+            f = by_name[name]
+            value = row[name] if name in row else row.get(f.attname)
+            record[f.column] = value.pk if isinstance(value, models.Model) else value
+        for name in per_row:
+            record[by_name[name].column] = by_name[name].get_default()
+        records.append(record)
+    return present + per_row, json.dumps(records, default=json_default, ensure_ascii=False)
+
+
+_NOW = object()  # stands for "the statement's timestamp" among a select list's parameters
+
+
+def _select_list(plan: _Plan, present: Sequence[str], values: dict | None = None, *, without: tuple[str, ...] = ()) -> tuple[str, list]:
+    """The select list of an INSERT … SELECT and its parameters.
+
+    A field in `present` is `v."col"` (from the JSON recordset) or, when `values` is given,
+    a parameter taken from `values`. Every other field takes its default: constant defaults
+    are SQL literals in the kept statement text, timestamps a parameter.
+    """
+    text, template = _select_list_plan(plan, tuple(present), values is not None, without)
+    db, now = backend(), timezone.now()
+    params = []
+    for item in template:
+        if item is _NOW:
+            params.append(now)
+        else:
+            value = values[item.name] if item.name in values else values[item.attname]
+            params.append(item.get_db_prep_save(value.pk if isinstance(value, models.Model) else value, db))
+    return text, params
+
+
+@lru_cache(maxsize=64)
+def _select_list_plan(plan: _Plan, present: tuple[str, ...], from_values: bool, without: tuple[str, ...]) -> tuple[str, tuple]:
+    db = backend()
+    exprs, template = [], []
+    for f, cast in zip(plan.fields, plan.casts):
+        if f.name in without:
+            continue
+        if f.name in present:
+            if from_values:
+                exprs.append(f"%s::{cast}")
+                template.append(f)
+            else:
+                exprs.append(f"v.{quote(f.column)}")
+        elif getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) or f.default is timezone.now:
+            exprs.append(f"%s::{cast}")
+            template.append(_NOW)
+        elif _shared_default(f):
+            value = psycopg_sql.Literal(f.get_db_prep_save(f.get_default(), db)).as_string(None)
+            exprs.append(f"{value}::{cast}".replace("%", "%%"))
+        else:
+            raise ValueError(f"{f.name} has a per-row default: the rows must carry it")
+    return ", ".join(exprs), tuple(template)
+
+
+def _definitions(plan: _Plan, present: Sequence[str]) -> str:
+    return ", ".join(f"{quote(f.column)} {cast}" for f, cast in zip(plan.fields, plan.casts) if f.name in present)
+
+
+@lru_cache(maxsize=64)
+def _thread_rows_sql(profile_present: tuple[str, ...], message_present: tuple[str, ...]) -> tuple[str, str, str, str]:
+    """The statement in four parts; the select lists (with their defaults) go in between."""
+    profile, conversation, message = _plan(ClientProfile), _plan(Conversation), _plan(Message, ("conversation",))
+    profiles = table(ClientProfile)
+    profile_sets = ", ".join(quote(col) + " = " + _EXISTING.sub(profiles + ".", sql) for col, sql in PROFILE_UPSERT.items())
+    conversation_columns = ", ".join(quote(f.column) for f in conversation.fields if f.name != "profile")
+    head = f"WITH profile AS (INSERT INTO {profiles} ({profile.columns}) SELECT "
+    middle = (
+        f" FROM jsonb_to_recordset(%s::jsonb) AS v({_definitions(profile, profile_present)}) "
+        f"ORDER BY v.{quote('wa_id')} "
+        f"ON CONFLICT ({quote('wa_id')}) DO UPDATE SET {profile_sets} RETURNING {quote('id')}, {quote('wa_id')}), "
+        f"conversation AS (INSERT INTO {table(Conversation)} ({quote('profile_id')}, {conversation_columns}) "
+        "SELECT p.id, "
+    )
+    after_conversation = (
+        " FROM profile p ORDER BY p.id "
+        # A no-op update, so that existing rows are returned too.
+        f"ON CONFLICT ({quote('channel_id')}, {quote('profile_id')}) DO UPDATE SET {quote('channel_id')} = EXCLUDED.{quote('channel_id')} "
+        f"RETURNING {quote('id')}, {quote('profile_id')}), "
+        f"message AS (INSERT INTO {table(Message)} ({quote('conversation_id')}, {message.columns}) SELECT c.id, "
+    )
+    tail = (
+        f" FROM jsonb_to_recordset(%s::jsonb) AS v(_wa_id text, _position integer, {_definitions(message, message_present)}) "
+        "JOIN profile p ON p.wa_id = v._wa_id JOIN conversation c ON c.profile_id = p.id "
+        # Ids follow the order the provider sent the messages in (a thread is read by id).
+        "ORDER BY v._position "
+        f"ON CONFLICT ({quote('wamid')}) DO NOTHING "
+        f"RETURNING {quote('id')}, {quote('wamid')}, {quote('conversation_id')}) "
+        "SELECT id, wamid, conversation_id FROM message ORDER BY id"
+    )
+    return head, middle, after_conversation, tail
+
+
+def thread_rows_store(cursor: psycopg.Cursor, *, channel_id: int, profiles: Sequence[dict], messages: Sequence[dict]) -> list[tuple]:
+    """Upsert profiles and their conversations on the channel, and insert messages, in ONE
+    statement: `[(message id, wamid, conversation id)]` of the new messages, by id.
+
+    `profiles`: one dict per distinct `wa_id`. `messages`: one dict per message with its
+    customer's `wa_id` under "wa_id". Rows are locked in key order, so deliveries touching
+    the same customers at once wait instead of deadlocking. A message whose `wamid` is stored
+    already is neither inserted nor returned.
+    """
+    profile, conversation, message = _plan(ClientProfile), _plan(Conversation), _plan(Message, ("conversation",))
+    profile_present, profile_json = _recordset(profile.fields, profiles)
+    message_rows = [{**row, "_wa_id": row["wa_id"], "_position": i} for i, row in enumerate(messages)]
+    message_present, message_json = _recordset(message.fields, message_rows, extra=("_wa_id", "_position"))
+    head, middle, after_conversation, tail = _thread_rows_sql(profile_present, message_present)
+    now = timezone.now()
+    shared = {"channel": channel_id, "created_at": now, "changed_at": now}
+    profile_select, profile_params = _select_list(profile, profile_present)
+    conversation_select, conversation_params = _select_list(conversation, tuple(shared), shared, without=("profile",))
+    message_select, message_params = _select_list(message, message_present)
+    text = head + profile_select + middle + conversation_select + after_conversation + message_select + tail
+    cursor.execute(text, [*profile_params, profile_json, *conversation_params, *message_params, message_json], prepare=True)
+    return list(cursor.fetchall())
+
+
+@lru_cache(maxsize=1)
+def _threads_update_sql() -> str:
+    conversations = table(Conversation)
+    return (
+        f"UPDATE {conversations} c SET last_inbound_at = v.last_inbound_at, last_message_at = v.last_inbound_at, "
+        "last_message_preview = v.last_message_preview, unread_count = c.unread_count + v.unread_count, "
+        f"status = {literal(ConversationStatus.OPEN)}, revision = c.revision + 1, changed_at = v.changed_at "
+        "FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, last_inbound_at timestamptz, last_message_preview text, "
+        "unread_count integer, changed_at timestamptz) WHERE c.id = v.id"
+    )
+
+
+def threads_update(cursor: psycopg.Cursor, threads: Sequence[dict]) -> None:
+    """The conversations' state after new customer messages (the console's list, the 24-hour
+    window): `threads` are dicts of id, last_inbound_at, last_message_preview, unread_count
+    (how many new), changed_at. Updated in id order. Queued, not waited for."""
+    if threads:
+        rows = sorted(threads, key=lambda r: r["id"])
+        cursor.execute(_threads_update_sql(), [json.dumps(rows, default=json_default, ensure_ascii=False)], prepare=True)
+
+
+@lru_cache(maxsize=8)
+def _records_insert_sql(model: type[models.Model]) -> str:
+    db = backend()
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(quote(f.column) for f in fields)
+    definitions = ", ".join(f"{quote(f.column)} {f.cast_db_type(db)}" for f in fields)
+    # The statement's text, so its prepared plan, is the same whatever the number of records.
+    return (
+        f"INSERT INTO {table(model)} ({columns}) SELECT {', '.join('v.' + quote(f.column) for f in fields)} "
+        f"FROM jsonb_to_recordset(%s::jsonb) AS v(_position integer, {definitions}) ORDER BY v._position "
+        f"RETURNING {quote('id')}"
+    )
+
+
+def records_insert(cursor: psycopg.Cursor, records: Sequence[models.Model]) -> None:
+    """INSERT unsaved instances of one model (a delivery's own record) in one statement,
+    queued; their ids are set by `records_saved` once the results are read."""
+    model = type(records[0])
+    rows = [{"_position": n, **{f.column: getattr(r, f.attname) for f in model._meta.concrete_fields if not f.primary_key}} for n, r in enumerate(records)]
+    cursor.execute(_records_insert_sql(model), [json.dumps(rows, default=json_default, ensure_ascii=False)], prepare=True)
+
+
+def records_saved(cursor: psycopg.Cursor, records: Sequence[models.Model]) -> None:
+    """After the commit: the ids `records_insert` got, onto the instances."""
+    for record, (pk,) in zip(records, cursor.fetchall(), strict=True):
+        record.pk = pk
+        record._state.adding, record._state.db = False, "default"

@@ -1,0 +1,118 @@
+"""Delivery statuses of the messages we sent: stored, and applied to their messages.
+
+Every status is stored (the message's history, and for a send that has not stored its
+wamid yet); each message then moves to the highest status it has not reached, in the order
+the provider stamped them, never backwards (a late `delivered` after `read` changes
+nothing); a failed one records the provider's error. Statuses whose message is not stored
+yet stay unapplied: the send applies them when it stores the wamid, or the sweeper does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import lru_cache
+
+import psycopg
+from django.utils import timezone
+
+from integrations.base import StatusEvent
+
+from ..database import json_default
+from ..models import STATUS_RANK, Conversation, Message, MessageStatus, StatusUpdate
+from . import table
+
+
+def statuses_store(cursor: psycopg.Cursor, statuses: Sequence[StatusEvent]) -> None:
+    """Store the statuses and apply them: two statements for the whole batch, queued."""
+    if not statuses:
+        return
+    rows = [
+        {
+            "wamid": s.provider_id,
+            "status": s.status if s.status in MessageStatus.values else MessageStatus.FAILED,
+            "timestamp": s.timestamp,
+            "recipient_id": s.recipient_id,
+            "errors": s.errors,
+            "payload": s.payload,
+        }
+        for s in statuses
+    ]
+    cursor.execute(_insert_sql(), [timezone.now(), json.dumps(rows, default=json_default, ensure_ascii=False)], prepare=True)
+    statuses_apply(cursor, sorted({s.provider_id for s in statuses}))
+
+
+def statuses_apply(cursor: psycopg.Cursor, wamids: Sequence[str]) -> None:
+    """Apply every stored, unapplied status of these wamids whose message exists: one
+    statement, queued; its row (read after the commit) is how many messages moved. The
+    conversation of a message that moved gets a new revision (the console's polls see it)."""
+    if wamids:
+        cursor.execute(_apply_sql(), [json.dumps({"wamids": list(wamids), "now": timezone.now()}, default=json_default)], prepare=True)
+
+
+@lru_cache(maxsize=1)
+def _insert_sql() -> str:
+    return (
+        f"INSERT INTO {table(StatusUpdate)} (wamid, status, timestamp, recipient_id, errors, payload, applied, created_at) "
+        "SELECT v.wamid, v.status, v.timestamp, v.recipient_id, coalesce(v.errors, '[]'::jsonb), "
+        "coalesce(v.payload, '{}'::jsonb), false, %s::timestamptz "
+        "FROM ROWS FROM (jsonb_to_recordset(%s::jsonb) AS (wamid text, status text, timestamp timestamptz, "
+        "recipient_id text, errors jsonb, payload jsonb)) WITH ORDINALITY "
+        "AS v(wamid, status, timestamp, recipient_id, errors, payload, position) ORDER BY v.position"
+    )
+
+
+@lru_cache(maxsize=1)
+def _apply_sql() -> str:
+    statuses, messages, conversations = table(StatusUpdate), table(Message), table(Conversation)
+    ranks = " ".join(f"WHEN '{status}' THEN {rank}" for status, rank in STATUS_RANK.items() if rank > 0)
+    moved_at = ", ".join(
+        f"{status}_at = coalesce(f.{status}_at, m.{status}_at)" for status, rank in STATUS_RANK.items() if rank > 0
+    )
+    final_at = ", ".join(
+        f"max(p.timestamp) FILTER (WHERE p.status = '{status}') AS {status}_at" for status, rank in STATUS_RANK.items() if rank > 0
+    )
+    failed = MessageStatus.FAILED.value
+    return f"""
+WITH params AS (SELECT %s::jsonb AS doc),
+target AS (
+    -- The messages, locked in id order (as every path that locks several does: no deadlock).
+    SELECT m.id, m.wamid, m.status_rank FROM {messages} m
+    WHERE m.wamid IN (SELECT jsonb_array_elements_text(doc -> 'wamids') FROM params) ORDER BY m.id FOR UPDATE
+),
+pending AS (
+    -- Per message: an index scan of its unapplied statuses (OFFSET 0 keeps the planner from
+    -- turning the LATERAL into a hash join over the whole table).
+    SELECT su.id, su.wamid, su.status, su.timestamp, su.errors, r.rank, t.status_rank AS message_rank,
+           max(r.rank) OVER (PARTITION BY su.wamid ORDER BY su.timestamp, su.id
+                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS rank_before
+    FROM target t
+    CROSS JOIN LATERAL (SELECT * FROM {statuses} s WHERE s.wamid = t.wamid AND NOT s.applied OFFSET 0) su
+    CROSS JOIN LATERAL (SELECT CASE su.status {ranks} END AS rank) r
+),
+marked AS (
+    UPDATE {statuses} su SET applied = true WHERE su.id = ANY(ARRAY(SELECT id FROM pending))
+),
+final AS (
+    SELECT p.wamid, max(p.rank) AS rank, (array_agg(p.status ORDER BY p.rank DESC))[1] AS status,
+           {final_at}, (array_agg(p.errors) FILTER (WHERE p.status = '{failed}'))[1] -> 0 AS error
+    FROM pending p
+    WHERE p.rank > greatest(p.message_rank, coalesce(p.rank_before, 0))
+    GROUP BY p.wamid
+),
+moved AS (
+    UPDATE {messages} m SET status = f.status, status_rank = f.rank, {moved_at},
+        error_code = CASE WHEN f.status = '{failed}' THEN left(coalesce(f.error ->> 'code', ''), 32) ELSE m.error_code END,
+        error_title = CASE WHEN f.status = '{failed}' THEN left(coalesce(f.error ->> 'title', ''), 255) ELSE m.error_title END,
+        error_detail = CASE WHEN f.status = '{failed}' THEN coalesce(nullif(f.error -> 'error_data' ->> 'details', ''),
+                                                                   nullif(f.error ->> 'message', ''), '')
+                            ELSE m.error_detail END
+    FROM final f WHERE m.wamid = f.wamid AND m.status_rank < f.rank
+    RETURNING m.conversation_id
+),
+bumped AS (
+    UPDATE {conversations} c SET revision = c.revision + 1, changed_at = (SELECT (doc ->> 'now')::timestamptz FROM params)
+    FROM (SELECT id FROM {conversations} WHERE id IN (SELECT conversation_id FROM moved) ORDER BY id FOR UPDATE) l
+    WHERE c.id = l.id
+)
+SELECT count(*) FROM moved"""

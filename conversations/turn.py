@@ -1,0 +1,359 @@
+"""A customer's turn, written once, as async code on an event loop (`conversations.runtime`).
+
+`message_handle` (a stored customer message): claim it and read everything at once; mark
+it read; then, by what it asks for (`decisions.inbound_action`): nothing; leave it to the
+person who owns the conversation (a text's details are still extracted); acknowledge media;
+answer a command at once; or, for words, extract the customer's details and answer — after
+REPLY_DEBOUNCE_SECONDS of quiet (`burst_reply`, queued as the debounced task) or at once.
+
+`burst_reply` answers every unhandled text of the burst up to its message, unless a newer
+one waits (its own task answers then). The customer asking for a person hands over without
+a model call; the model (or the offline agent) otherwise writes the reply, and an AI that
+fails for good gets the holding message and the human queue. The reply and the burst's
+"handled" mark are one commit (`sql.reply.commit`), so a turn that runs twice sends one
+reply; the reply is then delivered at once (`delivery.deliver`).
+
+Every model and provider call is the async client's; the ORM's rare parts (a profile's new
+details, a new OpenAI conversation, a command) run on the loop's threads (`runtime.sync`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from django.conf import settings
+from django.utils import timezone
+
+from profiles.services import (
+    profile_known_fields,
+    profile_language_set,
+    profile_missing_fields,
+    profile_update_from_extraction,
+)
+
+from . import decisions, delivery, queueing, runtime
+from .agent import extraction, offline, openai_client, replies
+from .agent.commands import command_parse
+from .agent.openai_client import AIError
+from .agent.prompts import DEFAULT_HANDOFF_MESSAGE, DEFAULT_HOLDING_MESSAGE
+from .decisions import Action, Outcome
+from .models import (
+    LEASE,
+    TEXT_TYPES,
+    Author,
+    Message,
+    MessageType,
+    Owner,
+    message_preview,
+)
+from .providers import provider_for
+from .services import memory
+from .services.botconfig import (
+    ActiveConfig,
+    bot_config_cached,
+    bot_config_fields,
+    bot_config_for_channel,
+)
+from .services.commands import command_answer
+from .services.outbound import message_build
+from .sql import claim as claim_sql
+from .sql import reply as reply_sql
+
+logger = logging.getLogger(__name__)
+
+
+async def message_handle(message_id: int) -> Outcome:
+    """A stored customer message. Idempotent: a second run finds it claimed or handled."""
+    claimed = await claim_sql.claim_load(message_id=message_id, lease=LEASE)
+    if claimed is None:
+        return Outcome.SKIPPED
+    message, burst = claimed.message, claimed.burst
+    with runtime.holding([message.pk]):
+        conversation = message.conversation
+        active = await _active_config(conversation)
+        command = command_parse(message.text) if message.type == MessageType.TEXT else None
+        action = decisions.inbound_action(type=message.type, owner=conversation.owner, command=command)
+        _read_receipt(message)
+        if action == Action.NOTHING:
+            return await _commit(message, [message], check_newer=False)
+        if action == Action.LEAVE:
+            if message.type in TEXT_TYPES:
+                await _usage_store(message, await _extract(message, active))
+            return await _commit(message, [message], check_newer=False)
+        if action == Action.ACKNOWLEDGE:
+            text = settings.ACK_MEDIA_REPLY.format(type=message.get_type_display().lower())
+            return await _commit(message, [message], reply=replies.Reply(text=text), active=active, check_newer=False, spoken=Outcome.ACKNOWLEDGED)
+        if action == Action.COMMAND:
+            fields = bot_config_fields(config=active.config)
+            text = await runtime.sync(
+                command_answer, conversation=conversation, command=command[0], alias=command[1], fields=fields,
+                extra_fields=active.config.extra_fields, before_id=message.pk,
+            )  # fmt: skip
+            return await _commit(message, [message], reply=replies.Reply(text=text), active=active, check_newer=False)
+        return await _words(message, burst, active)
+
+
+async def burst_reply(message_id: int) -> Outcome:
+    """The debounced reply to the burst of texts that ends with `message_id`."""
+    loaded = await claim_sql.load(message_id=message_id)
+    if loaded is None or loaded.message.handled_at:
+        return Outcome.DONE  # answered, or deleted with its conversation while the reply waited
+    with runtime.holding(m.pk for m in loaded.burst):
+        return await _answer(loaded.message, loaded.burst, await _active_config(loaded.message.conversation))
+
+
+async def _words(message: Message, burst: list[Message], active: ActiveConfig) -> Outcome:
+    """A customer's words in a bot-owned conversation: the details extracted, the reply."""
+    model = openai_client.ai_configured()
+    if settings.REPLY_DEBOUNCE_SECONDS > 0:
+        if model:
+            # Queued first: the quiet period runs while the (slow) extraction call does.
+            await runtime.sync(_reply_queue, message.pk)
+            await _usage_store(message, await _extract(message, active))
+        else:
+            # Instant without a model; done first so the reply knows what was just said.
+            await _extract(message, active)
+            await runtime.sync(_reply_queue, message.pk)
+        return Outcome.QUEUED
+    if not model:
+        await _extract(message, active)
+        return await _answer(message, burst, active)
+    # No quiet period: the reply now, the extraction beside it; its usage goes with the
+    # reply's commit when it has finished by then.
+    extracting = asyncio.create_task(_extract(message, active))
+    await asyncio.sleep(0)  # its request goes out first
+    stored: list[bool] = []
+    try:
+        return await _answer(message, burst, active, extracting=extracting, usage_stored=stored)
+    finally:
+        usage = await extracting
+        if not stored:  # also when the reply failed: the extraction's cost is kept
+            await _usage_store(message, usage)
+
+
+async def _answer(
+    message: Message, burst: list[Message], active: ActiveConfig, *, extracting: asyncio.Task | None = None,
+    usage_stored: list[bool] | None = None,
+) -> Outcome:
+    """The reply to the burst ending with `message`. `extracting`: the extraction of its text,
+    running beside; its usage is stored with the reply when it has finished by then (one
+    statement less; `usage_stored` then receives True)."""
+    not_ours = decisions.burst_not_ours(message_id=message.pk, burst_ids=[m.pk for m in burst])
+    if not_ours:
+        return not_ours
+    conversation = message.conversation
+    if conversation.owner != Owner.BOT:
+        return await _commit(message, burst, check_newer=False, spoken=Outcome.HUMAN)
+    if decisions.handoff_asked([m.text for m in burst]):
+        return await _handoff(message, burst, active, reason=replies.HANDOFF_ASKED)
+    try:
+        reply = await _reply_generate(message, burst, active)
+    except AIError as exc:
+        return await _ai_unavailable(message, burst, active, exc)
+    if reply.handoff_reason:
+        return await _handoff(message, burst, active, reason=reply.handoff_reason)
+    usage = extracting.result() if extracting is not None and extracting.done() else None
+    outcome = await _commit(message, burst, reply=reply, active=active, usage=(message.pk, usage) if usage else None)
+    if usage and outcome == Outcome.SENT and usage_stored is not None:
+        usage_stored.append(True)
+    return outcome
+
+
+async def _reply_generate(message: Message, burst: list[Message], active: ActiveConfig) -> replies.Reply:
+    conversation = message.conversation
+    profile, config = conversation.profile, active.config
+    fields = bot_config_fields(config=config)
+    known, missing = profile_known_fields(profile=profile, fields=fields), profile_missing_fields(profile=profile, fields=fields)
+    texts = [m.text for m in burst]
+    if not openai_client.ai_configured():
+        burst_ids = {m.pk for m in burst}
+        return replies.offline_reply(
+            texts=texts, language=profile.language,
+            first_reply=not await runtime.sync(memory.bot_replied_before, conversation_id=conversation.pk),
+            first_name=profile.first_name,
+            learned=any((p or {}).get("message_id") in burst_ids for p in profile.provenance.values()),
+            missing=missing, extra_fields=config.extra_fields,
+        )  # fmt: skip
+    openai_conversation = await _openai_conversation(message, burst, active)
+    request = replies.reply_request(
+        config=config, texts=texts, known=known, missing=missing, summary=conversation.summary, openai_conversation=openai_conversation
+    )
+    reply = replies.reply_read(await openai_client.response_create(**request))
+    for call_id in reply.tool_calls:
+        try:
+            await openai_client.conversation_items_add(conversation_id=openai_conversation, items=replies.tool_output_items(call_id))
+        except AIError as exc:
+            logger.warning("could not record the hand-off's tool output in %s: %s", openai_conversation, exc)
+    return reply
+
+
+async def _openai_conversation(message: Message, burst: list[Message], active: ActiveConfig) -> str:
+    """The OpenAI conversation to answer in: the stored one, or a new one when there is none
+    yet or the thread was quiet for CONVERSATION_ROTATE_HOURS (seeded with a summary)."""
+    conversation = message.conversation
+    now, window = timezone.now(), timezone.timedelta(hours=settings.CONVERSATION_ROTATE_HOURS)
+    current = conversation.openai_conversation_id
+    if decisions.openai_conversation_current(
+        conversation_id=current, started_at=conversation.openai_conversation_started_at, now=now, rotate_after=window
+    ):
+        return current
+    previous_at = await runtime.sync(memory.previous_message_at, conversation_id=conversation.pk, before_id=burst[0].pk)
+    rotates = decisions.openai_conversation_rotates(previous_message_at=previous_at, now=now, rotate_after=window)
+    if current and not rotates:
+        return current
+    summary = conversation.summary
+    if current:
+        summary = await _summary(message, burst, active)
+    new_id = await openai_client.conversation_create(
+        items=replies.conversation_seed(summary), metadata={"whatsbot_conversation_id": str(conversation.pk)}
+    )
+    return await runtime.sync(memory.openai_conversation_store, conversation=conversation, current=current, new_id=new_id, summary=summary)
+
+
+async def _summary(message: Message, burst: list[Message], active: ActiveConfig) -> str:
+    """A short summary of the thread so far (the model's, or a plain one if it fails)."""
+    conversation = message.conversation
+    rows = await runtime.sync(memory.summary_rows, conversation_id=conversation.pk, before_id=burst[0].pk)
+    lines = replies.summary_lines(rows=rows, previous_summary=conversation.summary)
+    known = profile_known_fields(profile=conversation.profile, fields=bot_config_fields(config=active.config))
+    try:
+        response = await openai_client.response_create(**replies.summary_request(config=active.config, lines=lines))
+    except AIError as exc:
+        logger.info("conversation %s: summary by the model failed, using a plain one: %s", conversation.pk, exc)
+        response = None
+    return replies.summary_read(response, lines=lines, known=known)
+
+
+async def _handoff(message: Message, burst: list[Message], active: ActiveConfig, *, reason: str) -> Outcome:
+    text = active.config.handoff_message or DEFAULT_HANDOFF_MESSAGE
+    return await _commit(message, burst, reply=replies.Reply(text=text, handoff_reason=reason), active=active, spoken=Outcome.HANDOFF)
+
+
+async def _ai_unavailable(message: Message, burst: list[Message], active: ActiveConfig, error: AIError) -> Outcome:
+    """OpenAI failed for good: the holding message once, the human queue, the error shown on
+    the customer's messages (which stay stored, answerable by a person)."""
+    logger.warning("conversation %s: AI unavailable, handing over: %s", message.conversation_id, error)
+    reply = replies.Reply(text=active.config.holding_message or DEFAULT_HOLDING_MESSAGE, handoff_reason=f"AI unavailable: {error}"[:255])
+    failure = {
+        "error_code": f"openai_{error.http_status or 'error'}"[:32],
+        "error_title": "The AI could not answer: the conversation went to the human queue.",
+        "error_detail": f"{error} (after {error.attempts} attempt(s))",
+    }
+    return await _commit(message, burst, reply=reply, active=active, error=failure, spoken=Outcome.HOLDING)
+
+
+async def _commit(
+    message: Message, burst: list[Message], *, reply: replies.Reply | None = None, active: ActiveConfig | None = None,
+    check_newer: bool = True, error: dict | None = None, usage: tuple[int, dict] | None = None, spoken: Outcome = Outcome.SENT,
+) -> Outcome:  # fmt: skip
+    """Mark the burst handled with `reply` (stored and delivered only in a bot-owned
+    conversation), in one commit; then deliver the reply."""
+    conversation = message.conversation
+    now = timezone.now()
+    row = None
+    if reply is not None:
+        row = message_build(
+            conversation=conversation, text=reply.text, author=Author.BOT, bot_config_version=active.version,
+            claim_for_delivery=True, now=now, **reply.usage,
+        )  # fmt: skip
+    committed = await reply_sql.commit(
+        reply_sql.Commit(
+            conversation_id=conversation.pk, burst_ids=[m.pk for m in burst], now=now, check_newer=check_newer, reply=row,
+            preview=message_preview(type=MessageType.TEXT, text=reply.text) if reply else "",
+            handoff_reason=reply.handoff_reason if reply else "", error=error, usage=usage,
+        )
+    )  # fmt: skip
+    if committed.reply is not None:
+        if reply.handoff_reason:
+            conversation.owner = Owner.HUMAN
+        await delivery.deliver(committed.reply)
+    return decisions.commit_outcome(
+        done=committed.done, newer=committed.newer, check_newer=check_newer, stored_reply=committed.reply is not None,
+        reply_wanted=reply is not None or spoken == Outcome.HUMAN, handoff=bool(reply and reply.handoff_reason), spoken=spoken,
+    )  # fmt: skip
+
+
+async def _active_config(conversation) -> ActiveConfig:
+    """The channel's bot configuration: this process's copy, read again on a thread when old."""
+    return bot_config_cached(channel=conversation.channel) or await runtime.sync(bot_config_for_channel, channel=conversation.channel)
+
+
+async def _extract(message: Message, active: ActiveConfig) -> dict:
+    """The customer's details in `message`, stored on the profile (validated, with
+    provenance); the model call's usage ({} without one, or when it failed). Never raises:
+    a failing extraction is logged and the turn goes on."""
+    fields = bot_config_fields(config=active.config)
+    if not message.text.strip() or not fields:
+        return {}
+    usage: dict = {}
+    try:
+        if openai_client.ai_configured():
+            request = extraction.extraction_request(text=message.text, config=active.config, fields=fields)
+            values, usage = extraction.extraction_result(await openai_client.response_parse(**request))
+        else:
+            values = offline.details_extract(text=message.text)
+    except AIError as exc:
+        logger.warning("message %s: extraction failed: %s", message.pk, exc)
+        return {}
+    except Exception:
+        logger.exception("message %s: extraction failed", message.pk)
+        return {}
+    if _details_found(message, fields, values):
+        try:
+            await runtime.sync(_details_store, message, active, fields, values)
+        except Exception:
+            logger.exception("message %s: storing the extracted details failed", message.pk)
+    return usage
+
+
+def _details_found(message: Message, fields: list[str], values: dict) -> bool:
+    """Whether the profile has anything to take (most texts hold nothing new: then the
+    database is not touched at all)."""
+    language = (values.get("language") or "").strip().lower()[:2]
+    if len(language) == 2 and language != message.conversation.profile.language:
+        return True
+    return any(values.get(f) and str(values[f]).strip() for f in fields)
+
+
+def _details_store(message: Message, active: ActiveConfig, fields: list[str], values: dict) -> None:
+    profile = message.conversation.profile
+    if values.get("language"):
+        profile_language_set(profile=profile, language=values["language"])
+    profile_update_from_extraction(
+        profile=profile, values=values, fields=fields, message=message, order_number_pattern=active.config.order_number_pattern
+    )
+
+
+async def _usage_store(message: Message, usage: dict) -> None:
+    if usage:
+        try:
+            await reply_sql.usage_set(message_id=message.pk, usage=usage)
+        except Exception:
+            logger.exception("message %s: could not store the extraction's usage", message.pk)
+
+
+def _reply_queue(message_id: int) -> None:
+    # If the broker is down the message stays unhandled and the sweeper takes it up again
+    # once its lease has run out. No countdown at all without a quiet period: an ETA task
+    # waits for the worker's timer.
+    queueing.enqueue(queueing.AGENT_REPLY, [message_id], countdown=settings.REPLY_DEBOUNCE_SECONDS)
+
+
+_receipts: set[asyncio.Task] = set()
+
+
+def _read_receipt(message: Message) -> None:
+    """Blue ticks and the typing indicator (best effort, not waited for)."""
+    if not message.wamid:
+        return
+    task = asyncio.create_task(_mark_read(message))
+    _receipts.add(task)
+    task.add_done_callback(_receipts.discard)
+
+
+async def _mark_read(message: Message) -> None:
+    try:
+        await provider_for(message.conversation.channel).mark_read(message.wamid, typing=True)
+    except Exception as exc:  # a provider that cannot (yet): its reply will fail, visibly
+        logger.info("message %s: could not mark read: %s", message.pk, exc)

@@ -1,0 +1,1 @@
+"""The messaging providers, one folder each, behind the interface of `integrations.base`."""

@@ -1,0 +1,33 @@
+"""Meta's WhatsApp Cloud API: webhooks in (signature, parser), the Graph API out."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from ..base import Delivery, Media, Outgoing
+from . import parser
+from .graph import GraphClient
+from .signature import HEADER, signature_valid
+
+
+class MetaProvider:
+    """One WhatsApp business number on the Cloud API (`integrations.base.Provider`)."""
+
+    def __init__(self, *, phone_number_id: str, access_token: str = "", app_secret: str = "", api_version: str = ""):
+        self.app_secret = app_secret
+        self.graph = GraphClient(phone_number_id=phone_number_id, access_token=access_token, api_version=api_version)
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        return signature_valid(body=body, header=headers.get(HEADER, ""), app_secret=self.app_secret)
+
+    def parse(self, body: bytes) -> Delivery:
+        return parser.parse(body)
+
+    async def send(self, outgoing: Outgoing, *, to: str) -> str:
+        return await self.graph.send(outgoing, to=to)
+
+    async def mark_read(self, provider_id: str, *, typing: bool = True) -> None:
+        await self.graph.mark_read(provider_id, typing=typing)
+
+    async def fetch_media(self, ref: str) -> Media:
+        return await self.graph.fetch_media(ref)

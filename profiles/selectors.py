@@ -1,0 +1,26 @@
+"""Reads of client profiles shared by the console and admin."""
+
+from __future__ import annotations
+
+import re
+
+from django.db.models import BooleanField, Q
+from django.db.models.expressions import RawSQL
+
+# One text per profile holding every searchable field, so a search is one trigram index scan
+# (`profile_search_trgm_idx`, migration profiles/0004, built on exactly this expression).
+PROFILE_SEARCH_SQL = (
+    "UPPER(first_name || ' ' || last_name || ' ' || profile_name || ' ' || company || ' ' || email || ' ' || wa_id)"
+)
+
+def profile_search_condition(query: str) -> Q:
+    """A condition on ClientProfile: the query inside any of its searchable fields."""
+    terms = [query]
+    digits = re.sub(r"[\s+\-().]", "", query)
+    if digits.isdigit() and len(digits) >= 3 and digits != query:
+        terms.append(digits)  # "+39 333 123 4567" finds wa_id 393331234567
+    condition = Q()
+    for term in terms:
+        pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        condition |= Q(RawSQL(f"{PROFILE_SEARCH_SQL} LIKE UPPER(%s) ESCAPE '\\'", [pattern], output_field=BooleanField()))
+    return condition
