@@ -10,7 +10,7 @@ from integrations.meta.signature import sign
 from conversations.services.channels import channel_cache_clear
 
 from .browser import browser, browser_context, eager_worker, session_login  # noqa: F401  (Playwright fixtures)
-from .factories import APP_SECRET, ChannelFactory
+from tests.conversations.factories import APP_SECRET, ChannelFactory
 
 # Third-party payloads and specs the tests replay, with their sources: fixtures/SOURCES.md.
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

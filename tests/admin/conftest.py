@@ -1,7 +1,7 @@
 import pytest
 from django.contrib.auth.models import Group
 
-from tests.factories import UserFactory
+from tests.conversations.factories import UserFactory
 from conversations.roles import ADMINS_GROUP, AGENTS_GROUP, role_groups_ensure
 
 

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group
 from conversations.models import ConversationNote
 from profiles.services import profile_field_set
 from tests.browser import BROWSER_TEST, screenshot
-from tests.factories import ConversationFactory, MessageFactory, UserFactory
+from tests.conversations.factories import ConversationFactory, MessageFactory, UserFactory
 from webhooks.models import WebhookEvent
 from conversations.roles import ADMINS_GROUP, role_groups_ensure
 

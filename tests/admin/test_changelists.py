@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from conversations.models import ConversationNote, QuickReply, StatusUpdate
 from profiles.services import profile_field_set
-from tests.factories import ConversationFactory, MessageFactory, UserFactory
+from tests.conversations.factories import ConversationFactory, MessageFactory, UserFactory
 from webhooks.models import WebhookEvent
 
 pytestmark = pytest.mark.django_db

@@ -1,7 +1,7 @@
 import pytest
 
 from conversations.models import Channel
-from tests.factories import ACCESS_TOKEN, APP_SECRET
+from tests.conversations.factories import ACCESS_TOKEN, APP_SECRET
 
 pytestmark = pytest.mark.django_db
 

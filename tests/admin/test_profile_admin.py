@@ -2,7 +2,7 @@ import pytest
 
 from profiles.models import FieldSource
 from profiles.services import profile_field_set
-from tests.factories import ClientProfileFactory, ConversationFactory, MessageFactory
+from tests.conversations.factories import ClientProfileFactory, ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -50,7 +50,7 @@ def test_the_new_agent_can_log_in_but_not_reach_admin(admin_member_client, clien
 
 
 def test_the_user_list_shows_roles_without_a_query_per_user(admin_member_client, django_assert_max_num_queries, agent):
-    from tests.factories import UserFactory
+    from tests.conversations.factories import UserFactory
 
     for n in range(40):
         UserFactory(username=f"extra{n}")

@@ -9,7 +9,7 @@ from conversations.models import Message, MessageStatus, Owner
 from conversations.services import pipeline
 from conversations.services.outbound import message_deliver, message_send_text
 
-from ..factories import ConversationFactory, MessageFactory
+from tests.conversations.factories import ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from conversations.models import STATUS_RANK, Conversation, Message, MessageStat
 from conversations.services.inbound import status_updates_apply_for, statuses_apply
 from webhooks.meta import StatusEvent
 
-from ..factories import ConversationFactory, MessageFactory
+from tests.conversations.factories import ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
 

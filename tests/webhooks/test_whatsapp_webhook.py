@@ -6,7 +6,7 @@ from conversations.models import Conversation, Message, MessageType
 from profiles.models import ClientProfile
 from webhooks.models import Outcome, WebhookEvent
 
-from ..factories import APP_SECRET, ChannelFactory
+from tests.conversations.factories import APP_SECRET, ChannelFactory
 
 pytestmark = pytest.mark.django_db
 

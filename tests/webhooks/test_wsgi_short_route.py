@@ -11,7 +11,7 @@ from conversations.models import Message
 from webhooks.meta import sign
 from webhooks.models import WebhookEvent
 
-from ..factories import APP_SECRET
+from tests.conversations.factories import APP_SECRET
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,7 +9,7 @@ import pytest
 from conversations.console.simulator import sandbox_channel_ensure
 from conversations.models import Direction, Message, MessageStatus
 from tests.browser import BROWSER_TEST, screenshot
-from tests.factories import UserFactory
+from tests.conversations.factories import UserFactory
 from whatsbot.celery import app as celery_app
 
 pytestmark = BROWSER_TEST

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from conversations.models import ConversationStatus, Owner
 from conversations.selectors import ListFilter, conversation_list
-from tests.factories import ConversationFactory, MessageFactory
+from tests.conversations.factories import ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
 

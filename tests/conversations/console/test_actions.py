@@ -13,7 +13,7 @@ from conversations.services import console as actions
 from conversations.services.outbound import message_deliver
 from profiles.models import FieldSource
 from profiles.services import profile_field_set
-from tests.factories import ConversationFactory
+from tests.conversations.factories import ConversationFactory
 
 from .conftest import client_for
 

@@ -3,7 +3,7 @@ from django.test import Client
 from django.utils import timezone
 
 from conversations.models import Author, Direction, MessageStatus
-from tests.factories import ConversationFactory, MessageFactory, UserFactory
+from tests.conversations.factories import ConversationFactory, MessageFactory, UserFactory
 from conversations.roles import ADMINS_GROUP, staff_member_create
 
 PASSWORD = "correct-horse-battery"

@@ -7,7 +7,7 @@ from conversations.agent.service import burst_answer
 from conversations.models import Owner
 from conversations.services import pipeline
 
-from ..factories import ConversationFactory, MessageFactory
+from tests.conversations.factories import ConversationFactory, MessageFactory
 from .conftest import deliver_pending, sent_to_whatsapp
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ import pytest
 from conversations.models import Message, MessageStatus, Owner
 from conversations.services import pipeline
 
-from ..factories import ConversationFactory, MessageFactory
+from tests.conversations.factories import ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

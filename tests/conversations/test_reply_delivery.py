@@ -8,7 +8,7 @@ from conversations.agent.service import burst_answer
 from conversations.models import Message, MessageStatus
 from conversations.services import pipeline
 
-from ..factories import ConversationFactory, MessageFactory
+from tests.conversations.factories import ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,7 +14,7 @@ from conversations.console.simulator import (
 from conversations.models import Author, Conversation, Direction, Message, MessageStatus, Provider
 from conversations.services import outbound, pipeline
 from conversations.tasks import agent_reply
-from tests.factories import UserFactory
+from tests.conversations.factories import UserFactory
 from webhooks.meta import sign
 from webhooks.models import Outcome, WebhookEvent
 

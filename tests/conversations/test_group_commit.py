@@ -15,7 +15,7 @@ from webhooks.groupcommit import GroupCommit
 from webhooks.meta import sign
 from webhooks.models import WebhookEvent
 
-from ..factories import APP_SECRET, ConversationFactory, MessageFactory
+from tests.conversations.factories import APP_SECRET, ConversationFactory, MessageFactory
 
 
 def _wait_for(condition, timeout: float = 5.0) -> None:

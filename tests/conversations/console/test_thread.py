@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from conversations.models import Author, Conversation, Direction, Message, MessageStatus
-from tests.factories import ConversationFactory, MessageFactory
+from tests.conversations.factories import ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from conversations.models import Message, MessageStatus
 from conversations.services.outbound import message_deliver, message_send_text
 from conversations.whatsapp_client import WhatsAppClient, WhatsAppError
 
-from ..factories import ACCESS_TOKEN, ConversationFactory
+from tests.conversations.factories import ACCESS_TOKEN, ConversationFactory
 
 pytestmark = pytest.mark.django_db
 

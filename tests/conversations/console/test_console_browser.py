@@ -13,7 +13,7 @@ from conversations.models import Author, Conversation, Message, MessageStatus, O
 from conversations.services.outbound import message_deliver
 from profiles.models import FieldSource
 from tests.browser import BROWSER_TEST, screenshot
-from tests.factories import APP_SECRET, ChannelFactory, ConversationFactory, MessageFactory, UserFactory
+from tests.conversations.factories import APP_SECRET, ChannelFactory, ConversationFactory, MessageFactory, UserFactory
 from webhooks.meta import sign
 from webhooks.services import webhook_receive
 

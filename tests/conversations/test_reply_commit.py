@@ -9,7 +9,7 @@ from conversations.agent.service import burst_answer
 from conversations.models import Author, Conversation, Message, MessageStatus, Owner
 from conversations.services import pipeline
 
-from ..factories import ConversationFactory, MessageFactory
+from tests.conversations.factories import ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,7 +8,7 @@ from conversations.models import BotConfig, BotConfigVersion
 from conversations.services import pipeline
 from conversations.services.botconfig import bot_config_fields, bot_config_for_channel, bot_config_restore, bot_config_save
 
-from ..factories import ChannelFactory, ConversationFactory, MessageFactory, UserFactory
+from tests.conversations.factories import ChannelFactory, ConversationFactory, MessageFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

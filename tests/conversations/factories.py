@@ -1,9 +1,12 @@
+"""Factories of the conversations app's rows (and of staff users)."""
+
 import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from conversations.models import Author, Channel, Conversation, Direction, Message, MessageStatus, Provider
-from profiles.models import ClientProfile
+
+from tests.profiles.factories import ClientProfileFactory
 
 APP_SECRET = "test-app-secret-0123456789"
 ACCESS_TOKEN = "EAAtesttoken0123456789abcdefghijklmnop"
@@ -35,15 +38,6 @@ class ChannelFactory(factory.django.DjangoModelFactory):
     app_secret = APP_SECRET
     verify_token = "verify-me"
     api_version = "v23.0"
-
-
-class ClientProfileFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = ClientProfile
-        django_get_or_create = ("wa_id",)
-
-    wa_id = factory.Sequence(lambda n: f"39333{n:07d}")
-    profile_name = factory.Faker("name")
 
 
 class ConversationFactory(factory.django.DjangoModelFactory):

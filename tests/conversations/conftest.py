@@ -1,4 +1,5 @@
-"""A fake OpenAI on loopback for the agent's tests, reached through the real SDK.
+"""The conversations app's tests: a fake OpenAI on loopback reached through the real SDK, a
+fake Graph API, and the turn run the way eager tasks run it (`handle`, `reply`, `deliver`).
 
 Every body the client sends to `/responses` and `/conversations` is validated against
 OpenAI's own OpenAPI description (the part of it in `tests/fixtures/openai/`); a test fails at
@@ -22,7 +23,7 @@ from referencing.jsonschema import DRAFT202012
 from werkzeug import Request, Response
 
 from conversations.models import Message, MessageStatus
-from conversations import delivery, runtime
+from conversations import delivery, runtime, turn
 
 from ..conftest import FIXTURES
 
@@ -136,7 +137,9 @@ class FakeOpenAI:
         return Response(json.dumps(payload), status=status, content_type="application/json")
 
     def _error(self, status: int) -> Response:
-        return self._json({"error": {"message": f"fake failure {status}", "type": "server_error", "param": None, "code": None}}, status)
+        response = self._json({"error": {"message": f"fake failure {status}", "type": "server_error", "param": None, "code": None}}, status)
+        response.headers["retry-after-ms"] = "1"  # the SDK's retries wait that long, not seconds
+        return response
 
     def handle_responses(self, request: Request) -> Response:
         body = json.loads(request.get_data())
@@ -252,9 +255,24 @@ def sent_to_whatsapp(graph_api) -> list[str]:
     return out
 
 
+def handle(message_id: int) -> str:
+    """A stored customer message's turn, as the `inbound_handle` task runs it (eagerly)."""
+    return runtime.run(turn.message_handle, message_id)
+
+
+def reply(message_id: int) -> str:
+    """The debounced reply's turn, as the `agent_reply` task runs it (eagerly)."""
+    return runtime.run(turn.burst_reply, message_id)
+
+
+def deliver(message_id: int) -> str:
+    """One delivery attempt, as the `message_deliver` task runs it (eagerly)."""
+    return runtime.run(delivery.message_deliver, message_id)
+
+
 def deliver_pending() -> None:
     for pk in Message.objects.filter(direction="out", status=MessageStatus.PENDING).values_list("pk", flat=True):
-        runtime.run(delivery.message_deliver, pk)
+        deliver(pk)
 
 
 def customer_writes_while_the_model_thinks(fake_openai, conversation, text: str) -> list:
@@ -262,7 +280,7 @@ def customer_writes_while_the_model_thinks(fake_openai, conversation, text: str)
     from another connection: the fake server's thread); the list receives that message."""
     from django.db import connection
 
-    from ..factories import MessageFactory
+    from .factories import MessageFactory
 
     arrived: list = []
 

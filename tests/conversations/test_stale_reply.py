@@ -8,7 +8,7 @@ from conversations.agent.service import burst_answer
 from conversations.models import Message
 from conversations.services import pipeline
 
-from ..factories import ConversationFactory, MessageFactory
+from tests.conversations.factories import ConversationFactory, MessageFactory
 from .conftest import customer_writes_while_the_model_thinks
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -12,7 +12,7 @@ from conversations import eventloop
 from conversations.models import Message, MessageStatus, Owner
 from conversations.services import fastpath, textloop
 
-from ..factories import ChannelFactory, ConversationFactory, MessageFactory
+from tests.conversations.factories import ChannelFactory, ConversationFactory, MessageFactory
 from .conftest import MESSAGES_PATH, customer_writes_while_the_model_thinks, sent_to_whatsapp
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -12,7 +12,7 @@ from conversations.services import pipeline
 from profiles.models import FieldSource
 from profiles.services import profile_field_set
 
-from ..factories import ConversationFactory, MessageFactory, UserFactory
+from tests.conversations.factories import ConversationFactory, MessageFactory, UserFactory
 from .conftest import deliver_pending, handoff_call, sent_to_whatsapp
 
 pytestmark = pytest.mark.django_db
