@@ -265,10 +265,10 @@ class Message(models.Model):
         return self.status == MessageStatus.FAILED
 
 
-# How long a claimed message is a worker's before another may take it over. The worker
-# keeps the leases of its work in flight from running out (`conversations.runtime`), so this
-# only bounds how long a killed worker's messages wait for the sweeper.
-LEASE = timezone.timedelta(seconds=60)
+# How long a claimed message is a worker's before another may take it over (LEASE_SECONDS).
+# The worker keeps the leases of its work in flight from running out (`conversations.runtime`),
+# so this only bounds how long a killed worker's messages wait for the sweeper.
+LEASE = timezone.timedelta(seconds=settings.LEASE_SECONDS)
 
 
 def lease_free(now) -> models.Q:

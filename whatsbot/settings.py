@@ -259,6 +259,12 @@ ACK_MEDIA_REPLY = env_str(
 )
 # Stored inbound messages not handled after this many seconds are queued again by beat.
 INBOUND_SWEEP_AFTER_SECONDS = env.int("INBOUND_SWEEP_AFTER_SECONDS", default=60)
+# Seconds a claimed message is a worker's before another may take it over; the worker keeps
+# the leases of its work in flight fresh, so this bounds how long a killed worker's customers
+# wait for the sweeper (about LEASE_SECONDS plus the beat's 30 s).
+LEASE_SECONDS = env.int("LEASE_SECONDS", default=60)
+if LEASE_SECONDS < 3:
+    raise ImproperlyConfigured("LEASE_SECONDS must be at least 3.")
 
 # --- OpenAI -----------------------------------------------------------------------------
 # OPEN_AI_KEY is the older spelling some businesses still have in their .env.
