@@ -3,9 +3,9 @@
     .venv/bin/python bench/agent_cpu.py [--texts 400]
 
 The concurrent bench (`agent_load.py`) is what the issue's target is about, but on a shared
-machine its figures move with the neighbours' load. This one calls `inbound_handle` (the
-Celery task's body: claim, extraction beside the reply, commit, delivery on the sandbox
-channel) for one stored text after another, against the fake OpenAI of `agent_load.py`
+machine its figures move with the neighbours' load. This one runs the turn (`conversations.turn.message_handle`
+on the worker's event loop: claim, extraction beside the reply, commit, delivery on the
+sandbox channel) for one stored text after another, against the fake OpenAI of `agent_load.py`
 answering at once, and prints the CPU it cost this process (all threads) and the
 PostgreSQL backends per text: a figure to compare two versions of the code, interleaved.
 Database `wb_agent_cpu` (dropped and re-created).
@@ -32,9 +32,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--texts", type=int, default=400)
     parser.add_argument("--customers", type=int, default=50)
-    parser.add_argument(
-        "--loop", action="store_true", help="the worker's event loop (conversations.eventloop), texts one at a time"
-    )
     args = parser.parse_args()
 
     port = free_port()
@@ -53,15 +50,12 @@ def main() -> None:
     django.setup()
     from django.db import connection
 
+    from conversations import runtime, turn
     from conversations.models import Channel, Conversation, Message, Provider
-    from conversations import eventloop
-    from conversations.services import pipeline, textloop
+    from profiles.models import ClientProfile
 
     def inbound_handle(*, message_id: int) -> str:
-        if args.loop:
-            return eventloop.get().run(textloop.inbound_handle, message_id)
-        return pipeline.inbound_handle(message_id=message_id)
-    from profiles.models import ClientProfile
+        return runtime.submit(turn.message_handle, message_id).result()
 
     channel = Channel.objects.create(name="Bench", provider=Provider.SANDBOX, phone_number_id="bench")
     conversations = [
@@ -95,8 +89,7 @@ def main() -> None:
         pg_cpu += pg.total() - pg_before
         n += len(ids)
     fake.terminate()
-    path = "event loop" if args.loop else "threads"
-    print(f"agent CPU ({path}): {n} texts one at a time, zero-delay fake OpenAI, sandbox channel ({outcomes})")
+    print(f"agent CPU (the worker's event loop): {n} texts one at a time, zero-delay fake OpenAI, sandbox channel ({outcomes})")
     print(f"  this process (all threads)   {cpu / n * 1000:6.2f} ms per text")
     print(f"  PostgreSQL backends          {pg_cpu / n * 1000:6.2f} ms per text")
     print(f"  wall                         {wall / n * 1000:6.2f} ms per text   (load average {os.getloadavg()[0]:.1f})")

@@ -172,10 +172,6 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="Celery threads per worker process (texts go to its event loop)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (one per core)")
     parser.add_argument("--db-pool", type=int, default=20, help="DATABASE_POOL_MAX_SIZE per worker process")
-    parser.add_argument(
-        "--threads-only", action="store_true",
-        help="AGENT_LOOP=false: a Celery thread per text in flight, as before the event loop (use --concurrency 256)",
-    )  # fmt: skip
     parser.add_argument("--worker-log", default="WARNING", help="the worker's log level (var/bench-agent-worker.log)")
     parser.add_argument(
         "--unbatched", action="store_true",
@@ -195,7 +191,7 @@ def main() -> None:
     fake.start()
     ready.wait(10)
 
-    env = {**os.environ, **bench_environment(openai_port=port, db_pool=args.db_pool), "AGENT_LOOP": str(not args.threads_only).lower()}
+    env = {**os.environ, **bench_environment(openai_port=port, db_pool=args.db_pool)}
     database_ensure(env["DATABASE_URL"], fresh=True)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     import redis
@@ -208,7 +204,7 @@ def main() -> None:
 
     django.setup()
     from conversations.models import Channel, Message, Provider
-    from webhooks.meta import sign
+    from integrations.meta.signature import HEADER, sign
     from webhooks.services import webhook_receive
 
     channel = Channel.objects.create(name="Bench", provider=Provider.SANDBOX, phone_number_id="bench", app_secret="bench-secret-0123456789")
@@ -261,7 +257,7 @@ def main() -> None:
                     break
             body = payload(*[(wa_id, n) for wa_id, n, _ in batch])
             started = time.time()
-            receipt = webhook_receive(body=body, signature=sign(body, channel.app_secret))
+            receipt = webhook_receive(body=body, headers={HEADER: sign(body, channel.app_secret)})
             receive_times.append(time.time() - started)
             batch_sizes.append(len(batch))
             connection.close()
@@ -320,7 +316,7 @@ def main() -> None:
                 started = time.time()
                 if args.unbatched:
                     body = payload((wa_id, n))
-                    receipt = webhook_receive(body=body, signature=sign(body, channel.app_secret))
+                    receipt = webhook_receive(body=body, headers={HEADER: sign(body, channel.app_secret)})
                     receive_times.append(time.time() - started)
                     (message_id,) = receipt.new_message_ids
                 else:
@@ -357,11 +353,12 @@ def main() -> None:
     cpu0.update({name: cpu_seconds(pid) for name, pid in others.items() if pid})
     pg = PostgresCPU(DB_NAME)
     machine0 = machine_cpu()
-    peak_rss = 0.0
+    peak_rss = peak_rss_each = 0.0
     while time.time() - measure_from < args.seconds:
         time.sleep(1)
         pg.sample()
-        peak_rss = max(peak_rss, sum(rss_mb(w.pid) for w in workers))
+        each = [rss_mb(w.pid) for w in workers]
+        peak_rss, peak_rss_each = max(peak_rss, sum(each)), max(peak_rss_each, *each)
     measure_to = time.time()
     cpu1 = {"worker(s)": sum(cpu_seconds(w.pid, children=True) for w in workers), "driver (webhook + customers)": own_cpu()}
     cpu1.update({name: cpu_seconds(pid) for name, pid in others.items() if pid})
@@ -399,8 +396,7 @@ def main() -> None:
     rate = len(window) / seconds
     think = f", think time {args.think:.1f}s (exponential)" if args.think > 0 else ", no think time"
     print(f"agent load: {args.customers} customers (closed loop{think}), model delay {args.delay:.1f}s, REPLY_DEBOUNCE_SECONDS=0, "
-          f"{args.workers} worker(s) pool={args.pool or 'whatsbot.workerpool'} concurrency={args.concurrency}, db pool {args.db_pool} each, "
-          f"{'threads only' if args.threads_only else 'event loop'}")  # fmt: skip
+          f"{args.workers} worker(s) pool={args.pool or 'whatsbot.workerpool'} concurrency={args.concurrency}, db pool {args.db_pool} each")  # fmt: skip
     print(f"  replies/s sustained        {rate:8.1f}   ({len(window)} replies in {seconds:.0f}s)")
     print(f"  overhead p50 / p95         {pct(overhead, 50) * 1000:8.0f} / {pct(overhead, 95) * 1000:.0f} ms   (webhook call -> reply sent, minus the delay; "
           f"p99 {pct(overhead, 99) * 1000:.0f}, max {overhead[-1] * 1000:.0f}, mean {statistics.mean(overhead) * 1000:.0f})")
@@ -415,7 +411,7 @@ def main() -> None:
         mode = f"batched: {statistics.mean(batch_sizes or [0]):.1f} messages per POST on average, at most {max(batch_sizes or [0])}"
     print(f"  webhook_receive p50 / p95  {pct(sorted(receive_times), 50) * 1000:8.0f} / {pct(sorted(receive_times), 95) * 1000:.0f} ms "
           f"per POST (in the driver; {mode})")
-    print(f"  worker RSS (peak, all)     {peak_rss:8.0f} MiB")
+    print(f"  worker RSS (peak)          {peak_rss_each:8.0f} MiB per process, {peak_rss:.0f} MiB all")
     cpu = {name: cpu1[name] - cpu0[name] for name in cpu1}
     cpu["postgres (bench db backends)"] = pg.total()
     print(f"  CPU, % of one core, and ms per reply (the machine has {os.cpu_count()} cores):")

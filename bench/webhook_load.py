@@ -182,7 +182,7 @@ class Builder:
     """Meta-shaped webhook bodies: unique wamids, customers drawn from a large pool."""
 
     def __init__(self, *, host: str, phone_number_id: str, app_secret: str, customers: int, run: str) -> None:
-        from webhooks.meta import sign
+        from integrations.meta.signature import sign
 
         self.sign = sign
         self.host = host

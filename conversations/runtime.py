@@ -71,7 +71,7 @@ class Runtime:
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         self.thread = threading.Thread(target=self._run, name="worker-loop", daemon=True)
         self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._leases_renew(), self.loop)
+        self._renewer = asyncio.run_coroutine_threadsafe(self._leases_renew(), self.loop)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -133,6 +133,7 @@ class Runtime:
 
     def close(self, timeout: float = 10.0) -> None:
         """Close the loop's connections and stop it (after `drain`)."""
+        self._renewer.cancel()
         try:
             asyncio.run_coroutine_threadsafe(_loop_resources_close(), self.loop).result(timeout)
         finally:
