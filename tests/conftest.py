@@ -3,14 +3,16 @@ import json
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import Group
 from django.test import Client
 
+from conversations.roles import ADMINS_GROUP, AGENTS_GROUP, role_groups_ensure
 from conversations.services.botconfig import bot_config_cache_clear
-from integrations.meta.signature import sign
 from conversations.services.channels import channel_cache_clear
+from integrations.meta.signature import sign
+from tests.conversations.factories import APP_SECRET, ChannelFactory, UserFactory
 
 from .browser import browser, browser_context, eager_worker, session_login  # noqa: F401  (Playwright fixtures)
-from tests.conversations.factories import APP_SECRET, ChannelFactory
 
 # Third-party payloads and specs the tests replay, with their sources: fixtures/SOURCES.md.
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -64,6 +66,65 @@ def post_webhook(client: Client):
         return client.post("/webhooks/whatsapp/", data=body, content_type="application/json", **headers)
 
     return post
+
+
+# --- staff, as admin sees them (each app's admin tests use these) -------------------------------
+
+
+@pytest.fixture
+def roles(db):
+    role_groups_ensure()
+
+
+@pytest.fixture
+def admin_member(roles):
+    """An admin by group membership (not a superuser): the role as the issue defines it."""
+    user = UserFactory(username="alice-admin")
+    user.groups.add(Group.objects.get(name=ADMINS_GROUP))
+    return user
+
+
+@pytest.fixture
+def agent_member(roles):
+    """A member of the Agents group: the console, never admin."""
+    user = UserFactory(username="bob-agent")
+    user.groups.add(Group.objects.get(name=AGENTS_GROUP))
+    return user
+
+
+@pytest.fixture
+def admin_member_client(client, admin_member):
+    # Italian is the default; the assertions read English texts.
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    client.force_login(admin_member)
+    return client
+
+
+@pytest.fixture
+def admin_rows(channel, admin_member):
+    """Sixty of every row an admin list shows (conversations, messages, notes, statuses,
+    webhook events, quick replies, profile changes), for the lists' query counts."""
+    from django.utils import timezone
+
+    from conversations.models import ConversationNote, QuickReply, StatusUpdate
+    from profiles.services import profile_field_set
+    from tests.conversations.factories import ConversationFactory, MessageFactory
+    from webhooks.models import WebhookEvent
+
+    staff = [UserFactory(username=f"staff{n}") for n in range(3)]
+    for n in range(60):
+        conversation = ConversationFactory(channel=channel, assigned_to=staff[n % 3])
+        message = MessageFactory(conversation=conversation, sent_by=staff[n % 3])
+        ConversationNote.objects.create(conversation=conversation, author=staff[n % 3], text=f"note {n}")
+        StatusUpdate.objects.create(wamid=message.wamid, status="delivered", timestamp=timezone.now())
+        WebhookEvent.objects.create(channel=channel, body="{}", outcome="processed")
+        QuickReply.objects.create(shortcut=f"reply{n}", title=f"Reply {n}", text="Hello")
+        profile_field_set(profile=conversation.profile, field="email", value=f"c{n}@example.com", source="staff", user=staff[0])
+
+
+# A list page costs this many queries at most, however many rows: session, user, permissions,
+# count, rows, filters, date hierarchy; never one per row.
+ADMIN_LIST_MAX_QUERIES = 15
 
 
 @pytest.fixture

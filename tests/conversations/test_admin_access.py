@@ -19,8 +19,8 @@ ADMIN_PAGES = [
 
 
 @pytest.mark.parametrize("url", ADMIN_PAGES)
-def test_an_agent_cannot_reach_any_admin_page(client, agent, url):
-    client.force_login(agent)
+def test_an_agent_cannot_reach_any_admin_page(client, agent_member, url):
+    client.force_login(agent_member)
 
     response = client.get(url)
 
@@ -29,8 +29,8 @@ def test_an_agent_cannot_reach_any_admin_page(client, agent, url):
     assert response["Location"].startswith("/admin/login/")
 
 
-def test_an_agent_cannot_read_a_channel_by_its_url(client, agent, channel):
-    client.force_login(agent)
+def test_an_agent_cannot_read_a_channel_by_its_url(client, agent_member, channel):
+    client.force_login(agent_member)
 
     response = client.get(f"/admin/conversations/channel/{channel.pk}/change/", follow=True)
 

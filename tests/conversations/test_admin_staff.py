@@ -49,7 +49,7 @@ def test_the_new_agent_can_log_in_but_not_reach_admin(admin_member_client, clien
     assert client.get("/admin/").status_code == 302
 
 
-def test_the_user_list_shows_roles_without_a_query_per_user(admin_member_client, django_assert_max_num_queries, agent):
+def test_the_user_list_shows_roles_without_a_query_per_user(admin_member_client, django_assert_max_num_queries, agent_member):
     from tests.conversations.factories import UserFactory
 
     for n in range(40):

@@ -1,8 +1,12 @@
+"""The client profiles' admin: where each value came from, staff edits, the list's cost."""
+
 import pytest
 
 from profiles.models import FieldSource
 from profiles.services import profile_field_set
-from tests.conversations.factories import ClientProfileFactory, ConversationFactory, MessageFactory
+from tests.conftest import ADMIN_LIST_MAX_QUERIES
+from tests.conversations.factories import ConversationFactory, MessageFactory
+from tests.profiles.factories import ClientProfileFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -53,3 +57,23 @@ def test_an_invalid_value_is_refused_with_the_reason(admin_member_client):
     assert "email" in response.context_data["adminform"].form.errors
     profile.refresh_from_db()
     assert profile.email == ""
+
+
+@pytest.mark.parametrize("url", ["/admin/profiles/clientprofile/", "/admin/profiles/clientprofile/?details=missing"])
+def test_the_profile_list_with_many_rows_costs_a_bounded_number_of_queries(
+    admin_member_client, admin_rows, django_assert_max_num_queries, url
+):
+    with django_assert_max_num_queries(ADMIN_LIST_MAX_QUERIES):
+        response = admin_member_client.get(url)
+
+    assert response.status_code == 200
+
+
+def test_admin_search_finds_a_profile_by_any_field(admin_member_client, channel):
+    wanted = ConversationFactory(channel=channel).profile
+    profile_field_set(profile=wanted, field="company", value="Ortofrutta Sud", source="staff")
+    ConversationFactory(channel=channel)
+
+    response = admin_member_client.get("/admin/profiles/clientprofile/?q=ortofrutta")
+
+    assert list(response.context_data["cl"].result_list) == [wanted]

@@ -1,8 +1,13 @@
+"""Webhook events in admin: the body shown readably, verified events replayed through ingest,
+forged ones never, and the list's cost."""
+
 import json
 
 import pytest
 
-from conversations.models import Message
+from conversations.models import Channel, Message
+from conversations.services.channels import channel_cache_clear
+from tests.conftest import ADMIN_LIST_MAX_QUERIES
 from webhooks.models import Outcome, WebhookEvent
 
 pytestmark = pytest.mark.django_db
@@ -61,3 +66,58 @@ def test_the_event_page_shows_the_body_readably(admin_member_client, channel, po
 
     assert "Does it come in another color?" in html
     assert json.loads(event.body)["object"] in html
+
+
+def test_a_replay_queues_the_turn_of_the_message_it_stored_again(
+    admin_member_client, channel, post_webhook, meta_example, django_capture_on_commit_callbacks, redis_queue
+):
+    post_webhook(meta_example("Text Message"))
+    event = WebhookEvent.objects.get()
+    Message.objects.all().delete()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        _replay(admin_member_client, event)
+
+    assert redis_queue.task_names() == ["conversations.tasks.inbound_handle"]
+    assert redis_queue.task_args() == [[Message.objects.get().pk]]
+
+
+def test_a_replay_for_a_number_deactivated_since_says_so_and_stores_nothing(admin_member_client, channel, post_webhook, meta_example):
+    post_webhook(meta_example("Text Message"))
+    event = WebhookEvent.objects.get()
+    Message.objects.all().delete()
+    Channel.objects.filter(pk=channel.pk).update(is_active=False)
+    Channel.objects.create(name="Another number", phone_number_id="999", app_secret="another-secret-0123")
+    channel_cache_clear()  # the web process's copy of the active channels, seconds later
+
+    response = _replay(admin_member_client, event)
+
+    assert "1 event replayed" in response.content.decode()
+    assert not Message.objects.exists()
+    replay = WebhookEvent.objects.exclude(pk=event.pk).get()
+    assert replay.outcome == Outcome.UNKNOWN_CHANNEL and channel.phone_number_id in replay.detail
+
+
+def test_a_replay_that_fails_is_reported_as_failed(admin_member_client, channel):
+    event = WebhookEvent.objects.create(channel=channel, body="{not json", signature_valid=True, outcome=Outcome.MALFORMED)
+
+    response = _replay(admin_member_client, event)
+
+    assert "1 replay failed" in response.content.decode()
+    assert WebhookEvent.objects.exclude(pk=event.pk).get().outcome == Outcome.MALFORMED
+
+
+def test_an_event_cannot_be_added_or_changed_in_admin(admin_member_client, channel):
+    event = WebhookEvent.objects.create(channel=channel, body="{}", signature_valid=True, outcome=Outcome.IGNORED)
+
+    assert admin_member_client.get(f"{CHANGELIST}add/").status_code == 403
+    admin_member_client.post(f"{CHANGELIST}{event.pk}/change/", {"body": "rewritten"})
+    event.refresh_from_db()
+    assert event.body == "{}"
+
+
+def test_the_event_list_with_many_rows_costs_a_bounded_number_of_queries(admin_member_client, admin_rows, django_assert_max_num_queries):
+    with django_assert_max_num_queries(ADMIN_LIST_MAX_QUERIES):
+        response = admin_member_client.get(CHANGELIST)
+
+    assert response.status_code == 200
