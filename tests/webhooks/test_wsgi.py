@@ -1,4 +1,5 @@
-"""The WSGI entry point sends Meta's POSTs straight to the view, everything else through the middleware."""
+"""The webhook's short route (`webhooks.wsgi`): Meta's POSTs answered by the WSGI entry point
+itself, everything else (and any POST the full chain would treat differently) through Django."""
 
 import io
 import json
@@ -8,7 +9,7 @@ import pytest
 from django.core.signals import request_finished, request_started
 
 from conversations.models import Message
-from webhooks.meta import sign
+from integrations.meta.signature import sign
 from webhooks.models import WebhookEvent
 
 from tests.conversations.factories import APP_SECRET
@@ -66,7 +67,7 @@ def test_a_bad_signature_malformed_body_or_unknown_host_still_get_their_answers(
 
 
 def test_plain_http_is_redirected_and_the_handshake_takes_the_full_chain(channel, settings):
-    from whatsbot.wsgi import WhatsbotWSGIHandler
+    from webhooks.wsgi import WhatsbotWSGIHandler
 
     settings.SECURE_SSL_REDIRECT = True
     assert wsgi_call("POST", "/webhooks/whatsapp/", b"{}", application=WhatsbotWSGIHandler())["status"] == 301
@@ -79,14 +80,14 @@ def test_plain_http_is_redirected_and_the_handshake_takes_the_full_chain(channel
 def test_an_exception_in_the_short_route_is_a_logged_500_and_the_request_still_finishes(channel, settings, monkeypatch, caplog):
     from django.core.signals import got_request_exception
 
-    from webhooks import views
+    from webhooks import wsgi
 
     settings.SECURE_SSL_REDIRECT = False
 
     def broken(**kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(views, "webhook_answer", broken)
+    monkeypatch.setattr(wsgi, "webhook_answer", broken)
     seen = []
     handlers = {"exception": lambda **kw: seen.append("exception"), "finished": lambda **kw: seen.append("finished")}
     got_request_exception.connect(handlers["exception"])
@@ -117,7 +118,7 @@ def test_a_body_over_the_upload_limit_or_without_a_length_takes_the_full_chain(c
 
 
 def test_behind_a_tls_proxy_the_forwarded_scheme_counts(channel, settings, meta_example):
-    from whatsbot.wsgi import WhatsbotWSGIHandler
+    from webhooks.wsgi import WhatsbotWSGIHandler
 
     settings.SECURE_SSL_REDIRECT = True
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -1,3 +1,5 @@
+"""`POST /webhooks/whatsapp/` with Meta's own example payloads, and the subscription handshake."""
+
 import json
 
 import pytest
@@ -264,3 +266,30 @@ def test_the_verify_token_from_the_environment_is_accepted(db, client, settings)
     settings.WHATSAPP_VERIFY_TOKEN = "from-env"
     ok = client.get("/webhooks/whatsapp/", {"hub.mode": "subscribe", "hub.verify_token": "from-env", "hub.challenge": "42"})
     assert ok.content == b"42"
+
+
+def test_an_object_other_than_whatsapp_is_acknowledged_and_ignored(channel, post_webhook):
+    response = post_webhook({"object": "instagram", "entry": []})
+
+    assert response.status_code == 200
+    event = WebhookEvent.objects.get()
+    assert event.outcome == Outcome.IGNORED and event.detail == "nothing to act on: object 'instagram' is not handled"
+
+
+def test_a_delivery_that_cannot_be_stored_is_answered_500_so_meta_retries_it(channel, post_webhook, meta_example):
+    payload = meta_example("Text Message")
+    payload["entry"][0]["changes"][0]["value"]["messages"][0]["from"] = "1" * 40  # longer than a wa_id can be
+
+    response = post_webhook(payload)
+
+    assert (response.status_code, response.content) == (500, b"temporarily unable to store the event")
+    assert not Message.objects.exists()
+    assert WebhookEvent.objects.get().outcome == Outcome.FAILED
+
+
+def test_the_answers_are_never_cached_and_other_methods_are_refused(channel, client, post_webhook, meta_example):
+    response = post_webhook(meta_example("Text Message"))
+    assert "no-cache" in response["Cache-Control"] and response.content == b"ok"
+
+    assert client.put("/webhooks/whatsapp/", data=b"{}").status_code == 405
+    assert client.get("/webhooks/whatsapp/").status_code == 403  # a GET is the handshake, and this is none
