@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed
@@ -23,6 +24,7 @@ from .models import BotConfig
 from .services.botconfig import (
     EXTRA_FIELD_KEY,
     bot_config_default_values,
+    bot_config_model,
     bot_config_restore,
     bot_config_save,
 )
@@ -47,6 +49,10 @@ class BotConfigForm(forms.ModelForm):
             "extra_fields": 'More fields to collect: [{"key": "vat_number", "label": "Partita IVA", "description": "…"}].',
             "order_number_pattern": f"A regular expression the whole order number must match. Empty: {DEFAULT_ORDER_NUMBER_PATTERN}",
         }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["model"].help_text = f"Empty: OPENAI_MODEL (now {settings.OPENAI_MODEL})."
 
     def clean_extra_fields(self):
         value = self.cleaned_data.get("extra_fields") or []
@@ -80,17 +86,23 @@ class BotConfigForm(forms.ModelForm):
 @admin.register(BotConfig)
 class BotConfigAdmin(admin.ModelAdmin):
     form = BotConfigForm
-    list_display = ("name", "channel", "model", "is_active", "version", "updated_at", "updated_by")
+    list_display = ("name", "channel", "model_in_force", "is_active", "version", "updated_at", "updated_by")
     list_filter = ("is_active",)
-    readonly_fields = ("version", "updated_at", "updated_by", "history")
+    readonly_fields = ("version", "updated_at", "updated_by", "model_in_force", "history")
     change_form_template = "admin/conversations/botconfig/change_form.html"
     fieldsets = (
         (None, {"fields": ("name", "channel", "is_active", "version", "updated_at", "updated_by")}),
-        ("Model", {"fields": ("model", "instructions", "prompt_id", "prompt_version", "prompt_variables", "temperature", "max_output_tokens")}),
+        ("Model", {"fields": ("model", "model_in_force", "instructions", "prompt_id", "prompt_version", "prompt_variables",
+                              "temperature", "max_output_tokens")}),
         ("Knowledge and data to collect", {"fields": ("vector_store_ids", "fields_to_collect", "extra_fields", "order_number_pattern")}),
         ("Messages", {"fields": ("holding_message", "handoff_message")}),
         ("History (newest first)", {"fields": ("history",)}),
     )
+
+    @admin.display(description="Model in force", ordering="model")
+    def model_in_force(self, obj: BotConfig) -> str:
+        """Its own model, or which one `OPENAI_MODEL` gives when it has none."""
+        return obj.model or f"— (OPENAI_MODEL: {bot_config_model(config=obj)})"
 
     @admin.display(description="Versions")
     def history(self, obj: BotConfig):

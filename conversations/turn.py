@@ -313,7 +313,7 @@ def _details_found(message: Message, fields: list[str], values: dict) -> bool:
     language = (values.get("language") or "").strip().lower()[:2]
     if len(language) == 2 and language != message.conversation.profile.language:
         return True
-    return any(values.get(f) and str(values[f]).strip() for f in fields)
+    return any(str(getattr(values.get(f), "value", values.get(f)) or "").strip() for f in fields)
 
 
 def _details_store(message: Message, active: ActiveConfig, fields: list[str], values: dict) -> None:

@@ -11,7 +11,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from .models import STANDARD_FIELDS, ClientProfile, FieldSource, ProfileFieldChange
+from .models import STANDARD_FIELDS, ClientProfile, Confidence, FieldSource, ProfileFieldChange
 from .selectors import profile_search_condition
 from .services import FieldValueError, field_value_clean, profile_field_set
 
@@ -127,6 +127,8 @@ class ClientProfileAdmin(admin.ModelAdmin):
             entry = entry or {}
             source = entry.get("source") or ""
             label = dict(FieldSource.choices).get(source, source)
+            if entry.get("confidence") == Confidence.GUESSED:
+                label = format_html("{} ({})", label, Confidence.GUESSED.label)
             if entry.get("message_id"):
                 url = reverse("admin:conversations_message_change", args=[entry["message_id"]])
                 origin = format_html('<a href="{}">{} #{}</a>', url, _("from message"), entry["message_id"])

@@ -1,3 +1,5 @@
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -15,6 +17,27 @@ class FieldSource(models.TextChoices):
     SYSTEM = "system", _("System")
 
 
+class Confidence(models.TextChoices):
+    """How surely an extracted value is what the customer meant. The AI's value is replaced
+    only by one at least as sure, and a guess only fills an empty field
+    (`profiles.services.profile_field_set`)."""
+
+    # Said outright: "mi chiamo …", "my name is …", an email or order number pattern, the
+    # model's structured extraction.
+    STATED = "stated", _("stated")
+    # Read from a weak pattern ("sono Giulia", "I am John"): right often, not always.
+    GUESSED = "guessed", _("guessed")
+
+
+@dataclass(frozen=True)
+class ExtractedValue:
+    """One value read out of a customer's text, with how sure the reader is of it. A plain
+    string given to `profile_update_from_extraction` counts as stated."""
+
+    value: str
+    confidence: Confidence = Confidence.STATED
+
+
 class ClientProfile(models.Model):
     """A customer, keyed by the WhatsApp id Meta gives it (`wa_id`)."""
 
@@ -30,7 +53,8 @@ class ClientProfile(models.Model):
     extra = models.JSONField(_("other fields"), default=dict, blank=True)
     language = models.CharField(_("language"), max_length=16, blank=True)
     # Where each stored value came from: {field: {"source": "ai"|"staff"|..., "message_id": int|None,
-    # "user_id": int|None, "user": str, "at": iso-datetime}}.
+    # "user_id": int|None, "user": str, "at": iso-datetime}}, and for the AI's values
+    # "confidence": "stated"|"guessed" (entries written before it existed have none).
     provenance = models.JSONField(default=dict, blank=True)
     first_contact_at = models.DateTimeField(_("first contact"), null=True, blank=True)
     last_contact_at = models.DateTimeField(_("last contact"), null=True, blank=True)

@@ -1,14 +1,20 @@
 """Writing collected customer details, with validation and provenance.
 
-Every value is validated before it touches the profile, remembers where it came from
-(the AI from which message, or which staff member), and a value a staff member entered is
-never overwritten by the AI.
+Every value is validated before it touches the profile and remembers where it came from
+(the AI from which message and how surely, or which staff member). Who may replace what is
+decided here, on the locked row (`profile_field_set`):
+
+- a staff member's value is never replaced by the AI;
+- the AI's stated value replaces any other value (an earlier AI value, stated or guessed);
+- the AI's guess only fills an empty field, so it never replaces anything;
+- order numbers are appended to, never replaced; a guessed one only when none is known.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -16,7 +22,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from .models import STANDARD_FIELDS, ClientProfile, FieldSource, ProfileFieldChange
+from .models import STANDARD_FIELDS, ClientProfile, Confidence, ExtractedValue, FieldSource, ProfileFieldChange
 
 logger = logging.getLogger(__name__)
 
@@ -87,14 +93,19 @@ def profile_field_set(
     user=None,
     message=None,
     order_number_pattern: str = "",
+    confidence: str = Confidence.STATED,
 ) -> FieldChange | None:
-    """Set one field. Returns the change, or None when nothing changed (or the AI was
-    about to overwrite a staff member's value). Raises FieldValueError on a bad value."""
+    """Set one field. Returns the change, or None when nothing changed or the AI may not
+    replace the value there (see the module's rules; `confidence` counts for the AI only).
+    Raises FieldValueError on a bad value."""
     cleaned = field_value_clean(field=field, value=value, order_number_pattern=order_number_pattern)
+    confidence = Confidence(confidence)
     original = profile
     with transaction.atomic():
+        # Decided on the locked row: a staff edit or another message's extraction may be
+        # writing the same field right now.
         profile = ClientProfile.objects.select_for_update().get(pk=profile.pk)
-        if source == FieldSource.AI and profile.source_of(field) == FieldSource.STAFF:
+        if source == FieldSource.AI and not _ai_may_write(profile=profile, field=field, confidence=confidence):
             return None
         old = profile.value_of(field)
         if field == "order_number":
@@ -108,16 +119,16 @@ def profile_field_set(
         else:
             profile.extra = {**profile.extra, field: cleaned}
         now = timezone.now()
-        profile.provenance = {
-            **profile.provenance,
-            field: {
-                "source": source,
-                "message_id": getattr(message, "pk", None),
-                "user_id": getattr(user, "pk", None),
-                "user": user.get_username() if user else "",
-                "at": now.isoformat(),
-            },
+        entry = {
+            "source": source,
+            "message_id": getattr(message, "pk", None),
+            "user_id": getattr(user, "pk", None),
+            "user": user.get_username() if user else "",
+            "at": now.isoformat(),
         }
+        if source == FieldSource.AI:
+            entry["confidence"] = confidence.value
+        profile.provenance = {**profile.provenance, field: entry}
         profile.save(update_fields=["first_name", "last_name", "company", "email", "order_numbers", "extra", "provenance", "updated_at"])
         ProfileFieldChange.objects.create(
             profile=profile, field=field, old_value=old, new_value=cleaned, source=source, message=message, user=user, created_at=now
@@ -126,6 +137,14 @@ def profile_field_set(
     for attr in ("first_name", "last_name", "company", "email", "order_numbers", "extra", "provenance", "updated_at"):
         setattr(original, attr, getattr(profile, attr))
     return FieldChange(field=field, old=old, new=cleaned)
+
+
+def _ai_may_write(*, profile: ClientProfile, field: str, confidence: Confidence) -> bool:
+    if profile.source_of(field) == FieldSource.STAFF:
+        return False
+    # With two strengths, "never by a weaker one" comes down to this: a stated value may
+    # replace any value but a staff member's, a guess none at all.
+    return confidence == Confidence.STATED or not profile.value_of(field)
 
 
 def profile_missing_fields(*, profile: ClientProfile, fields: list[str]) -> list[str]:
@@ -143,29 +162,34 @@ def profile_known_fields(*, profile: ClientProfile, fields: list[str]) -> dict[s
 def profile_update_from_extraction(
     *,
     profile: ClientProfile,
-    values: dict[str, str | None],
+    values: Mapping[str, str | ExtractedValue | None],
     fields: list[str],
     message=None,
     order_number_pattern: str = "",
 ) -> list[FieldChange]:
     """Apply what the AI (or the offline agent) extracted from a customer message.
 
-    Only configured fields are taken; a value that fails validation is dropped (and logged),
-    never stored; a staff member's value is never overwritten (see `profile_field_set`).
+    `values` by field: an `ExtractedValue` carries its confidence; a plain string (the
+    model's structured extraction) counts as stated. Only configured fields are taken; a
+    value that fails validation is dropped (and logged), never stored; what may replace what
+    is `profile_field_set`'s rule.
     """
     changes = []
     for field in fields:
-        value = values.get(field)
-        if not value or not str(value).strip():
+        extracted = values.get(field)
+        if not isinstance(extracted, ExtractedValue):
+            extracted = ExtractedValue(value=str(extracted or ""))
+        if not extracted.value.strip():
             continue
         try:
             change = profile_field_set(
                 profile=profile,
                 field=field,
-                value=str(value),
+                value=extracted.value,
                 source=FieldSource.AI,
                 message=message,
                 order_number_pattern=order_number_pattern,
+                confidence=extracted.confidence,
             )
         except FieldValueError as exc:
             logger.info("profile %s: extracted %s rejected: %s", profile.pk, field, exc)

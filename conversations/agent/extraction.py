@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .openai_client import AIError
 from .prompts import EXTRACTION_INSTRUCTIONS, FIELD_DESCRIPTIONS
-from .replies import usage_fields
+from .replies import model_for, usage_fields
 
 
 class _Details(BaseModel):
@@ -47,7 +47,7 @@ def details_model_for(*, config, fields: list[str]) -> type[BaseModel]:
 def extraction_request(*, text: str, config, fields: list[str]) -> dict:
     """The `responses.parse` arguments for one customer text."""
     return {
-        "model": settings.OPENAI_EXTRACTION_MODEL or config.model or settings.OPENAI_MODEL,
+        "model": settings.OPENAI_EXTRACTION_MODEL or model_for(config),
         "instructions": EXTRACTION_INSTRUCTIONS,
         "input": [{"role": "user", "content": text}],
         "text_format": details_model_for(config=config, fields=fields),

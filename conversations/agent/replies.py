@@ -33,6 +33,12 @@ _HUMAN_REQUEST = re.compile(
 HANDOFF_ASKED = "The customer asked for a person."
 
 
+def model_for(config) -> str:
+    """The model a bot configuration answers with: its own, else OPENAI_MODEL (a blank model
+    follows the setting, so changing it in `.env` counts)."""
+    return config.model or settings.OPENAI_MODEL
+
+
 def human_requested(text: str) -> bool:
     return bool(_HUMAN_REQUEST.search(text))
 
@@ -70,7 +76,7 @@ def reply_request(
     may be running at the same moment: the instructions say so)."""
     context = fields_context(known=known, missing=missing, extra_fields=config.extra_fields)
     request: dict = {
-        "model": config.model or settings.OPENAI_MODEL,
+        "model": model_for(config),
         "conversation": openai_conversation,
         "input": [{"role": "user", "content": text} for text in texts],
         "tools": reply_tools(vector_store_ids=config.vector_store_ids or []),
@@ -146,7 +152,7 @@ def summary_lines(*, rows: list[tuple[str, str]], previous_summary: str) -> list
 def summary_request(*, config, lines: list[str]) -> dict:
     """The `responses.create` arguments for a short summary of the thread so far."""
     return {
-        "model": config.model or settings.OPENAI_MODEL,
+        "model": model_for(config),
         "instructions": SUMMARY_INSTRUCTIONS,
         "input": [{"role": "user", "content": "\n".join(lines) or "(nessun messaggio)"}],
         "store": False,

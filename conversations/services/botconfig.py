@@ -16,6 +16,7 @@ from django.db.models import F, Q
 
 from profiles.models import STANDARD_FIELDS
 
+from ..agent.replies import model_for
 from ..agent.prompts import (
     DEFAULT_HANDOFF_MESSAGE,
     DEFAULT_HOLDING_MESSAGE,
@@ -76,13 +77,19 @@ def bot_config_restore(*, config: BotConfig, version: int, user=None) -> BotConf
 def bot_config_default_values() -> dict:
     return {
         "name": "Default",
-        "model": settings.OPENAI_MODEL,
+        # Blank: `OPENAI_MODEL` as it is at each call, so changing it in `.env` counts.
+        "model": "",
         "instructions": DEFAULT_INSTRUCTIONS,
         "prompt_id": settings.OPENAI_PROMPT_ID,
         "fields_to_collect": list(STANDARD_FIELDS),
         "holding_message": DEFAULT_HOLDING_MESSAGE,
         "handoff_message": DEFAULT_HANDOFF_MESSAGE,
     }
+
+
+def bot_config_model(*, config: BotConfig) -> str:
+    """The model `config` answers with: its own, else `OPENAI_MODEL`."""
+    return model_for(config)
 
 
 @dataclass(frozen=True)
