@@ -6,6 +6,9 @@ from profiles.models import ClientProfile
 
 
 class ClientProfileFactory(factory.django.DjangoModelFactory):
+    """A customer as the webhook first stores it: a WhatsApp id and profile name, nothing
+    collected yet (collected values go through `profiles.services`, with provenance)."""
+
     class Meta:
         model = ClientProfile
         django_get_or_create = ("wa_id",)
