@@ -200,7 +200,10 @@ def run(fn: Callable[..., Awaitable[T]], /, *args, **kwargs) -> T:
         try:
             return await fn(*args, **kwargs)
         finally:
-            # What the call started and did not wait for (a read receipt) ends first.
+            # The database pool's own tasks (its workers, its scheduler) live as long as the
+            # pool: closed first, or they would be waited for to the end of RUN_SETTLE_SECONDS.
+            await _close(database.close)
+            # What the call started and did not wait for (a read receipt) ends next.
             others = asyncio.all_tasks() - {asyncio.current_task()}
             if others:
                 await asyncio.wait(others, timeout=RUN_SETTLE_SECONDS)
@@ -260,7 +263,11 @@ def holding(ids: Iterable[int]) -> Iterator[None]:
 async def _loop_resources_close() -> None:
     """What the running loop opened: the database pool, the OpenAI and provider HTTP sessions."""
     for close in (openai_client.close, http.close, database.close):
-        try:
-            await close()
-        except Exception:
-            logger.exception("closing the loop's connections")
+        await _close(close)
+
+
+async def _close(close: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await close()
+    except Exception:
+        logger.exception("closing the loop's connections")
