@@ -1,22 +1,18 @@
-"""The simulator: the phone page's messages take the production path and the bot's answers
-come back to it."""
+"""The simulator (`webhooks.simulator`): the phone page's messages take the production path
+(the signed webhook, ingest, the turn) and the bot's answers come back to it."""
 
 import json
 
 import pytest
-from django.contrib.auth.models import AnonymousUser  # noqa: F401
 
-from conversations.console.simulator import (
-    SANDBOX_PHONE_ID,
-    sandbox_channel_ensure,
-    simulator_text_body,
-)
 from conversations.models import Author, Conversation, Direction, Message, MessageStatus, Provider
-from conversations.services import outbound, pipeline
-from conversations.tasks import agent_reply
+from conversations.services import outbound
+from conversations.services.channels import SANDBOX_PHONE_ID, sandbox_channel_ensure
+from integrations.meta.signature import sign
+from tests.conversations.conftest import handle, reply
 from tests.conversations.factories import UserFactory
-from webhooks.meta import sign
 from webhooks.models import Outcome, WebhookEvent
+from webhooks.simulator import simulator_text_body
 
 pytestmark = pytest.mark.django_db
 
@@ -42,15 +38,22 @@ def _send(client, text, **headers):
     return client.post("/console/simulator/send/", {"text": text}, **headers)
 
 
-def _run_worker(django_capture_on_commit_callbacks):
-    """What the Celery worker would do with every queued task, by calling the services."""
+@pytest.fixture
+def offline(settings):
+    """No OpenAI account: the offline agent answers."""
+    settings.OPENAI_API_KEY = ""
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens: any call would fail loudly
+
+
+def _run_worker():
+    """What the Celery worker does with the customer messages' tasks: the turn, then the
+    debounced reply without waiting for the quiet period. The turn delivers the bot's
+    answer itself, through the sandbox provider. (The turn has its own database
+    connection: the tests that call this commit their rows.)"""
     for message in Message.objects.filter(direction=Direction.INBOUND, handled_at__isnull=True).order_by("pk"):
-        with django_capture_on_commit_callbacks(execute=False):
-            pipeline.inbound_handle(message_id=message.pk)
-            if not Message.objects.get(pk=message.pk).handled_at:
-                agent_reply.run(message.pk)  # the debounced reply, without waiting for it
-    for message in Message.objects.filter(direction=Direction.OUTBOUND, status=MessageStatus.PENDING):
-        outbound.message_deliver(message_id=message.pk)
+        handle(message.pk)
+        if not Message.objects.get(pk=message.pk).handled_at:
+            reply(message.pk)
 
 
 def test_bootstrap_creates_the_sandbox_channel_with_its_own_secret_once(db):
@@ -103,15 +106,14 @@ def test_a_body_signed_with_another_secret_is_refused(client, sandbox):
     assert not Message.objects.exists()
 
 
-def test_the_bots_answer_comes_back_to_the_phone_and_is_reported_read(
-    staff_client, sandbox, django_capture_on_commit_callbacks
-):
+@pytest.mark.django_db(transaction=True)
+def test_the_bots_answer_comes_back_to_the_phone_and_is_reported_read(staff_client, sandbox, offline):
     _be(staff_client)
     _send(staff_client, "Buongiorno")
     poll = staff_client.get("/console/simulator/poll/?rev=-1")
     revision = int(poll.content.decode().split('data-revision="')[1].split('"')[0])
 
-    _run_worker(django_capture_on_commit_callbacks)
+    _run_worker()
     response = staff_client.get(f"/console/simulator/poll/?rev={revision}")
 
     html = response.content.decode()
@@ -133,7 +135,7 @@ def test_a_pending_bot_message_has_not_reached_the_phone(staff_client, sandbox):
     _be(staff_client)
     _send(staff_client, "Buongiorno")
     conversation = Conversation.objects.get()
-    outbound.message_send_text(conversation=conversation, text="still pending")
+    outbound.message_send(conversation=conversation, text="still pending", author=Author.BOT)
 
     html = staff_client.get("/console/simulator/").content.decode()
 
@@ -156,10 +158,11 @@ def test_a_poll_with_nothing_new_answers_204_with_one_query_for_the_thread(
     assert response.status_code == 204
 
 
-def test_the_phone_only_acknowledges_its_own_customers_messages(staff_client, sandbox, django_capture_on_commit_callbacks):
+@pytest.mark.django_db(transaction=True)
+def test_the_phone_only_acknowledges_its_own_customers_messages(staff_client, sandbox, offline):
     _be(staff_client, number="393400000002")
     _send(staff_client, "Primo cliente")
-    _run_worker(django_capture_on_commit_callbacks)
+    _run_worker()
     other_answer = Message.objects.get(direction=Direction.OUTBOUND)
     _be(staff_client, number="393400000003")
 

@@ -6,13 +6,21 @@ import re
 
 import pytest
 
-from conversations.console.simulator import sandbox_channel_ensure
-from conversations.models import Direction, Message, MessageStatus
+from conversations.models import Author, Direction, Message, MessageStatus
+from conversations.services.channels import sandbox_channel_ensure
+from conversations.services.outbound import message_send
 from tests.browser import BROWSER_TEST, screenshot
+from tests.conversations.conftest import deliver
 from tests.conversations.factories import UserFactory
 from whatsbot.celery import app as celery_app
 
 pytestmark = BROWSER_TEST
+
+
+@pytest.fixture(autouse=True)
+def offline(settings):
+    """No OpenAI account: the offline agent answers."""
+    settings.OPENAI_API_KEY = ""
 
 
 @pytest.fixture
@@ -67,8 +75,6 @@ def test_the_phone_shows_an_answer_that_arrives_later(transactional_db, live_ser
     """The bot's answer lands after the send's response (a real worker): the poll brings it."""
     from playwright.sync_api import expect
 
-    from conversations.services.outbound import message_deliver, message_send_text
-
     sandbox_channel_ensure()
     session_login(browser_page, UserFactory(username="simone"))
     page = browser_page.new_page()
@@ -81,9 +87,9 @@ def test_the_phone_shows_an_answer_that_arrives_later(transactional_db, live_ser
     # A staff member's reply, stored now and delivered by "the worker" a moment later.
     celery_app.conf.task_always_eager = False
     conversation = Message.objects.filter(direction=Direction.INBOUND).get().conversation
-    late = message_send_text(conversation=conversation, text="Risposta arrivata dopo", author="staff")
+    late = message_send(conversation=conversation, text="Risposta arrivata dopo", author=Author.STAFF)
     page.wait_for_timeout(1500)
     expect(page.get_by_text("Risposta arrivata dopo")).to_have_count(0)  # pending: not on the phone yet
-    message_deliver(message_id=late.pk)
+    deliver(late.pk)
 
     expect(page.get_by_text("Risposta arrivata dopo")).to_be_visible(timeout=5_000)
