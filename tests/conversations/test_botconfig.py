@@ -3,12 +3,17 @@
 import pytest
 
 from conversations.agent.prompts import DEFAULT_INSTRUCTIONS
-from conversations.agent.service import burst_answer
 from conversations.models import BotConfig, BotConfigVersion
-from conversations.services import pipeline
-from conversations.services.botconfig import bot_config_fields, bot_config_for_channel, bot_config_restore, bot_config_save
+from conversations.services.botconfig import (
+    bot_config_fields,
+    bot_config_for_channel,
+    bot_config_model,
+    bot_config_restore,
+    bot_config_save,
+)
 
 from tests.conversations.factories import ChannelFactory, ConversationFactory, MessageFactory, UserFactory
+from .conftest import handle, reply
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +24,9 @@ def test_the_default_configuration_is_created_from_the_settings_on_first_need(se
 
     active = bot_config_for_channel(channel=channel)
 
-    assert active.config.channel is None and active.config.model == "gpt-4.1-mini"
+    # A blank model follows OPENAI_MODEL, so changing it in `.env` counts.
+    assert active.config.channel is None and active.config.model == ""
+    assert bot_config_model(config=active.config) == "gpt-4.1-mini"
     assert active.config.instructions == DEFAULT_INSTRUCTIONS
     assert DEFAULT_INSTRUCTIONS.startswith(
         "Sei un agente WhatsApp incaricato dell'assistenza clienti e dell'acquisizione delle informazioni di base del contatto."
@@ -54,11 +61,12 @@ def test_every_save_keeps_a_version_and_a_restore_is_a_new_version():
     ]  # fmt: skip
 
 
+@pytest.mark.django_db(transaction=True)  # the turn runs on connections of its own
 def test_each_bot_message_records_the_version_that_answered(offline, graph):
     conversation = ConversationFactory()
     message = MessageFactory(conversation=conversation, text="Ciao")
-    pipeline.inbound_handle(message_id=message.pk)
-    burst_answer(message_id=message.pk)
+    assert handle(message.pk) == "queued"
+    assert reply(message.pk) == "sent"
 
     bot = conversation.messages.get(direction="out")
     active = bot_config_for_channel(channel=conversation.channel)

@@ -3,26 +3,25 @@
 import pytest
 
 from conversations.agent.offline import details_extract, language_detect
-from conversations.agent.service import burst_answer
 from conversations.models import Owner
-from conversations.services import pipeline
+from profiles.models import Confidence, ExtractedValue
 
+from tests.conversations.conftest import handle, reply, sent_to_whatsapp
 from tests.conversations.factories import ConversationFactory, MessageFactory
-from .conftest import deliver_pending, sent_to_whatsapp
-
-pytestmark = pytest.mark.django_db
 
 
 def say(conversation, text):
+    """The customer's text handled, then (the quiet period over) answered: the reply's outcome."""
     message = MessageFactory(conversation=conversation, text=text)
-    pipeline.inbound_handle(message_id=message.pk)
-    return burst_answer(message_id=message.pk)
+    handle(message.pk)
+    return reply(message.pk)
 
 
 def last_bot_text(conversation) -> str:
     return conversation.messages.filter(direction="out").order_by("-pk").values_list("text", flat=True).first()
 
 
+@pytest.mark.django_db(transaction=True)
 def test_it_greets_and_collects_every_field_in_italian_never_asking_twice(offline, graph):
     conversation = ConversationFactory()
 
@@ -43,10 +42,10 @@ def test_it_greets_and_collects_every_field_in_italian_never_asking_twice(offlin
     assert (profile.first_name, profile.last_name, profile.company, profile.email) == ("Mario", "Rossi", "Acme Spa", "mario.rossi@acme.it")
     assert profile.order_numbers == ["2024-551"] and profile.language == "it"
     assert profile.provenance["email"]["source"] == "ai"
-    deliver_pending()
-    assert len(sent_to_whatsapp(graph)) == 4
+    assert len(sent_to_whatsapp(graph)) == 4  # each reply delivered by its own turn
 
 
+@pytest.mark.django_db(transaction=True)
 def test_it_answers_in_english_when_the_customer_writes_english(offline, graph):
     conversation = ConversationFactory()
 
@@ -57,6 +56,7 @@ def test_it_answers_in_english_when_the_customer_writes_english(offline, graph):
     assert "first name: John" in last_bot_text(conversation)
 
 
+@pytest.mark.django_db(transaction=True)
 def test_offline_commands_and_handoff_work_too(offline, graph):
     conversation = ConversationFactory()
     say(conversation, "Ciao")
@@ -68,17 +68,22 @@ def test_offline_commands_and_handoff_work_too(offline, graph):
     assert conversation.owner == Owner.HUMAN
 
 
+def stated(value: str) -> ExtractedValue:
+    return ExtractedValue(value, Confidence.STATED)
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("mi chiamo Anna Maria", {"first_name": "Anna", "last_name": "Maria", "language": "it"}),
+        ("mi chiamo Anna Maria", {"first_name": stated("Anna"), "last_name": stated("Maria"), "language": "it"}),
         ("sono contento del servizio", {"language": "it"}),
-        ("my order #AB-77 has not arrived", {"order_number": "AB-77", "language": "en"}),
-        ("scrivete a anna@example.org grazie", {"email": "anna@example.org", "language": "it"}),
-        ("I work for Globex Corporation", {"company": "Globex Corporation", "language": "en"}),
+        ("my order #AB-77 has not arrived", {"order_number": stated("AB-77"), "language": "en"}),
+        ("scrivete a anna@example.org grazie", {"email": stated("anna@example.org"), "language": "it"}),
+        ("I work for Globex Corporation", {"company": stated("Globex Corporation"), "language": "en"}),
+        ("Sono Giulia", {"first_name": ExtractedValue("Giulia", Confidence.GUESSED), "language": "it"}),
     ],
 )
-def test_the_offline_rules_pick_details_out_of_the_text(text, expected):
+def test_the_offline_rules_pick_details_out_of_the_text_saying_how_sure_they_are(text, expected):
     assert details_extract(text=text) == expected
 
 
