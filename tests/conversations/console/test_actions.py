@@ -10,9 +10,9 @@ from django.utils import timezone
 
 from conversations.models import Author, Conversation, ConversationNote, ConversationStatus, Message, MessageStatus, Owner
 from conversations.services import console as actions
-from conversations.services.outbound import message_deliver
 from profiles.models import FieldSource
 from profiles.services import profile_field_set
+from tests.conversations.conftest import deliver
 from tests.conversations.factories import ConversationFactory
 
 from .conftest import client_for
@@ -124,6 +124,7 @@ def test_without_javascript_an_action_redirects_back_to_the_thread(agent_client,
 # --- Reply and the 24-hour window ---------------------------------------------------------------
 
 
+@pytest.mark.django_db(transaction=True)  # the delivery has a database connection of its own
 def test_a_staff_reply_is_stored_pending_takes_the_conversation_over_and_is_sent_by_the_task(
     agent_client, agent, conversation, graph_api
 ):
@@ -137,7 +138,7 @@ def test_a_staff_reply_is_stored_pending_takes_the_conversation_over_and_is_sent
     fresh = reload(conversation)
     assert (fresh.owner, fresh.assigned_to) == (Owner.HUMAN, agent)
 
-    assert message_deliver(message_id=message.pk).outcome == "sent"
+    assert deliver(message.pk) == "sent"
     message.refresh_from_db()
     assert (message.status, message.wamid) == (MessageStatus.SENT, "wamid.staff1")
     sent_body = json.loads(graph_api.log[0][0].get_data())

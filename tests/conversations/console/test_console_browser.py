@@ -10,11 +10,11 @@ import pytest
 from django.utils import timezone
 
 from conversations.models import Author, Conversation, Message, MessageStatus, Owner, QuickReply
-from conversations.services.outbound import message_deliver
+from integrations.meta.signature import HEADER, sign
 from profiles.models import FieldSource
 from tests.browser import BROWSER_TEST, screenshot
+from tests.conversations.conftest import deliver
 from tests.conversations.factories import APP_SECRET, ChannelFactory, ConversationFactory, MessageFactory, UserFactory
-from webhooks.meta import sign
 from webhooks.services import webhook_receive
 
 PASSWORD = "correct-horse-battery"
@@ -40,7 +40,7 @@ def customer_writes(meta_examples):
         message.update(id=f"wamid.browser-{time.time_ns()}-{next(counter)}", timestamp=str(int(time.time())))
         message["text"]["body"] = text
         body = json.dumps(payload).encode()
-        receipt = webhook_receive(body=body, signature=sign(body, APP_SECRET))
+        receipt = webhook_receive(body=body, headers={HEADER: sign(body, APP_SECRET)})
         assert receipt.status == 200 and receipt.new_message_ids
         return Message.objects.get(pk=receipt.new_message_ids[0])
 
@@ -138,7 +138,7 @@ def test_a_manual_reply_is_pending_then_sent_and_take_over_and_hand_back_work(br
 
     message = Message.objects.get(author=Author.STAFF)
     assert message.status == MessageStatus.PENDING
-    assert message_deliver(message_id=message.pk).outcome == "sent"  # what the Celery task runs
+    assert deliver(message.pk) == "sent"  # what the Celery task runs
     expect(reply.locator(".tick")).to_have_attribute("data-status", "sent", timeout=3000)
     shot(page, "reply-sent")
 
