@@ -1,4 +1,6 @@
-"""Delivery statuses, many per POST: the set-based apply follows the one-by-one rules."""
+"""Delivery statuses (`conversations.sql.status`), many per POST, through the webhook: the
+set-based apply follows the one-by-one rules; what arrives before its message is applied by
+the send that stores the wamid, or by the sweeper."""
 
 from __future__ import annotations
 
@@ -8,22 +10,44 @@ from datetime import datetime, timezone as dt_timezone
 import pytest
 
 from conversations.models import STATUS_RANK, Conversation, Message, MessageStatus, StatusUpdate
-from conversations.services.inbound import status_updates_apply_for, statuses_apply
-from webhooks.meta import StatusEvent
-
-from tests.conversations.factories import ConversationFactory, MessageFactory
+from conversations.services.sweeps import statuses_sweep
+from conversations.sql import pipelined_transaction
+from conversations.sql.status import statuses_store
+from integrations.base import StatusEvent
+from tests.conversations.factories import PHONE_NUMBER_ID, ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
 
-PHONE = "106540352242922"
+PHONE = PHONE_NUMBER_ID
 
 
 def _at(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, tz=dt_timezone.utc)
 
 
-def _status(wamid: str, status: str, ts: int, errors: list | None = None) -> StatusEvent:
-    return StatusEvent(PHONE, wamid, status, _at(ts), "393331234567", errors or [], {"id": wamid, "status": status})
+def _status(wamid: str, status: str, ts: int, errors: list | None = None) -> dict:
+    """A status as Meta puts it in a webhook."""
+    raw = {"id": wamid, "status": status, "timestamp": str(ts), "recipient_id": "393331234567"}
+    if errors:
+        raw["errors"] = errors
+    return raw
+
+
+@pytest.fixture
+def statuses_apply(post_webhook):
+    """POST these statuses to the webhook in one delivery, as Meta batches them."""
+
+    def post(*, statuses: list[dict]) -> None:
+        payload = {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "419561257915477", "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE},
+                "statuses": statuses,
+            }}]}],
+        }  # fmt: skip
+        assert post_webhook(payload).status_code == 200
+
+    return post
 
 
 def _expected(start_rank: int, posts: list[list[tuple[str, int]]]) -> dict:
@@ -50,29 +74,28 @@ def _outbound(conversation, wamid: str) -> Message:
     return MessageFactory(conversation=conversation, direction="out", author="bot", wamid=wamid, status=MessageStatus.SENT, status_rank=1)
 
 
-def test_several_statuses_of_one_message_in_one_post_are_applied_in_timestamp_order(conversation):
+def test_several_statuses_of_one_message_in_one_post_are_applied_in_timestamp_order(conversation, statuses_apply):
     message = _outbound(conversation, "wamid.a")
     before = Conversation.objects.get(pk=conversation.pk).revision
-    moved = statuses_apply(statuses=[_status("wamid.a", "read", 20), _status("wamid.a", "delivered", 10), _status("wamid.a", "sent", 5)])
+    statuses_apply(statuses=[_status("wamid.a", "read", 20), _status("wamid.a", "delivered", 10), _status("wamid.a", "sent", 5)])
     message.refresh_from_db()
-    assert moved == 1
     assert message.status == "read" and message.status_rank == 3
     assert message.delivered_at == _at(10) and message.read_at == _at(20)
     assert StatusUpdate.objects.filter(wamid="wamid.a", applied=True).count() == 3
     assert Conversation.objects.get(pk=conversation.pk).revision == before + 1
 
 
-def test_a_late_status_in_the_same_post_does_not_move_the_message_back_or_stamp_its_time(conversation):
+def test_a_late_status_in_the_same_post_does_not_move_the_message_back_or_stamp_its_time(conversation, statuses_apply):
     message = _outbound(conversation, "wamid.b")
     statuses_apply(statuses=[_status("wamid.b", "read", 20), _status("wamid.b", "delivered", 30)])
     message.refresh_from_db()
     assert message.status == "read" and message.delivered_at is None and message.read_at == _at(20)
 
 
-def test_one_post_for_many_messages_moves_each_keeps_unknown_wamids_for_later_and_records_errors(conversation, channel):
+def test_one_post_for_many_messages_moves_each_keeps_unknown_wamids_for_later_and_records_errors(conversation, channel, statuses_apply):
     a, b = _outbound(conversation, "wamid.m1"), _outbound(ConversationFactory(channel=channel), "wamid.m2")
     errors = [{"code": 131047, "title": "Re-engagement message", "message": "More than 24 hours", "error_data": {"details": "Outside the window."}}]
-    moved = statuses_apply(
+    statuses_apply(
         statuses=[
             _status("wamid.m1", "delivered", 10),
             _status("wamid.m2", "failed", 11, errors),
@@ -82,27 +105,22 @@ def test_one_post_for_many_messages_moves_each_keeps_unknown_wamids_for_later_an
     )
     a.refresh_from_db()
     b.refresh_from_db()
-    assert moved == 2
     assert a.status == "delivered" and a.delivered_at == _at(10)
     assert (b.status, b.failed_at, b.error_code, b.error_title, b.error_detail) == (
         "failed", _at(11), "131047", "Re-engagement message", "Outside the window."
     )  # fmt: skip
     pending = StatusUpdate.objects.get(wamid="wamid.not-yet")
-    assert not pending.applied  # applied once a send stores this wamid
-    later = _outbound(conversation, "wamid.not-yet")
-    assert status_updates_apply_for(wamid="wamid.not-yet") == 1
-    later.refresh_from_db()
-    assert later.status == "delivered" and later.delivered_at == _at(12)
+    assert not pending.applied  # applied once a send stores this wamid (test_a_status_that_came_before_the_send...)
 
 
-def test_a_failed_status_without_error_details_clears_nothing_it_should_not(conversation):
+def test_a_failed_status_without_error_details_clears_nothing_it_should_not(conversation, statuses_apply):
     message = _outbound(conversation, "wamid.f")
     statuses_apply(statuses=[_status("wamid.f", "failed", 30)])
     message.refresh_from_db()
     assert message.status == "failed" and (message.error_code, message.error_title, message.error_detail) == ("", "", "")
 
 
-def test_an_unknown_status_is_stored_as_failed_as_before(conversation):
+def test_an_unknown_status_is_stored_as_failed_as_before(conversation, statuses_apply):
     message = _outbound(conversation, "wamid.u")
     statuses_apply(statuses=[_status("wamid.u", "deleted", 30)])
     message.refresh_from_db()
@@ -111,7 +129,7 @@ def test_an_unknown_status_is_stored_as_failed_as_before(conversation):
 
 
 @pytest.mark.parametrize("seed", range(25))
-def test_random_sequences_split_over_posts_end_as_the_rules_say(conversation, seed):
+def test_random_sequences_split_over_posts_end_as_the_rules_say(conversation, seed, statuses_apply):
     rng = random.Random(seed)
     choices = ["sent", "delivered", "read", "played", "failed", "delivered", "read"]
     wamids = [f"wamid.r{seed}-{n}" for n in range(3)]
@@ -150,8 +168,6 @@ def test_random_sequences_split_over_posts_end_as_the_rules_say(conversation, se
 def test_the_sweeper_applies_statuses_the_send_missed_and_leaves_others_alone(conversation, settings):
     from django.utils import timezone
 
-    from conversations.services.inbound import statuses_sweep
-
     settings.INBOUND_SWEEP_AFTER_SECONDS = 60
     now = timezone.now()
 
@@ -181,3 +197,48 @@ def test_the_status_sweeper_is_on_the_beat_schedule():
     from whatsbot.celery import app
 
     assert {"task": "conversations.tasks.status_sweep", "schedule": 30.0} in app.conf.beat_schedule.values()
+
+
+def test_the_apply_counts_the_messages_it_moved(conversation):
+    _outbound(conversation, "wamid.c1")
+    _outbound(conversation, "wamid.c2")
+    statuses = [
+        StatusEvent(PHONE, wamid, status, _at(ts), "393331234567", [], {})
+        for wamid, status, ts in [("wamid.c1", "delivered", 10), ("wamid.c1", "read", 11), ("wamid.c2", "sent", 12), ("wamid.nope", "read", 13)]
+    ]
+
+    with pipelined_transaction() as cursor:
+        statuses_store(cursor, statuses)
+    assert cursor.fetchone() == (1,)  # c1 moved; c2 was "sent" already; nope is not stored
+
+
+def test_the_sweeper_leaves_statuses_older_than_a_day_alone(conversation, settings):
+    from django.utils import timezone
+
+    settings.INBOUND_SWEEP_AFTER_SECONDS = 60
+    row = StatusUpdate.objects.create(wamid="wamid.ancient", status="read", timestamp=_at(10))
+    StatusUpdate.objects.filter(pk=row.pk).update(created_at=timezone.now() - timezone.timedelta(days=2))
+    message = _outbound(conversation, "wamid.ancient")
+
+    assert statuses_sweep() == 0
+    message.refresh_from_db()
+    assert message.status == "sent"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_status_that_came_before_the_send_stored_its_wamid_is_applied_by_the_send(channel, statuses_apply, graph_api):
+    """Meta can report a message delivered before the send's answer is written down."""
+    from tests.conversations.conftest import deliver
+
+    graph_api.expect_request(f"/v23.0/{PHONE}/messages", method="POST").respond_with_json({"messages": [{"id": "wamid.early"}]})
+    statuses_apply(statuses=[_status("wamid.early", "delivered", 12), _status("wamid.early", "read", 14)])
+    conversation = ConversationFactory(channel=channel)
+    pending = MessageFactory(conversation=conversation, direction="out", author="staff", wamid=None, status=MessageStatus.PENDING)
+    revision = Conversation.objects.get(pk=conversation.pk).revision
+
+    assert deliver(pending.pk) == "sent"
+
+    pending.refresh_from_db()
+    assert (pending.wamid, pending.status, pending.delivered_at, pending.read_at) == ("wamid.early", "read", _at(12), _at(14))
+    assert not StatusUpdate.objects.filter(wamid="wamid.early", applied=False).exists()
+    assert Conversation.objects.get(pk=conversation.pk).revision > revision
