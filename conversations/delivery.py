@@ -47,7 +47,7 @@ async def message_deliver(message_id: int) -> Outcome:
         if accepted:
             # The provider took it on an earlier attempt whose "sent" was never written.
             with runtime.holding([message.pk]):
-                return await _sent_record(message, accepted)
+                return await _sent_record(message, accepted, kept=True)
     return await deliver(message)
 
 
@@ -70,7 +70,8 @@ async def deliver(message: Message) -> Outcome:
         return await _sent_record(message, provider_id)
 
 
-async def _sent_record(message: Message, provider_id: str) -> Outcome:
+async def _sent_record(message: Message, provider_id: str, *, kept: bool = False) -> Outcome:
+    """Write "sent" for `provider_id` (`kept`: the id was kept aside by an earlier attempt)."""
     sent_at = timezone.now()
     delay = SENT_WRITE_BACKOFF_SECONDS
     for attempt in range(1, SENT_WRITE_ATTEMPTS + 1):
@@ -91,7 +92,7 @@ async def _sent_record(message: Message, provider_id: str) -> Outcome:
             logger.warning("message %s: sent as %s, writing \"sent\" failed (%s); retrying the write", message.pk, provider_id, exc)
             await asyncio.sleep(delay)
             delay *= 2
-    if attempt > 1:
+    if attempt > 1 or kept:
         await runtime.sync(outbound.accepted_forget, message_id=message.pk)
     if early:
         # The provider reported statuses before the send stored the wamid: apply them now.
