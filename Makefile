@@ -6,17 +6,21 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 
+# run, setup and migrate use DATABASE_URL's database, or (empty) the private PostgreSQL server
+# under var/postgres, started around each of them and stopped after (whatsbot/localdb.py).
+DB := scripts/with-db
+
 # Tests run against real PostgreSQL and Redis (override to point elsewhere).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/whatsbot
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
 
 .PHONY: run test setup install services browser migrate check bench-webhook bench-agent bench-console clean
 
-run: setup
-	@scripts/run-all
+run: install .env
+	@$(DB) scripts/run-all
 
 setup: install .env migrate
-	@$(PY) manage.py bootstrap
+	@$(DB) $(PY) manage.py bootstrap
 
 install: $(STAMP)
 
@@ -29,10 +33,10 @@ $(STAMP): requirements.txt
 
 .env:
 	@scripts/make-env > .env
-	@echo "Wrote .env (embedded default: SQLite, file broker, DEBUG on). Edit it to connect WhatsApp and OpenAI."
+	@echo "Wrote .env (DEBUG on; no DATABASE_URL: a private PostgreSQL under var/postgres; file broker). Edit it to connect WhatsApp and OpenAI."
 
 migrate: install .env
-	@$(PY) manage.py migrate --noinput
+	@$(DB) $(PY) manage.py migrate --noinput
 
 services:
 	@scripts/services-up

@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from whatsbot import localdb
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -98,9 +100,17 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------------------
-# PostgreSQL, the one database. Empty DATABASE_URL: the private server `make run` starts under var/.
+# PostgreSQL, the one database. No DATABASE_URL: the private server under var/postgres that
+# `make run` starts and stops (whatsbot/localdb.py), reached through its Unix socket.
 VAR_DIR.mkdir(exist_ok=True)
-DATABASE_URL = env_str("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/whatsbot"
+DATABASE_URL = env_str("DATABASE_URL") or localdb.url()
+if not env_str("DATABASE_URL") and not localdb.running():
+    # psycopg's own error ("No such file or directory" on the socket) does not say what to do.
+    sys.stderr.write(
+        f"whatsbot: DATABASE_URL is empty and the private PostgreSQL in {localdb.DATA_DIR} is not running: what needs\n"
+        "the database works while `make run` runs, or run it through scripts/with-db (e.g. scripts/with-db\n"
+        ".venv/bin/python manage.py createsuperuser).\n"
+    )
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://user:password@host:5432/dbname).")
