@@ -128,10 +128,14 @@ class GraphClient:
                     raise _error(response.status, response.reason or "", await response.read(), response.headers.get("Retry-After"))
                 if (response.content_length or 0) > MEDIA_MAX_BYTES:
                     raise ProviderError("The media is larger than the limit", permanent=True)
-                content = await response.content.read(MEDIA_MAX_BYTES + 1)
-                if len(content) > MEDIA_MAX_BYTES:
-                    raise ProviderError("The media is larger than the limit", permanent=True)
-                return content, response.content_type
+                # `read(n)` returns what is buffered, up to n bytes: read to the end, counting.
+                chunks, size = [], 0
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > MEDIA_MAX_BYTES:
+                        raise ProviderError("The media is larger than the limit", permanent=True)
+                    chunks.append(chunk)
+                return b"".join(chunks), response.content_type
         except asyncio.TimeoutError:
             raise ProviderError("Timed out downloading the media", permanent=False) from None
         except aiohttp.ClientError as exc:
