@@ -1,23 +1,44 @@
+"""Meta's Graph API client (`integrations.meta.graph.GraphClient`), async on aiohttp, against a
+fake Graph API on loopback (pytest-httpserver): what it sends, and how every kind of failure
+becomes a `ProviderError` that says whether trying again can help."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
 import json
 import logging
 import time
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import pytest
 from werkzeug import Response
 
-from conversations.models import Message, MessageStatus
-from conversations.services.outbound import message_deliver, message_send_text
-from conversations.whatsapp_client import WhatsAppClient, WhatsAppError
+from integrations import http
+from integrations.base import Outgoing, ProviderError
+from integrations.meta import graph
+from integrations.meta.graph import GraphClient
+from tests.conversations.factories import ACCESS_TOKEN, PHONE_NUMBER_ID
 
-from tests.conversations.factories import ACCESS_TOKEN, ConversationFactory
-
-pytestmark = pytest.mark.django_db
-
-MESSAGES_PATH = "/v23.0/106540352242922/messages"
+MESSAGES_PATH = f"/v23.0/{PHONE_NUMBER_ID}/messages"
 
 
-def graph_error(code: int, message: str, status: int = 400, details: str = "", headers: dict | None = None) -> Response:
-    body = {"error": {"message": message, "type": "OAuthException", "code": code, "error_data": {"details": details}, "fbtrace_id": "x"}}
+def run(call):
+    """Await `call()` on a loop of its own, closing the loop's HTTP session after, as
+    `conversations.runtime.run` does."""
+
+    async def main():
+        try:
+            return await call()
+        finally:
+            await http.close()
+
+    return asyncio.run(main())
+
+
+def graph_error(code: int, message: str, status: int = 400, details: str = "", headers: dict | None = None, **extra) -> Response:
+    body = {"error": {"message": message, "type": "OAuthException", "code": code, "error_data": {"details": details}, "fbtrace_id": "x", **extra}}
     return Response(json.dumps(body), status=status, headers=headers or {}, content_type="application/json")
 
 
@@ -26,21 +47,29 @@ def sent(wamid: str = "wamid.out1") -> dict:
 
 
 @pytest.fixture
-def client_for(graph_api):
-    return WhatsAppClient(phone_number_id="106540352242922", access_token=f"  {ACCESS_TOKEN}\n", api_version="v23.0")
+def client(graph_api) -> GraphClient:
+    # The stray whitespace of a pasted token is not sent.
+    return GraphClient(phone_number_id=PHONE_NUMBER_ID, access_token=f"  {ACCESS_TOKEN}\n", api_version="v23.0")
 
 
-@pytest.fixture
-def outbound(db):
-    conversation = ConversationFactory(profile__wa_id="393331234567")
-    return message_send_text(conversation=conversation, text="Ciao! Come posso aiutarti?")
+def send_text(client: GraphClient, text: str = "x", **fields) -> str:
+    return run(lambda: client.send(Outgoing(type="text", text=text, **fields), to="393331234567"))
 
 
-def test_it_sends_a_text_with_the_token_in_the_header_only(graph_api, client_for):
+def refusal(client: GraphClient) -> ProviderError:
+    with pytest.raises(ProviderError) as caught:
+        send_text(client)
+    return caught.value
+
+
+# --- what it sends ------------------------------------------------------------------------------
+
+
+def test_it_sends_a_text_with_the_token_in_the_header_only(graph_api, client):
     graph_api.expect_request(
         MESSAGES_PATH,
         method="POST",
-        headers={"Authorization": f"Bearer {ACCESS_TOKEN}"},  # stripped of the stray spaces
+        headers={"Authorization": f"Bearer {ACCESS_TOKEN}"},
         json={
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
@@ -51,55 +80,205 @@ def test_it_sends_a_text_with_the_token_in_the_header_only(graph_api, client_for
         },
     ).respond_with_json(sent("wamid.ok"))
 
-    assert client_for.send_text(to="393331234567", body="Ciao", reply_to="wamid.in") == "wamid.ok"
-    assert ACCESS_TOKEN not in graph_api.log[0][0].url
-    assert ACCESS_TOKEN not in repr(client_for)
+    assert send_text(client, "Ciao", reply_to="wamid.in") == "wamid.ok"
+    request = graph_api.log[0][0]
+    assert ACCESS_TOKEN not in request.url
+    assert ACCESS_TOKEN not in repr(client)
 
 
-def test_it_marks_read_with_a_typing_indicator(graph_api, client_for):
-    graph_api.expect_request(
+def test_the_channels_api_version_and_base_url_are_used(graph_api, settings):
+    graph_api.expect_request(f"/v21.0/{PHONE_NUMBER_ID}/messages").respond_with_json(sent("wamid.v21"))
+    client = GraphClient(phone_number_id=PHONE_NUMBER_ID, access_token=ACCESS_TOKEN, api_version="v21.0")
+
+    assert send_text(client) == "wamid.v21"
+    assert settings.WHATSAPP_API_VERSION and client.api_version == "v21.0"
+
+
+def test_it_marks_read_with_a_typing_indicator_or_without(graph_api, client):
+    graph_api.expect_ordered_request(
         MESSAGES_PATH,
         method="POST",
         json={"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.in", "typing_indicator": {"type": "text"}},
     ).respond_with_json({"success": True})
+    graph_api.expect_ordered_request(
+        MESSAGES_PATH, method="POST", json={"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.in2"}
+    ).respond_with_json({"success": True})
 
-    client_for.mark_read(wamid="wamid.in")
+    run(lambda: client.mark_read("wamid.in"))
+    run(lambda: client.mark_read("wamid.in2", typing=False))
+
     graph_api.check_assertions()
 
 
+def test_it_sends_media_and_templates(graph_api, client):
+    base = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "1"}
+    components = [{"type": "body", "parameters": [{"type": "text", "text": "A-1"}]}]
+    graph_api.expect_ordered_request(
+        MESSAGES_PATH, json={**base, "type": "document", "document": {"id": "media-1", "caption": "Fattura", "filename": "fattura.pdf"}}
+    ).respond_with_json(sent("wamid.doc"))
+    graph_api.expect_ordered_request(
+        MESSAGES_PATH, json={**base, "type": "image", "image": {"link": "https://example.com/a.jpg", "caption": "Foto"}}
+    ).respond_with_json(sent("wamid.img"))
+    graph_api.expect_ordered_request(MESSAGES_PATH, json={**base, "type": "audio", "audio": {"id": "media-2"}}).respond_with_json(
+        sent("wamid.audio")
+    )
+    graph_api.expect_ordered_request(
+        MESSAGES_PATH, json={**base, "type": "template", "template": {"name": "order_update", "language": {"code": "it"}, "components": components}}
+    ).respond_with_json(sent("wamid.tpl"))
+
+    async def send_all():
+        return [
+            await client.send(Outgoing(type="document", text="Fattura", media={"id": "media-1", "filename": "fattura.pdf"}), to="1"),
+            await client.send(Outgoing(type="image", text="Foto", media={"link": "https://example.com/a.jpg"}), to="1"),
+            await client.send(Outgoing(type="audio", text="an audio has no caption", media={"id": "media-2"}), to="1"),
+            await client.send(
+                Outgoing(type="template", template={"name": "order_update", "language": {"code": "it"}, "components": components}), to="1"
+            ),
+        ]
+
+    assert run(send_all) == ["wamid.doc", "wamid.img", "wamid.audio", "wamid.tpl"]
+    graph_api.check_assertions()
+
+
+def test_a_type_it_cannot_send_is_refused_before_any_request(graph_api, client):
+    with pytest.raises(ProviderError) as caught:
+        run(lambda: client.send(Outgoing(type="location"), to="1"))
+
+    assert caught.value.permanent and "location" in str(caught.value)
+    assert graph_api.log == []
+
+
+def test_an_answer_without_a_message_id_is_a_temporary_error(graph_api, client):
+    graph_api.expect_request(MESSAGES_PATH).respond_with_json({"messaging_product": "whatsapp", "messages": []})
+
+    error = refusal(client)
+
+    assert not error.permanent and "without a message id" in str(error)
+
+
+def test_calls_share_the_loops_kept_connections(graph_api, client):
+    graph_api.expect_request(MESSAGES_PATH).respond_with_json(sent())
+
+    async def three_sends_and_the_session():
+        for _ in range(3):
+            await client.send(Outgoing(type="text", text="x"), to="1")
+        return http.session()
+
+    session = run(three_sends_and_the_session)
+
+    assert session.closed  # closed with its loop's work
+    assert len(graph_api.log) == 3
+
+
+# --- errors: temporary or permanent --------------------------------------------------------------
+
+
 @pytest.mark.parametrize(
-    ("response", "permanent", "rate_limited"),
+    ("response", "permanent", "code"),
     [
-        (graph_error(130429, "Rate limit hit", status=400), False, True),
-        (graph_error(131056, "Pair rate limit", status=400), False, True),
-        (graph_error(4, "Application request limit reached", status=400), False, True),
-        (Response("busy", status=429, headers={"Retry-After": "7"}), False, True),
-        (Response("oops", status=502), False, False),
-        (graph_error(131000, "Something went wrong", status=500), False, False),
-        (graph_error(131047, "Re-engagement message", details="24 hours have passed"), True, False),
-        (graph_error(190, "Error validating access token: Session has expired", status=401), True, False),
-        (graph_error(131026, "Message undeliverable"), True, False),
-        (graph_error(100, "Invalid parameter"), True, False),
+        # Meta's rate limits and transient faults, whatever the HTTP status says.
+        (graph_error(130429, "Rate limit hit", status=400), False, 130429),
+        (graph_error(131056, "Pair rate limit", status=400), False, 131056),
+        (graph_error(4, "Application request limit reached", status=400), False, 4),
+        (graph_error(80007, "Rate limit issues", status=400), False, 80007),
+        (graph_error(131016, "Service unavailable", status=400), False, 131016),
+        (graph_error(133004, "Server temporarily unavailable", status=400), False, 133004),
+        (graph_error(2, "Service temporarily unavailable", status=400), False, 2),
+        # Any 429 or 5xx, with or without Meta's error body.
+        (Response("busy", status=429), False, None),
+        (Response("oops", status=502), False, None),
+        (Response("", status=503), False, None),
+        (graph_error(131000, "Something went wrong", status=500), False, 131000),
+        # What no retry can change.
+        (graph_error(131047, "Re-engagement message", details="24 hours have passed"), True, 131047),
+        (graph_error(190, "Error validating access token: Session has expired", status=401), True, 190),
+        (graph_error(131026, "Message undeliverable"), True, 131026),
+        (graph_error(100, "Invalid parameter"), True, 100),
+        (graph_error(368, "Temporarily blocked for policies violations", status=403), True, 368),
+        (Response("Not Found", status=404), True, None),
     ],
 )
-def test_errors_say_whether_a_retry_can_help(graph_api, client_for, response, permanent, rate_limited):
+def test_errors_say_whether_a_retry_can_help(graph_api, client, response, permanent, code):
     graph_api.expect_request(MESSAGES_PATH).respond_with_response(response)
 
-    with pytest.raises(WhatsAppError) as caught:
-        client_for.send_text(to="1", body="x")
+    error = refusal(client)
 
-    assert caught.value.permanent is permanent
-    assert caught.value.rate_limited is rate_limited
+    assert error.permanent is permanent
+    assert (error.code, error.http_status) == (code, response.status_code)
+    assert str(error).startswith(f"Graph API error {code or response.status_code}")
 
 
-def test_retry_after_is_read(graph_api, client_for):
+def test_an_error_carries_metas_title_details_and_a_plain_reason_for_staff(graph_api, client):
+    graph_api.expect_request(MESSAGES_PATH).respond_with_response(
+        graph_error(131047, "Re-engagement message", details="Message failed to send because more than 24 hours have passed",
+                    error_user_title="Message not sent")  # fmt: skip
+    )
+
+    error = refusal(client)
+
+    assert error.title == "Message not sent"
+    assert error.detail == "Message failed to send because more than 24 hours have passed"
+    assert error.reason == "More than 24 hours since the customer's last message: only a template can be sent."
+    assert error.message == "Graph API error 131047: Re-engagement message"
+
+
+def test_without_a_plain_reason_the_reason_is_metas_title(graph_api, client):
+    graph_api.expect_request(MESSAGES_PATH).respond_with_response(graph_error(132000, "Number of parameters does not match"))
+
+    error = refusal(client)
+
+    assert error.permanent and error.reason_text == ""
+    assert error.reason == "OAuthException"  # the error's type when Meta gives no user title
+
+
+def test_an_error_body_that_is_not_metas_still_gives_the_http_status(graph_api, client):
+    graph_api.expect_request(MESSAGES_PATH).respond_with_response(Response("<html>Bad gateway</html>", status=502, content_type="text/html"))
+
+    error = refusal(client)
+
+    assert (error.code, error.http_status, error.permanent) == (None, 502, False)
+    assert str(error) == "Graph API error 502: BAD GATEWAY"
+
+
+# --- errors: how long to wait ---------------------------------------------------------------------
+
+
+def test_retry_after_in_seconds_is_read(graph_api, client):
     graph_api.expect_request(MESSAGES_PATH).respond_with_response(Response("busy", status=429, headers={"Retry-After": "7"}))
-    with pytest.raises(WhatsAppError) as caught:
-        client_for.send_text(to="1", body="x")
-    assert caught.value.retry_after == 7
+
+    assert refusal(client).retry_after == 7.0
 
 
-def test_a_timeout_is_a_temporary_error(graph_api, client_for, settings):
+def test_retry_after_as_an_http_date_is_read_as_seconds_from_now(graph_api, client):
+    later = datetime.now(timezone.utc) + timedelta(seconds=120)
+    graph_api.expect_request(MESSAGES_PATH).respond_with_response(
+        Response("busy", status=503, headers={"Retry-After": format_datetime(later, usegmt=True)})
+    )
+
+    retry_after = refusal(client).retry_after
+
+    assert 110 <= retry_after <= 120
+
+
+@pytest.mark.parametrize(("header", "expected"), [("-5", 0.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("soon", None), ("", None)])
+def test_a_retry_after_in_the_past_is_now_and_one_unreadable_is_none(graph_api, client, header, expected):
+    graph_api.expect_request(MESSAGES_PATH).respond_with_response(Response("busy", status=429, headers={"Retry-After": header}))
+
+    assert refusal(client).retry_after == expected
+
+
+def test_a_rate_limit_error_from_meta_carries_retry_after_too(graph_api, client):
+    graph_api.expect_request(MESSAGES_PATH).respond_with_response(graph_error(130429, "Rate limit hit", headers={"Retry-After": "30"}))
+
+    error = refusal(client)
+
+    assert not error.permanent and error.retry_after == 30.0
+
+
+# --- errors: transport -----------------------------------------------------------------------------
+
+
+def test_a_timeout_is_a_temporary_error(graph_api, client, settings):
     settings.WHATSAPP_HTTP_READ_TIMEOUT = 0.2
 
     def slow(request):
@@ -107,132 +286,197 @@ def test_a_timeout_is_a_temporary_error(graph_api, client_for, settings):
         return Response(json.dumps(sent()), content_type="application/json")
 
     graph_api.expect_request(MESSAGES_PATH).respond_with_handler(slow)
-    with pytest.raises(WhatsAppError) as caught:
-        client_for.send_text(to="1", body="x")
-    assert not caught.value.permanent and "Timed out" in str(caught.value)
+
+    error = refusal(client)
+
+    assert not error.permanent and "Timed out" in str(error)
     time.sleep(0.5)  # let the slow handler finish, so its log entry stays in this test
 
 
-def test_an_unreachable_graph_api_is_a_temporary_error(settings, client_for):
-    settings.WHATSAPP_API_BASE_URL = "http://127.0.0.1:9"
-    client = WhatsAppClient(phone_number_id="1", access_token=ACCESS_TOKEN)
-    with pytest.raises(WhatsAppError) as caught:
-        client.send_text(to="1", body="x")
-    assert not caught.value.permanent
+def test_an_unreachable_graph_api_is_a_temporary_error(settings):
+    settings.WHATSAPP_API_BASE_URL = "http://127.0.0.1:9"  # nothing listens there
+    client = GraphClient(phone_number_id="1", access_token=ACCESS_TOKEN)
+
+    error = refusal(client)
+
+    assert not error.permanent and str(error).startswith("Could not reach the Graph API")
 
 
-def test_delivery_stores_the_wamid_and_marks_sent(graph_api, outbound):
-    graph_api.expect_request(MESSAGES_PATH, method="POST").respond_with_json(sent("wamid.sent1"))
-
-    assert message_deliver(message_id=outbound.pk).outcome == "sent"
-
-    outbound.refresh_from_db()
-    assert outbound.wamid == "wamid.sent1" and outbound.status == MessageStatus.SENT and outbound.sent_at
-    assert outbound.conversation.revision >= 1
-    # A second run (redelivered task, sweeper) sends nothing more.
-    assert message_deliver(message_id=outbound.pk).outcome == "skipped"
-    assert len(graph_api.log) == 1
+# --- the token is never in an error -----------------------------------------------------------------
 
 
-def test_a_rate_limit_is_retried_later_honouring_retry_after(graph_api, outbound):
-    graph_api.expect_request(MESSAGES_PATH).respond_with_response(Response("busy", status=429, headers={"Retry-After": "7"}))
-
-    result = message_deliver(message_id=outbound.pk)
-
-    assert result.outcome == "retry" and result.retry_in >= 7
-    outbound.refresh_from_db()
-    assert outbound.status == MessageStatus.PENDING and outbound.attempts == 1
-    assert outbound.locked_until is not None  # parked until the retry is due
-    # Meanwhile a second worker (or the sweeper) does not jump the queue.
-    assert message_deliver(message_id=outbound.pk).outcome == "skipped"
-
-
-def test_backoff_grows_exponentially_and_is_capped(settings):
-    from conversations.services.outbound import backoff_seconds
-
-    settings.WHATSAPP_RETRY_BASE_SECONDS = 1
-    settings.WHATSAPP_RETRY_MAX_SECONDS = 60
-    assert [backoff_seconds(attempt=n) for n in (1, 2, 3, 4, 10)] == [1, 2, 4, 8, 60]
-    assert backoff_seconds(attempt=1, retry_after=30) == 30
-
-
-def test_retries_are_bounded(graph_api, outbound, settings):
-    settings.WHATSAPP_SEND_MAX_ATTEMPTS = 3
-    graph_api.expect_request(MESSAGES_PATH).respond_with_response(Response("down", status=503))
-
-    outcomes = []
-    for _ in range(5):
-        Message.objects.filter(pk=outbound.pk).update(locked_until=None)  # as if the countdown had passed
-        outcomes.append(message_deliver(message_id=outbound.pk).outcome)
-
-    assert outcomes == ["retry", "retry", "failed", "skipped", "skipped"]
-    outbound.refresh_from_db()
-    assert outbound.status == MessageStatus.FAILED and outbound.attempts == 3
-    assert len(graph_api.log) == 3
-
-
-def test_a_permanent_error_is_not_retried_and_is_explained_on_the_message(graph_api, outbound):
+def test_the_access_token_never_reaches_an_errors_text(graph_api, client, settings, caplog):
+    settings.WHATSAPP_ACCESS_TOKEN = ""  # not known to the settings: the channel's own token
     graph_api.expect_request(MESSAGES_PATH).respond_with_response(
-        graph_error(131047, "Re-engagement message", details="Message failed to send because more than 24 hours have passed")
-    )
-
-    assert message_deliver(message_id=outbound.pk).outcome == "failed"
-
-    outbound.refresh_from_db()
-    assert outbound.status == MessageStatus.FAILED and outbound.attempts == 1
-    assert outbound.error_code == "131047"
-    assert "24 hours" in outbound.error_title
-    assert "24 hours have passed" in outbound.error_detail
-
-
-def test_the_access_token_never_reaches_logs_or_errors(graph_api, outbound, caplog):
-    graph_api.expect_request(MESSAGES_PATH).respond_with_response(
-        graph_error(190, f"Invalid OAuth access token - Cannot parse access token: {ACCESS_TOKEN}", status=401)
-    )
+        graph_error(
+            190, f"Invalid OAuth access token - Cannot parse access token: {ACCESS_TOKEN}", status=401,
+            details=f"token {ACCESS_TOKEN} rejected", error_user_title=f"Bearer {ACCESS_TOKEN}",
+        )
+    )  # fmt: skip
     caplog.set_level(logging.DEBUG)
 
-    message_deliver(message_id=outbound.pk)
+    error = refusal(client)
 
-    outbound.refresh_from_db()
-    assert outbound.error_code == "190" and "expired or is invalid" in outbound.error_title
-    assert ACCESS_TOKEN not in outbound.error_detail + outbound.error_title
-    handler_output = "\n".join(logging.Formatter().format(r) for r in caplog.records)
-    from whatsbot.logging import redact
-
-    assert ACCESS_TOKEN not in redact(handler_output)
-    assert all(ACCESS_TOKEN not in str(r.msg) for r in caplog.records if r.name.startswith("conversations"))
+    texts = [str(error), error.message, error.title, error.detail, error.reason, repr(error)]
+    assert all(ACCESS_TOKEN not in text for text in texts), texts
+    assert error.code == 190 and error.reason_text.startswith("The WhatsApp access token has expired")
+    assert error.__cause__ is None and error.__context__ is None  # nothing chained that could carry the request
+    assert ACCESS_TOKEN not in caplog.text
 
 
-def test_the_redaction_filter_scrubs_tokens_from_records(settings):
-    from whatsbot.logging import RedactSecretsFilter
+def test_a_transport_failure_names_no_request_detail(settings):
+    settings.WHATSAPP_API_BASE_URL = "http://127.0.0.1:9"
+    client = GraphClient(phone_number_id="1", access_token=ACCESS_TOKEN)
 
-    settings.WHATSAPP_ACCESS_TOKEN = ACCESS_TOKEN
-    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed with %s and Bearer abc.def", (f"token={ACCESS_TOKEN}",), None)
-    RedactSecretsFilter().filter(record)
-    assert ACCESS_TOKEN not in record.getMessage() and "abc.def" not in record.getMessage()
+    error = refusal(client)
+
+    assert ACCESS_TOKEN not in str(error) + repr(error)
+    assert error.__cause__ is None and error.__suppress_context__
 
 
-def test_it_sends_media_and_templates(graph_api, client_for):
+# --- media a customer sent ------------------------------------------------------------------------
+
+
+MEDIA = b"\x89PNG\r\n\x1a\n" + b"pixels" * 100
+
+
+@pytest.fixture
+def media_url(graph_api) -> str:
+    """Meta's look-up answers a URL on its CDN (here: the same fake), valid for 5 minutes."""
+    return graph_api.url_for("/cdn/media-1")
+
+
+def media_info(url: str, content: bytes = MEDIA, **overrides) -> dict:
+    return {
+        "messaging_product": "whatsapp", "url": url, "mime_type": "image/png", "sha256": hashlib.sha256(content).hexdigest(),
+        "file_size": len(content), "id": "media-1", **overrides,
+    }  # fmt: skip
+
+
+def expect_lookup(graph_api, info: dict) -> None:
     graph_api.expect_ordered_request(
-        MESSAGES_PATH,
-        json={
-            "messaging_product": "whatsapp", "recipient_type": "individual", "to": "1", "type": "document",
-            "document": {"id": "media-1", "caption": "Fattura", "filename": "fattura.pdf"},
-        },
-    ).respond_with_json(sent("wamid.doc"))  # fmt: skip
-    graph_api.expect_ordered_request(
-        MESSAGES_PATH,
-        json={
-            "messaging_product": "whatsapp", "recipient_type": "individual", "to": "1", "type": "template",
-            "template": {"name": "order_update", "language": {"code": "it"}, "components": [{"type": "body", "parameters": [{"type": "text", "text": "A-1"}]}]},
-        },
-    ).respond_with_json(sent("wamid.tpl"))  # fmt: skip
+        "/v23.0/media-1", method="GET", query_string={"phone_number_id": PHONE_NUMBER_ID},
+        headers={"Authorization": f"Bearer {ACCESS_TOKEN}"},
+    ).respond_with_json(info)  # fmt: skip
 
-    assert client_for.send_media(to="1", kind="document", media_id="media-1", caption="Fattura", filename="fattura.pdf") == "wamid.doc"
-    assert (
-        client_for.send_template(
-            to="1", name="order_update", language="it", components=[{"type": "body", "parameters": [{"type": "text", "text": "A-1"}]}]
-        )
-        == "wamid.tpl"
+
+def fetch(client: GraphClient):
+    return run(lambda: client.fetch_media("media-1"))
+
+
+def fetch_refused(client: GraphClient) -> ProviderError:
+    with pytest.raises(ProviderError) as caught:
+        fetch(client)
+    return caught.value
+
+
+def test_a_media_item_is_looked_up_then_downloaded_with_the_token_and_checked(graph_api, client, media_url):
+    expect_lookup(graph_api, media_info(media_url))
+    graph_api.expect_ordered_request("/cdn/media-1", method="GET", headers={"Authorization": f"Bearer {ACCESS_TOKEN}"}).respond_with_data(
+        MEDIA, content_type="application/octet-stream"
     )
+
+    media = fetch(client)
+
     graph_api.check_assertions()
+    assert media.content == MEDIA
+    assert media.mime_type == "image/png"  # Meta's word for it, not the CDN's
+    assert media.sha256 == hashlib.sha256(MEDIA).hexdigest()
+
+
+def test_a_large_media_item_arrives_whole_in_however_many_chunks(graph_api, client, media_url):
+    large = bytes(range(256)) * 8192  # 2 MiB: many reads of the socket
+    expect_lookup(graph_api, media_info(media_url, content=large))
+
+    def chunked(request):
+        return Response((large[i : i + 65536] for i in range(0, len(large), 65536)), direct_passthrough=True)
+
+    graph_api.expect_ordered_request("/cdn/media-1").respond_with_handler(chunked)
+
+    media = fetch(client)
+
+    assert len(media.content) == len(large) and media.content == large
+
+
+def test_without_a_mime_type_in_the_look_up_the_downloads_content_type_is_used(graph_api, client, media_url):
+    info = media_info(media_url)
+    del info["mime_type"]
+    expect_lookup(graph_api, info)
+    graph_api.expect_ordered_request("/cdn/media-1").respond_with_data(MEDIA, content_type="image/webp")
+
+    assert fetch(client).mime_type == "image/webp"
+
+
+def test_bytes_that_do_not_match_the_sha256_are_refused_as_temporary(graph_api, client, media_url):
+    expect_lookup(graph_api, media_info(media_url, content=b"what Meta meant to send"))
+    graph_api.expect_ordered_request("/cdn/media-1").respond_with_data(MEDIA)
+
+    error = fetch_refused(client)
+
+    assert not error.permanent and "sha256" in str(error)
+
+
+def test_a_look_up_without_a_url_is_a_temporary_error(graph_api, client):
+    expect_lookup(graph_api, {"id": "media-1", "messaging_product": "whatsapp"})
+
+    error = fetch_refused(client)
+
+    assert not error.permanent and "without a media URL" in str(error)
+
+
+def test_a_look_up_meta_refuses_is_mapped_as_any_call(graph_api, client):
+    graph_api.expect_request("/v23.0/media-1").respond_with_response(graph_error(100, "Unsupported get request", status=400))
+
+    error = fetch_refused(client)
+
+    assert error.permanent and error.code == 100
+
+
+@pytest.mark.parametrize(("status", "permanent"), [(404, True), (403, True), (500, False), (503, False)])
+def test_a_failing_download_says_whether_a_retry_can_help(graph_api, client, media_url, status, permanent):
+    expect_lookup(graph_api, media_info(media_url))
+    graph_api.expect_ordered_request("/cdn/media-1").respond_with_response(Response("no", status=status))
+
+    error = fetch_refused(client)
+
+    assert error.permanent is permanent and error.http_status == status
+
+
+def test_a_media_item_larger_than_the_limit_is_refused_by_its_length(graph_api, client, media_url, monkeypatch):
+    monkeypatch.setattr(graph, "MEDIA_MAX_BYTES", len(MEDIA) - 1)
+    expect_lookup(graph_api, media_info(media_url))
+    graph_api.expect_ordered_request("/cdn/media-1").respond_with_data(MEDIA)
+
+    error = fetch_refused(client)
+
+    assert error.permanent and "larger than the limit" in str(error)
+
+
+def test_a_media_item_larger_than_the_limit_without_a_length_is_refused_once_read_past_it(graph_api, client, media_url, monkeypatch):
+    monkeypatch.setattr(graph, "MEDIA_MAX_BYTES", len(MEDIA) - 1)
+    expect_lookup(graph_api, media_info(media_url))
+
+    def chunked(request):
+        return Response((MEDIA[i : i + 64] for i in range(0, len(MEDIA), 64)), direct_passthrough=True)
+
+    graph_api.expect_ordered_request("/cdn/media-1").respond_with_handler(chunked)
+
+    error = fetch_refused(client)
+
+    assert error.permanent and "larger than the limit" in str(error)
+
+
+def test_a_download_that_times_out_is_temporary(graph_api, client, media_url, settings):
+    settings.WHATSAPP_HTTP_READ_TIMEOUT = 0.2
+    expect_lookup(graph_api, media_info(media_url))
+
+    def slow(request):
+        time.sleep(0.6)
+        return Response(MEDIA)
+
+    graph_api.expect_ordered_request("/cdn/media-1").respond_with_handler(slow)
+
+    error = fetch_refused(client)
+
+    assert not error.permanent and "Timed out downloading" in str(error)
+    time.sleep(0.5)

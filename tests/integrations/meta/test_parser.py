@@ -1,0 +1,223 @@
+"""Meta's webhook payloads read into `integrations.base.Delivery` (`integrations.meta.parser`),
+with Meta's own examples (tests/fixtures/meta/webhook-examples.json)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from integrations.base import PayloadError
+from integrations.meta.parser import parse
+
+PHONE_NUMBER_ID = "106540352242922"
+SENDER = "16505551234"
+
+# Meta's example name → (type, text) of the one message it carries.
+MESSAGES = {
+    "Text Message": ("text", "Does it come in another color?"),
+    "Text Message with Context (Product Inquiry)": ("text", "Is this still available?"),
+    "Text Message from Click to WhatsApp Ad": ("text", "Hello! Can I get more info on this?"),
+    "Reaction Message": ("reaction", "\U0001f44d"),
+    "Image Message": ("image", "Taj Mahal"),
+    "Location Message": ("location", "Philz Coffee, 101 Forest Ave, Palo Alto, CA 94301"),
+    "Contact Sharing Message": ("contacts", "Lucía Gómez +1 (983) 555-2319"),
+    "Unsupported Message": ("unsupported", "Message type unknown"),
+    "Button Message": ("button", "Unsubscribe"),
+    "Interactive List Reply Message": ("interactive", "Priority Mail Express"),
+    "Interactive Button Reply Message": ("interactive", "Cancel"),
+    "Order Message": ("order", "2 × di9ozbzfi4; 1 × nqryix03ez"),
+    "System Message": ("system", "User Sheena Nelson changed from 16505551234 to 12195555358"),
+}
+GROUP_EVENTS = {
+    "Group Create Message": "group_lifecycle_update",
+    "Group Settings Update": "group_settings_update",
+    "Group Remove Participants": "group_participants_update",
+}
+
+
+def body(payload) -> bytes:
+    return json.dumps(payload).encode()
+
+
+def value_of(payload: dict) -> dict:
+    return payload["entry"][0]["changes"][0]["value"]
+
+
+@pytest.mark.parametrize("example", sorted(MESSAGES))
+def test_each_of_metas_message_examples_is_one_message_with_its_type_and_text(example, meta_example):
+    payload = meta_example(example)
+    raw = value_of(payload)["messages"][0]
+
+    delivery = parse(body(payload))
+
+    assert delivery.statuses == [] and delivery.ignored == []
+    [message] = delivery.messages
+    assert (message.type, message.text) == MESSAGES[example]
+    assert message.phone_number_id == PHONE_NUMBER_ID
+    assert message.provider_id == raw["id"] and message.customer_id == raw["from"]
+    assert message.timestamp == datetime.fromtimestamp(int(raw["timestamp"]), tz=timezone.utc)
+    assert message.payload == raw  # the provider's object, whole
+    assert delivery.phone_number_ids == {PHONE_NUMBER_ID}
+
+
+def test_the_senders_profile_name_comes_from_the_contacts(meta_example):
+    [message] = parse(body(meta_example("Text Message"))).messages
+
+    assert (message.customer_id, message.profile_name) == (SENDER, "Sheena Nelson")
+
+
+def test_media_keeps_its_metadata_and_a_caption_is_its_text(meta_example):
+    [image] = parse(body(meta_example("Image Message"))).messages
+
+    assert image.media == {
+        "id": "1003383421387256",
+        "mime_type": "image/jpeg",
+        "sha256": "SfInY0gGKTsJlUWbwxC1k+FAD0FZHvzwfpvO0zX0GUI=",
+        "caption": "Taj Mahal",
+    }
+
+
+def test_a_reply_carries_the_message_it_answers_and_a_reaction_the_one_it_reacts_to(meta_example):
+    [reply] = parse(body(meta_example("Text Message with Context (Product Inquiry)"))).messages
+    [reaction] = parse(body(meta_example("Reaction Message"))).messages
+
+    assert reply.context_id == "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGA9wcm9kdWN0X2lucXVpcnkA"
+    assert reaction.context_id == "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI0RTJEOTc2ODVERUY5RDlGNkYA"
+
+
+def test_an_ad_click_keeps_its_referral(meta_example):
+    [message] = parse(body(meta_example("Text Message from Click to WhatsApp Ad"))).messages
+
+    assert message.referral["source_type"] == "ad" and message.referral["headline"] == "Chat with us"
+
+
+def test_a_message_without_the_optional_parts_has_empty_ones(meta_example):
+    [message] = parse(body(meta_example("Text Message"))).messages
+
+    assert (message.media, message.context_id, message.referral) == ({}, "", {})
+
+
+@pytest.mark.parametrize("example", sorted(GROUP_EVENTS))
+def test_group_events_are_well_formed_and_ignored_by_field(example, meta_example):
+    delivery = parse(body(meta_example(example)))
+
+    assert delivery.messages == [] and delivery.statuses == []
+    assert delivery.ignored == [GROUP_EVENTS[example]]
+
+
+def test_statuses_are_read_with_their_errors(meta_example):
+    payload = meta_example("Text Message")
+    value = value_of(payload)
+    del value["messages"], value["contacts"]
+    errors = [{"code": 131047, "title": "Re-engagement message", "error_data": {"details": "More than 24 hours"}}]
+    value["statuses"] = [
+        {"id": "wamid.out1", "status": "delivered", "timestamp": "1750000010", "recipient_id": SENDER},
+        {"id": "wamid.out2", "status": "failed", "timestamp": "1750000011", "recipient_id": SENDER, "errors": errors},
+    ]
+
+    delivery = parse(body(payload))
+
+    assert delivery.messages == []
+    delivered, failed = delivery.statuses
+    assert (delivered.phone_number_id, delivered.provider_id, delivered.status, delivered.recipient_id) == (
+        PHONE_NUMBER_ID, "wamid.out1", "delivered", SENDER
+    )  # fmt: skip
+    assert delivered.timestamp == datetime.fromtimestamp(1750000010, tz=timezone.utc) and delivered.errors == []
+    assert failed.errors == errors and failed.payload == value["statuses"][1]
+
+
+def test_a_status_without_a_readable_timestamp_gets_the_time_it_came(meta_example):
+    payload = meta_example("Text Message")
+    value = value_of(payload)
+    del value["messages"]
+    value["statuses"] = [{"id": "wamid.out", "status": "sent", "timestamp": "soon"}]
+    before = datetime.now(tz=timezone.utc)
+
+    [status] = parse(body(payload)).statuses
+
+    assert before <= status.timestamp <= datetime.now(tz=timezone.utc)
+
+
+def test_batched_entries_and_changes_are_all_read_in_order(meta_example):
+    first, image = meta_example("Text Message"), meta_example("Image Message")
+    other = meta_example("Text Message")
+    value_of(other)["metadata"]["phone_number_id"] = "222"
+    value_of(other)["messages"][0]["id"] = "wamid.other"
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {"id": "1", "changes": [first["entry"][0]["changes"][0], image["entry"][0]["changes"][0]]},
+            {"id": "2", "changes": [other["entry"][0]["changes"][0], meta_example("Group Settings Update")["entry"][0]["changes"][0]]},
+        ],
+    }
+
+    delivery = parse(body(payload))
+
+    assert [m.type for m in delivery.messages] == ["text", "image", "text"]
+    assert [m.phone_number_id for m in delivery.messages] == [PHONE_NUMBER_ID, PHONE_NUMBER_ID, "222"]
+    assert delivery.ignored == ["group_settings_update"]
+    assert delivery.phone_number_ids == {PHONE_NUMBER_ID, "222"}
+
+
+def test_keys_and_types_it_does_not_know_are_tolerated(meta_example):
+    payload = meta_example("Text Message")
+    value = value_of(payload)
+    payload["brand_new_top_level"] = True
+    value["brand_new_key"] = {"x": 1}
+    value["messages"][0]["some_future_field"] = [1, 2]
+    value["messages"].append({"from": SENDER, "id": "wamid.future", "timestamp": "1749416390", "type": "hologram", "hologram": {"x": 1}})
+
+    delivery = parse(body(payload))
+
+    assert [(m.type, m.text) for m in delivery.messages] == [("text", "Does it come in another color?"), ("unknown", "")]
+    assert delivery.messages[1].payload["hologram"] == {"x": 1}
+
+
+def test_a_message_without_a_readable_timestamp_has_none(meta_example):
+    payload = meta_example("Text Message")
+    value_of(payload)["messages"][0]["timestamp"] = "not-a-time"
+
+    assert parse(body(payload)).messages[0].timestamp is None
+
+
+def test_an_object_other_than_a_business_account_is_ignored_whole():
+    delivery = parse(body({"object": "page", "entry": "anything"}))
+
+    assert (delivery.messages, delivery.statuses, delivery.ignored) == ([], [], ["object 'page' is not handled"])
+
+
+def test_a_messages_change_with_neither_messages_nor_statuses_is_ignored(meta_example):
+    payload = meta_example("Text Message")
+    value = value_of(payload)
+    del value["messages"], value["contacts"]
+
+    assert parse(body(payload)).ignored == ["messages:empty"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"object": "whatsapp_business_account", "entry": [', "not JSON"),
+        (b"[1, 2, 3]", "expected a JSON object"),
+        (b'{"entry": "nope"}', "'entry' list"),
+        (b'{"object": "whatsapp_business_account"}', "'entry' list"),
+        (b'{"entry": [1]}', "entry is not an object"),
+        (b'{"entry": [{"changes": [{"field": "messages"}]}]}', "change without a value object"),
+        (b'{"entry": [{"changes": [{"field": "messages", "value": {"messages": []}}]}]}', "without metadata.phone_number_id"),
+        (
+            b'{"entry": [{"changes": [{"field": "messages", "value": {"metadata": {"phone_number_id": "1"}, "messages": [{"type": "text"}]}}]}]}',
+            "message without id or from",
+        ),
+        (
+            b'{"entry": [{"changes": [{"field": "messages", "value": {"metadata": {"phone_number_id": "1"}, "statuses": [{"id": "w"}]}}]}]}',
+            "status without id or status",
+        ),
+    ],
+)
+def test_a_body_that_is_not_a_delivery_is_refused_with_the_reason(raw, reason):
+    with pytest.raises(PayloadError) as refused:
+        parse(raw)
+
+    assert reason in str(refused.value)
