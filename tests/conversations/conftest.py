@@ -291,6 +291,20 @@ def deliver(message_id: int) -> str:
     return runtime.run(delivery.message_deliver, message_id)
 
 
+def customer_says(conversation, text: str) -> Message:
+    """A customer text as the webhook stores it, handled by its turn (the extraction and,
+    with a quiet period, the reply task queued with its countdown; a command answered at once)."""
+    from .factories import MessageFactory
+
+    message = MessageFactory(conversation=conversation, text=text)
+    assert handle(message.pk) in ("queued", "sent", "handled")
+    return message
+
+
+def bot_texts(conversation) -> list[str]:
+    return list(conversation.messages.filter(direction="out").order_by("pk").values_list("text", flat=True))
+
+
 def deliver_pending() -> None:
     for pk in Message.objects.filter(direction="out", status=MessageStatus.PENDING).values_list("pk", flat=True):
         deliver(pk)
