@@ -7,7 +7,7 @@ from pathlib import Path
 
 from whatsbot.gctune import THRESHOLDS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 REPORT = "import gc; print(gc.get_freeze_count() > 50_000, gc.get_threshold())"
 

@@ -10,7 +10,7 @@ import pytest
 from conversations.models import Channel
 from conversations.services.channels import channel_sync_from_environment
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_django(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -47,11 +47,30 @@ def test_it_refuses_to_start_with_a_whatsapp_number_but_no_app_secret():
     assert result.returncode != 0 and "WHATSAPP_APP_SECRET" in result.stderr
 
 
-def test_without_urls_it_embeds_sqlite_and_a_serverless_broker():
+def test_without_urls_it_uses_the_private_postgresql_and_a_serverless_broker():
     result = run_django(
-        "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL)", DEBUG="true", DATABASE_URL="", REDIS_URL=""
-    )
-    assert result.stdout.split() == ["django.db.backends.sqlite3", "filesystem://"], result.stderr
+        "print(s.DATABASES['default']['ENGINE'], s.DATABASES['default']['HOST'], s.CELERY_BROKER_URL)",
+        DEBUG="true", DATABASE_URL="", REDIS_URL="",
+    )  # fmt: skip
+    assert result.stdout.split() == ["django.db.backends.postgresql", str(ROOT / "var" / "postgres"), "filesystem://"], result.stderr
+
+
+def test_a_database_other_than_postgresql_is_refused():
+    result = run_django("print('started')", DEBUG="true", DATABASE_URL="sqlite:///var/db.sqlite3")
+    assert result.returncode != 0 and "DATABASE_URL must point at PostgreSQL" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "variable", ["WORKER_MAX_IN_FLIGHT", "WORKER_SYNC_THREADS", "WORKER_DB_CONNECTIONS", "TURN_MAX_ATTEMPTS", "OPENAI_MAX_ATTEMPTS"]
+)
+def test_a_worker_limit_below_one_refuses_to_start(variable):
+    result = run_django("print('started')", DEBUG="true", **{variable: "0"})
+    assert result.returncode != 0 and variable in result.stderr
+
+
+def test_a_negative_drain_time_refuses_to_start():
+    result = run_django("print('started')", DEBUG="true", WORKER_DRAIN_SECONDS="-1")
+    assert result.returncode != 0 and "WORKER_DRAIN_SECONDS" in result.stderr
 
 
 def test_with_urls_it_uses_postgresql_and_redis():

@@ -1,4 +1,5 @@
-"""The whole pipeline with a real Celery worker consuming from the real Redis broker."""
+"""The whole pipeline with a real Celery worker (the project's pool, `whatsbot.workerpool`)
+consuming from the real Redis broker: a webhook message answered end to end."""
 
 import json
 import time
@@ -6,9 +7,12 @@ import time
 import pytest
 from werkzeug import Response
 
+from conversations import runtime
 from conversations.models import Message, MessageStatus
 
 pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
+
+MESSAGES_PATH = "/v23.0/106540352242922/messages"
 
 
 def wait_for(predicate, timeout: float = 15.0):
@@ -21,24 +25,53 @@ def wait_for(predicate, timeout: float = 15.0):
     raise AssertionError("condition not met in time")
 
 
-def test_a_webhook_message_is_answered_by_a_worker_through_redis(channel, post_webhook, meta_example, graph_api, redis_queue):
+@pytest.fixture
+def worker(settings):
+    """A Celery worker in this process with the pool `celery worker` uses (CELERY_WORKER_POOL)."""
     from celery.contrib.testing.worker import start_worker
 
     from whatsbot.celery import app
 
-    graph_api.expect_request("/v23.0/106540352242922/messages").respond_with_handler(
+    settings.OPENAI_API_KEY = ""  # the offline agent
+    with start_worker(
+        app, pool=settings.CELERY_WORKER_POOL, concurrency=2, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10
+    ) as controller:
+        yield
+        controller.stop()  # a warm shutdown, as `celery worker` does on SIGTERM
+    # Its signal drained and stopped the process's event loop.
+    assert runtime._instance is None
+
+
+def test_a_webhook_message_is_answered_by_a_worker_through_redis(channel, post_webhook, meta_example, graph_api, redis_queue, worker):
+    graph_api.expect_request(MESSAGES_PATH).respond_with_handler(
         lambda request: Response(json.dumps({"messages": [{"id": "wamid.reply"}]}), content_type="application/json")
     )
-    with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
-        response = post_webhook(meta_example("Image Message"))
-        assert response.status_code == 200
 
-        reply = wait_for(lambda: Message.objects.filter(direction="out", status=MessageStatus.SENT).first())
+    response = post_webhook(meta_example("Image Message"))
+    assert response.status_code == 200
 
-    inbound = Message.objects.get(direction="in")
-    assert inbound.handled_at is not None
+    reply = wait_for(lambda: Message.objects.filter(direction="out", status=MessageStatus.SENT).first())
+    inbound = wait_for(lambda: Message.objects.filter(direction="in", handled_at__isnull=False).first())
+    wait_for(lambda: len(graph_api.log) >= 2)  # the read receipt goes out beside the turn
+
     assert reply.wamid == "wamid.reply"
     bodies = [json.loads(request.get_data()) for request, _ in graph_api.log]
-    assert bodies[0]["status"] == "read" and bodies[0]["message_id"] == inbound.wamid
-    assert bodies[1]["to"] == "16505551234" and bodies[1]["type"] == "text"
+    receipts = [b for b in bodies if b.get("status") == "read"]
+    sends = [b for b in bodies if "to" in b]
+    assert [r["message_id"] for r in receipts] == [inbound.wamid]
+    assert [(s["to"], s["type"]) for s in sends] == [("16505551234", "text")]
     assert Message.objects.filter(direction="out").count() == 1
+    assert len(redis_queue) == 0  # consumed
+
+
+def test_a_customer_text_is_answered_after_the_quiet_period_by_the_worker(channel, post_webhook, meta_example, graph_api, settings, worker):
+    settings.REPLY_DEBOUNCE_SECONDS = 0.5
+    graph_api.expect_request(MESSAGES_PATH).respond_with_handler(
+        lambda request: Response(json.dumps({"messages": [{"id": "wamid.text-reply"}]}), content_type="application/json")
+    )
+
+    assert post_webhook(meta_example("Text Message")).status_code == 200
+
+    reply = wait_for(lambda: Message.objects.filter(direction="out", status=MessageStatus.SENT).first())
+    assert reply.wamid == "wamid.text-reply" and reply.author == "bot"
+    assert Message.objects.get(direction="in").handled_at is not None
