@@ -1,4 +1,5 @@
-"""The short Redis publish path sends exactly the message `apply_async` would send."""
+"""Queueing tasks (`conversations.queueing`): after the commit, and on Redis by a short path that
+sends exactly the message `apply_async` would send."""
 
 import base64
 import json
@@ -50,3 +51,39 @@ def test_options_such_as_a_countdown_take_apply_async(redis_queue, settings):
 
 def test_a_broker_that_is_down_queues_nothing_and_raises_nothing(broker_down):
     assert queueing.enqueue(inbound_handle, [1, 2, 3]) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tasks_queued_on_commit_go_out_only_when_the_transaction_commits(redis_queue):
+    from django.db import transaction
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        queueing.enqueue_on_commit(inbound_handle, [1, 2])
+        raise RuntimeError("rolled back")
+    assert len(redis_queue) == 0
+
+    with transaction.atomic():
+        queueing.enqueue_on_commit(queueing.INBOUND_HANDLE, [3, 4])  # by name, as ingest queues it
+        assert len(redis_queue) == 0
+    assert sorted(args[0] for args in redis_queue.task_args()) == [3, 4]
+
+
+def test_a_publish_signal_receiver_makes_the_short_path_step_aside(redis_queue):
+    from celery import signals
+
+    def seen(**kwargs):
+        published.append(kwargs["headers"]["argsrepr"])
+
+    published: list[str] = []
+    signals.before_task_publish.connect(seen)
+    try:
+        assert queueing._redis_publisher(inbound_handle) is None
+        assert queueing.enqueue(inbound_handle, [9]) == 1
+    finally:
+        signals.before_task_publish.disconnect(seen)
+    assert published == ["(9,)"] and redis_queue.task_args() == [[9]]
+
+
+def test_nothing_to_queue_queues_nothing(redis_queue):
+    assert queueing.enqueue(inbound_handle, []) == 0
+    assert len(redis_queue) == 0
