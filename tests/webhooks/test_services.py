@@ -114,14 +114,27 @@ def test_an_unknown_number_is_unknown_channel_and_its_items_are_dropped(channel,
     assert [args[0] for args in redis_queue.task_args()] == receipt.new_message_ids
 
 
-def test_a_deactivated_number_is_an_unknown_one(channel, meta_example):
-    ChannelFactory(phone_number_id="999", app_secret="another-app-secret-0123")  # something to verify with
+def test_a_deactivated_number_sharing_its_app_with_an_active_one_is_unknown_channel(channel, meta_example):
+    ChannelFactory(phone_number_id="999", app_secret=APP_SECRET)  # another number of the same Meta app
     channel.is_active = False
     channel.save()
 
     receipt = receive(texts(meta_example, ("wamid.late", "390000000001")))
 
-    assert receipt.status == 403  # no active channel of this app left to verify it
+    assert receipt.status == 200
+    assert WebhookEvent.objects.get().outcome == Outcome.UNKNOWN_CHANNEL
+    assert not Message.objects.exists()
+
+
+def test_a_deactivated_number_whose_app_has_no_active_number_cannot_be_verified(channel, meta_example):
+    ChannelFactory(phone_number_id="999", app_secret="another-app-secret-0123")
+    channel.is_active = False
+    channel.save()
+
+    receipt = receive(texts(meta_example, ("wamid.late", "390000000001")))
+
+    # Its secret is not among the active channels': nothing can tell the delivery from a forgery.
+    assert receipt.status == 403 and WebhookEvent.objects.get().outcome == Outcome.BAD_SIGNATURE
     assert not Message.objects.exists()
 
 
