@@ -127,3 +127,19 @@ def test_behind_a_tls_proxy_the_forwarded_scheme_counts(channel, settings, meta_
     answer = wsgi_call("POST", "/webhooks/whatsapp/", body, headers, application=WhatsbotWSGIHandler())
     assert answer["status"] == 200 and "X-Frame-Options" not in answer["headers"]  # the short route
     assert Message.objects.count() == 1
+
+
+def test_the_short_route_answers_as_the_view_does(channel, settings, client, meta_example):
+    from webhooks.wsgi import WhatsbotWSGIHandler
+
+    settings.SECURE_SSL_REDIRECT = False
+    unknown = meta_example("Text Message")
+    unknown["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = "555"
+    cases = [json.dumps(meta_example("Text Message")).encode(), json.dumps(unknown).encode(), b'{"entry": "nope"}', b"{nope"]
+    for body in cases:
+        signed = sign(body, APP_SECRET)
+        short = wsgi_call("POST", "/webhooks/whatsapp/", body, {"HTTP_X_HUB_SIGNATURE_256": signed}, application=WhatsbotWSGIHandler())
+        Message.objects.all().delete()  # the view sees the same delivery as new
+        full = client.post("/webhooks/whatsapp/", data=body, content_type="application/json", HTTP_X_HUB_SIGNATURE_256=signed)
+        assert (short["status"], short["body"]) == (full.status_code, full.content), body[:40]
+        assert "X-Frame-Options" not in short["headers"] and short["headers"]["Cache-Control"] == full["Cache-Control"]
