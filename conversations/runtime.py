@@ -62,7 +62,8 @@ class Runtime:
 
         # uvloop (libuv): the loop's own work per socket operation is a third of asyncio's.
         self.loop = uvloop.new_event_loop()
-        self.executor = ThreadPoolExecutor(max_workers=settings.WORKER_SYNC_THREADS, thread_name_prefix="worker-sync")
+        self._sync_threads = settings.WORKER_SYNC_THREADS
+        self.executor = ThreadPoolExecutor(max_workers=self._sync_threads, thread_name_prefix="worker-sync")
         self.loop.set_default_executor(self.executor)
         self._slots = threading.BoundedSemaphore(settings.WORKER_MAX_IN_FLIGHT)
         self._futures: set[Future] = set()
@@ -139,7 +140,24 @@ class Runtime:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout)
+            self._sync_threads_close(timeout)
             self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def _sync_threads_close(self, timeout: float) -> None:
+        """Each of the loop's threads closes its own Django connections (kept open between
+        calls; only the thread that opened one may close it). One call per thread: each
+        waits at the barrier until every thread has one."""
+        threads = self._sync_threads
+        barrier = threading.Barrier(threads, timeout=timeout)
+
+        def close() -> None:
+            connections.close_all()
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                pass  # a thread still busy: its connections end with the process
+
+        futures_wait([self.executor.submit(close) for _ in range(threads)], timeout=timeout)
 
     # --- on the loop --------------------------------------------------------------------------
 
