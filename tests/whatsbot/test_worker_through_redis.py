@@ -33,6 +33,7 @@ def worker(settings):
     from whatsbot.celery import app
 
     settings.OPENAI_API_KEY = ""  # the offline agent
+    runtime.shutdown(5)  # a loop an earlier test left: the worker starts its own
     with start_worker(
         app, pool=settings.CELERY_WORKER_POOL, concurrency=2, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10
     ) as controller:
