@@ -255,27 +255,6 @@ def sent_to_whatsapp(graph_api) -> list[str]:
     return out
 
 
-def status_payload(wamid: str, status: str, ts: int, errors: list | None = None) -> dict:
-    """A webhook POST body with one delivery status of `wamid`, as Meta sends it."""
-    item = {"id": wamid, "status": status, "timestamp": str(ts), "recipient_id": "393331234567"}
-    if errors:
-        item["errors"] = errors
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "1",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {"messaging_product": "whatsapp", "metadata": {"phone_number_id": "106540352242922"}, "statuses": [item]},
-                    }
-                ],
-            }
-        ],
-    }
-
-
 def handle(message_id: int) -> str:
     """A stored customer message's turn, as the `inbound_handle` task runs it (eagerly)."""
     return runtime.run(turn.message_handle, message_id)

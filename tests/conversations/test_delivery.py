@@ -18,7 +18,7 @@ from conversations.services import outbound, sweeps
 from conversations.sql import reply as reply_sql
 
 from tests.conversations.factories import ChannelFactory, ConversationFactory, MessageFactory
-from .conftest import MESSAGES_PATH, deliver, handle, reply, sent_to_whatsapp, status_payload
+from .conftest import MESSAGES_PATH, deliver, handle, reply, sent_to_whatsapp
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -165,17 +165,6 @@ def test_a_permanent_refusal_fails_at_once_with_a_plain_reason(graph_api):
     assert Conversation.objects.get(pk=message.conversation_id).revision == revision + 1  # the console shows it
     assert deliver(message.pk) == "skipped"  # never tried again
     assert len(graph_api.log) == 1
-
-
-def test_a_status_that_arrives_before_the_wamid_is_stored_is_applied_after_the_send(graph_api, post_webhook, channel):
-    graph_api.expect_request(MESSAGES_PATH).respond_with_json({"messages": [{"id": "wamid.early"}]})
-    message = staff_reply(ConversationFactory(channel=channel), text="hi")
-    post_webhook(status_payload("wamid.early", "delivered", 1750000050))  # Meta was faster than our UPDATE
-
-    assert deliver(message.pk) == "sent"
-
-    message.refresh_from_db()
-    assert message.status == "delivered" and message.delivered_at.timestamp() == 1750000050
 
 
 # --- a message the provider accepted is never sent again -------------------------------------
