@@ -9,6 +9,7 @@ appears in an error's text.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 from datetime import datetime, timezone
@@ -90,10 +91,11 @@ class GraphClient:
         if not url:
             raise ProviderError("Graph API answered without a media URL", permanent=False)
         content, mime_type = await self._download(url)
-        digest = hashlib.sha256(content).hexdigest()
-        if expected and expected.lower() != digest:
+        digest = hashlib.sha256(content)
+        # Meta's webhooks give the sha256 in base64; accept it in hex too.
+        if expected and expected.lower() != digest.hexdigest() and expected != base64.b64encode(digest.digest()).decode():
             raise ProviderError("The media downloaded does not match its sha256", permanent=False)
-        return Media(content=content, mime_type=str(info.get("mime_type") or mime_type), sha256=digest)
+        return Media(content=content, mime_type=str(info.get("mime_type") or mime_type), sha256=digest.hexdigest())
 
     # --- transport -------------------------------------------------------------------------
     def _timeout(self) -> aiohttp.ClientTimeout:
