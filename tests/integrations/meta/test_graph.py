@@ -407,6 +407,26 @@ def test_without_a_mime_type_in_the_look_up_the_downloads_content_type_is_used(g
     assert fetch(client).mime_type == "image/webp"
 
 
+def test_a_sha256_in_base64_as_metas_webhooks_give_it_is_checked_too(graph_api, client, media_url, meta_example):
+    import base64
+
+    webhook_sha256 = meta_example("Image Message")["entry"][0]["changes"][0]["value"]["messages"][0]["image"]["sha256"]
+    assert base64.b64decode(webhook_sha256, validate=True)  # Meta's own example: base64, not hex
+    expect_lookup(graph_api, media_info(media_url, sha256=base64.b64encode(hashlib.sha256(MEDIA).digest()).decode()))
+    graph_api.expect_ordered_request("/cdn/media-1").respond_with_data(MEDIA)
+
+    assert fetch(client).content == MEDIA
+
+
+def test_bytes_that_do_not_match_a_base64_sha256_are_refused(graph_api, client, media_url):
+    import base64
+
+    expect_lookup(graph_api, media_info(media_url, sha256=base64.b64encode(hashlib.sha256(b"other").digest()).decode()))
+    graph_api.expect_ordered_request("/cdn/media-1").respond_with_data(MEDIA)
+
+    assert "sha256" in str(fetch_refused(client))
+
+
 def test_bytes_that_do_not_match_the_sha256_are_refused_as_temporary(graph_api, client, media_url):
     expect_lookup(graph_api, media_info(media_url, content=b"what Meta meant to send"))
     graph_api.expect_ordered_request("/cdn/media-1").respond_with_data(MEDIA)
