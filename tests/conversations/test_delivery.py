@@ -13,7 +13,7 @@ from django.utils import timezone
 from werkzeug import Response
 
 from conversations import delivery
-from conversations.models import Conversation, Message, MessageStatus, Owner
+from conversations.models import Conversation, Message, MessageStatus
 from conversations.services import outbound, sweeps
 from conversations.sql import reply as reply_sql
 

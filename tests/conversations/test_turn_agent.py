@@ -14,7 +14,7 @@ from profiles.models import FieldSource
 from profiles.services import profile_field_set
 
 from tests.conversations.factories import ConversationFactory, MessageFactory, UserFactory
-from .conftest import bot_texts, customer_says, handle, handoff_call, reply, sent_to_whatsapp
+from .conftest import bot_texts, customer_says, handoff_call, reply, sent_to_whatsapp
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
