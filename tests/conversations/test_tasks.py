@@ -1,0 +1,55 @@
+"""The Celery entry points (`conversations.tasks`): a turn or a delivery is handed to the
+worker's loop (`runtime.dispatch`), or run to its end when the task runs eagerly."""
+
+import pytest
+
+from conversations import runtime, tasks
+from conversations.models import Message, MessageStatus
+
+from tests.conversations.factories import ConversationFactory, MessageFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def no_debounce(settings):
+    settings.REPLY_DEBOUNCE_SECONDS = 0
+
+
+def test_an_eager_task_runs_the_turn_to_its_end(offline, graph):
+    message = MessageFactory(conversation=ConversationFactory(), text="Ciao")
+
+    result = tasks.inbound_handle.apply(args=(message.pk,))
+
+    assert result.get() == "sent"
+    assert Message.objects.get(direction="out").status == MessageStatus.SENT
+    assert runtime._instance is None  # no worker loop was started for it
+
+
+def test_a_worker_s_task_hands_the_id_to_the_loop_and_returns(offline, graph):
+    message = MessageFactory(conversation=ConversationFactory(), text="Ciao")
+    assert runtime._instance is None
+    try:
+        assert tasks.inbound_handle(message.pk) == "submitted"
+        assert runtime.get().drain(10)
+    finally:
+        assert runtime.shutdown(10)
+
+    assert Message.objects.get(direction="out").status == MessageStatus.SENT
+    message.refresh_from_db()
+    assert message.handled_at is not None
+
+
+def test_the_reply_task_answers_the_burst(offline, graph):
+    message = MessageFactory(conversation=ConversationFactory(), text="Ciao")
+
+    assert tasks.agent_reply.apply(args=(message.pk,)).get() == "sent"
+
+
+def test_the_delivery_task_delivers_a_pending_message_and_nothing_else(graph):
+    conversation = ConversationFactory()
+    pending = MessageFactory(conversation=conversation, direction="out", author="staff", wamid="", status=MessageStatus.PENDING)
+    customer = MessageFactory(conversation=conversation, text="Ciao")
+
+    assert tasks.message_deliver.apply(args=(pending.pk,)).get() == "sent"
+    assert tasks.message_deliver.apply(args=(customer.pk,)).get() == "skipped"
