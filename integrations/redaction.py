@@ -9,7 +9,7 @@ import re
 
 _PATTERNS = [
     re.compile(r"(Bearer\s+)[A-Za-z0-9._\-~+/=]+", re.IGNORECASE),
-    re.compile(r"((?:access_token|api_key|apikey|token|secret|password)=)[^&\s'\"]+", re.IGNORECASE),
+    re.compile(r"((?:access_token|api_key|apikey|token|secret|password)=['\"]?)[^&\s'\"]+", re.IGNORECASE),
     re.compile(r"\b(sk-)[A-Za-z0-9_\-]{8,}"),
     re.compile(r"\b(EAA)[A-Za-z0-9]{20,}"),  # Meta user/system access tokens start with EAA
 ]

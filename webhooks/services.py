@@ -20,6 +20,7 @@ from conversations.models import Channel
 from conversations.providers import provider_for
 from conversations.services.channels import channels_active
 from integrations.base import Delivery, PayloadError
+from integrations.meta.signature import HEADER as SIGNATURE_HEADER
 
 from .models import Outcome, WebhookEvent
 
@@ -27,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 # Unverified bodies are kept for inspection, but only this much of them.
 UNVERIFIED_BODY_LIMIT = 16 * 1024
-SIGNATURE_HEADER = "X-Hub-Signature-256"
 
 
 @dataclass
@@ -118,13 +118,19 @@ def _describe(event: WebhookEvent, delivery: Delivery, ingested: Ingested, chann
     if ingested.unknown:
         event.outcome = Outcome.UNKNOWN_CHANNEL
         event.detail = f"no active channel for phone_number_id {', '.join(ingested.unknown)}"
+        if served or delivery.statuses:
+            event.detail += f"; stored for the others: {_counts(delivery, ingested, served)}"
     elif delivery.messages or delivery.statuses:
         event.outcome = Outcome.PROCESSED
-        duplicates = len(delivery.messages) - len(ingested.new_message_ids)
-        event.detail = f"{len(ingested.new_message_ids)} new message(s), {duplicates} duplicate(s), {len(delivery.statuses)} status(es)"
+        event.detail = _counts(delivery, ingested, served)
     else:
         event.outcome = Outcome.IGNORED
         event.detail = "nothing to act on: " + ", ".join(delivery.ignored)[:500]
+
+
+def _counts(delivery: Delivery, ingested: Ingested, served: list[str]) -> str:
+    duplicates = len(served) - len(ingested.new_message_ids)
+    return f"{len(ingested.new_message_ids)} new message(s), {duplicates} duplicate(s), {len(delivery.statuses)} status(es)"
 
 
 def webhook_event_replay(*, event: WebhookEvent) -> Receipt:

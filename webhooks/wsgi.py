@@ -29,10 +29,9 @@ from http import HTTPStatus
 from django.conf import settings
 from django.core import signals
 from django.core.handlers.wsgi import WSGIHandler
-from django.http.request import split_domain_port, validate_host
+from django.http.request import HttpHeaders, split_domain_port, validate_host
 from django.urls import reverse
 
-from .services import SIGNATURE_HEADER
 from .views import webhook_answer
 
 request_logger = logging.getLogger("django.request")
@@ -74,7 +73,7 @@ class WhatsbotWSGIHandler(WSGIHandler):
         signals.request_started.send(sender=self.__class__, environ=environ)
         try:
             body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
-            status, text = webhook_answer(body=body, headers={SIGNATURE_HEADER: environ.get("HTTP_X_HUB_SIGNATURE_256", "")})
+            status, text = webhook_answer(body=body, headers=HttpHeaders(environ))
         except Exception:
             signals.got_request_exception.send(sender=self.__class__, request=None)
             request_logger.error("Internal Server Error: %s", environ["PATH_INFO"], exc_info=True, extra={"status_code": 500})
