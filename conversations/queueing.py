@@ -4,31 +4,31 @@ If the broker is unreachable the rows are already safe in the database: the fail
 logged and the beat sweeper queues them later. One broker failure stops the rest of the
 batch from trying (and each waiting out the connection timeout).
 
-With a Redis broker, the webhook's tasks take a short path (`_RedisPublisher`): Celery's own
-protocol-2 message is built once per task type, copied per row with its new task id and
-arguments, and the batch is LPUSHed in one redis-py pipeline. `apply_async` costs about a
-millisecond of CPU per task on this kind of machine (argument repr, configuration look-ups,
-routing, kombu's envelope), which was the largest single cost of a webhook POST. The
-message is the one `apply_async` would send, so any Celery worker consumes it unchanged.
-Every other case (other brokers, options such as `countdown`, publish signals connected,
-calls from inside a running task) takes `apply_async`.
+Tasks go through Celery's `apply_async`, a batch of them in one kombu publish batch (one
+Redis round trip), except the ones `RedisShortPath` takes: tasks queued without options,
+from outside a worker task, on a Redis broker — the webhook's, one per stored message.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import os
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import ClassVar
 from uuid import uuid4
 
 from celery import Task, current_app, signals
-from celery._state import get_current_worker_task
 from django.db import transaction
 from kombu.entity import maybe_delivery_mode
 from kombu.utils.json import dumps as kombu_dumps
 
 logger = logging.getLogger(__name__)
+
+# Redis commands buffered before a flush: a 1,000-message Meta batch goes in a few round trips.
+PUBLISH_BATCH_SIZE = 200
 
 # The tasks, by name: code below the tasks module queues them without importing it (the
 # tasks call that code). `conversations.tasks` registers each under its name.
@@ -49,35 +49,26 @@ def _task(task: Task | str) -> Task:
         current_app.loader.import_default_modules()
     return current_app.tasks[task]
 
-# Redis commands buffered before a flush: a 1,000-message Meta batch goes in a few round trips.
-PUBLISH_BATCH_SIZE = 200
-
 
 def enqueue(task: Task | str, ids: Iterable[int], **options) -> int:
+    """Queue `task` (or the task of that name) once per id (its one argument); the number
+    queued, 0 if the broker failed."""
     ids = list(ids)
     if not ids:
         return 0
     task = _task(task)
-    publisher = None if options else _redis_publisher(task)
     try:
-        if publisher is not None:
-            return publisher.publish(task, ids)
-        return _apply_async_batch(task, ids, **options)
+        short_path = None if options else RedisShortPath.for_task(task)
+        if short_path is not None:
+            return short_path.publish(task, ids)
+        with task.app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH_SIZE):
+            # Transports without batching publish one by one. Still one task per row.
+            for pk in ids:
+                task.apply_async((pk,), producer=producer, retry=False, **options)
+        return len(ids)
     except Exception as exc:  # broker down: the rows are stored; the sweeper will queue them
         logger.warning("could not queue %s for %d row(s): %s", task.name, len(ids), exc)
         return 0
-
-
-def _apply_async_batch(task: Task, ids: list[int], **options) -> int:
-    queued = 0
-    with task.app.producer_or_acquire() as producer:
-        # kombu buffers the batch's LPUSHes and sends them in one Redis round trip on exit
-        # (transports without batching publish one by one). Still one task per row.
-        with producer.batch(max_size=PUBLISH_BATCH_SIZE):
-            for pk in ids:
-                task.apply_async((pk,), producer=producer, retry=False, **options)
-                queued += 1
-    return queued
 
 
 def enqueue_on_commit(task: Task | str, ids: Iterable[int], **options) -> None:
@@ -86,44 +77,43 @@ def enqueue_on_commit(task: Task | str, ids: Iterable[int], **options) -> None:
         transaction.on_commit(lambda: enqueue(task, ids, **options))
 
 
-# --- the short path for Redis ---------------------------------------------------------------
-
-_publishers: dict[str, _RedisPublisher | bool] = {}
-_publishers_lock = threading.Lock()
-
-
-def _redis_publisher(task: Task) -> _RedisPublisher | None:
-    """The Redis publisher for the app's broker, or None when `apply_async` must be used."""
-    conf = task.app.conf
-    url = conf.broker_url or ""
-    publisher = _publishers.get(url)
-    if publisher is None:
-        with _publishers_lock:
-            publisher = _publishers.get(url)
-            if publisher is None:
-                publisher = _publishers[url] = _RedisPublisher(task.app, url) if _redis_short_path_fits(conf, url) else False
-    if publisher is False or conf.task_always_eager:
-        return None
-    if signals.before_task_publish.receivers or signals.after_task_publish.receivers or signals.task_sent.receivers:
-        return None
-    if get_current_worker_task() is not None:
-        return None  # inside a task: Celery records the parent and root ids
-    return publisher
+@dataclass(frozen=True)
+class _Template:
+    headers: dict
+    queue: str
+    properties: dict
 
 
-def _redis_short_path_fits(conf, url: str) -> bool:
-    # Read once per broker URL: Celery's configuration look-ups are not cheap.
-    return (
-        url.startswith("redis://")
-        and conf.task_serializer == "json"
-        and not conf.task_compression
-        and conf.task_protocol == 2
-        and not (conf.broker_transport_options or {}).get("global_keyprefix")
-    )
+class RedisShortPath:
+    """Celery's task messages, LPUSHed with redis-py straight into kombu's Redis queue list.
 
+    Why: `apply_async` spends most of its CPU per task on work that comes out the same for
+    every task of a type (configuration look-ups, routing, the arguments' `saferepr`,
+    kombu's envelope and declarations), and the webhook queues a task for every message
+    it stores: publishing them through Celery was the largest single cost of a POST.
+    Here Celery does that work once per task type (`app.amqp.router`,
+    `app.amqp.create_task_message`) and each task is a copy with its own ids and argument,
+    the batch in one redis-py pipeline. Figures: docs/webhook-bench.md, "Publishing".
 
-class _RedisPublisher:
-    """LPUSH Celery protocol-2 messages straight into kombu's Redis queue lists."""
+    What it must match: the message `apply_async` pushes through kombu's Redis transport
+    for the same task and argument, for the pinned Celery and kombu (requirements.txt),
+    byte for byte but the ids (task, root and correlation id, delivery tag): Celery's
+    protocol-2 headers, properties and body; kombu's envelope (base64 body,
+    `delivery_info`, priority); the list it goes to (the queue's name: priority 0, no key
+    prefix). tests/conversations/test_queueing_contract.py compares the two and has a
+    Celery worker run a task sent this way: after an upgrade of Celery or kombu it says
+    whether that still holds.
+
+    Only where that copy is known to hold (`for_task`); everything else takes
+    `apply_async`: other brokers and serializers, compression, task protocol 1, a
+    global key prefix, `task_routes` (a router may look at the arguments), sent events,
+    tasks with their own routing, priority, expiry or serializer, tasks that store
+    results, eager mode, publish signals connected (Celery sends them), and calls from
+    inside a worker task (Celery records the parent's ids).
+    """
+
+    _instances: ClassVar[dict[str, RedisShortPath | None]] = {}
+    _instances_lock = threading.Lock()
 
     def __init__(self, app, url: str) -> None:
         import redis
@@ -131,30 +121,73 @@ class _RedisPublisher:
         self.app = app
         timeout = app.conf.broker_connection_timeout
         self.client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=max(timeout or 0, 5.0))
-        # Per task name: (headers, queue, properties), or None when the task's routing or
-        # options need `apply_async`.
-        self._templates: dict[str, tuple[dict, str, dict] | None] = {}
+        self._templates: dict[str, _Template | None] = {}
 
-    def _template(self, task: Task) -> tuple[dict, str, dict] | None:
-        if task.name not in self._templates:
-            try:
-                self._templates[task.name] = self._template_build(task)
-            except _Unsupported as exc:
-                logger.info("queueing %s through apply_async: %s", task.name, exc)
-                self._templates[task.name] = None
-        return self._templates[task.name]
+    @classmethod
+    def for_task(cls, task: Task) -> RedisShortPath | None:
+        """The short path for `task`'s next publish, or None when `apply_async` must send it."""
+        app = task.app
+        conf = app.conf
+        if conf.task_always_eager or app.current_worker_task is not None:
+            return None
+        if any(signal.receivers for signal in (signals.before_task_publish, signals.after_task_publish, signals.task_sent)):
+            return None
+        url = conf.broker_url or ""
+        try:
+            short_path = cls._instances[url]
+        except KeyError:
+            with cls._instances_lock:
+                if url not in cls._instances:
+                    # Read once per broker URL: Celery's configuration look-ups are not cheap.
+                    cls._instances[url] = cls(app, url) if cls._broker_fits(conf, url) else None
+                short_path = cls._instances[url]
+        if short_path is None or short_path._template(task) is None:
+            return None
+        return short_path
 
-    def _template_build(self, task: Task) -> tuple[dict, str, dict]:
+    @staticmethod
+    def _broker_fits(conf, url: str) -> bool:
+        return (
+            url.startswith("redis://")
+            and conf.task_serializer == "json"
+            and not conf.task_compression
+            and conf.task_protocol == 2
+            and not conf.task_routes
+            and not conf.task_send_sent_event
+            and not (conf.broker_transport_options or {}).get("global_keyprefix")
+        )
+
+    def _template(self, task: Task) -> _Template | None:
+        try:
+            return self._templates[task.name]
+        except KeyError:
+            pass
+        try:
+            template = self._template_build(task)
+        except ValueError as exc:
+            logger.info("queueing %s through apply_async: %s", task.name, exc)
+            template = None
+        self._templates[task.name] = template
+        return template
+
+    def _template_build(self, task: Task) -> _Template:
         """Headers, queue and properties of `task`'s messages, from Celery's own machinery."""
         app = self.app
-        options = app.amqp.router.route(dict(task._get_exec_options()), task.name, (0,), {}, task)
-        queue = options.get("queue")
-        exchange = options.get("exchange")
-        if queue is None or getattr(queue.exchange, "type", "direct") != "direct" or (exchange and exchange != ""):
-            raise _Unsupported(f"route of {task.name}")
-        if options.get("priority") or queue.queue_arguments or queue.max_priority:
-            raise _Unsupported(f"priority queue for {task.name}")
-        message = app.amqp.as_task_v2(
+        # The task's own execution options (its public attributes), which `apply_async` would apply.
+        options = ("queue", "routing_key", "exchange", "priority", "expires", "delivery_mode", "compression")
+        if any(getattr(task, name, None) is not None for name in options) or task.serializer not in (None, "json"):
+            raise ValueError("the task has its own routing, priority, expiry or serialization options")
+        if not task.ignore_result:
+            raise ValueError("the task stores its result (Celery tells the result backend of each publish)")
+        if getattr(task.shadow_name, "__func__", None) is not Task.shadow_name:
+            raise ValueError("the task names itself per call (shadow_name)")
+        route = app.amqp.router.route({}, task.name, (0,), {}, task)
+        queue = route.pop("queue", None)
+        if queue is None or route or queue.exchange.type != "direct":
+            raise ValueError("not the default direct routing")
+        if queue.queue_arguments or queue.max_priority:
+            raise ValueError("a queue with arguments or priorities")
+        message = app.amqp.create_task_message(
             "00000000-0000-0000-0000-000000000000",
             task.name,
             (0,),
@@ -162,55 +195,49 @@ class _RedisPublisher:
             ignore_result=task.ignore_result,
             time_limit=task.time_limit,
             soft_time_limit=task.soft_time_limit,
-            expires=task.expires,
         )
-        if message.headers["expires"] is not None:
-            raise _Unsupported(f"expiring task {task.name}")  # the expiry is relative to each send
-        delivery_mode = maybe_delivery_mode(queue.exchange.delivery_mode or app.conf.task_default_delivery_mode)
         properties = {
             "correlation_id": None,
             "reply_to": "",
-            "delivery_mode": delivery_mode,
+            "delivery_mode": maybe_delivery_mode(queue.exchange.delivery_mode or app.conf.task_default_delivery_mode),
             "delivery_info": {"exchange": "", "routing_key": queue.name},
             "priority": 0,
             "body_encoding": "base64",
             "delivery_tag": None,
         }
-        # Declare the queue once as kombu would (its binding keys in Redis), then never again.
+        # Declare the queue once as kombu would (its binding in Redis), then never again.
         with app.producer_or_acquire() as producer:
             producer.maybe_declare(queue, retry=False)
-        return message.headers, queue.name, properties
+        return _Template(headers=message.headers, queue=queue.name, properties=properties)
 
     def publish(self, task: Task, ids: list[int]) -> int:
         template = self._template(task)
         if template is None:
-            return _apply_async_batch(task, ids)
-        headers, queue, properties = template
+            raise ValueError(f"{task.name} takes apply_async (RedisShortPath.for_task says which)")
         reply_to = self.app.thread_oid
         with self.client.pipeline(transaction=False) as pipe:
             for n, pk in enumerate(ids, 1):
                 task_id = str(uuid4())
-                message_headers = {**headers, "id": task_id, "root_id": task_id, "argsrepr": f"({pk!r},)"}
                 body = kombu_dumps([[pk], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
                 message = {
                     "body": base64.b64encode(body.encode()).decode(),
                     "content-encoding": "utf-8",
                     "content-type": "application/json",
-                    "headers": message_headers,
+                    "headers": {**template.headers, "id": task_id, "root_id": task_id, "argsrepr": f"({pk!r},)"},
                     "properties": {
-                        **properties,
+                        **template.properties,
                         "correlation_id": task_id,
                         "reply_to": reply_to,
-                        "delivery_info": dict(properties["delivery_info"]),
                         "delivery_tag": str(uuid4()),
                     },
                 }
-                pipe.lpush(queue, kombu_dumps(message))
+                pipe.lpush(template.queue, kombu_dumps(message))
                 if n % PUBLISH_BATCH_SIZE == 0:
                     pipe.execute()
             pipe.execute()
         return len(ids)
 
 
-class _Unsupported(Exception):
-    pass
+# A forked process (gunicorn's workers under --preload) builds its own: its own Redis
+# connections, and its own pid in the messages' `origin` header.
+os.register_at_fork(after_in_child=RedisShortPath._instances.clear)

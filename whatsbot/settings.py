@@ -138,9 +138,6 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
     CELERY_BROKER_URL = REDIS_URL
-    if REDIS_URL.startswith("redis://"):
-        # kombu's Redis transport, keeping its redis-py client instead of one per command (whatsbot/broker.py).
-        CELERY_BROKER_TRANSPORT = "whatsbot.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # No acknowledgement bookkeeping in Redis: kombu's emulation writes a copy of every
         # message to a hash and an index when a worker takes it and deletes both on the ack,
