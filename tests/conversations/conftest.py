@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 
 import pytest
+from django.db import connection
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -26,6 +27,7 @@ from conversations.models import Message, MessageStatus
 from conversations import delivery, runtime, turn
 
 from ..conftest import FIXTURES
+from .factories import MessageFactory
 
 SPEC_URI = "urn:openai-openapi"
 ITEMS_PATH = re.compile(r"^/v1/conversations/(?P<id>[^/]+)/items$")
@@ -273,8 +275,6 @@ def deliver(message_id: int) -> str:
 def customer_says(conversation, text: str) -> Message:
     """A customer text as the webhook stores it, handled by its turn (the extraction and,
     with a quiet period, the reply task queued with its countdown; a command answered at once)."""
-    from .factories import MessageFactory
-
     message = MessageFactory(conversation=conversation, text=text)
     assert handle(message.pk) in ("queued", "sent", "handled")
     return message
@@ -292,10 +292,6 @@ def deliver_pending() -> None:
 def customer_writes_while_the_model_thinks(fake_openai, conversation, text: str) -> list:
     """On the next reply call, the customer's new `text` is stored (as the webhook would,
     from another connection: the fake server's thread); the list receives that message."""
-    from django.db import connection
-
-    from .factories import MessageFactory
-
     arrived: list = []
 
     def customer_writes_again(body):
