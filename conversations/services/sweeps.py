@@ -30,7 +30,7 @@ from ..models import (
 )
 from ..sql import pipelined_transaction
 from ..sql import status as status_sql
-from .outbound import message_mark_failed
+from .outbound import accepted_recall, message_mark_failed
 
 logger = logging.getLogger(__name__)
 
@@ -80,13 +80,19 @@ def outbound_sweep() -> int:
     """Queue the outbound messages still pending (the broker was down, a worker was lost);
     mark failed the ones out of attempts."""
     due = _due(Message.objects.filter(direction=Direction.OUTBOUND, status=MessageStatus.PENDING))
+    accepted = []
     for message in due.filter(attempts__gte=settings.WHATSAPP_SEND_MAX_ATTEMPTS)[:SWEEP_LIMIT]:
+        if accepted_recall(message_id=message.pk):
+            # The provider took it on its last attempt, whose "sent" was never written: the
+            # customer has it. Another attempt records it without sending.
+            accepted.append(message.pk)
+            continue
         message_mark_failed(
             message=message, code="undelivered", title=f"Not delivered after {message.attempts} attempts.",
             detail="See the worker's log for the errors of each attempt.",
         )  # fmt: skip
         logger.error("message %s: not delivered after %d attempts, marked failed", message.pk, message.attempts)
-    ids = list(due.filter(attempts__lt=settings.WHATSAPP_SEND_MAX_ATTEMPTS).values_list("pk", flat=True)[:SWEEP_LIMIT])
+    ids = list(due.filter(attempts__lt=settings.WHATSAPP_SEND_MAX_ATTEMPTS).values_list("pk", flat=True)[:SWEEP_LIMIT]) + accepted
     if ids:
         logger.info("sweeper: queueing %d pending outbound message(s)", len(ids))
     return queueing.enqueue(queueing.MESSAGE_DELIVER, ids)
