@@ -234,3 +234,27 @@ def test_a_reply_whose_sent_is_never_written_is_recorded_later_without_a_second_
     assert (answer.status, answer.wamid, answer.attempts) == (MessageStatus.SENT, wamid, 2)
     assert outbound.accepted_recall(message_id=answer.pk) == ""
     assert deliver(answer.pk) == "skipped"
+
+
+def test_a_message_accepted_on_its_last_attempt_is_recorded_not_failed_by_the_sweeper(graph, redis_queue, sent_cannot_be_written, settings):
+    settings.WHATSAPP_SEND_MAX_ATTEMPTS = 2
+    message = staff_reply()
+    Message.objects.filter(pk=message.pk).update(attempts=1)  # one attempt refused already
+    sent_cannot_be_written()
+
+    assert deliver(message.pk) == "sent"  # the last attempt: accepted, "sent" not written
+    ((text, wamid),) = texts_accepted(graph)
+
+    sent_cannot_be_written(times=0)
+    Message.objects.filter(pk=message.pk).update(
+        locked_until=timezone.now() - timezone.timedelta(seconds=1),
+        created_at=timezone.now() - timezone.timedelta(seconds=settings.INBOUND_SWEEP_AFTER_SECONDS + 1),
+    )
+    assert sweeps.outbound_sweep() == 1  # queued for its record, not marked failed
+    message.refresh_from_db()
+    assert message.status == MessageStatus.PENDING
+
+    assert deliver(message.pk) == "sent"
+    message.refresh_from_db()
+    assert (message.status, message.wamid) == (MessageStatus.SENT, wamid)
+    assert len(texts_accepted(graph)) == 1
