@@ -5,6 +5,7 @@ import pytest
 from conversations.agent.prompts import DEFAULT_INSTRUCTIONS
 from conversations.models import BotConfig, BotConfigVersion
 from conversations.services.botconfig import (
+    bot_config_cache_clear,
     bot_config_fields,
     bot_config_for_channel,
     bot_config_model,
@@ -34,6 +35,32 @@ def test_the_default_configuration_is_created_from_the_settings_on_first_need(se
     assert bot_config_fields(config=active.config) == ["first_name", "last_name", "company", "email", "order_number"]
     assert active.version.version == 1
     assert bot_config_for_channel(channel=channel).config.pk == active.config.pk  # not twice
+
+
+@pytest.mark.django_db(transaction=True)  # the turn runs on connections of its own
+def test_a_changed_openai_model_counts_once_the_default_configuration_exists(fake_openai, graph, settings):
+    settings.OPENAI_MODEL = "gpt-4.1"
+    conversation = ConversationFactory()
+    first = MessageFactory(conversation=conversation, text="Ciao")
+    handle(first.pk)
+    reply(first.pk)
+
+    settings.OPENAI_MODEL = "gpt-4.1-mini"  # changed in .env, the workers restarted
+    bot_config_cache_clear()
+    second = MessageFactory(conversation=conversation, text="Mi chiamo Giulia")
+    handle(second.pk)
+    reply(second.pk)
+
+    assert [r["model"] for r in fake_openai.reply_requests] == ["gpt-4.1", "gpt-4.1-mini"]
+    assert [r["model"] for r in fake_openai.extraction_requests] == ["gpt-4.1", "gpt-4.1-mini"]
+    assert BotConfig.objects.count() == 1
+
+
+def test_a_model_chosen_in_the_configuration_wins_over_openai_model(settings):
+    settings.OPENAI_MODEL = "gpt-4.1"
+    config = bot_config_save(config=BotConfig(name="Bot", model="gpt-4o")).config
+
+    assert bot_config_model(config=config) == "gpt-4o"
 
 
 def test_a_channel_s_own_configuration_wins_over_the_default():
@@ -115,3 +142,29 @@ def test_admin_refuses_a_bad_extra_field_key(admin_client):
     assert response.status_code == 200 and b"Bad key" in response.content
     config.refresh_from_db()
     assert config.version == 1
+
+
+def test_admin_shows_the_model_in_force_in_the_list_and_on_the_page(admin_client, settings):
+    settings.OPENAI_MODEL = "gpt-4.1"
+    default = bot_config_for_channel(channel=ChannelFactory()).config
+    own = bot_config_save(config=BotConfig(name="Negozio", channel=ChannelFactory(phone_number_id="200"), model="gpt-4o")).config
+
+    listing = admin_client.get("/admin/conversations/botconfig/").content.decode()
+    assert "Model in force" in listing
+    assert '<td class="field-model_in_force">— (OPENAI_MODEL: gpt-4.1)</td>' in listing
+    assert '<td class="field-model_in_force">gpt-4o</td>' in listing
+
+    page = admin_client.get(f"/admin/conversations/botconfig/{default.pk}/change/").content.decode()
+    assert '<div class="readonly">— (OPENAI_MODEL: gpt-4.1)</div>' in page
+    assert "Empty: OPENAI_MODEL (now gpt-4.1)." in page
+    page = admin_client.get(f"/admin/conversations/botconfig/{own.pk}/change/").content.decode()
+    assert '<div class="readonly">gpt-4o</div>' in page
+
+
+def test_admin_offers_a_new_configuration_with_a_blank_model(admin_client, settings):
+    settings.OPENAI_MODEL = "gpt-4.1"
+
+    page = admin_client.get("/admin/conversations/botconfig/add/")
+
+    assert page.context["adminform"].form.initial["model"] == ""
+    assert '<div class="readonly">— (OPENAI_MODEL: gpt-4.1)</div>' in page.content.decode()

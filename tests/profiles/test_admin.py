@@ -2,7 +2,7 @@
 
 import pytest
 
-from profiles.models import FieldSource
+from profiles.models import Confidence, FieldSource
 from profiles.services import profile_field_set
 from tests.conftest import ADMIN_LIST_MAX_QUERIES
 from tests.conversations.factories import ConversationFactory, MessageFactory
@@ -24,6 +24,19 @@ def test_the_profile_page_says_where_each_value_came_from(admin_member_client, c
     assert f"from message #{message.pk}" in html
     assert "by alice-admin" in html
     assert "Mario" in html and "Acme" in html
+
+
+def test_the_profile_page_says_which_value_was_only_a_guess(admin_member_client, channel):
+    conversation = ConversationFactory(channel=channel)
+    profile = conversation.profile
+    message = MessageFactory(conversation=conversation, text="Sono Giulia, giulia@example.com")
+    profile_field_set(profile=profile, field="first_name", value="Giulia", source=FieldSource.AI, message=message, confidence=Confidence.GUESSED)
+    profile_field_set(profile=profile, field="email", value="giulia@example.com", source=FieldSource.AI, message=message)
+
+    html = admin_member_client.get(f"/admin/profiles/clientprofile/{profile.pk}/change/").content.decode()
+
+    assert "<td>Giulia</td><td>AI (guessed)</td>" in html
+    assert "<td>giulia@example.com</td><td>AI</td>" in html
 
 
 def test_an_admin_edit_is_a_staff_value_the_ai_will_not_overwrite(admin_member_client, admin_member):

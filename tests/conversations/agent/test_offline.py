@@ -87,6 +87,108 @@ def test_the_offline_rules_pick_details_out_of_the_text_saying_how_sure_they_are
     assert details_extract(text=text) == expected
 
 
+def guessed(value: str) -> ExtractedValue:
+    return ExtractedValue(value, Confidence.GUESSED)
+
+
+@pytest.mark.parametrize(
+    "text, first, last",
+    [
+        ("mi chiamo Giulia Bianchi", "Giulia", "Bianchi"),
+        ("Mi chiamo mario rossi e vorrei sapere dov'è il pacco", "mario", "rossi"),
+        ("il mio nome è Anna Maria Rossi", "Anna Maria", "Rossi"),
+        ("my name is John Smith and I need help", "John", "Smith"),
+        ("Hello, my name's Seán O’Brien.", "Seán", "O’Brien"),
+        ("mi chiamo Maria De Luca", "Maria", "De Luca"),
+        ("mi chiamo Gian Luca Della Valle", "Gian Luca", "Della Valle"),
+        ("mi chiamo Anne-Marie D'Angelo", "Anne-Marie", "D'Angelo"),
+        ("my name is Ludwig van Beethoven", "Ludwig", "van Beethoven"),
+        ("mi chiamo giulia, ho un problema", "giulia", None),
+    ],
+)
+def test_a_name_said_outright_is_read_as_stated_with_particles_and_apostrophes(text, first, last):
+    found = details_extract(text=text)
+
+    assert found["first_name"] == stated(first)
+    assert found.get("last_name") == (stated(last) if last else None)
+
+
+@pytest.mark.parametrize(
+    "text, first, last",
+    [
+        ("sono Giulia", "Giulia", None),
+        ("Ciao, sono Giulia Bianchi e vorrei sapere gli orari", "Giulia", "Bianchi"),
+        ("Buongiorno! Io sono Luca D'Angelo", "Luca", "D'Angelo"),
+        ("Buongiorno sono Marco di Acme", "Marco", None),  # "di Acme": where he works, not his surname
+        ("Hi, I'm John", "John", None),
+        ("Hello, I am Ludwig van Beethoven", "Ludwig", "van Beethoven"),
+    ],
+)
+def test_sono_or_i_am_before_a_capitalised_name_is_only_a_guess(text, first, last):
+    found = details_extract(text=text)
+
+    assert found["first_name"] == guessed(first)
+    assert found.get("last_name") == (guessed(last) if last else None)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "quali sono i vostri orari?",
+        "Quali sono i Vostri orari?",
+        "sono le 5",
+        "sono in ritardo per il ritiro",
+        "Sono d'accordo",
+        "ciao sono l'intestatario dell'ordine",
+        "i am looking for my order",
+        "I'm Sorry, I am late",
+        "I am Italian",
+        "il mio nome è sbagliato sull'ordine",
+        "my name is on the order",
+        "mi chiamo, scusate, più tardi",
+    ],
+)
+def test_no_rule_takes_an_ordinary_sentence_for_a_name(text):
+    found = details_extract(text=text)
+
+    assert "first_name" not in found and "last_name" not in found
+
+
+@pytest.mark.parametrize("text", ["la vostra azienda è chiusa domani?", "lavoro in ufficio tutto il giorno"])
+def test_no_rule_takes_an_ordinary_sentence_for_a_company(text):
+    assert "company" not in details_extract(text=text)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_question_never_replaces_the_name_the_customer_gave(offline, graph):
+    # The issue: "quali sono i vostri orari?" turned "Giulia Bianchi" into "I Vostri".
+    conversation = ConversationFactory()
+    say(conversation, "Buongiorno, mi chiamo Giulia Bianchi")
+    say(conversation, "quali sono i vostri orari?")
+    say(conversation, "Sono Marta")  # a guess: it fills nothing that is known
+
+    profile = conversation.profile
+    profile.refresh_from_db()
+    assert (profile.first_name, profile.last_name) == ("Giulia", "Bianchi")
+    assert profile.provenance["first_name"]["confidence"] == "stated"
+    assert last_bot_text(conversation) == "Per quale azienda ci scrivi?"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_guessed_name_fills_an_empty_profile_and_a_stated_one_corrects_it(offline, graph):
+    conversation = ConversationFactory()
+    say(conversation, "Ciao, sono Giulia")
+    profile = conversation.profile
+    profile.refresh_from_db()
+    assert profile.first_name == "Giulia" and profile.provenance["first_name"]["confidence"] == "guessed"
+
+    say(conversation, "scusate, mi chiamo Giuliana Bianchi")
+
+    profile.refresh_from_db()
+    assert (profile.first_name, profile.last_name) == ("Giuliana", "Bianchi")
+    assert profile.provenance["first_name"]["confidence"] == "stated"
+
+
 def test_language_detection_prefers_nothing_when_unsure():
     assert language_detect("ok") == ""
     assert language_detect("Hello, what is the price?") == "en"
