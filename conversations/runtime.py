@@ -37,6 +37,7 @@ from integrations import http
 
 from . import database
 from .agent import openai_client
+from .decisions import Outcome
 from .models import LEASE
 from .sql import reply as reply_sql
 
@@ -241,7 +242,7 @@ def dispatch(request, fn: Callable[..., Awaitable[Any]], /, *args) -> Any:
     if request.is_eager:
         return run(fn, *args)
     submit(fn, *args)
-    return "submitted"
+    return Outcome.SUBMITTED
 
 
 async def sync(fn: Callable[..., T], /, *args, **kwargs) -> T:

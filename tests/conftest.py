@@ -43,6 +43,13 @@ def _fresh_channel_cache():
 
 
 @pytest.fixture
+def offline(settings):
+    """No OpenAI account at all: the offline agent answers."""
+    settings.OPENAI_API_KEY = ""
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens: any call would fail loudly
+
+
+@pytest.fixture
 def channel(db):
     return ChannelFactory()
 

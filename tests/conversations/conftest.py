@@ -230,13 +230,6 @@ def fake_openai(httpserver, settings, openai_spec_validators):
 
 
 @pytest.fixture
-def offline(settings):
-    """No OpenAI account at all: the offline agent answers."""
-    settings.OPENAI_API_KEY = ""
-    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens: any call would fail loudly
-
-
-@pytest.fixture
 def graph(graph_api):
     """The fake Meta: read receipts and sends succeed."""
     counter = itertools.count(1)

@@ -38,13 +38,6 @@ def _send(client, text, **headers):
     return client.post("/console/simulator/send/", {"text": text}, **headers)
 
 
-@pytest.fixture
-def offline(settings):
-    """No OpenAI account: the offline agent answers."""
-    settings.OPENAI_API_KEY = ""
-    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens: any call would fail loudly
-
-
 def _run_worker():
     """What the Celery worker does with the customer messages' tasks: the turn, then the
     debounced reply without waiting for the quiet period. The turn delivers the bot's

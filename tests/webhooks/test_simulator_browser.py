@@ -18,9 +18,8 @@ pytestmark = BROWSER_TEST
 
 
 @pytest.fixture(autouse=True)
-def offline(settings):
-    """No OpenAI account: the offline agent answers."""
-    settings.OPENAI_API_KEY = ""
+def _offline(offline):
+    """No OpenAI account: the offline agent answers (every test here)."""
 
 
 @pytest.fixture
