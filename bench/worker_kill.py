@@ -74,7 +74,7 @@ def main() -> int:
         sends = Sends(SENDS_FILE)
         database_fresh(DATABASE_URL)
         redis_flush(REDIS_URL)
-        subprocess.run(["/bin/sh", "-c", commands["release"]], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(["/bin/sh", "-c", commands["release"]], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, check=True)
         stack.start("web", commands["web"].replace("0.0.0.0:", "127.0.0.1:"), env)
         for i in range(1, args.workers + 1):
             stack.start(f"worker{i}", f"{commands['worker']} -n kill{i}@%h", env)
