@@ -39,7 +39,7 @@ PROFILE_UPSERT = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one per (model, without), from `_plan`: compared and hashed by identity
 class _Plan:
     fields: tuple
     columns: str  # quoted column list
