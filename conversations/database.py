@@ -6,11 +6,14 @@ for its run, closed at the end. Connections are opened with Django's own paramet
 (settings' OPTIONS: the same server, type adapters, time zone and prepared-statement
 policy as the ORM's), in autocommit mode.
 
-`statement()` is how the hot statements of `conversations.sql` run: each takes exactly one
-JSON parameter, so psycopg's cache of prepared statements holds one entry per statement
-text, never evicts and never deallocates, and a connection whose cache no longer matches
-the server's (a failure we cannot rule out) is closed, not reused. Transient failures of
-the connection are retried a bounded number of times on a fresh one.
+`statement()` is how the hot statements of `conversations.sql` run. Their parameters are all
+sent as text (`params()`) and cast in the SQL (`%(id)s::bigint`): psycopg keys its cache of
+prepared statements on a statement's text and its parameters' types, and text goes with
+the "unknown" type whatever the value, NULL included, so the cache holds one entry per
+statement text — it never evicts and never deallocates — while each plan still sees typed
+values it can use with an index. A connection whose cache no longer matches the server's (a
+failure we cannot rule out) is closed, not reused. Transient failures of the connection
+are retried a bounded number of times on a fresh one.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ def connection_params() -> dict:
     params = connections[DEFAULT_DB_ALIAS].get_connection_params()
     params.pop("cursor_factory", None)  # Django's is a sync class
     params["autocommit"] = True
+    # These connections run only the hot statements, each a look-up by key, planned once per
+    # connection (generic plans) and kept for its life: planned while the tables are small (a
+    # new install, a test) a sequential scan looks cheaper than the index, and the plan would
+    # stay that way as the tables grow. Never a sequential scan here.
+    params["options"] = f"{params.get('options', '')} -c enable_seqscan=off".strip()
     return params
 
 
@@ -110,7 +118,28 @@ def json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def json_param(value) -> str:
-    """One statement's parameter: its values as a JSON document (read in SQL by
-    `jsonb_to_record`, typed there)."""
+def json_text(value) -> str:
     return json.dumps(value, default=json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def params(**values) -> dict[str, str | None]:
+    """A statement's parameters, each as text (None: NULL), for placeholders that cast them
+    in the SQL: ints, Decimals, bools, datetimes, lists of ints (a PostgreSQL array), and
+    dicts (JSON, for `::jsonb`)."""
+    return {name: _text(value) for name, value in values.items()}
+
+
+def _text(value) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, Decimal)):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return "{" + ",".join(str(int(v)) for v in value) + "}"
+    if isinstance(value, dict):
+        return json_text(value)
+    raise TypeError(f"{type(value).__name__} has no text form here")

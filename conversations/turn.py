@@ -290,7 +290,8 @@ async def _extract(message: Message, active: ActiveConfig) -> dict:
     try:
         if openai_client.ai_configured():
             request = extraction.extraction_request(text=message.text, config=active.config, fields=fields)
-            values, usage = extraction.extraction_result(await openai_client.response_parse(**request))
+            response = await openai_client.response_create(**request)
+            values, usage = extraction.extraction_result(response, config=active.config, fields=fields)
         else:
             values = offline.details_extract(text=message.text)
     except AIError as exc:

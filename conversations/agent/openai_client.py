@@ -10,7 +10,6 @@ Answers are the SDK's typed objects. The API key never appears in an error's tex
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import weakref
 from typing import Any
@@ -18,9 +17,7 @@ from typing import Any
 import httpx2
 import openai
 from django.conf import settings
-from openai.lib import type_to_response_format_param
-from openai.types.responses import ParsedResponse, Response
-from pydantic import BaseModel
+from openai.types.responses import Response
 
 from integrations.redaction import redact
 
@@ -117,20 +114,6 @@ def _as_is(request: dict) -> dict:
 
 async def response_create(**request) -> Response:
     return await _call("responses.create", _client().responses.create(**_as_is(request)))
-
-
-async def response_parse(*, text_format: type[BaseModel], **request) -> ParsedResponse:
-    """`responses.parse`, the answer's text validated into `text_format` (`parse_as`). The
-    request's JSON schema is the SDK's own conversion of the model, made once per model."""
-    call = _client().responses.parse(parse_as=text_format, **_as_is({**request, "text": {"format": _text_format(text_format)}}))
-    return await _call("responses.parse", call)
-
-
-@functools.lru_cache(maxsize=64)
-def _text_format(model: type[BaseModel]) -> dict:
-    # The Chat Completions `response_format` the SDK builds, in the Responses API's shape.
-    json_schema = type_to_response_format_param(model)["json_schema"]
-    return {"type": "json_schema", **json_schema}
 
 
 async def conversation_create(*, items: list[dict], metadata: dict[str, str]) -> str:

@@ -41,16 +41,14 @@ def _statement(claim: bool) -> tuple[str, tuple[Columns, ...]]:
     messages = table(Message)
     if claim:
         m = f"""
-    UPDATE {messages} AS claimed SET locked_until = p.locked_until, attempts = claimed.attempts + 1
-    FROM p
-    WHERE claimed.id = p.message_id AND claimed.direction = {literal(Direction.INBOUND)} AND claimed.handled_at IS NULL
-      AND (claimed.locked_until IS NULL OR claimed.locked_until <= p.now)
+    UPDATE {messages} AS claimed SET locked_until = %(locked_until)s::timestamptz, attempts = claimed.attempts + 1
+    WHERE claimed.id = %(message_id)s::bigint AND claimed.direction = {literal(Direction.INBOUND)} AND claimed.handled_at IS NULL
+      AND (claimed.locked_until IS NULL OR claimed.locked_until <= %(now)s::timestamptz)
     RETURNING {returning.sql}"""
     else:  # read only: the debounced reply's task, whose message was claimed before
-        m = f"SELECT {returning.sql} FROM {messages} AS claimed, p WHERE claimed.id = p.message_id"
+        m = f"SELECT {returning.sql} FROM {messages} AS claimed WHERE claimed.id = %(message_id)s::bigint"
     sql = f"""
-WITH p AS (SELECT * FROM jsonb_to_record(%s::jsonb) AS p(message_id bigint, locked_until timestamptz, now timestamptz)),
-m AS ({m})
+WITH m AS ({m})
 SELECT {message.sql}, {conversation.sql}, {channel.sql}, {profile.sql},
     (SELECT json_agg(json_build_array(b.id, b.type, b.text) ORDER BY b.id) FROM {messages} b
      WHERE b.conversation_id = m.conversation_id AND b.direction = {literal(Direction.INBOUND)}
@@ -66,19 +64,19 @@ async def claim_load(*, message_id: int, lease: timedelta) -> Claimed | None:
     """Claim an unhandled customer message for `lease`; None when it is not claimable
     (handled, or another worker holds it)."""
     now = timezone.now()
-    return await _run(True, {"message_id": message_id, "locked_until": now + lease, "now": now})
+    return await _run(True, database.params(message_id=message_id, locked_until=now + lease, now=now))
 
 
 async def load(*, message_id: int) -> Claimed | None:
     """The same rows, without claiming (None: no such message)."""
-    return await _run(False, {"message_id": message_id})
+    return await _run(False, database.params(message_id=message_id))
 
 
-async def _run(claim: bool, doc: dict) -> Claimed | None:
+async def _run(claim: bool, params: dict) -> Claimed | None:
     sql, parts = _statement(claim)
 
     async def work(conn):
-        cursor = await conn.execute(sql, [database.json_param(doc)], prepare=True)
+        cursor = await conn.execute(sql, params, prepare=True)
         return await cursor.fetchone()
 
     row = await database.statement(work)

@@ -28,7 +28,7 @@ from ..models import (
     Owner,
     StatusUpdate,
 )
-from . import TEXT_TYPES_SQL, literal, quote, row_values, table
+from . import TEXT_TYPES_SQL, backend, literal, quote, row_values, table
 
 USAGE_FIELDS = ("ai_model", "input_tokens", "cached_tokens", "output_tokens", "cost_usd")
 
@@ -58,48 +58,43 @@ class Committed:
 def _commit_sql() -> tuple[str, str]:
     messages, conversations = table(Message), table(Conversation)
     reply_columns = [quote(f.column) for f in Message._meta.concrete_fields if not f.primary_key]
-    lock = (
-        f"SELECT c.id FROM {conversations} c, jsonb_to_record(%s::jsonb) AS p(conversation_id bigint) "
-        "WHERE c.id = p.conversation_id FOR UPDATE OF c"
-    )
+    lock = f"SELECT id FROM {conversations} WHERE id = %(conversation_id)s::bigint FOR UPDATE"
     bot, human = literal(Owner.BOT), literal(Owner.HUMAN)
-    usage_sets = ", ".join(f"{name} = CASE WHEN m.id = p.usage_id THEN p.usage_{name} ELSE m.{name} END" for name in USAGE_FIELDS)
+    field = Message._meta.get_field
+    usage_sets = ", ".join(
+        f"{name} = CASE WHEN m.id = %(usage_id)s::bigint THEN %(usage_{name})s::{field(name).cast_db_type(backend())} ELSE m.{name} END"
+        for name in USAGE_FIELDS
+    )
+    handoff = "%(handoff_reason)s::text <> ''"
     write = f"""
-WITH p AS (
-    SELECT * FROM jsonb_to_record(%s::jsonb) AS p(
-        conversation_id bigint, ids bigint[], last_id bigint, check_newer boolean, now timestamptz, preview text,
-        handoff_reason text, reply jsonb, error_code text, error_title text, error_detail text, usage_id bigint,
-        usage_ai_model text, usage_input_tokens integer, usage_cached_tokens integer, usage_output_tokens integer,
-        usage_cost_usd numeric)),
-state AS (
+WITH state AS MATERIALIZED (
     SELECT c.owner = {bot} AS bot_owned,
-        (SELECT count(*) FROM {messages} m WHERE m.id = ANY(p.ids) AND m.handled_at IS NULL) = cardinality(p.ids) AS unhandled,
+        (SELECT count(*) FROM {messages} m WHERE m.id = ANY(%(ids)s::bigint[]) AND m.handled_at IS NULL)
+            = cardinality(%(ids)s::bigint[]) AS unhandled,
         EXISTS (SELECT 1 FROM {messages} n
-                WHERE n.conversation_id = p.conversation_id AND n.direction = {literal(Direction.INBOUND)}
-                  AND n.type IN {TEXT_TYPES_SQL} AND n.handled_at IS NULL AND n.id > p.last_id) AS newer
-    FROM p JOIN {conversations} c ON c.id = p.conversation_id),
-go AS (
-    SELECT s.unhandled AND NOT (p.check_newer AND s.newer) AS done, s.newer, s.bot_owned,
-           s.unhandled AND NOT (p.check_newer AND s.newer) AND s.bot_owned AND p.reply IS NOT NULL AS speaks
-    FROM state s, p),
+                WHERE n.conversation_id = %(conversation_id)s::bigint AND n.direction = {literal(Direction.INBOUND)}
+                  AND n.type IN {TEXT_TYPES_SQL} AND n.handled_at IS NULL AND n.id > %(last_id)s::bigint) AS newer
+    FROM {conversations} c WHERE c.id = %(conversation_id)s::bigint),
+go AS MATERIALIZED (
+    SELECT unhandled AND NOT (%(check_newer)s::boolean AND newer) AS done, newer, bot_owned FROM state),
 burst AS (
-    UPDATE {messages} m SET handled_at = p.now, locked_until = NULL,
-        error_code = coalesce(p.error_code, m.error_code), error_title = coalesce(p.error_title, m.error_title),
-        error_detail = coalesce(p.error_detail, m.error_detail), {usage_sets}
-    FROM p, go WHERE go.done AND m.id = ANY(p.ids)
+    UPDATE {messages} m SET handled_at = %(now)s::timestamptz, locked_until = NULL,
+        error_code = coalesce(%(error_code)s::varchar, m.error_code), error_title = coalesce(%(error_title)s::varchar, m.error_title),
+        error_detail = coalesce(%(error_detail)s::text, m.error_detail), {usage_sets}
+    FROM go WHERE go.done AND m.id = ANY(%(ids)s::bigint[])
     RETURNING m.id),
 reply AS (
     INSERT INTO {messages} ({", ".join(reply_columns)})
-    SELECT {", ".join("r." + c for c in reply_columns)} FROM p, go, jsonb_populate_record(NULL::{messages}, p.reply) r
-    WHERE go.speaks
+    SELECT {", ".join("r." + c for c in reply_columns)} FROM go, jsonb_populate_record(NULL::{messages}, %(reply)s::jsonb) r
+    WHERE go.done AND go.bot_owned AND %(reply)s::jsonb IS NOT NULL
     RETURNING id),
 moved AS (
-    UPDATE {conversations} c SET last_message_at = p.now, last_message_preview = p.preview,
-        revision = c.revision + 1, changed_at = p.now,
-        owner = CASE WHEN p.handoff_reason <> '' THEN {human} ELSE c.owner END,
-        handoff_reason = CASE WHEN p.handoff_reason <> '' THEN left(p.handoff_reason, 255) ELSE c.handoff_reason END,
-        handoff_at = CASE WHEN p.handoff_reason <> '' THEN p.now ELSE c.handoff_at END
-    FROM p, go WHERE c.id = p.conversation_id AND go.speaks)
+    UPDATE {conversations} c SET last_message_at = %(now)s::timestamptz, last_message_preview = %(preview)s::varchar,
+        revision = c.revision + 1, changed_at = %(now)s::timestamptz,
+        owner = CASE WHEN {handoff} THEN {human} ELSE c.owner END,
+        handoff_reason = CASE WHEN {handoff} THEN left(%(handoff_reason)s::text, 255) ELSE c.handoff_reason END,
+        handoff_at = CASE WHEN {handoff} THEN %(now)s::timestamptz ELSE c.handoff_at END
+    FROM go WHERE c.id = %(conversation_id)s::bigint AND go.done AND go.bot_owned AND %(reply)s::jsonb IS NOT NULL)
 SELECT go.done, go.newer, go.bot_owned, (SELECT id FROM reply), (SELECT count(*) FROM burst) FROM go"""
     return lock, write
 
@@ -107,27 +102,20 @@ SELECT go.done, go.newer, go.bot_owned, (SELECT id FROM reply), (SELECT count(*)
 async def commit(c: Commit) -> Committed:
     lock_sql, write_sql = _commit_sql()
     usage_id, usage = c.usage if c.usage else (None, {})
-    doc = {
-        "conversation_id": c.conversation_id,
-        "ids": c.burst_ids,
-        "last_id": c.burst_ids[-1],
-        "check_newer": c.check_newer,
-        "now": c.now,
-        "preview": c.preview,
-        "handoff_reason": c.handoff_reason,
-        "reply": row_values(c.reply) if c.reply is not None else None,
-        **(c.error or {}),
-        "usage_id": usage_id,
-        **{f"usage_{name}": usage.get(name) for name in USAGE_FIELDS},
-    }
-    lock_param = database.json_param({"conversation_id": c.conversation_id})
-    write_param = database.json_param(doc)
+    error = c.error or {}
+    lock = database.params(conversation_id=c.conversation_id)
+    write = database.params(
+        conversation_id=c.conversation_id, ids=c.burst_ids, last_id=c.burst_ids[-1], check_newer=c.check_newer, now=c.now,
+        preview=c.preview, handoff_reason=c.handoff_reason, reply=row_values(c.reply) if c.reply is not None else None,
+        error_code=error.get("error_code"), error_title=error.get("error_title"), error_detail=error.get("error_detail"),
+        usage_id=usage_id, **{f"usage_{name}": usage.get(name) for name in USAGE_FIELDS},
+    )  # fmt: skip
 
     async def work(conn):
         async with conn.pipeline():
             await conn.execute(b"BEGIN")
-            await conn.execute(lock_sql, [lock_param], prepare=True)
-            cursor = await conn.execute(write_sql, [write_param], prepare=True)
+            await conn.execute(lock_sql, lock, prepare=True)
+            cursor = await conn.execute(write_sql, write, prepare=True)
             await conn.execute(b"COMMIT")
         return await cursor.fetchone()
 
@@ -144,26 +132,26 @@ async def commit(c: Commit) -> Committed:
 def _mark_sent_sql() -> str:
     messages = table(Message)
     return f"""
-WITH p AS (SELECT * FROM jsonb_to_record(%s::jsonb) AS p(message_id bigint, conversation_id bigint, wamid text, sent_at timestamptz)),
-sent AS (
-    UPDATE {messages} m SET wamid = p.wamid, status = {literal(MessageStatus.SENT)}, status_rank = {STATUS_RANK[MessageStatus.SENT]},
-        sent_at = p.sent_at, locked_until = NULL, handled_at = p.sent_at
-    FROM p WHERE m.id = p.message_id AND m.status = {literal(MessageStatus.PENDING)}
+WITH sent AS (
+    UPDATE {messages} m SET wamid = %(wamid)s::varchar, status = {literal(MessageStatus.SENT)},
+        status_rank = {STATUS_RANK[MessageStatus.SENT]}, sent_at = %(sent_at)s::timestamptz, locked_until = NULL,
+        handled_at = %(sent_at)s::timestamptz
+    WHERE m.id = %(message_id)s::bigint AND m.status = {literal(MessageStatus.PENDING)}
     RETURNING m.id),
 moved AS (
-    UPDATE {table(Conversation)} c SET revision = c.revision + 1, changed_at = p.sent_at
-    FROM p WHERE c.id = p.conversation_id AND EXISTS (SELECT 1 FROM sent))
-SELECT EXISTS (SELECT 1 FROM {table(StatusUpdate)} su, p WHERE su.wamid = p.wamid AND NOT su.applied)"""
+    UPDATE {table(Conversation)} c SET revision = c.revision + 1, changed_at = %(sent_at)s::timestamptz
+    WHERE c.id = %(conversation_id)s::bigint AND EXISTS (SELECT 1 FROM sent))
+SELECT EXISTS (SELECT 1 FROM {table(StatusUpdate)} su WHERE su.wamid = %(wamid)s::varchar AND NOT su.applied)"""
 
 
 async def mark_sent(*, message_id: int, conversation_id: int, wamid: str, sent_at: datetime) -> bool:
     """The pending message is sent as `wamid`, and its conversation's revision moves (one
     statement; a second run changes nothing). True when Meta reported statuses for the wamid
     before it was stored (to apply now)."""
-    param = database.json_param({"message_id": message_id, "conversation_id": conversation_id, "wamid": wamid, "sent_at": sent_at})
+    params = database.params(message_id=message_id, conversation_id=conversation_id, wamid=wamid, sent_at=sent_at)
 
     async def work(conn):
-        cursor = await conn.execute(_mark_sent_sql(), [param], prepare=True)
+        cursor = await conn.execute(_mark_sent_sql(), params, prepare=True)
         return (await cursor.fetchone())[0]
 
     return bool(await database.statement(work))
@@ -171,17 +159,17 @@ async def mark_sent(*, message_id: int, conversation_id: int, wamid: str, sent_a
 
 @lru_cache(maxsize=1)
 def _usage_sql() -> str:
-    definitions = "message_id bigint, ai_model text, input_tokens integer, cached_tokens integer, output_tokens integer, cost_usd numeric"
-    sets = ", ".join(f"{name} = p.{name}" for name in USAGE_FIELDS)
-    return f"UPDATE {table(Message)} m SET {sets} FROM jsonb_to_record(%s::jsonb) AS p({definitions}) WHERE m.id = p.message_id"
+    field = Message._meta.get_field
+    sets = ", ".join(f"{name} = %({name})s::{field(name).cast_db_type(backend())}" for name in USAGE_FIELDS)
+    return f"UPDATE {table(Message)} SET {sets} WHERE id = %(message_id)s::bigint"
 
 
 async def usage_set(*, message_id: int, usage: dict) -> None:
     """The model's usage (USAGE_FIELDS) on a message: the extraction's on the customer's."""
-    param = database.json_param({"message_id": message_id, **{name: usage.get(name) for name in USAGE_FIELDS}})
+    params = database.params(message_id=message_id, **{name: usage.get(name) for name in USAGE_FIELDS})
 
     async def work(conn):
-        await conn.execute(_usage_sql(), [param], prepare=True)
+        await conn.execute(_usage_sql(), params, prepare=True)
 
     await database.statement(work)
 
@@ -189,17 +177,16 @@ async def usage_set(*, message_id: int, usage: dict) -> None:
 @lru_cache(maxsize=1)
 def _renew_sql() -> str:
     return (
-        f"UPDATE {table(Message)} m SET locked_until = p.locked_until "
-        "FROM jsonb_to_record(%s::jsonb) AS p(ids bigint[], locked_until timestamptz) "
-        "WHERE m.id = ANY(p.ids) AND m.locked_until IS NOT NULL AND m.handled_at IS NULL"
+        f"UPDATE {table(Message)} SET locked_until = %(locked_until)s::timestamptz "
+        "WHERE id = ANY(%(ids)s::bigint[]) AND locked_until IS NOT NULL AND handled_at IS NULL"
     )
 
 
 async def leases_renew(*, ids: list[int], locked_until: datetime) -> None:
     """Move the leases of messages still being worked on (and not handled yet) forward."""
-    param = database.json_param({"ids": sorted(ids), "locked_until": locked_until})
+    params = database.params(ids=sorted(ids), locked_until=locked_until)
 
     async def work(conn):
-        await conn.execute(_renew_sql(), [param], prepare=True)
+        await conn.execute(_renew_sql(), params, prepare=True)
 
     await database.statement(work)
