@@ -1,0 +1,57 @@
+"""Bursts through the real worker: two worker processes, the real Redis broker, many customers
+writing again while the model thinks — so many replies go stale, the case whose commit once
+sent a ROLLBACK inside a pipeline and left the loop's connections with prepared statements
+the server no longer had (docs/burst-bench.md). Every customer is answered exactly once, the
+connections keep working for the next wave, and no worker logs an error.
+(`bench/burst.py --runs 10` is the full-size version: 2,000 texts from 1,000 customers.)"""
+
+import signal
+import time
+
+import pytest
+
+from conversations.models import Message
+from tests.conversations.conftest import openai_spec_validators  # noqa: F401  (a fixture)
+from tests.workers import graph_sends, text_delivery, threaded_openai, until, worker_environment, worker_start  # noqa: F401
+
+pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
+
+CUSTOMERS = 40
+MODEL_SECONDS = 1.5
+
+
+def test_a_burst_with_stale_replies_answers_every_customer_once_and_leaves_the_connections_working(
+    channel, post_webhook, meta_example, threaded_openai, graph_sends, redis_queue, settings
+):
+    graph, sent = graph_sends
+    threaded_openai.on_reply = lambda body: time.sleep(MODEL_SECONDS)
+    env = worker_environment(settings=settings, openai=threaded_openai, graph=graph, REPLY_DEBOUNCE_SECONDS="0.5")
+    customers = [f"3934400000{n:02d}" for n in range(CUSTOMERS)]
+
+    def wave(name: str) -> None:
+        for n, wa_id in enumerate(customers):
+            delivery = text_delivery(meta_example, wa_id=wa_id, wamid=f"wamid.burst.{name}.{n}", text=f"Messaggio {name} del cliente {n}")
+            assert post_webhook(delivery).status_code == 200
+
+    workers = [worker_start(f"burst{n}", env) for n in (1, 2)]
+    try:
+        wave("a")
+        # The second texts arrive while the first ones' replies wait for the model: those go stale.
+        assert until(lambda: len(threaded_openai.reply_requests) >= CUSTOMERS // 2, 30)
+        wave("b")
+        assert until(lambda: all(sent[c] >= 1 for c in customers), 60), dict(sent)
+        stale = len(threaded_openai.reply_requests) - CUSTOMERS
+        # A third wave on the same connections: each customer answered again, once.
+        time.sleep(2)
+        wave("c")
+        assert until(lambda: all(sent[c] >= 2 for c in customers), 60), dict(sent)
+        time.sleep(3)  # long enough for an extra answer to show
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        errors = "".join(worker.communicate(timeout=40)[1] for worker in workers)
+
+    assert stale >= CUSTOMERS // 4, stale  # the premise: many replies went stale
+    assert {c: sent[c] for c in customers} == {c: 2 for c in customers}  # one answer per burst each
+    assert Message.objects.filter(direction="in", handled_at__isnull=True).count() == 0
+    assert "InvalidSqlStatementName" not in errors and "Traceback" not in errors and "ERROR" not in errors, errors[-3000:]
