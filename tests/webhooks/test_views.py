@@ -9,25 +9,12 @@ from profiles.models import ClientProfile
 from webhooks.models import Outcome, WebhookEvent
 
 from tests.conversations.factories import APP_SECRET, ChannelFactory
+from tests.integrations.meta.test_parser import MESSAGES
 
 pytestmark = pytest.mark.django_db
 
-MESSAGE_EXAMPLES = {
-    # Meta's example name → (stored type, text the message must carry)
-    "Text Message": ("text", "Does it come in another color?"),
-    "Text Message with Context (Product Inquiry)": ("text", "Is this still available?"),
-    "Text Message from Click to WhatsApp Ad": ("text", "Hello! Can I get more info on this?"),
-    "Reaction Message": ("reaction", "\U0001f44d"),
-    "Image Message": ("image", "Taj Mahal"),
-    "Location Message": ("location", "Philz Coffee, 101 Forest Ave, Palo Alto, CA 94301"),
-    "Contact Sharing Message": ("contacts", "Lucía Gómez +1 (983) 555-2319"),
-    "Unsupported Message": ("unsupported", "Message type unknown"),
-    "Button Message": ("button", "Unsubscribe"),
-    "Interactive List Reply Message": ("interactive", "Priority Mail Express"),
-    "Interactive Button Reply Message": ("interactive", "Cancel"),
-    "Order Message": ("order", "2 × di9ozbzfi4; 1 × nqryix03ez"),
-    "System Message": ("system", "User Sheena Nelson changed from 16505551234 to 12195555358"),
-}
+# Meta's example name → (stored type, text the message must carry): the parser's own table.
+MESSAGE_EXAMPLES = MESSAGES
 
 
 def test_it_stores_a_text_message_from_metas_example(channel, post_webhook, meta_example):
