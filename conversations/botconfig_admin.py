@@ -4,6 +4,7 @@ on the page, and any earlier version can be restored (the restore is a new versi
 from __future__ import annotations
 
 import json
+import re
 
 from django import forms
 from django.conf import settings
@@ -73,8 +74,6 @@ class BotConfigForm(forms.ModelForm):
         return [v.strip() for v in value]
 
     def clean_order_number_pattern(self):
-        import re
-
         value = self.cleaned_data.get("order_number_pattern", "")
         try:
             re.compile(value)

@@ -4,11 +4,11 @@ from django.conf import settings
 from django.core import checks
 from django.db import DatabaseError
 
+from .models import Channel, Provider
+
 
 @checks.register(checks.Tags.security, deploy=True)
 def check_channel_secrets(app_configs, **kwargs):
-    from .models import Channel, Provider
-
     if settings.DEBUG:
         return []
     try:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 from uuid import uuid4
 
+import redis
 from celery import Task, current_app, signals
 from django.db import transaction
 from kombu.entity import maybe_delivery_mode
@@ -116,8 +117,6 @@ class RedisShortPath:
     _instances_lock = threading.Lock()
 
     def __init__(self, app, url: str) -> None:
-        import redis
-
         self.app = app
         timeout = app.conf.broker_connection_timeout
         self.client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=max(timeout or 0, 5.0))

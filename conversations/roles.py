@@ -2,6 +2,10 @@
 over, edit client profiles. Admins (superusers, or members of the "Admins" group) also
 reach Django admin: channels, bot configurations, users."""
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+
 ADMINS_GROUP = "Admins"
 AGENTS_GROUP = "Agents"
 
@@ -22,8 +26,6 @@ def role_groups_ensure() -> None:
     """Create the two groups (idempotent). Admins get every model permission, so a
     non-superuser admin can work in Django admin; agents need none (the console checks
     `is_staff`). Run by `manage.py bootstrap` after each migrate, so new models are covered."""
-    from django.contrib.auth.models import Group, Permission
-
     admins, _ = Group.objects.get_or_create(name=ADMINS_GROUP)
     Group.objects.get_or_create(name=AGENTS_GROUP)
     admins.permissions.set(Permission.objects.all())
@@ -31,10 +33,6 @@ def role_groups_ensure() -> None:
 
 def staff_member_create(*, username: str, password: str, email: str = "", first_name: str = "", last_name: str = "", role: str = AGENTS_GROUP):
     """A console user: staff, in the group of `role` ("Agents" or "Admins")."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
-    from django.db import transaction
-
     if role not in (ADMINS_GROUP, AGENTS_GROUP):
         raise ValueError(f"unknown role {role!r}")
     role_groups_ensure()

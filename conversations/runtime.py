@@ -29,6 +29,7 @@ from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import uvloop
 from django.conf import settings
 from django.db import close_old_connections, connections
 from django.utils import timezone
@@ -59,8 +60,6 @@ class Runtime:
     """The worker process's loop, on a thread of its own."""
 
     def __init__(self) -> None:
-        import uvloop  # only the worker needs it
-
         # uvloop (libuv): the loop's own work per socket operation is a third of asyncio's.
         self.loop = uvloop.new_event_loop()
         self._sync_threads = settings.WORKER_SYNC_THREADS

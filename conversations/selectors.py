@@ -347,8 +347,6 @@ def profile_panel(*, conversation: Conversation) -> list[ProfileField]:
     """The fields the bot collects for this conversation's channel (plus any field that has
     a value), with where each value came from. Two queries at most: bot configs (fields and
     labels in one), source messages (none when no value came from a message)."""
-    from profiles.models import ClientProfile as Profile
-
     profile = conversation.profile
     collected = collected_fields()
     wanted = collected.by_channel
@@ -359,8 +357,8 @@ def profile_panel(*, conversation: Conversation) -> list[ProfileField]:
     for key in profile.extra:
         if key not in keys:
             keys.append(key)
-    labels = {name: str(Profile._meta.get_field(name).verbose_name) for name in STANDARD_FIELDS if name != "order_number"}
-    labels["order_number"] = str(Profile._meta.get_field("order_numbers").verbose_name)
+    labels = {name: str(ClientProfile._meta.get_field(name).verbose_name) for name in STANDARD_FIELDS if name != "order_number"}
+    labels["order_number"] = str(ClientProfile._meta.get_field("order_numbers").verbose_name)
     labels.update(collected.extra_labels)
     fields = []
     message_ids = set()

@@ -7,6 +7,8 @@ dump) as well as through a message, so the filter rewrites the final formatted t
 import logging
 import re
 
+from django.conf import settings
+
 _PATTERNS = [
     re.compile(r"(Bearer\s+)[A-Za-z0-9._\-~+/=]+", re.IGNORECASE),
     re.compile(r"((?:access_token|api_key|apikey|token|secret|password)=['\"]?)[^&\s'\"]+", re.IGNORECASE),
@@ -25,8 +27,6 @@ def redact(text: str) -> str:
 
 
 def _known_secrets() -> list[str]:
-    from django.conf import settings
-
     return [
         getattr(settings, name, "")
         for name in ("WHATSAPP_ACCESS_TOKEN", "WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "OPENAI_API_KEY", "SECRET_KEY")

@@ -11,7 +11,13 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from .models import STANDARD_FIELDS, ClientProfile, Confidence, FieldSource, ProfileFieldChange
+from .models import (
+    STANDARD_FIELDS,
+    ClientProfile,
+    Confidence,
+    FieldSource,
+    ProfileFieldChange,
+)
 from .selectors import profile_search_condition
 from .services import FieldValueError, field_value_clean, profile_field_set
 

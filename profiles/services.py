@@ -22,7 +22,14 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from .models import STANDARD_FIELDS, ClientProfile, Confidence, ExtractedValue, FieldSource, ProfileFieldChange
+from .models import (
+    STANDARD_FIELDS,
+    ClientProfile,
+    Confidence,
+    ExtractedValue,
+    FieldSource,
+    ProfileFieldChange,
+)
 
 logger = logging.getLogger(__name__)
 

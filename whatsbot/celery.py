@@ -2,6 +2,9 @@ import os
 
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from django.conf import settings
+
+from whatsbot import gctune
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "whatsbot.settings")
 
@@ -27,8 +30,6 @@ app.conf.beat_schedule = {
 def _runtime_drain(**kwargs) -> None:
     # The turns handed to the process's event loop are not Celery tasks any more: a warm
     # shutdown waits for them too (what is left stays leased, for the sweeper).
-    from django.conf import settings
-
     from conversations import runtime
 
     runtime.shutdown(settings.WORKER_DRAIN_SECONDS)
@@ -38,7 +39,6 @@ def _runtime_drain(**kwargs) -> None:
 @worker_process_init.connect
 def _worker_process_ready(**kwargs) -> None:
     import conversations.tasks  # noqa: F401  (the agent and the OpenAI SDK imported now, before the freeze)
-    from whatsbot import gctune
 
     gctune.files_limit_raise()
     gctune.process_ready()

@@ -26,6 +26,7 @@ bot's tail latency.
 from __future__ import annotations
 
 import gc
+import resource
 
 THRESHOLDS = (10_000, 20, 20)
 
@@ -41,8 +42,6 @@ def files_limit_raise() -> None:
     """Let the process open as many files as the system allows it (the soft limit up to the
     hard one): a worker keeps a connection open for every model call in flight, over a
     thousand at once with a slow model, and a soft limit of 1,024 is common."""
-    import resource
-
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

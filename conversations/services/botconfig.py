@@ -16,12 +16,12 @@ from django.db.models import F, Q
 
 from profiles.models import STANDARD_FIELDS
 
-from ..agent.replies import model_for
 from ..agent.prompts import (
     DEFAULT_HANDOFF_MESSAGE,
     DEFAULT_HOLDING_MESSAGE,
     DEFAULT_INSTRUCTIONS,
 )
+from ..agent.replies import model_for
 from ..models import BotConfig, BotConfigVersion, Channel
 
 # The fields a snapshot holds (and a restore puts back).

@@ -15,6 +15,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from profiles.models import StaffPreference
+
 from ..models import (
     SERVICE_WINDOW,
     Author,
@@ -151,7 +153,5 @@ def conversation_reply(*, conversation_id: int, user, text: str) -> Message:
 
 
 def staff_language_set(*, user, language: str) -> str:
-    from profiles.models import StaffPreference
-
     StaffPreference.objects.update_or_create(user=user, defaults={"language": language})
     return language
