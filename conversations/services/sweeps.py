@@ -70,9 +70,11 @@ def inbound_surface(*, message: Message) -> None:
             error_detail="See the worker's log for the errors of each attempt.",
         ):  # fmt: skip
             return
-        Conversation.objects.filter(pk=message.conversation_id).update(
+        # To the human queue, unless a person has it already (then only the thread moves).
+        if not Conversation.objects.filter(pk=message.conversation_id, owner=Owner.BOT).update(
             owner=Owner.HUMAN, handoff_reason=reason[:255], handoff_at=now, revision=F("revision") + 1, changed_at=now
-        )
+        ):
+            Conversation.objects.filter(pk=message.conversation_id).update(revision=F("revision") + 1, changed_at=now)
     logger.error("message %s (conversation %s): %s", message.pk, message.conversation_id, reason)
 
 

@@ -129,3 +129,17 @@ def test_a_message_surfaced_meanwhile_by_another_sweeper_is_surfaced_once(settin
     sweeps.inbound_surface(message=message)
 
     assert Conversation.objects.get(pk=conversation.pk).revision == revision + 1
+
+
+def test_a_message_surfaced_in_a_conversation_a_person_owns_keeps_their_hand_off(settings):
+    settings.TURN_MAX_ATTEMPTS = 2
+    handed_at = ago(minutes=30)
+    conversation = ConversationFactory(owner=Owner.HUMAN, handoff_reason="The customer asked for a person.", handoff_at=handed_at)
+    message = MessageFactory(conversation=conversation, created_at=ago(minutes=5), attempts=2)
+
+    sweeps.inbound_surface(message=message)
+
+    conversation.refresh_from_db()
+    assert conversation.handoff_reason == "The customer asked for a person." and conversation.handoff_at == handed_at
+    message.refresh_from_db()
+    assert message.error_code == "turn_failed" and message.handled_at is not None
