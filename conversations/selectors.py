@@ -142,8 +142,7 @@ def conversation_list(
             "profile__company", "profile__email", "profile__order_numbers", "profile__extra",
             "assigned_to__id", "assigned_to__username", "assigned_to__first_name", "assigned_to__last_name",
         )  # fmt: skip
-        # NULLS FIRST is PostgreSQL's default for DESC (and how conv_recent_idx is stored);
-        # spelled out so SQLite pages the same way.
+        # NULLS FIRST is PostgreSQL's default for DESC, and how conv_recent_idx is stored.
         .order_by(F("last_message_at").desc(nulls_first=True), "-id")[: limit + 1]
     )
     next_cursor = _cursor_encode(rows[limit - 1]) if len(rows) > limit else ""
