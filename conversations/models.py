@@ -260,10 +260,6 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.get_direction_display()} {self.type}: {self.text[:40]}"
 
-    @property
-    def is_failed(self) -> bool:
-        return self.status == MessageStatus.FAILED
-
 
 # How long a claimed message is a worker's before another may take it over (LEASE_SECONDS).
 # The worker keeps the leases of its work in flight from running out (`conversations.runtime`),

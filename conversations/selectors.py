@@ -214,10 +214,6 @@ def fields_to_collect_by_channel() -> dict[int | None, list[str]]:
     return collected_fields().by_channel
 
 
-def extra_field_labels() -> dict[str, str]:
-    return collected_fields().extra_labels
-
-
 # --- One conversation ----------------------------------------------------------------------
 
 

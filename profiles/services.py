@@ -158,10 +158,6 @@ def profile_missing_fields(*, profile: ClientProfile, fields: list[str]) -> list
     return [f for f in fields if not profile.value_of(f)]
 
 
-def profile_is_complete(*, profile: ClientProfile, fields: list[str]) -> bool:
-    return not profile_missing_fields(profile=profile, fields=fields)
-
-
 def profile_known_fields(*, profile: ClientProfile, fields: list[str]) -> dict[str, str]:
     return {f: profile.value_of(f) for f in fields if profile.value_of(f)}
 

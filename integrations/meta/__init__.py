@@ -10,18 +10,26 @@ from .graph import GraphClient
 from .signature import HEADER, signature_valid
 
 
-class MetaProvider:
-    """One WhatsApp business number on the Cloud API (`integrations.base.Provider`)."""
+class MetaWebhooks:
+    """The inbound half: Meta's deliveries, verified with the app's secret and parsed (also
+    the sandbox's, which imitates them)."""
 
-    def __init__(self, *, phone_number_id: str, access_token: str = "", app_secret: str = "", api_version: str = ""):
+    def __init__(self, *, app_secret: str = "", **_credentials) -> None:
         self.app_secret = app_secret
-        self.graph = GraphClient(phone_number_id=phone_number_id, access_token=access_token, api_version=api_version)
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> bool:
         return signature_valid(body=body, header=headers.get(HEADER, ""), app_secret=self.app_secret)
 
     def parse(self, body: bytes) -> Delivery:
         return parser.parse(body)
+
+
+class MetaProvider(MetaWebhooks):
+    """One WhatsApp business number on the Cloud API (`integrations.base.Provider`)."""
+
+    def __init__(self, *, phone_number_id: str, access_token: str = "", app_secret: str = "", api_version: str = ""):
+        super().__init__(app_secret=app_secret)
+        self.graph = GraphClient(phone_number_id=phone_number_id, access_token=access_token, api_version=api_version)
 
     async def send(self, outgoing: Outgoing, *, to: str) -> str:
         return await self.graph.send(outgoing, to=to)

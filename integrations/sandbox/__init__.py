@@ -5,22 +5,13 @@ message an id."""
 from __future__ import annotations
 
 import uuid
-from typing import Mapping
 
-from ..base import Delivery, Media, Outgoing, ProviderError
-from ..meta import parser
-from ..meta.signature import HEADER, signature_valid
+from ..base import Media, Outgoing, ProviderError
+from ..meta import MetaWebhooks
 
 
-class SandboxProvider:
-    def __init__(self, *, app_secret: str = "", **_credentials):
-        self.app_secret = app_secret
-
-    def verify(self, body: bytes, headers: Mapping[str, str]) -> bool:
-        return signature_valid(body=body, header=headers.get(HEADER, ""), app_secret=self.app_secret)
-
-    def parse(self, body: bytes) -> Delivery:
-        return parser.parse(body)
+class SandboxProvider(MetaWebhooks):
+    """Meta's inbound half (`MetaWebhooks`); an outbound half that keeps everything here."""
 
     async def send(self, outgoing: Outgoing, *, to: str) -> str:
         return f"sandbox.{uuid.uuid4().hex}"
