@@ -1,8 +1,8 @@
 """PostgreSQL for code running on an event loop: one small async psycopg pool per loop.
 
-The worker's loop keeps its pool for the life of the process; a short `asyncio.run` (an
-eager task, the simulator, a management command: `conversations.runtime.run`) gets one
-for its run, closed at the end. Connections are opened with Django's own parameters
+The worker's loop keeps its pool for the life of the process; a short `asyncio.run` (a
+task run eagerly, a test: `conversations.runtime.run`) gets one for its run, closed at
+the end. Connections are opened with Django's own parameters
 (settings' OPTIONS: the same server, type adapters, time zone and prepared-statement
 policy as the ORM's), in autocommit mode.
 
@@ -60,7 +60,7 @@ def connection_params() -> dict:
     return params
 
 
-async def _pool(max_size: int) -> AsyncConnectionPool:
+async def _pool() -> AsyncConnectionPool:
     loop = asyncio.get_running_loop()
     pool = _pools.get(loop)
     if pool is not None:
@@ -70,7 +70,7 @@ async def _pool(max_size: int) -> AsyncConnectionPool:
         pool = _pools.get(loop)
         if pool is None:
             pool = AsyncConnectionPool(
-                kwargs=connection_params(), min_size=1, max_size=max_size, open=False, name="whatsbot", timeout=30
+                kwargs=connection_params(), min_size=1, max_size=settings.WORKER_DB_CONNECTIONS, open=False, name="whatsbot", timeout=30
             )
             await pool.open()
             _pools[loop] = pool
@@ -80,7 +80,7 @@ async def _pool(max_size: int) -> AsyncConnectionPool:
 @asynccontextmanager
 async def connection():
     """A connection of the running loop's pool."""
-    pool = await _pool(settings.WORKER_DB_CONNECTIONS)
+    pool = await _pool()
     async with pool.connection() as conn:
         yield conn
 

@@ -26,7 +26,6 @@ from .decisions import Outcome
 from .models import Message
 from .providers import outgoing, provider_for
 from .services import outbound
-from .sql import pipelined_transaction
 from .sql import reply as reply_sql
 from .sql import status as status_sql
 
@@ -58,11 +57,8 @@ async def deliver(message: Message) -> Outcome:
         try:
             provider_id = await provider_for(conversation.channel).send(outgoing(message), to=conversation.profile.wa_id)
         except ProviderError as exc:
-            failure = await runtime.sync(outbound.delivery_failed, message=message, error=exc)
-            if failure.retry_in is None:
-                return Outcome.FAILED
-            await runtime.sync(outbound.retry_queue, message_id=message.pk, retry_in=failure.retry_in)
-            return Outcome.RETRY
+            retries = await runtime.sync(outbound.delivery_failed, message=message, error=exc)
+            return Outcome.RETRY if retries else Outcome.FAILED
         except Exception:
             # Nothing is known to have left: the message stays pending for the sweeper.
             logger.exception("message %s: delivery failed, the sweeper will try again", message.pk)
@@ -96,7 +92,7 @@ async def _sent_record(message: Message, provider_id: str, *, kept: bool = False
         await runtime.sync(outbound.accepted_forget, message_id=message.pk)
     if early:
         # The provider reported statuses before the send stored the wamid: apply them now.
-        await runtime.sync(_statuses_apply, provider_id)
+        await runtime.sync(status_sql.statuses_apply_now, [provider_id])
     return Outcome.SENT
 
 
@@ -105,8 +101,3 @@ async def _accepted_keep(message: Message, provider_id: str) -> None:
         await runtime.sync(outbound.accepted_remember, message_id=message.pk, provider_id=provider_id)
     except Exception:
         logger.exception("message %s: could not keep the provider's id %s aside", message.pk, provider_id)
-
-
-def _statuses_apply(provider_id: str) -> None:
-    with pipelined_transaction() as cursor:
-        status_sql.statuses_apply(cursor, [provider_id])

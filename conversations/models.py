@@ -207,7 +207,7 @@ class Message(models.Model):
     error_title = models.CharField(max_length=255, blank=True)
     error_detail = models.TextField(blank=True)
 
-    # Work tracking. Inbound: handled by the pipeline. Outbound: handed to the provider.
+    # Work tracking. Inbound: handled by its turn. Outbound: handed to the provider.
     # `locked_until` is a lease: a worker claims the row by moving it into the future with a
     # conditional update; a retry parks it there until its next attempt; the sweeper takes
     # rows whose lease has run out.

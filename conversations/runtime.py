@@ -4,8 +4,8 @@ A turn spends seconds waiting for the model and a few milliseconds working; a wo
 process holds a thousand and more of them in flight on one loop, each a coroutine, instead
 of a thread each. The Celery task only hands the message id to the loop (`submit`) and
 returns. Code with no async form (the ORM, a Redis publish) runs on a few kept threads
-(`sync`). Synchronous callers (eager tasks in tests, the simulator, management commands)
-run the very same coroutines with `run`, on a loop of their own for the call.
+(`sync`). A task run eagerly (the tests, CELERY_TASK_ALWAYS_EAGER) runs the very same
+coroutine with `run`, on a loop of its own for the call.
 
 At most WORKER_MAX_IN_FLIGHT turns are in a process's loop at once: past that the Celery
 task waits for a slot, so the backlog stays in Redis. While a turn or a delivery works on

@@ -26,6 +26,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from profiles.services import (
+    language_code,
     profile_known_fields,
     profile_language_set,
     profile_missing_fields,
@@ -78,9 +79,8 @@ async def message_handle(message_id: int) -> Outcome:
         if action == Action.NOTHING:
             return await _commit(message, [message], check_newer=False)
         if action == Action.LEAVE:
-            if message.type in TEXT_TYPES:
-                await _usage_store(message, await _extract(message, active))
-            return await _commit(message, [message], check_newer=False)
+            usage = await _extract(message, active) if message.type in TEXT_TYPES else {}
+            return await _commit(message, [message], check_newer=False, usage=usage)
         if action == Action.ACKNOWLEDGE:
             text = settings.ACK_MEDIA_REPLY.format(type=message.get_type_display().lower())
             return await _commit(message, [message], reply=replies.Reply(text=text), active=active, check_newer=False, spoken=Outcome.ACKNOWLEDGED)
@@ -119,45 +119,42 @@ async def _words(message: Message, burst: list[Message], active: ActiveConfig) -
     if not model:
         await _extract(message, active)
         return await _answer(message, burst, active)
-    # No quiet period: the reply now, the extraction beside it; its usage goes with the
-    # reply's commit when it has finished by then.
+    # No quiet period: the reply now, the extraction beside it.
     extracting = asyncio.create_task(_extract(message, active))
     await asyncio.sleep(0)  # its request goes out first
-    stored: list[bool] = []
-    try:
-        return await _answer(message, burst, active, extracting=extracting, usage_stored=stored)
-    finally:
-        usage = await extracting
-        if not stored:  # also when the reply failed: the extraction's cost is kept
-            await _usage_store(message, usage)
+    return await _answer(message, burst, active, extracting=extracting)
 
 
-async def _answer(
-    message: Message, burst: list[Message], active: ActiveConfig, *, extracting: asyncio.Task | None = None,
-    usage_stored: list[bool] | None = None,
-) -> Outcome:
+async def _answer(message: Message, burst: list[Message], active: ActiveConfig, *, extracting: asyncio.Task | None = None) -> Outcome:
     """The reply to the burst ending with `message`. `extracting`: the extraction of its text,
-    running beside; its usage is stored with the reply when it has finished by then (one
-    statement less; `usage_stored` then receives True)."""
-    not_ours = decisions.burst_not_ours(message_id=message.pk, burst_ids=[m.pk for m in burst])
-    if not_ours:
-        return not_ours
-    conversation = message.conversation
-    if conversation.owner != Owner.BOT:
-        return await _commit(message, burst, check_newer=False, spoken=Outcome.HUMAN)
-    if decisions.handoff_asked([m.text for m in burst]):
-        return await _handoff(message, burst, active, reason=replies.HANDOFF_ASKED)
+    running beside; its usage goes to the reply's commit when it has finished by then (one
+    statement less), else it is stored once it has (also when the reply failed: the
+    extraction's cost is kept)."""
+    usage_committed = False
     try:
-        reply = await _reply_generate(message, burst, active)
-    except AIError as exc:
-        return await _ai_unavailable(message, burst, active, exc)
-    if reply.handoff_reason:
-        return await _handoff(message, burst, active, reason=reply.handoff_reason)
-    usage = extracting.result() if extracting is not None and extracting.done() else None
-    outcome = await _commit(message, burst, reply=reply, active=active, usage=(message.pk, usage) if usage else None)
-    if usage and outcome == Outcome.SENT and usage_stored is not None:
-        usage_stored.append(True)
-    return outcome
+        not_ours = decisions.burst_not_ours(message_id=message.pk, burst_ids=[m.pk for m in burst])
+        if not_ours:
+            return not_ours
+        conversation = message.conversation
+        if conversation.owner != Owner.BOT:
+            # A person owns it: nothing to say, so the commit's HANDLED is the turn's HUMAN.
+            outcome = await _commit(message, burst, check_newer=False)
+            return Outcome.HUMAN if outcome == Outcome.HANDLED else outcome
+        if decisions.handoff_asked([m.text for m in burst]):
+            return await _handoff(message, burst, active, reason=replies.HANDOFF_ASKED)
+        try:
+            reply = await _reply_generate(message, burst, active)
+        except AIError as exc:
+            return await _ai_unavailable(message, burst, active, exc)
+        if reply.handoff_reason:
+            return await _handoff(message, burst, active, reason=reply.handoff_reason)
+        usage = extracting.result() if extracting is not None and extracting.done() else None
+        outcome = await _commit(message, burst, reply=reply, active=active, usage=usage)
+        usage_committed = usage is not None  # `_commit` stored it, with the burst or on its own
+        return outcome
+    finally:
+        if extracting is not None and not usage_committed:
+            await _usage_store(message, await extracting)
 
 
 async def _reply_generate(message: Message, burst: list[Message], active: ActiveConfig) -> replies.Reply:
@@ -245,10 +242,11 @@ async def _ai_unavailable(message: Message, burst: list[Message], active: Active
 
 async def _commit(
     message: Message, burst: list[Message], *, reply: replies.Reply | None = None, active: ActiveConfig | None = None,
-    check_newer: bool = True, error: dict | None = None, usage: tuple[int, dict] | None = None, spoken: Outcome = Outcome.SENT,
+    check_newer: bool = True, error: dict | None = None, usage: dict | None = None, spoken: Outcome = Outcome.SENT,
 ) -> Outcome:  # fmt: skip
     """Mark the burst handled with `reply` (stored and delivered only in a bot-owned
-    conversation), in one commit; then deliver the reply."""
+    conversation), in one commit; then deliver the reply. `usage`: the extraction's of
+    `message`, written by the commit, or on its own when the burst was not ours to mark."""
     conversation = message.conversation
     now = timezone.now()
     row = None
@@ -261,16 +259,16 @@ async def _commit(
         reply_sql.Commit(
             conversation_id=conversation.pk, burst_ids=[m.pk for m in burst], now=now, check_newer=check_newer, reply=row,
             preview=message_preview(type=MessageType.TEXT, text=reply.text) if reply else "",
-            handoff_reason=reply.handoff_reason if reply else "", error=error, usage=usage,
+            handoff_reason=reply.handoff_reason if reply else "", error=error, usage=(message.pk, usage) if usage else None,
         )
     )  # fmt: skip
+    if usage and not committed.done:
+        await _usage_store(message, usage)
     if committed.reply is not None:
-        if reply.handoff_reason:
-            conversation.owner = Owner.HUMAN
         await delivery.deliver(committed.reply)
     return decisions.commit_outcome(
         done=committed.done, newer=committed.newer, check_newer=check_newer, stored_reply=committed.reply is not None,
-        reply_wanted=reply is not None or spoken == Outcome.HUMAN, handoff=bool(reply and reply.handoff_reason), spoken=spoken,
+        reply_wanted=reply is not None, handoff=bool(reply and reply.handoff_reason), spoken=spoken,
     )  # fmt: skip
 
 
@@ -311,8 +309,8 @@ async def _extract(message: Message, active: ActiveConfig) -> dict:
 def _details_found(message: Message, fields: list[str], values: dict) -> bool:
     """Whether the profile has anything to take (most texts hold nothing new: then the
     database is not touched at all)."""
-    language = (values.get("language") or "").strip().lower()[:2]
-    if len(language) == 2 and language != message.conversation.profile.language:
+    language = language_code(values.get("language"))
+    if language and language != message.conversation.profile.language:
         return True
     return any(str(getattr(values.get(f), "value", values.get(f)) or "").strip() for f in fields)
 
@@ -336,8 +334,7 @@ async def _usage_store(message: Message, usage: dict) -> None:
 
 def _reply_queue(message_id: int) -> None:
     # If the broker is down the message stays unhandled and the sweeper takes it up again
-    # once its lease has run out. No countdown at all without a quiet period: an ETA task
-    # waits for the worker's timer.
+    # once its lease has run out.
     queueing.enqueue(queueing.AGENT_REPLY, [message_id], countdown=settings.REPLY_DEBOUNCE_SECONDS)
 
 

@@ -202,9 +202,15 @@ def profile_update_from_extraction(
     return changes
 
 
+def language_code(value: str | None) -> str:
+    """The two-letter language code in `value` ("" when there is none)."""
+    code = (value or "").strip().lower()[:2]
+    return code if len(code) == 2 and code.isalpha() else ""
+
+
 def profile_language_set(*, profile: ClientProfile, language: str) -> None:
     """Remember the language the customer writes in (two-letter code)."""
-    language = (language or "").strip().lower()[:2]
-    if len(language) == 2 and language.isalpha() and language != profile.language:
+    language = language_code(language)
+    if language and language != profile.language:
         ClientProfile.objects.filter(pk=profile.pk).update(language=language)
         profile.language = language

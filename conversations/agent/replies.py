@@ -141,9 +141,9 @@ def conversation_seed(summary: str) -> list[dict]:
     return [{"type": "message", "role": "developer", "content": f"Riassunto della conversazione precedente con questo cliente: {summary}"}]
 
 
-def summary_lines(*, rows: list[tuple[str, str]], previous_summary: str) -> list[str]:
-    """The thread so far as lines for a summary: `rows` are (author, text), oldest first."""
-    lines = [f"{'Cliente' if author == 'customer' else 'Assistenza'}: {text[:500]}" for author, text in rows]
+def summary_lines(*, rows: list[tuple[bool, str]], previous_summary: str) -> list[str]:
+    """The thread so far as lines for a summary: `rows` are (from the customer, text), oldest first."""
+    lines = [f"{'Cliente' if from_customer else 'Assistenza'}: {text[:500]}" for from_customer, text in rows]
     if previous_summary:
         lines.insert(0, f"(Riassunto precedente: {previous_summary})")
     return lines

@@ -10,7 +10,8 @@ from django.utils import timezone
 from profiles.services import profile_known_fields
 
 from ..agent.commands import command_language, history_text, info_text, reset_text
-from ..models import Author, Conversation, Message
+from ..models import Conversation
+from .memory import latest_texts
 
 
 def command_answer(*, conversation: Conversation, command: str, alias: str, fields: list[str], extra_fields: list[dict], before_id: int) -> str:
@@ -25,13 +26,8 @@ def command_answer(*, conversation: Conversation, command: str, alias: str, fiel
         conversation.openai_conversation_id, conversation.openai_conversation_started_at, conversation.summary = "", None, ""
         return reset_text(language)
     if command == "history":
-        rows = list(
-            Message.objects.filter(conversation=conversation, pk__lt=before_id)
-            .exclude(text="")
-            .order_by("-id")
-            .values_list("author", "created_at", "text")[: settings.AGENT_HISTORY_MESSAGES]
-        )
-        return history_text(language, [(author == Author.CUSTOMER, timezone.localtime(at), text) for author, at, text in reversed(rows)])
+        rows = latest_texts(conversation_id=conversation.pk, before_id=before_id, limit=settings.AGENT_HISTORY_MESSAGES)
+        return history_text(language, [(from_customer, timezone.localtime(at), text) for from_customer, at, text in rows])
     known = profile_known_fields(profile=profile, fields=fields)
     if "order_number" in known:
         known["order_number"] = ", ".join(profile.order_numbers)

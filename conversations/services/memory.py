@@ -23,15 +23,22 @@ def previous_message_at(*, conversation_id: int, before_id: int) -> datetime | N
     )
 
 
-def summary_rows(*, conversation_id: int, before_id: int) -> list[tuple[str, str]]:
-    """(author, text) of the latest messages before `before_id`, oldest first."""
+def latest_texts(*, conversation_id: int, before_id: int, limit: int) -> list[tuple[bool, datetime, str]]:
+    """(from the customer, stored at, text) of the latest `limit` messages with a text
+    before `before_id`, oldest first."""
     rows = (
         Message.objects.filter(conversation_id=conversation_id, pk__lt=before_id)
         .exclude(text="")
         .order_by("-pk")
-        .values_list("author", "text")[:SUMMARY_MESSAGES]
+        .values_list("author", "created_at", "text")[:limit]
     )
-    return list(reversed(rows))
+    return [(author == Author.CUSTOMER, at, text) for author, at, text in reversed(rows)]
+
+
+def summary_rows(*, conversation_id: int, before_id: int) -> list[tuple[bool, str]]:
+    """(from the customer, text) of the latest messages before `before_id`, oldest first."""
+    rows = latest_texts(conversation_id=conversation_id, before_id=before_id, limit=SUMMARY_MESSAGES)
+    return [(from_customer, text) for from_customer, _at, text in rows]
 
 
 def openai_conversation_store(*, conversation: Conversation, current: str, new_id: str, summary: str) -> str:

@@ -10,7 +10,6 @@ until it is, and a later delivery attempt records it instead of sending.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
@@ -96,11 +95,6 @@ def outbound_claim(*, message_id: int) -> Message | None:
     return Message.objects.select_related("conversation__channel", "conversation__profile").get(pk=message_id)
 
 
-@dataclass
-class Failure:
-    retry_in: float | None  # seconds until the next attempt; None: failed for good
-
-
 def backoff_seconds(*, attempt: int, retry_after: float | None = None) -> float:
     delay = min(settings.WHATSAPP_RETRY_BASE_SECONDS * (2 ** max(0, attempt - 1)), settings.WHATSAPP_RETRY_MAX_SECONDS)
     if retry_after:
@@ -108,9 +102,9 @@ def backoff_seconds(*, attempt: int, retry_after: float | None = None) -> float:
     return delay
 
 
-def delivery_failed(*, message: Message, error: ProviderError) -> Failure:
-    """The provider refused an attempt: park the lease until the next one (temporary, and
-    attempts left), or mark the message failed with the provider's reason."""
+def delivery_failed(*, message: Message, error: ProviderError) -> bool:
+    """The provider refused an attempt: park the lease and queue the next attempt (temporary,
+    and attempts left: True), or mark the message failed with the provider's reason (False)."""
     attempts = message.attempts
     if not error.permanent and attempts < settings.WHATSAPP_SEND_MAX_ATTEMPTS:
         delay = backoff_seconds(attempt=attempts, retry_after=error.retry_after)
@@ -121,10 +115,11 @@ def delivery_failed(*, message: Message, error: ProviderError) -> Failure:
             error_title=f"Retrying: {error.reason}"[:255],
         )
         logger.warning("message %s: temporary send failure (attempt %s), retry in %.1fs: %s", message.pk, attempts, delay, error)
-        return Failure(retry_in=delay)
+        queueing.enqueue(queueing.MESSAGE_DELIVER, [message.pk], countdown=delay)
+        return True
     message_mark_failed(message=message, code=str(error.code or error.http_status or ""), title=error.reason, detail=error.detail or str(error))
     logger.warning("message %s: send failed for good after %s attempt(s): %s", message.pk, attempts, error)
-    return Failure(retry_in=None)
+    return False
 
 
 def message_mark_failed(*, message: Message, code: str, title: str, detail: str) -> None:
@@ -134,10 +129,6 @@ def message_mark_failed(*, message: Message, code: str, title: str, detail: str)
         error_title=title[:255], error_detail=detail, locked_until=None, handled_at=now,
     )  # fmt: skip
     Conversation.objects.filter(pk=message.conversation_id).update(revision=F("revision") + 1, changed_at=now)
-
-
-def retry_queue(*, message_id: int, retry_in: float) -> None:
-    queueing.enqueue(queueing.MESSAGE_DELIVER, [message_id], countdown=retry_in)
 
 
 def _accepted_key(message_id: int) -> str:

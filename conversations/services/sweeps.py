@@ -28,7 +28,6 @@ from ..models import (
     StatusUpdate,
     lease_free,
 )
-from ..sql import pipelined_transaction
 from ..sql import status as status_sql
 from .outbound import accepted_recall, message_mark_failed
 
@@ -50,7 +49,7 @@ def _due(rows: QuerySet) -> QuerySet:
 def inbound_sweep() -> int:
     """Queue the customer messages left unhandled; surface the ones that keep failing."""
     due = _due(Message.objects.filter(direction=Direction.INBOUND, handled_at__isnull=True))
-    given_up = list(due.filter(attempts__gte=settings.TURN_MAX_ATTEMPTS).select_related("conversation")[:SWEEP_LIMIT])
+    given_up = list(due.filter(attempts__gte=settings.TURN_MAX_ATTEMPTS).only("pk", "attempts", "conversation_id")[:SWEEP_LIMIT])
     for message in given_up:
         inbound_surface(message=message)
     ids = list(due.filter(attempts__lt=settings.TURN_MAX_ATTEMPTS).values_list("pk", flat=True)[:SWEEP_LIMIT])
@@ -118,6 +117,5 @@ def statuses_sweep() -> int:
     )
     if wamids:
         logger.info("sweeper: applying the statuses of %d message(s) stored before their wamid", len(wamids))
-        with pipelined_transaction() as cursor:
-            status_sql.statuses_apply(cursor, wamids)
+        status_sql.statuses_apply_now(wamids)
     return len(wamids)

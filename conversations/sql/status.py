@@ -20,7 +20,7 @@ from integrations.base import StatusEvent
 
 from ..database import json_default
 from ..models import STATUS_RANK, Conversation, Message, MessageStatus, StatusUpdate
-from . import table
+from . import pipelined_transaction, table
 
 
 def statuses_store(cursor: psycopg.Cursor, statuses: Sequence[StatusEvent]) -> None:
@@ -48,6 +48,13 @@ def statuses_apply(cursor: psycopg.Cursor, wamids: Sequence[str]) -> None:
     conversation of a message that moved gets a new revision (the console's polls see it)."""
     if wamids:
         cursor.execute(_apply_sql(), [json.dumps({"wamids": list(wamids), "now": timezone.now()}, default=json_default)], prepare=True)
+
+
+def statuses_apply_now(wamids: Sequence[str]) -> None:
+    """`statuses_apply` in a transaction of its own, on Django's connection (a send that
+    found statuses stored before its wamid, the sweeper)."""
+    with pipelined_transaction() as cursor:
+        statuses_apply(cursor, wamids)
 
 
 @lru_cache(maxsize=1)
