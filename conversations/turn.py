@@ -23,7 +23,9 @@ import asyncio
 import logging
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
+from psycopg import Error as PsycopgError
 
 from profiles.services import (
     language_code,
@@ -49,7 +51,7 @@ from .models import (
     message_preview,
 )
 from .providers import provider_for
-from .services import memory
+from .services import memory, sweeps
 from .services.botconfig import (
     ActiveConfig,
     bot_config_cached,
@@ -66,7 +68,11 @@ logger = logging.getLogger(__name__)
 
 async def message_handle(message_id: int) -> Outcome:
     """A stored customer message. Idempotent: a second run finds it claimed or handled."""
-    claimed = await claim_sql.claim_load(message_id=message_id, lease=LEASE)
+    try:
+        claimed = await claim_sql.claim_load(message_id=message_id, lease=LEASE)
+    except (PsycopgError, DatabaseError) as exc:
+        await _claim_failed(message_id, exc)
+        raise
     if claimed is None:
         return Outcome.SKIPPED
     message, burst = claimed.message, claimed.burst
@@ -92,6 +98,17 @@ async def message_handle(message_id: int) -> Outcome:
             )  # fmt: skip
             return await _commit(message, [message], reply=replies.Reply(text=text), active=active, check_newer=False)
         return await _words(message, burst, active)
+
+
+async def _claim_failed(message_id: int, error: Exception) -> None:
+    """The claim statement failed, and the attempt it counts went with it: counted apart, so
+    the sweeper gives up on the message after TURN_MAX_ATTEMPTS (the error is the caller's)."""
+    try:
+        counted = await runtime.sync(sweeps.inbound_attempt_count, message_id=message_id)
+    except Exception:
+        logger.exception("message %s: could not count the attempt of a failed claim", message_id)
+        counted = False
+    logger.error("message %s: the claim failed (attempt %s): %s", message_id, "counted" if counted else "not counted", error)
 
 
 async def burst_reply(message_id: int) -> Outcome:

@@ -77,6 +77,17 @@ def inbound_surface(*, message: Message) -> None:
     logger.error("message %s (conversation %s): %s", message.pk, message.conversation_id, reason)
 
 
+def inbound_attempt_count(*, message_id: int) -> bool:
+    """Count a turn's attempt whose claim failed: the claim counts it in its own statement,
+    rolled back with that statement, and a message whose claim keeps failing would be
+    queued again forever. Only while it is unhandled and no worker holds it (True: counted)."""
+    return bool(
+        Message.objects.filter(pk=message_id, direction=Direction.INBOUND, handled_at__isnull=True)
+        .filter(lease_free(timezone.now()))
+        .update(attempts=F("attempts") + 1)
+    )
+
+
 def outbound_sweep() -> int:
     """Queue the outbound messages still pending (the broker was down, a worker was lost);
     mark failed the ones out of attempts."""

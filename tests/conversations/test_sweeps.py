@@ -84,7 +84,7 @@ def test_a_stored_message_is_picked_up_by_the_sweeper_after_a_broker_outage(grap
     assert Message.objects.filter(direction="out").count() == 1
 
 
-def test_a_turn_that_keeps_failing_is_retried_a_bounded_number_of_times_then_surfaced(offline, graph, redis_queue, settings, monkeypatch):
+def test_a_turn_that_keeps_failing_is_retried_a_bounded_number_of_times_then_surfaced(offline, graph, redis_queue, settings, monkeypatch, caplog):
     settings.TURN_MAX_ATTEMPTS = 3
     settings.REPLY_DEBOUNCE_SECONDS = 0
 
@@ -115,6 +115,8 @@ def test_a_turn_that_keeps_failing_is_retried_a_bounded_number_of_times_then_sur
     assert conversation.owner == Owner.HUMAN and conversation.handoff_at is not None
     assert conversation.handoff_reason == "The bot could not handle a message after 3 attempts: a person should answer."
     assert not Message.objects.filter(direction="out").exists()  # the customer was told nothing wrong
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert f"message {message.pk} (conversation {conversation.pk}): {conversation.handoff_reason}" in errors
     assert handle(message.pk) == "skipped"
     assert sweeps.inbound_sweep() == 0
 
@@ -143,3 +145,36 @@ def test_a_message_surfaced_in_a_conversation_a_person_owns_keeps_their_hand_off
     assert conversation.handoff_reason == "The customer asked for a person." and conversation.handoff_at == handed_at
     message.refresh_from_db()
     assert message.error_code == "turn_failed" and message.handled_at is not None
+
+
+def test_a_turn_whose_claim_keeps_failing_is_bounded_too(redis_queue, settings, monkeypatch, caplog):
+    # The claim counts the attempt in its own statement: when that statement fails, the
+    # count goes with it, and the turn counts it on its own.
+    settings.TURN_MAX_ATTEMPTS = 3
+    conversation = ConversationFactory()
+    message = MessageFactory(conversation=conversation, text="Ciao", created_at=ago(minutes=5))
+
+    async def claim_load(*, message_id, lease):
+        assert message_id == message.pk
+        raise psycopg.errors.InvalidSqlStatementName('prepared statement "_pg3_0" does not exist')
+
+    monkeypatch.setattr("conversations.sql.claim.claim_load", claim_load)
+
+    for attempt in range(1, settings.TURN_MAX_ATTEMPTS + 1):
+        assert sweeps.inbound_sweep() == 1  # queued again...
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+            handle(message.pk)  # ...and its claim failing again
+        message.refresh_from_db()
+        assert message.attempts == attempt and message.handled_at is None and message.locked_until is None
+
+    assert redis_queue.task_names() == [INBOUND_HANDLE] * settings.TURN_MAX_ATTEMPTS
+    assert sweeps.inbound_sweep() == 0  # out of attempts: surfaced, not queued again
+    assert redis_queue.task_names() == [INBOUND_HANDLE] * settings.TURN_MAX_ATTEMPTS
+    message.refresh_from_db()
+    assert message.handled_at is not None and message.error_code == "turn_failed"
+    conversation.refresh_from_db()
+    assert conversation.owner == Owner.HUMAN and conversation.handoff_at is not None
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    claims = [r for r in errors if r.name == "conversations.turn" and "the claim failed (attempt counted)" in r.getMessage()]
+    assert len(claims) == settings.TURN_MAX_ATTEMPTS
+    assert any(r.name == "conversations.services.sweeps" and "a person should answer" in r.getMessage() for r in errors)
