@@ -99,7 +99,7 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
         results = [Ingested(unknown=job.unknown) for job in jobs]
         sent = False
         try:
-            with pipelined_transaction() as cursor:
+            with pipelined_transaction(health_check=False) as cursor:
                 inserted, sent = _rows_store(cursor, jobs), True
                 ingest_sql.threads_update(cursor, _threads(jobs, inserted))
                 statuses_store(cursor, [s for job in jobs for s in job.statuses])

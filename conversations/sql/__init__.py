@@ -93,7 +93,7 @@ def row_values(instance: Model, *, without_pk: bool = True) -> dict:
 
 
 @contextmanager
-def pipelined_transaction() -> Iterator[psycopg.Cursor]:
+def pipelined_transaction(*, health_check: bool = True) -> Iterator[psycopg.Cursor]:
     """A psycopg cursor on Django's connection, in pipeline mode, inside one transaction
     (the web process's statements: `ingest`, `status`).
 
@@ -105,6 +105,9 @@ def pipelined_transaction() -> Iterator[psycopg.Cursor]:
     admin) it is a savepoint of that transaction. Work to do after the commit goes through
     `transaction.on_commit` as usual. On an error the transaction is rolled back with
     psycopg's own `rollback()`, outside the pipeline.
+
+    `health_check=False` skips CONN_HEALTH_CHECKS' `SELECT 1` (one more round trip), for a
+    caller that reconnects and retries when its first round trip finds the connection dead.
     """
     db = connections[DEFAULT_DB_ALIAS]
     if db.in_atomic_block:
@@ -112,7 +115,8 @@ def pipelined_transaction() -> Iterator[psycopg.Cursor]:
             with db.connection.pipeline():
                 yield psycopg.Cursor(db.connection)
         return
-    db.close_if_health_check_failed()
+    if health_check:
+        db.close_if_health_check_failed()
     db.ensure_connection()
     with db.wrap_database_errors:
         conn = db.connection

@@ -20,6 +20,7 @@ from conversations.groupcommit import GroupCommit
 from conversations.ingest import delivery_ingest
 from conversations.models import Conversation, ConversationStatus, Message, StatusUpdate
 from integrations.base import Delivery, InboundMessage, StatusEvent
+from integrations.meta import parser
 from integrations.meta.signature import sign
 from profiles.models import ClientProfile
 from tests.conversations.test_group_commit import _Gate, _wait_for
@@ -316,3 +317,25 @@ def test_a_delivery_stored_again_after_its_batch_failed_late_counts_only_its_sto
     event = WebhookEvent.objects.get(pk=receipts[1].event.pk)
     assert event.detail == "1 new message(s), 0 duplicate(s), 0 status(es)"
     assert sorted(arg for args in redis_queue.task_args() for arg in args) == sorted(stored.values())
+
+
+def test_a_delivery_sends_no_health_check_before_its_transaction(channels, meta_example, monkeypatch):
+    # A dead kept connection is found by the transaction's first round trip and replaced
+    # (above): CONN_HEALTH_CHECKS' SELECT 1 would be one more round trip per POST.
+    connection.ensure_connection()
+    assert connection.health_check_enabled
+    connection.health_check_done = False  # as request_started leaves it
+    checks = []
+    is_usable = connection.is_usable
+
+    def counted() -> bool:
+        checks.append(1)
+        return is_usable()
+
+    monkeypatch.setattr(connection, "is_usable", counted)
+    delivery = parser.parse(json.dumps(_message(meta_example, "wamid.unchecked")).encode())
+
+    ingested = delivery_ingest(delivery=delivery, channels=channels)
+
+    assert checks == []
+    assert ingested.new_message_ids == list(Message.objects.values_list("pk", flat=True))
