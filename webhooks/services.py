@@ -37,19 +37,19 @@ class Receipt:
     new_message_ids: list[int]
 
 
-def webhook_receive(*, body: bytes, headers: Mapping[str, str], provider: str = "meta") -> Receipt:
+def webhook_receive(*, body: bytes, headers: Mapping[str, str]) -> Receipt:
     channels = channels_active()
     signer = _signer(body, headers, channels)
     signature = headers.get(SIGNATURE_HEADER, "")
     if signer is None:
         event = WebhookEvent.objects.create(
-            provider=provider, body=body[:UNVERIFIED_BODY_LIMIT].decode("utf-8", "replace"), signature=signature[:255],
+            body=body[:UNVERIFIED_BODY_LIMIT].decode("utf-8", "replace"), signature=signature[:255],
             signature_valid=False, outcome=Outcome.BAD_SIGNATURE,
             detail=f"{SIGNATURE_HEADER} missing" if not signature else f"{SIGNATURE_HEADER} does not match",
             processed_at=timezone.now(),
         )  # fmt: skip
         return Receipt(403, event, [])
-    event = WebhookEvent(provider=provider, body=body.decode("utf-8", "replace"), signature=signature[:255], signature_valid=True)
+    event = WebhookEvent(provider=signer.provider, body=body.decode("utf-8", "replace"), signature=signature[:255], signature_valid=True)
     return webhook_process(event=event, channels=channels, signer=signer)
 
 
