@@ -19,7 +19,7 @@ from conversations.ingest import Ingested, delivery_ingest
 from conversations.models import Channel
 from conversations.providers import provider_for
 from conversations.services.channels import channels_active
-from integrations.base import Delivery, PayloadError
+from integrations.base import Delivery, PayloadError, ProviderError
 from integrations.meta.signature import HEADER as SIGNATURE_HEADER
 
 from .models import Outcome, WebhookEvent
@@ -62,10 +62,13 @@ def _signer(body: bytes, headers: Mapping[str, str], channels: dict[str, Channel
             continue
         seen.add(channel.app_secret)
         try:
-            if provider_for(channel).verify(body, headers):
-                return channel
-        except Exception:  # a provider that cannot verify: not this one
+            provider = provider_for(channel)
+        except ProviderError:  # a provider not supported yet: not this one
             logger.debug("channel %s cannot verify a delivery", channel.pk, exc_info=True)
+            continue
+        # Anything verify raises is a bug: a 500 (the provider retries), not a silent 403.
+        if provider.verify(body, headers):
+            return channel
     return None
 
 
