@@ -66,8 +66,8 @@ def delivery_ingest(
     """Store `delivery`'s messages and statuses for the numbers in `channels` (by phone
     number id) with `record` (an unsaved row, e.g. the webhook's event), in one transaction;
     queue the new messages' turns after the commit. `describe(record, ingested)` fills the
-    record in before it is stored. Inside a caller's transaction (a replay from admin, a
-    test) the delivery is stored on its own, in it."""
+    record in before it is stored. Inside a caller's atomic block (a test, say) the delivery
+    is stored on its own, in it."""
     by_channel: dict[str, list[InboundMessage]] = defaultdict(list)
     for message in delivery.messages:
         by_channel[message.phone_number_id].append(message)
