@@ -49,12 +49,11 @@ class Ingested:
 
 @dataclass
 class _Job:
-    delivery: Delivery
     by_channel: list[tuple[Channel, list[InboundMessage]]]
     statuses: list
+    unknown: list[str]
     record: Model | None
     describe: Callable[[Model, Ingested], None] | None
-    result: Ingested
 
 
 def delivery_ingest(
@@ -67,27 +66,24 @@ def delivery_ingest(
     """Store `delivery`'s messages and statuses for the numbers in `channels` (by phone
     number id) with `record` (an unsaved row, e.g. the webhook's event), in one transaction;
     queue the new messages' turns after the commit. `describe(record, ingested)` fills the
-    record in before it is stored. Inside a caller's transaction (a replay from admin, a
-    test) the delivery is stored on its own, in it."""
+    record in before it is stored. Inside a caller's atomic block (a test, say) the delivery
+    is stored on its own, in it."""
     by_channel: dict[str, list[InboundMessage]] = defaultdict(list)
     for message in delivery.messages:
         by_channel[message.phone_number_id].append(message)
     job = _Job(
-        delivery=delivery,
         by_channel=[(channels[pid], messages) for pid, messages in by_channel.items() if pid in channels],
         statuses=[s for s in delivery.statuses if s.phone_number_id in channels],
+        unknown=sorted(pid for pid in delivery.phone_number_ids if pid not in channels),
         record=record,
         describe=describe,
-        result=Ingested(unknown=sorted(pid for pid in delivery.phone_number_ids if pid not in channels)),
     )
     if connection.in_atomic_block:
-        _store([job])
-    else:
-        _group_commit.run(job)
-    return job.result
+        return _store([job])[0]
+    return _group_commit.run(job)
 
 
-def _store(jobs: Sequence[_Job]) -> list[None]:
+def _store(jobs: Sequence[_Job]) -> list[Ingested]:
     """The jobs' rows in one transaction, then their turns queued (one Redis round trip).
 
     BEGIN and one profiles/conversations/messages statement per channel go out together
@@ -99,9 +95,11 @@ def _store(jobs: Sequence[_Job]) -> list[None]:
     # the first round trip fails before any COMMIT was sent, so it is safe to reconnect
     # and run the transaction again, once.
     for attempt in (1, 2):
+        # Fresh each attempt: what a rolled-back attempt found new was never stored.
+        results = [Ingested(unknown=job.unknown) for job in jobs]
         sent = False
         try:
-            with pipelined_transaction() as cursor:
+            with pipelined_transaction(health_check=False) as cursor:
                 inserted, sent = _rows_store(cursor, jobs), True
                 ingest_sql.threads_update(cursor, _threads(jobs, inserted))
                 statuses_store(cursor, [s for job in jobs for s in job.statuses])
@@ -111,11 +109,11 @@ def _store(jobs: Sequence[_Job]) -> list[None]:
                         for m in messages:
                             owner.setdefault(m.provider_id, n)
                 for pk, wamid, _conversation in inserted:
-                    jobs[owner[wamid]].result.new_message_ids.append(pk)
+                    results[owner[wamid]].new_message_ids.append(pk)
                 records = [job.record for job in jobs if job.record is not None]
-                for job in jobs:
+                for job, result in zip(jobs, results):
                     if job.record is not None and job.describe is not None:
-                        job.describe(job.record, job.result)
+                        job.describe(job.record, result)
                 if records:
                     ingest_sql.records_insert(cursor, records)
             break
@@ -124,12 +122,10 @@ def _store(jobs: Sequence[_Job]) -> list[None]:
                 raise
             logger.warning("database connection lost; reconnecting")
             connection.close()
-            for job in jobs:
-                job.result.new_message_ids.clear()
     if records:
         ingest_sql.records_saved(cursor, records)
-    queueing.enqueue_on_commit(queueing.INBOUND_HANDLE, sorted(pk for job in jobs for pk in job.result.new_message_ids))
-    return [None] * len(jobs)
+    queueing.enqueue_on_commit(queueing.INBOUND_HANDLE, sorted(pk for result in results for pk in result.new_message_ids))
+    return results
 
 
 def _rows_store(cursor, jobs: Sequence[_Job]) -> list[tuple]:
@@ -202,4 +198,4 @@ def _weight(job: _Job) -> int:
     return sum(len(messages) for _, messages in job.by_channel) + len(job.statuses)
 
 
-_group_commit: GroupCommit[_Job, None] = GroupCommit(_store, weight=_weight, max_weight=GROUP_COMMIT_MAX_ITEMS)
+_group_commit: GroupCommit[_Job, Ingested] = GroupCommit(_store, weight=_weight, max_weight=GROUP_COMMIT_MAX_ITEMS)

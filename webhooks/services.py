@@ -19,7 +19,7 @@ from conversations.ingest import Ingested, delivery_ingest
 from conversations.models import Channel
 from conversations.providers import provider_for
 from conversations.services.channels import channels_active
-from integrations.base import Delivery, PayloadError
+from integrations.base import Delivery, PayloadError, ProviderError
 from integrations.meta.signature import HEADER as SIGNATURE_HEADER
 
 from .models import Outcome, WebhookEvent
@@ -37,19 +37,19 @@ class Receipt:
     new_message_ids: list[int]
 
 
-def webhook_receive(*, body: bytes, headers: Mapping[str, str], provider: str = "meta") -> Receipt:
+def webhook_receive(*, body: bytes, headers: Mapping[str, str]) -> Receipt:
     channels = channels_active()
     signer = _signer(body, headers, channels)
     signature = headers.get(SIGNATURE_HEADER, "")
     if signer is None:
         event = WebhookEvent.objects.create(
-            provider=provider, body=body[:UNVERIFIED_BODY_LIMIT].decode("utf-8", "replace"), signature=signature[:255],
+            body=body[:UNVERIFIED_BODY_LIMIT].decode("utf-8", "replace"), signature=signature[:255],
             signature_valid=False, outcome=Outcome.BAD_SIGNATURE,
             detail=f"{SIGNATURE_HEADER} missing" if not signature else f"{SIGNATURE_HEADER} does not match",
             processed_at=timezone.now(),
         )  # fmt: skip
         return Receipt(403, event, [])
-    event = WebhookEvent(provider=provider, body=body.decode("utf-8", "replace"), signature=signature[:255], signature_valid=True)
+    event = WebhookEvent(provider=signer.provider, body=body.decode("utf-8", "replace"), signature=signature[:255], signature_valid=True)
     return webhook_process(event=event, channels=channels, signer=signer)
 
 
@@ -62,10 +62,13 @@ def _signer(body: bytes, headers: Mapping[str, str], channels: dict[str, Channel
             continue
         seen.add(channel.app_secret)
         try:
-            if provider_for(channel).verify(body, headers):
-                return channel
-        except Exception:  # a provider that cannot verify: not this one
+            provider = provider_for(channel)
+        except ProviderError:  # a provider not supported yet: not this one
             logger.debug("channel %s cannot verify a delivery", channel.pk, exc_info=True)
+            continue
+        # Anything verify raises is a bug: a 500 (the provider retries), not a silent 403.
+        if provider.verify(body, headers):
+            return channel
     return None
 
 

@@ -5,7 +5,7 @@ channel's own app secret and handed to `webhooks.services.webhook_receive` — t
 behind `/webhooks/whatsapp/` — which verifies the signature, stores the event, the profile,
 the conversation and the message, and queues the worker on commit. From there everything is
 the production path: the worker claims the message, the agent answers, the answer is stored
-pending and handed to the channel's transport. The sandbox transport sends nothing; this page
+pending and handed to the channel's provider. The sandbox provider sends nothing; this page
 shows the outbound messages it accepted, and reports "delivered" and "read" back through the
 same signed webhook, so the console's ticks move as they would with Meta.
 
@@ -143,7 +143,7 @@ def simulator_revision(*, channel: Channel, wa_id: str) -> int | None:
 
 
 def simulator_thread(*, channel: Channel, wa_id: str) -> PhoneThread:
-    """What the phone shows: the customer's messages, and what the transport actually sent
+    """What the phone shows: the customer's messages, and what the provider actually sent
     (pending and failed bot messages never reached the phone)."""
     conversation = Conversation.objects.filter(channel=channel, profile__wa_id=wa_id).select_related("profile").first()
     if conversation is None:

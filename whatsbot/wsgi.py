@@ -2,11 +2,11 @@
 
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "whatsbot.settings")
 
-get_wsgi_application()  # django.setup()
+django.setup(set_prefix=False)  # as get_wsgi_application() does, without building a handler to drop
 
 from webhooks.wsgi import WhatsbotWSGIHandler  # noqa: E402  (needs the apps loaded by the line above)
 

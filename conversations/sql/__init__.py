@@ -2,7 +2,8 @@
 
 - `ingest`: a webhook delivery's profiles, conversations, messages and thread state, and the
   delivery's own record (the web process, on Django's connection, inside the group commit);
-- `status`: delivery statuses stored and applied (the web process, and the sweeper);
+- `status`: delivery statuses stored and applied (the web process; the worker's delivery and
+  the sweeper apply those that came before their message's wamid);
 - `claim`: a customer message claimed and read with everything its turn needs (the turn);
 - `reply`: the turn's commit, "sent", usage, lease renewal (the turn and the deliveries).
 
@@ -81,30 +82,34 @@ def columns(model: type[Model], alias: str, without: tuple[str, ...] = ()) -> Co
     )
 
 
-def row_values(instance: Model, *, without_pk: bool = True) -> dict:
-    """An unsaved instance's row as JSON-ready column values (for `jsonb_populate_record`)."""
+def row_values(instance: Model) -> dict:
+    """An unsaved instance's row without its primary key, as JSON-ready column values (for
+    `jsonb_populate_record`, `jsonb_to_recordset`)."""
     db = backend()
     return {
         # A JSON field's value goes as it is: it is JSON already.
         f.column: getattr(instance, f.attname) if isinstance(f, JSONField) else f.get_db_prep_save(getattr(instance, f.attname), db)
         for f in type(instance)._meta.concrete_fields
-        if not (without_pk and f.primary_key)
+        if not f.primary_key
     }
 
 
 @contextmanager
-def pipelined_transaction() -> Iterator[psycopg.Cursor]:
+def pipelined_transaction(*, health_check: bool = True) -> Iterator[psycopg.Cursor]:
     """A psycopg cursor on Django's connection, in pipeline mode, inside one transaction
-    (the web process's statements: `ingest`, `status`).
+    (for `ingest`'s and `status`'s statements).
 
     Django's cursors wait for every statement, BEGIN and COMMIT included. In pipeline mode
     BEGIN goes out with the first statement whose result is read, and the statements after
     it go out with the COMMIT: a webhook POST costs two round trips. Statements are sent
     with server-side binding and prepared once per connection (`prepare=True`; the policy
-    is the connection's: settings' OPTIONS). Inside an atomic block (tests, a replay from
-    admin) it is a savepoint of that transaction. Work to do after the commit goes through
+    is the connection's: settings' OPTIONS). Inside an atomic block (a test's, a caller's)
+    it is a savepoint of that transaction. Work to do after the commit goes through
     `transaction.on_commit` as usual. On an error the transaction is rolled back with
     psycopg's own `rollback()`, outside the pipeline.
+
+    `health_check=False` skips CONN_HEALTH_CHECKS' `SELECT 1` (one more round trip), for a
+    caller that reconnects and retries when its first round trip finds the connection dead.
     """
     db = connections[DEFAULT_DB_ALIAS]
     if db.in_atomic_block:
@@ -112,7 +117,8 @@ def pipelined_transaction() -> Iterator[psycopg.Cursor]:
             with db.connection.pipeline():
                 yield psycopg.Cursor(db.connection)
         return
-    db.close_if_health_check_failed()
+    if health_check:
+        db.close_if_health_check_failed()
     db.ensure_connection()
     with db.wrap_database_errors:
         conn = db.connection

@@ -9,7 +9,6 @@ customer text of the conversation, by id.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -92,13 +91,10 @@ def _claimed(row: list, parts: tuple[Columns, ...]) -> Claimed:
     Conversation.channel.field.set_cached_value(conversation, channel)
     Conversation.profile.field.set_cached_value(conversation, profile)
     Message.conversation.field.set_cached_value(message, conversation)
-    burst_rows = row[start]
-    if isinstance(burst_rows, str):
-        burst_rows = json.loads(burst_rows)
     burst = [
         message
         if pk == message.pk
         else Message.from_db(DEFAULT_DB_ALIAS, ("id", "conversation_id", "type", "text"), [pk, conversation.pk, kind, text])
-        for pk, kind, text in burst_rows or []
+        for pk, kind, text in row[start] or []  # json_agg: decoded by psycopg; NULL when none
     ]
     return Claimed(message=message, burst=burst)

@@ -10,7 +10,6 @@ statement texts are built from the models' metadata once per shape of row and ke
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,9 +23,9 @@ from psycopg import sql as psycopg_sql
 
 from profiles.models import ClientProfile
 
-from ..database import json_default
+from ..database import json_text
 from ..models import Conversation, ConversationStatus, Message
-from . import backend, literal, quote, table
+from . import backend, literal, quote, row_values, table
 
 # `T.col` in an upsert's SET clause: the existing row's value.
 _EXISTING = re.compile(r"\bT\.")
@@ -81,7 +80,7 @@ def _recordset(fields: Sequence, rows: Sequence[dict], extra: Sequence[str] = ()
         for name in per_row:
             record[by_name[name].column] = by_name[name].get_default()
         records.append(record)
-    return present + per_row, json.dumps(records, default=json_default, ensure_ascii=False)
+    return present + per_row, json_text(records)
 
 
 _NOW = object()  # stands for "the statement's timestamp" among a select list's parameters
@@ -210,19 +209,17 @@ def threads_update(cursor: psycopg.Cursor, threads: Sequence[dict]) -> None:
     (how many new), changed_at. Updated in id order. Queued, not waited for."""
     if threads:
         rows = sorted(threads, key=lambda r: r["id"])
-        cursor.execute(_threads_update_sql(), [json.dumps(rows, default=json_default, ensure_ascii=False)], prepare=True)
+        cursor.execute(_threads_update_sql(), [json_text(rows)], prepare=True)
 
 
 @lru_cache(maxsize=8)
 def _records_insert_sql(model: type[models.Model]) -> str:
-    db = backend()
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(quote(f.column) for f in fields)
-    definitions = ", ".join(f"{quote(f.column)} {f.cast_db_type(db)}" for f in fields)
+    plan = _plan(model)
     # The statement's text, so its prepared plan, is the same whatever the number of records.
     return (
-        f"INSERT INTO {table(model)} ({columns}) SELECT {', '.join('v.' + quote(f.column) for f in fields)} "
-        f"FROM jsonb_to_recordset(%s::jsonb) AS v(_position integer, {definitions}) ORDER BY v._position "
+        f"INSERT INTO {table(model)} ({plan.columns}) SELECT {', '.join('v.' + quote(f.column) for f in plan.fields)} "
+        f"FROM jsonb_to_recordset(%s::jsonb) AS v(_position integer, {_definitions(plan, [f.name for f in plan.fields])}) "
+        "ORDER BY v._position "
         f"RETURNING {quote('id')}"
     )
 
@@ -230,9 +227,8 @@ def _records_insert_sql(model: type[models.Model]) -> str:
 def records_insert(cursor: psycopg.Cursor, records: Sequence[models.Model]) -> None:
     """INSERT unsaved instances of one model (a delivery's own record) in one statement,
     queued; their ids are set by `records_saved` once the results are read."""
-    model = type(records[0])
-    rows = [{"_position": n, **{f.column: getattr(r, f.attname) for f in model._meta.concrete_fields if not f.primary_key}} for n, r in enumerate(records)]
-    cursor.execute(_records_insert_sql(model), [json.dumps(rows, default=json_default, ensure_ascii=False)], prepare=True)
+    rows = [{"_position": n, **row_values(r)} for n, r in enumerate(records)]
+    cursor.execute(_records_insert_sql(type(records[0])), [json_text(rows)], prepare=True)
 
 
 def records_saved(cursor: psycopg.Cursor, records: Sequence[models.Model]) -> None:

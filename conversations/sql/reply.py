@@ -81,8 +81,7 @@ burst AS (
     UPDATE {messages} m SET handled_at = %(now)s::timestamptz, locked_until = NULL,
         error_code = coalesce(%(error_code)s::varchar, m.error_code), error_title = coalesce(%(error_title)s::varchar, m.error_title),
         error_detail = coalesce(%(error_detail)s::text, m.error_detail), {usage_sets}
-    FROM go WHERE go.done AND m.id = ANY(%(ids)s::bigint[])
-    RETURNING m.id),
+    FROM go WHERE go.done AND m.id = ANY(%(ids)s::bigint[])),
 reply AS (
     INSERT INTO {messages} ({", ".join(reply_columns)})
     SELECT {", ".join("r." + c for c in reply_columns)} FROM go, jsonb_populate_record(NULL::{messages}, %(reply)s::jsonb) r
@@ -95,7 +94,7 @@ moved AS (
         handoff_reason = CASE WHEN {handoff} THEN left(%(handoff_reason)s::text, 255) ELSE c.handoff_reason END,
         handoff_at = CASE WHEN {handoff} THEN %(now)s::timestamptz ELSE c.handoff_at END
     FROM go WHERE c.id = %(conversation_id)s::bigint AND go.done AND go.bot_owned AND %(reply)s::jsonb IS NOT NULL)
-SELECT go.done, go.newer, go.bot_owned, (SELECT id FROM reply), (SELECT count(*) FROM burst) FROM go"""
+SELECT go.done, go.newer, go.bot_owned, (SELECT id FROM reply) FROM go"""
     return lock, write
 
 
@@ -119,7 +118,7 @@ async def commit(c: Commit) -> Committed:
             await conn.execute(b"COMMIT")
         return await cursor.fetchone()
 
-    done, newer, bot_owned, reply_id, _marked = await database.statement(work)
+    done, newer, bot_owned, reply_id = await database.statement(work)
     reply = None
     if reply_id is not None:
         reply = c.reply

@@ -9,7 +9,6 @@ yet stay unapplied: the send applies them when it stores the wamid, or the sweep
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -18,7 +17,7 @@ from django.utils import timezone
 
 from integrations.base import StatusEvent
 
-from ..database import json_default
+from ..database import json_text
 from ..models import STATUS_RANK, Conversation, Message, MessageStatus, StatusUpdate
 from . import pipelined_transaction, table
 
@@ -38,7 +37,7 @@ def statuses_store(cursor: psycopg.Cursor, statuses: Sequence[StatusEvent]) -> N
         }
         for s in statuses
     ]
-    cursor.execute(_insert_sql(), [timezone.now(), json.dumps(rows, default=json_default, ensure_ascii=False)], prepare=True)
+    cursor.execute(_insert_sql(), [timezone.now(), json_text(rows)], prepare=True)
     statuses_apply(cursor, sorted({s.provider_id for s in statuses}))
 
 
@@ -47,7 +46,7 @@ def statuses_apply(cursor: psycopg.Cursor, wamids: Sequence[str]) -> None:
     statement, queued; its row (read after the commit) is how many messages moved. The
     conversation of a message that moved gets a new revision (the console's polls see it)."""
     if wamids:
-        cursor.execute(_apply_sql(), [json.dumps({"wamids": list(wamids), "now": timezone.now()}, default=json_default)], prepare=True)
+        cursor.execute(_apply_sql(), [json_text({"wamids": list(wamids), "now": timezone.now()})], prepare=True)
 
 
 def statuses_apply_now(wamids: Sequence[str]) -> None:

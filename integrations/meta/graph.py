@@ -22,6 +22,7 @@ from django.conf import settings
 from .. import http
 from ..base import Media, Outgoing, ProviderError
 from ..redaction import redact
+from .parser import MEDIA_TYPES
 
 # Meta error codes where waiting and trying again helps (rate limits, transient faults).
 TEMPORARY_CODES = {
@@ -49,17 +50,16 @@ REASONS = {
     131031: "The business account has been locked.",
     100: "Invalid parameter in the request.",
 }
-MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 # Largest media file fetched (WhatsApp's own limit for documents is 100 MB).
 MEDIA_MAX_BYTES = 100 * 1024 * 1024
 
 
 class GraphClient:
-    def __init__(self, *, phone_number_id: str, access_token: str, api_version: str = "", base_url: str = ""):
+    def __init__(self, *, phone_number_id: str, access_token: str, api_version: str = ""):
         self.phone_number_id = phone_number_id
         self._token = access_token.strip()
         self.api_version = api_version or settings.WHATSAPP_API_VERSION
-        self.base_url = (base_url or settings.WHATSAPP_API_BASE_URL).rstrip("/")
+        self.base_url = settings.WHATSAPP_API_BASE_URL.rstrip("/")
 
     def __repr__(self) -> str:  # never the token
         return f"GraphClient(phone_number_id={self.phone_number_id!r}, api_version={self.api_version!r})"

@@ -10,7 +10,8 @@ HEADER = "X-Hub-Signature-256"
 
 
 def signature_valid(*, body: bytes, header: str, app_secret: str) -> bool:
-    if not header or not app_secret or not header.startswith("sha256="):
+    # Not ASCII: no hex digest, and `compare_digest` would raise on it.
+    if not header or not app_secret or not header.startswith("sha256=") or not header.isascii():
         return False
     expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, header[len("sha256=") :].strip().lower())

@@ -20,6 +20,7 @@ from conversations.groupcommit import GroupCommit
 from conversations.ingest import delivery_ingest
 from conversations.models import Conversation, ConversationStatus, Message, StatusUpdate
 from integrations.base import Delivery, InboundMessage, StatusEvent
+from integrations.meta import parser
 from integrations.meta.signature import sign
 from profiles.models import ClientProfile
 from tests.conversations.test_group_commit import _Gate, _wait_for
@@ -292,3 +293,49 @@ def test_a_delivery_that_fails_in_a_shared_batch_fails_alone(channel, meta_examp
     assert sorted(Message.objects.values_list("wamid", flat=True)) == ["wamid.h1", "wamid.h2", "wamid.h4"]
     assert WebhookEvent.objects.get(pk=receipts[2].event.pk).outcome == "failed"
     assert sorted(arg for args in redis_queue.task_args() for arg in args) == sorted(Message.objects.values_list("pk", flat=True))
+
+
+def test_a_delivery_stored_again_after_its_batch_failed_late_counts_only_its_stored_messages(channel, meta_example, monkeypatch, redis_queue):
+    # The bad delivery's status has a recipient id longer than its column: the batch fails only
+    # at the statuses' statement, after the first round trip said which messages were new.
+    bad = json.loads(_statuses_body(meta_example, "wamid.out-late"))
+    bad["entry"][0]["changes"][0]["value"]["statuses"][0]["recipient_id"] = "3" * 40
+    bodies = [
+        _body(meta_example, "wamid.l1", "390000000001"),
+        _body(meta_example, "wamid.l2", "390000000002"),
+        json.dumps(bad).encode(),
+    ]
+    gate = _gated(monkeypatch, waiting=len(bodies) - 1)
+
+    receipts = _post_concurrently(gate, bodies)
+
+    assert [len(b) for b in gate.batches] == [1, 2, 1, 1]  # the batch of two failed, then each went alone
+    assert {n: r.status for n, r in receipts.items()} == {0: 200, 1: 200, 2: 500}
+    stored = dict(Message.objects.values_list("wamid", "id"))
+    assert sorted(stored) == ["wamid.l1", "wamid.l2"]
+    assert receipts[1].new_message_ids == [stored["wamid.l2"]]
+    event = WebhookEvent.objects.get(pk=receipts[1].event.pk)
+    assert event.detail == "1 new message(s), 0 duplicate(s), 0 status(es)"
+    assert sorted(arg for args in redis_queue.task_args() for arg in args) == sorted(stored.values())
+
+
+def test_a_delivery_sends_no_health_check_before_its_transaction(channels, meta_example, monkeypatch):
+    # A dead kept connection is found by the transaction's first round trip and replaced
+    # (above): CONN_HEALTH_CHECKS' SELECT 1 would be one more round trip per POST.
+    connection.ensure_connection()
+    assert connection.health_check_enabled
+    connection.health_check_done = False  # as request_started leaves it
+    checks = []
+    is_usable = connection.is_usable
+
+    def counted() -> bool:
+        checks.append(1)
+        return is_usable()
+
+    monkeypatch.setattr(connection, "is_usable", counted)
+    delivery = parser.parse(json.dumps(_message(meta_example, "wamid.unchecked")).encode())
+
+    ingested = delivery_ingest(delivery=delivery, channels=channels)
+
+    assert checks == []
+    assert ingested.new_message_ids == list(Message.objects.values_list("pk", flat=True))

@@ -13,7 +13,8 @@ import json
 import pytest
 from django.db import transaction
 
-from conversations.models import Conversation, Message, StatusUpdate
+from conversations.models import Conversation, Message, Provider, StatusUpdate
+from integrations.meta import MetaWebhooks
 from integrations.meta.signature import sign
 from profiles.models import ClientProfile
 from tests.conversations.factories import APP_SECRET, ChannelFactory
@@ -237,3 +238,23 @@ def test_an_event_whose_signature_was_not_valid_cannot_be_replayed(channel, meta
     with pytest.raises(ValueError):
         webhook_event_replay(event=forged.event)
     assert not Message.objects.exists()
+
+
+def test_a_number_on_a_provider_not_supported_yet_verifies_nothing(meta_example):
+    ChannelFactory(provider=Provider.TWILIO)
+
+    receipt = receive(texts(meta_example, ("wamid.twilio", "390000000001")))
+
+    assert receipt.status == 403 and WebhookEvent.objects.get().outcome == Outcome.BAD_SIGNATURE
+    assert not Message.objects.exists()
+
+
+def test_a_provider_whose_verify_fails_is_an_error_not_a_refusal(channel, meta_example, monkeypatch):
+    # An error answers 500, which Meta retries; a 403 would drop the delivery unnoticed.
+    def broken(self, body, headers):
+        raise RuntimeError("a bug in verify")
+
+    monkeypatch.setattr(MetaWebhooks, "verify", broken)
+
+    with pytest.raises(RuntimeError, match="a bug in verify"):
+        receive(texts(meta_example, ("wamid.unverifiable", "390000000001")))

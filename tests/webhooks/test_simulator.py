@@ -12,7 +12,7 @@ from integrations.meta.signature import sign
 from tests.conversations.conftest import handle, reply
 from tests.conversations.factories import UserFactory
 from webhooks.models import Outcome, WebhookEvent
-from webhooks.simulator import simulator_text_body
+from webhooks.simulator import simulator_message_send, simulator_text_body
 
 pytestmark = pytest.mark.django_db
 
@@ -198,3 +198,10 @@ def test_a_logged_in_user_who_is_not_staff_is_refused(client, sandbox):
     assert client.get("/console/simulator/").status_code == 403
     assert client.post("/console/simulator/send/", {"text": "hi"}).status_code == 403
     assert not Message.objects.exists()
+
+
+def test_a_delivery_the_sandbox_signed_is_recorded_as_the_sandboxs(sandbox):
+    receipt = simulator_message_send(channel=sandbox, wa_id="393400000001", name="Giulia Test", text="ciao")
+
+    assert receipt.status == 200
+    assert WebhookEvent.objects.get(pk=receipt.event.pk).provider == Provider.SANDBOX

@@ -48,3 +48,8 @@ def test_the_provider_reads_the_header_case_insensitively_as_django_gives_it(rf)
     assert provider.verify(request.body, request.headers)
     assert provider.verify(BODY, {HEADER: sign(BODY, SECRET)})
     assert not provider.verify(BODY, {})
+
+
+def test_a_header_with_characters_a_hex_digest_never_has_is_not_valid():
+    # Django decodes header bytes as latin-1, so anything may arrive; it must not be an error.
+    assert not signature_valid(body=BODY, header="sha256=é" + sign(BODY, SECRET)[8:], app_secret=SECRET)
