@@ -1,5 +1,5 @@
 """Django admin for admins: channels (secrets write-only), conversations, messages, notes,
-quick replies, delivery statuses. Bot configurations live in `agent/admin.py`.
+quick replies, delivery statuses. Bot configurations live in `botconfig_admin.py`.
 
 Rows the pipeline writes (conversations, messages, statuses) are read-only here: editing them
 by hand would bypass the services that keep the console's denormalised state consistent.

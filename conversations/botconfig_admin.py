@@ -21,11 +21,11 @@ from profiles.models import STANDARD_FIELDS
 from profiles.services import DEFAULT_ORDER_NUMBER_PATTERN
 
 from .agent.prompts import FIELD_LABELS
+from .agent.replies import model_for
 from .models import BotConfig
 from .services.botconfig import (
     EXTRA_FIELD_KEY,
     bot_config_default_values,
-    bot_config_model,
     bot_config_restore,
     bot_config_save,
 )
@@ -101,7 +101,7 @@ class BotConfigAdmin(admin.ModelAdmin):
     @admin.display(description="Model in force", ordering="model")
     def model_in_force(self, obj: BotConfig) -> str:
         """Its own model, or which one `OPENAI_MODEL` gives when it has none."""
-        return obj.model or f"— (OPENAI_MODEL: {bot_config_model(config=obj)})"
+        return obj.model or f"— (OPENAI_MODEL: {model_for(obj)})"
 
     @admin.display(description="Versions")
     def history(self, obj: BotConfig):

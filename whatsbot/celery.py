@@ -4,6 +4,7 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 
+from conversations.queueing import INBOUND_SWEEP, OUTBOUND_SWEEP, STATUS_SWEEP
 from whatsbot import gctune
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "whatsbot.settings")
@@ -15,10 +16,10 @@ app.autodiscover_tasks()
 app.conf.beat_schedule = {
     # The database, not the queue, is the record of what is left to do: anything stored
     # but not handled (broker down at commit time, worker lost) is queued again.
-    "sweep-unhandled-inbound": {"task": "conversations.tasks.inbound_sweep", "schedule": 30.0},
-    "sweep-unsent-outbound": {"task": "conversations.tasks.outbound_sweep", "schedule": 30.0},
+    "sweep-unhandled-inbound": {"task": INBOUND_SWEEP, "schedule": 30.0},
+    "sweep-unsent-outbound": {"task": OUTBOUND_SWEEP, "schedule": 30.0},
     # Delivery statuses that Meta reported before the send had stored the message's wamid.
-    "sweep-early-statuses": {"task": "conversations.tasks.status_sweep", "schedule": 30.0},
+    "sweep-early-statuses": {"task": STATUS_SWEEP, "schedule": 30.0},
 }
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 from celery.concurrency.base import apply_target
 from celery.concurrency.thread import TaskPool as ThreadsTaskPool
 
-# The tasks whose body is `conversations.runtime.dispatch` (their names: conversations.queueing).
-LOOP_TASKS = frozenset(
-    {"conversations.tasks.inbound_handle", "conversations.tasks.agent_reply", "conversations.tasks.message_deliver"}
-)
+from conversations.queueing import AGENT_REPLY, INBOUND_HANDLE, MESSAGE_DELIVER
+
+# The tasks whose body is `conversations.runtime.dispatch`.
+LOOP_TASKS = frozenset({INBOUND_HANDLE, AGENT_REPLY, MESSAGE_DELIVER})
 
 
 class TaskPool(ThreadsTaskPool):

@@ -21,7 +21,6 @@ from ..agent.prompts import (
     DEFAULT_HOLDING_MESSAGE,
     DEFAULT_INSTRUCTIONS,
 )
-from ..agent.replies import model_for
 from ..models import BotConfig, BotConfigVersion, Channel
 
 # The fields a snapshot holds (and a restore puts back).
@@ -85,11 +84,6 @@ def bot_config_default_values() -> dict:
         "holding_message": DEFAULT_HOLDING_MESSAGE,
         "handoff_message": DEFAULT_HANDOFF_MESSAGE,
     }
-
-
-def bot_config_model(*, config: BotConfig) -> str:
-    """The model `config` answers with: its own, else `OPENAI_MODEL`."""
-    return model_for(config)
 
 
 @dataclass(frozen=True)

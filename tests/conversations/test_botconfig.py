@@ -3,12 +3,12 @@
 import pytest
 
 from conversations.agent.prompts import DEFAULT_INSTRUCTIONS
+from conversations.agent.replies import model_for
 from conversations.models import BotConfig, BotConfigVersion
 from conversations.services.botconfig import (
     bot_config_cache_clear,
     bot_config_fields,
     bot_config_for_channel,
-    bot_config_model,
     bot_config_restore,
     bot_config_save,
 )
@@ -27,7 +27,7 @@ def test_the_default_configuration_is_created_from_the_settings_on_first_need(se
 
     # A blank model follows OPENAI_MODEL, so changing it in `.env` counts.
     assert active.config.channel is None and active.config.model == ""
-    assert bot_config_model(config=active.config) == "gpt-4.1-mini"
+    assert model_for(active.config) == "gpt-4.1-mini"
     assert active.config.instructions == DEFAULT_INSTRUCTIONS
     assert DEFAULT_INSTRUCTIONS.startswith(
         "Sei un agente WhatsApp incaricato dell'assistenza clienti e dell'acquisizione delle informazioni di base del contatto."
@@ -60,7 +60,7 @@ def test_a_model_chosen_in_the_configuration_wins_over_openai_model(settings):
     settings.OPENAI_MODEL = "gpt-4.1"
     config = bot_config_save(config=BotConfig(name="Bot", model="gpt-4o")).config
 
-    assert bot_config_model(config=config) == "gpt-4o"
+    assert model_for(config) == "gpt-4o"
 
 
 def test_a_channel_s_own_configuration_wins_over_the_default():

@@ -1,6 +1,8 @@
 """Start-up configuration and the health endpoint."""
 
+import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +37,26 @@ def test_the_older_openai_key_spelling_is_accepted():
     assert result.stdout.strip() == "sk-old"
     result = run_django("print(s.OPENAI_API_KEY)", DEBUG="true", OPEN_AI_KEY="sk-old", OPENAI_API_KEY="sk-new")
     assert result.stdout.strip() == "sk-new"
+
+
+def test_env_example_documents_exactly_the_variables_the_settings_read():
+    """Every variable settings.py reads is in .env.example (a commented line counts), and every
+    value .env.example sets is read: a stale line there promises a knob that does nothing."""
+    tree = ast.parse((ROOT / "whatsbot" / "settings.py").read_text())
+    readers = {"env_str", "env_list", "env.bool", "env.int", "env.float", "env.str"}
+    read = {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in readers
+        and node.args and isinstance(node.args[0], ast.Constant)
+    }  # fmt: skip
+    example = (ROOT / ".env.example").read_text()
+    documented = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", example, re.MULTILINE))
+    set_there = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", example, re.MULTILINE))
+
+    assert "OPENAI_MAX_ATTEMPTS" in read and "DATABASE_URL" in read  # the parser finds them
+    assert read - documented == set()
+    assert set_there - read == set()
 
 
 def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off():

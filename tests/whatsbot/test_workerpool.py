@@ -9,7 +9,9 @@ import threading
 
 import pytest
 
-from conversations import runtime
+import conversations.tasks  # noqa: F401  (registers the app's tasks)
+from conversations import queueing, runtime
+from whatsbot.celery import app as celery_app
 from whatsbot.workerpool import LOOP_TASKS, TaskPool
 
 TASK_ARGS = ("task-id", {}, b"[[1], {}, {}]", "application/json", "utf-8")
@@ -43,10 +45,13 @@ def where_it_ran(pool: TaskPool, name: str) -> threading.Thread:
     return ran[0]
 
 
-def test_the_loop_tasks_are_the_tasks_that_dispatch_to_the_loop():
-    from conversations import queueing
+def test_of_the_app_s_tasks_exactly_those_that_dispatch_to_the_loop_run_in_the_consumers_thread(loop, pool):
+    names = sorted(name for name in celery_app.tasks if name.startswith("conversations."))
 
-    assert LOOP_TASKS == {queueing.INBOUND_HANDLE, queueing.AGENT_REPLY, queueing.MESSAGE_DELIVER}
+    inline = {name for name in names if where_it_ran(pool, name) is threading.current_thread()}
+
+    assert inline == {queueing.INBOUND_HANDLE, queueing.AGENT_REPLY, queueing.MESSAGE_DELIVER}
+    assert {queueing.INBOUND_SWEEP, queueing.OUTBOUND_SWEEP, queueing.STATUS_SWEEP} <= set(names)
 
 
 @pytest.mark.parametrize("name", sorted(LOOP_TASKS))
