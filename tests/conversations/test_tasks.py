@@ -8,12 +8,7 @@ from conversations.models import Message, MessageStatus
 
 from tests.conversations.factories import ConversationFactory, MessageFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def no_debounce(settings):
-    settings.REPLY_DEBOUNCE_SECONDS = 0
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_debounce")]
 
 
 def test_an_eager_task_runs_the_turn_to_its_end(offline, graph):
