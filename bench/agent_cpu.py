@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from agent_load import PostgresCPU, bench_environment, fake_openai_serve, free_port  # same folder
-from support import database_ensure
+from agent_load import PostgresCPU, bench_environment, fake_openai_serve  # same folder
+from support import database_ensure, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

@@ -40,7 +40,7 @@ import threading
 import time
 from pathlib import Path
 
-from support import database_ensure  # bench/support.py (the script's folder is on sys.path)
+from support import database_ensure, free_port  # bench/support.py (the script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -122,14 +122,6 @@ def fake_openai_serve(port: int, delay: float, ready) -> None:
 
 
 # --- helpers --------------------------------------------------------------------------------
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its children, in MiB."""
     total = 0

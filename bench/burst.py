@@ -63,6 +63,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from support import database_ensure, free_port  # bench/support.py (the script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / "var" / "bench-burst"
 SENDS_FILE = LOG_DIR / "graph-sends.jsonl"
@@ -177,12 +179,6 @@ def fake_graph_serve(port: int, phone_number_id: str, sends_file: str, ready) ->
 # --- the stack ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def procfile() -> dict[str, str]:
     commands = {}
     for line in (ROOT / "Procfile").read_text().splitlines():
@@ -193,15 +189,10 @@ def procfile() -> dict[str, str]:
 
 
 def database_fresh(url: str) -> None:
-    import psycopg
-
-    parts = urllib.parse.urlsplit(url)
-    name = parts.path.lstrip("/")
+    """The bench's database dropped and created again (only one of this bench's)."""
+    name = urllib.parse.urlsplit(url).path.lstrip("/")
     assert name.startswith("wb_burst"), name  # this bench's databases only
-    admin = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    database_ensure(url, fresh=True)
 
 
 def redis_flush(url: str) -> None:

@@ -27,25 +27,17 @@ Exit status 1 when the bug shows.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
-import urllib.parse
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
+from support import database_ensure  # bench/support.py (the script's folder is on sys.path)
 
 URL = "postgresql://postgres@127.0.0.1:5432/wb_burst_repro"
 NEVER_AUTOMATICALLY = 1 << 30  # prepare only what is executed with prepare=True
 QUERY = "SELECT %s::int + 1"  # "the next statement" (the worker's claim, in the product)
-
-
-def database_ensure(url: str) -> None:
-    parts = urllib.parse.urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 async def connect(url: str) -> psycopg.AsyncConnection:
@@ -193,6 +185,8 @@ async def main(url: str) -> int:
 
 
 if __name__ == "__main__":
-    url = sys.argv[1] if len(sys.argv) > 1 else URL
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("url", nargs="?", default=URL, help=f"the PostgreSQL database to use, created if missing (default: {URL})")
+    url = parser.parse_args().url
     database_ensure(url)
     sys.exit(asyncio.run(main(url)))

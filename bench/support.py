@@ -1,6 +1,14 @@
 """What the benchmark scripts share."""
 
+import socket
 import urllib.parse
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on (for a server the bench starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def database_ensure(url: str, *, fresh: bool = False) -> None:

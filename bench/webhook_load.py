@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from support import database_ensure  # bench/support.py (the script's folder is on sys.path)
+from support import database_ensure, free_port  # bench/support.py (the script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -115,12 +115,6 @@ def procfile_web_command() -> str:
         if line.startswith("web:"):
             return line[len("web:") :].strip()
     raise SystemExit("Procfile has no web: line")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Stack:

@@ -37,7 +37,6 @@ from burst import (  # same folder
     database_fresh,
     fake_graph_serve,
     fake_openai_serve,
-    free_port,
     procfile,
     redis_flush,
     signed_request,
@@ -46,6 +45,7 @@ from burst import (  # same folder
     wait_for,
     web_ready,
 )
+from support import free_port  # bench/support.py
 
 PROMISE_SECONDS = 120.0
 

@@ -1,9 +1,9 @@
 """Shared set-up of the Playwright tests: Debian's Chromium, browser contexts, logging a user
 in by session cookie, the eager Celery worker, and where screenshots go.
 
-The fixtures are imported by `tests/conftest.py`. A browser test module marks itself with
-`pytestmark = BROWSER_TEST`; the `browser` fixture also skips by itself when Chromium or
-Playwright is missing, so no test can fail for want of a browser.
+`tests/conftest.py` loads this module as a plugin (`pytest_plugins`). A browser test module
+marks itself with `pytestmark = BROWSER_TEST`; the `browser` fixture also skips by itself
+when Chromium or Playwright is missing, so no test can fail for want of a browser.
 """
 
 from __future__ import annotations

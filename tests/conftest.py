@@ -5,6 +5,9 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from conversations.roles import ADMINS_GROUP, AGENTS_GROUP, role_groups_ensure
 from conversations.services.botconfig import bot_config_cache_clear
@@ -12,10 +15,12 @@ from conversations.services.channels import channel_cache_clear
 from integrations.meta.signature import sign
 from tests.conversations.factories import APP_SECRET, ChannelFactory, UserFactory
 
-from .browser import browser, browser_context, eager_worker, session_login  # noqa: F401  (Playwright fixtures)
+# Fixtures of their own modules: Playwright's (browser tests) and the real worker processes'.
+pytest_plugins = ["tests.browser", "tests.workers"]
 
 # Third-party payloads and specs the tests replay, with their sources: fixtures/SOURCES.md.
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SPEC_URI = "urn:openai-openapi"
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +36,44 @@ def meta_example(meta_examples):
         return copy.deepcopy(meta_examples[name])
 
     return get
+
+
+def _without_discriminators(node):
+    # OpenAPI's `discriminator` is not JSON Schema; its mapping confuses nothing but it must go
+    # before validation, as SOURCES.md notes.
+    if isinstance(node, dict):
+        return {k: _without_discriminators(v) for k, v in node.items() if k != "discriminator"}
+    if isinstance(node, list):
+        return [_without_discriminators(v) for v in node]
+    return node
+
+
+@pytest.fixture(scope="session")
+def openai_spec_validators() -> dict[str, Draft202012Validator]:
+    """Validators of the bodies OpenAI's API accepts (tests/fixtures/openai/), by route:
+    `responses`, `conversations`, a conversation's `items`."""
+    spec = json.loads((FIXTURES / "openai" / "openapi-subset.json").read_text())
+    spec = _without_discriminators(spec)
+    registry = Registry().with_resource(SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT202012))
+    items_body = spec["paths"]["/conversations/{conversation_id}/items"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+
+    def validator(schema: dict) -> Draft202012Validator:
+        return Draft202012Validator(schema, registry=registry)
+
+    return {
+        "responses": validator({"$ref": f"{SPEC_URI}#/components/schemas/CreateResponse"}),
+        "conversations": validator({"$ref": f"{SPEC_URI}#/components/schemas/CreateConversationBody"}),
+        # The items body is written inline on the path; its $refs point into the same document.
+        "items": validator({"$id": f"{SPEC_URI}/items-body", **_rebase_refs(items_body)}),
+    }
+
+
+def _rebase_refs(node):
+    if isinstance(node, dict):
+        return {k: (f"{SPEC_URI}{v}" if k == "$ref" and v.startswith("#") else _rebase_refs(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rebase_refs(v) for v in node]
+    return node
 
 
 @pytest.fixture(autouse=True)
@@ -145,6 +188,8 @@ def redis_queue(settings):
     connection.delete("celery")
 
     class Queue:
+        client = connection  # the broker's Redis, for what the methods below do not read
+
         def __len__(self) -> int:
             return connection.llen("celery")
 

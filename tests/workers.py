@@ -1,27 +1,39 @@
 """Real worker processes for the tests that need them (a worker killed, a burst through two
 workers): the environment a `celery worker` subprocess needs to work on the test database,
-and fakes of OpenAI and the Graph API on threaded loopback servers (several workers call
-them at once)."""
+the workers started and stopped, and fakes of OpenAI and the Graph API on threaded loopback
+servers (several workers call them at once). Also `until`, the tests' one way of waiting.
+
+`tests/conftest.py` loads this module as a plugin (`pytest_plugins`): its fixtures are
+everyone's."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from django.db import connection
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from tests.conversations.conftest import ITEMS_PATH, MESSAGES_PATH, FakeOpenAI
+from tests.conversations.conftest import MESSAGES_PATH, FakeOpenAI, fake_openai_serving
 
 ROOT = Path(__file__).resolve().parent.parent
+# What a worker's log must not hold after a run.
+LOG_ERRORS = ("InvalidSqlStatementName", "Traceback", "ERROR")
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -30,14 +42,12 @@ def threaded_openai(openai_spec_validators):
     holding up the other calls."""
     server = HTTPServer(threaded=True)
     server.start()
-    fake = FakeOpenAI(server, openai_spec_validators)
-    server.expect_request("/v1/responses", method="POST").respond_with_handler(fake.handle_responses)
-    server.expect_request("/v1/conversations", method="POST").respond_with_handler(fake.handle_conversations)
-    server.expect_request(ITEMS_PATH, method="POST").respond_with_handler(fake.handle_items)
-    yield fake
-    server.clear()
-    server.stop()
-    assert not fake.invalid, "bodies that do not match OpenAI's spec:\n" + "\n".join(fake.invalid)
+    try:
+        with fake_openai_serving(server, openai_spec_validators) as fake:
+            yield fake
+    finally:
+        server.clear()
+        server.stop()
 
 
 @pytest.fixture
@@ -89,15 +99,41 @@ def worker_start(name: str, env: dict) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def until(predicate, timeout: float, every: float = 0.2, step=None) -> bool:
+@dataclass
+class Workers:
+    processes: list[subprocess.Popen]
+    log: str = ""  # their stderr, once they have stopped
+
+
+@contextmanager
+def workers_running(env: dict, *names: str) -> Iterator[Workers]:
+    """A `celery worker` per name; on the way out each gets SIGTERM (a warm shutdown, as
+    from a process manager) and its log is collected."""
+    workers = Workers([worker_start(name, env) for name in names])
+    try:
+        yield workers
+    finally:
+        for process in workers.processes:
+            process.send_signal(signal.SIGTERM)
+        workers.log = "".join(process.communicate(timeout=40)[1] for process in workers.processes)
+
+
+def log_errors(log: str) -> list[str]:
+    """Which of LOG_ERRORS a worker's log holds."""
+    return [word for word in LOG_ERRORS if word in log]
+
+
+def until(predicate: Callable[[], T], timeout: float = 15.0, every: float = 0.1, step: Callable[[], object] | None = None) -> T:
+    """Call `predicate` (after `step`, when given) every `every` seconds until it returns
+    something true or `timeout` seconds have passed: its last value."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         if step:
             step()
-        if predicate():
-            return True
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
         time.sleep(every)
-    return False
 
 
 def text_delivery(meta_example, *, wa_id: str, wamid: str, text: str) -> dict:
@@ -108,3 +144,15 @@ def text_delivery(meta_example, *, wa_id: str, wamid: str, text: str) -> dict:
     value["messages"][0]["id"] = wamid
     value["messages"][0]["text"]["body"] = text
     return payload
+
+
+@pytest.fixture
+def post_texts(post_webhook, meta_example):
+    """Post customers' texts to the webhook, each in a delivery of its own, given as
+    (the customer's wa_id, the message's wamid, its text); each must be answered 200."""
+
+    def post(texts: Iterable[tuple[str, str, str]]) -> None:
+        for wa_id, wamid, text in texts:
+            assert post_webhook(text_delivery(meta_example, wa_id=wa_id, wamid=wamid, text=text)).status_code == 200
+
+    return post

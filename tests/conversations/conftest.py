@@ -1,9 +1,10 @@
 """The conversations app's tests: a fake OpenAI on loopback reached through the real SDK, a
 fake Graph API, and the turn run the way eager tasks run it (`handle`, `reply`, `deliver`).
 
-Every body the client sends to `/responses` and `/conversations` is validated against
-OpenAI's own OpenAPI description (the part of it in `tests/fixtures/openai/`); a test fails at
-teardown if any was invalid.
+Every body the client sends to `/responses`, `/conversations` and a conversation's items is
+validated against OpenAI's own OpenAPI description (the part of it in `tests/fixtures/openai/`,
+read by `openai_spec_validators` in tests/conftest.py); a test fails at teardown if any was
+invalid.
 """
 
 from __future__ import annotations
@@ -14,60 +15,20 @@ import json
 import re
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 from django.db import connection
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 from werkzeug import Request, Response
 
-from conversations.models import Message, MessageStatus
+from conversations.models import Message
 from conversations import delivery, runtime, turn
 
-from ..conftest import FIXTURES
 from .factories import MessageFactory
 
-SPEC_URI = "urn:openai-openapi"
 ITEMS_PATH = re.compile(r"^/v1/conversations/(?P<id>[^/]+)/items$")
 MESSAGES_PATH = "/v23.0/106540352242922/messages"
-
-
-def _without_discriminators(node):
-    # OpenAPI's `discriminator` is not JSON Schema; its mapping confuses nothing but it must go
-    # before validation, as SOURCES.md notes.
-    if isinstance(node, dict):
-        return {k: _without_discriminators(v) for k, v in node.items() if k != "discriminator"}
-    if isinstance(node, list):
-        return [_without_discriminators(v) for v in node]
-    return node
-
-
-@pytest.fixture(scope="session")
-def openai_spec_validators() -> dict[str, Draft202012Validator]:
-    spec = json.loads((FIXTURES / "openai" / "openapi-subset.json").read_text())
-    spec = _without_discriminators(spec)
-    registry = Registry().with_resource(SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT202012))
-    items_body = spec["paths"]["/conversations/{conversation_id}/items"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-
-    def validator(schema: dict) -> Draft202012Validator:
-        return Draft202012Validator(schema, registry=registry)
-
-    return {
-        "responses": validator({"$ref": f"{SPEC_URI}#/components/schemas/CreateResponse"}),
-        "conversations": validator({"$ref": f"{SPEC_URI}#/components/schemas/CreateConversationBody"}),
-        # The items body is written inline on the path; its $refs point into the same document.
-        "items": validator({"$id": f"{SPEC_URI}/items-body", **_rebase_refs(items_body)}),
-    }
-
-
-def _rebase_refs(node):
-    if isinstance(node, dict):
-        return {k: (f"{SPEC_URI}{v}" if k == "$ref" and v.startswith("#") else _rebase_refs(v)) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_rebase_refs(v) for v in node]
-    return node
 
 
 def text_output(text: str) -> dict:
@@ -216,17 +177,37 @@ class FakeOpenAI:
         return self._json({"object": "list", "data": data, "first_id": data[0]["id"], "last_id": data[-1]["id"], "has_more": False})
 
 
+@contextmanager
+def fake_openai_serving(server, validators) -> Iterator[FakeOpenAI]:
+    """A FakeOpenAI answering OpenAI's routes on `server`; at the end, every body it was sent
+    must have matched OpenAI's spec."""
+    fake = FakeOpenAI(server, validators)
+    server.expect_request("/v1/responses", method="POST").respond_with_handler(fake.handle_responses)
+    server.expect_request("/v1/conversations", method="POST").respond_with_handler(fake.handle_conversations)
+    server.expect_request(ITEMS_PATH, method="POST").respond_with_handler(fake.handle_items)
+    yield fake
+    assert not fake.invalid, "bodies that do not match OpenAI's spec:\n" + "\n".join(fake.invalid)
+
+
 @pytest.fixture
 def fake_openai(httpserver, settings, openai_spec_validators):
     settings.OPENAI_BASE_URL = httpserver.url_for("/v1")
     settings.OPENAI_API_KEY = "sk-test-fake-key-0123456789"
     settings.OPENAI_MAX_ATTEMPTS = 3
-    fake = FakeOpenAI(httpserver, openai_spec_validators)
-    httpserver.expect_request("/v1/responses", method="POST").respond_with_handler(fake.handle_responses)
-    httpserver.expect_request("/v1/conversations", method="POST").respond_with_handler(fake.handle_conversations)
-    httpserver.expect_request(ITEMS_PATH, method="POST").respond_with_handler(fake.handle_items)
-    yield fake
-    assert not fake.invalid, "bodies that do not match OpenAI's spec:\n" + "\n".join(fake.invalid)
+    with fake_openai_serving(httpserver, openai_spec_validators) as fake:
+        yield fake
+
+
+@pytest.fixture
+def no_debounce(settings):
+    """No quiet period: the turn that handles a customer's text answers it itself."""
+    settings.REPLY_DEBOUNCE_SECONDS = 0
+
+
+@pytest.fixture
+def quiet_period(settings):
+    """A quiet period: each text queues the debounced reply task with its countdown."""
+    settings.REPLY_DEBOUNCE_SECONDS = 3
 
 
 @pytest.fixture
@@ -275,11 +256,6 @@ def customer_says(conversation, text: str) -> Message:
 
 def bot_texts(conversation) -> list[str]:
     return list(conversation.messages.filter(direction="out").order_by("pk").values_list("text", flat=True))
-
-
-def deliver_pending() -> None:
-    for pk in Message.objects.filter(direction="out", status=MessageStatus.PENDING).values_list("pk", flat=True):
-        deliver(pk)
 
 
 def customer_writes_while_the_model_thinks(fake_openai, conversation, text: str) -> list:

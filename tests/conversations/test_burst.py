@@ -5,14 +5,12 @@ the server no longer had (docs/burst-bench.md). Every customer is answered exact
 connections keep working for the next wave, and no worker logs an error.
 (`bench/burst.py --runs 10` is the full-size version: 2,000 texts from 1,000 customers.)"""
 
-import signal
 import time
 
 import pytest
 
 from conversations.models import Message
-from tests.conversations.conftest import openai_spec_validators  # noqa: F401  (a fixture)
-from tests.workers import graph_sends, text_delivery, threaded_openai, until, worker_environment, worker_start  # noqa: F401
+from tests.workers import log_errors, until, worker_environment, workers_running
 
 pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
 
@@ -21,7 +19,7 @@ MODEL_SECONDS = 1.5
 
 
 def test_a_burst_with_stale_replies_answers_every_customer_once_and_leaves_the_connections_working(
-    channel, post_webhook, meta_example, threaded_openai, graph_sends, redis_queue, settings
+    channel, post_texts, threaded_openai, graph_sends, redis_queue, settings
 ):
     graph, sent = graph_sends
     threaded_openai.on_reply = lambda body: time.sleep(MODEL_SECONDS)
@@ -29,12 +27,9 @@ def test_a_burst_with_stale_replies_answers_every_customer_once_and_leaves_the_c
     customers = [f"3934400000{n:02d}" for n in range(CUSTOMERS)]
 
     def wave(name: str) -> None:
-        for n, wa_id in enumerate(customers):
-            delivery = text_delivery(meta_example, wa_id=wa_id, wamid=f"wamid.burst.{name}.{n}", text=f"Messaggio {name} del cliente {n}")
-            assert post_webhook(delivery).status_code == 200
+        post_texts((wa_id, f"wamid.burst.{name}.{n}", f"Messaggio {name} del cliente {n}") for n, wa_id in enumerate(customers))
 
-    workers = [worker_start(f"burst{n}", env) for n in (1, 2)]
-    try:
+    with workers_running(env, "burst1", "burst2") as workers:
         wave("a")
         # The second texts arrive while the first ones' replies wait for the model: those go stale.
         assert until(lambda: len(threaded_openai.reply_requests) >= CUSTOMERS // 2, 30)
@@ -46,12 +41,8 @@ def test_a_burst_with_stale_replies_answers_every_customer_once_and_leaves_the_c
         wave("c")
         assert until(lambda: all(sent[c] >= 2 for c in customers), 60), dict(sent)
         time.sleep(3)  # long enough for an extra answer to show
-    finally:
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-        errors = "".join(worker.communicate(timeout=40)[1] for worker in workers)
 
     assert stale >= CUSTOMERS // 4, stale  # the premise: many replies went stale
     assert {c: sent[c] for c in customers} == {c: 2 for c in customers}  # one answer per burst each
     assert Message.objects.filter(direction="in", handled_at__isnull=True).count() == 0
-    assert "InvalidSqlStatementName" not in errors and "Traceback" not in errors and "ERROR" not in errors, errors[-3000:]
+    assert not log_errors(workers.log), workers.log[-3000:]

@@ -14,6 +14,7 @@ from werkzeug import Response
 
 from conversations import delivery
 from conversations.models import Conversation, Message, MessageStatus
+from conversations.queueing import MESSAGE_DELIVER
 from conversations.services import outbound, sweeps
 from conversations.sql import reply as reply_sql
 
@@ -21,8 +22,6 @@ from tests.conversations.factories import ChannelFactory, ConversationFactory, M
 from .conftest import MESSAGES_PATH, deliver, handle, reply, sent_to_whatsapp
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-DELIVER_TASK = "conversations.tasks.message_deliver"
 
 
 def texts_accepted(graph_api) -> list[tuple[str, str]]:
@@ -45,11 +44,6 @@ def staff_reply(conversation=None, text: str = "Buongiorno, il suo ordine è par
     return outbound.message_send(conversation=conversation or ConversationFactory(), text=text)
 
 
-@pytest.fixture
-def no_debounce(settings):
-    settings.REPLY_DEBOUNCE_SECONDS = 0
-
-
 # --- the turn's reply --------------------------------------------------------------------
 
 
@@ -66,7 +60,7 @@ def test_a_reply_is_sent_by_the_turn_that_wrote_it(fake_openai, graph, redis_que
     question.refresh_from_db()
     assert question.handled_at is not None
     assert sent_to_whatsapp(graph) == ["Sì, in tutta Europa."]
-    assert DELIVER_TASK not in redis_queue.task_names()  # no third task between the model and the customer
+    assert MESSAGE_DELIVER not in redis_queue.task_names()  # no third task between the model and the customer
 
 
 def test_a_temporary_send_failure_of_a_turn_s_reply_goes_to_the_delivery_retry(offline, graph_api, redis_queue, no_debounce):
@@ -77,7 +71,7 @@ def test_a_temporary_send_failure_of_a_turn_s_reply_goes_to_the_delivery_retry(o
 
     answer = Message.objects.get(direction="out")
     assert answer.status == MessageStatus.PENDING and answer.error_title.startswith("Retrying")
-    assert DELIVER_TASK in redis_queue.task_names()
+    assert MESSAGE_DELIVER in redis_queue.task_names()
     message.refresh_from_db()
     assert message.handled_at is not None
 
@@ -102,7 +96,7 @@ def test_a_staff_reply_is_stored_pending_and_delivered_by_its_task(graph, redis_
     message = staff_reply(conversation)
 
     assert message.status == MessageStatus.PENDING
-    assert redis_queue.task_names() == [DELIVER_TASK] and redis_queue.task_args() == [[message.pk]]
+    assert redis_queue.task_names() == [MESSAGE_DELIVER] and redis_queue.task_args() == [[message.pk]]
 
     assert deliver(message.pk) == "sent"
 
@@ -134,7 +128,7 @@ def test_a_temporary_refusal_parks_the_lease_until_the_retry_meta_asked_for(grap
     assert message.status == MessageStatus.PENDING and message.error_code == "130429" and message.error_title.startswith("Retrying")
     parked = (message.locked_until - timezone.now()).total_seconds()
     assert 5 < parked <= 6.5  # Meta's 7 s, less half a second for the task's own countdown
-    assert len(redis_queue) == redis_queue_before + 1 and redis_queue.task_names()[0] == DELIVER_TASK
+    assert len(redis_queue) == redis_queue_before + 1 and redis_queue.task_names()[0] == MESSAGE_DELIVER
 
 
 def test_temporary_refusals_are_bounded_then_the_message_is_failed(graph_api, settings):

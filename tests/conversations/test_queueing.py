@@ -8,20 +8,13 @@ import json
 import pytest
 from celery import signals
 
-from conversations.queueing import RedisShortPath, enqueue
+from conversations.queueing import INBOUND_HANDLE, RedisShortPath, enqueue
 from conversations.tasks import inbound_handle
 
 pytestmark = pytest.mark.broker
 
 
-@pytest.fixture
-def connection(settings, redis_queue):
-    import redis
-
-    return redis.Redis.from_url(settings.REDIS_URL)
-
-
-def test_a_task_without_options_takes_the_short_path_and_queues_one_message_per_id(connection, redis_queue):
+def test_a_task_without_options_takes_the_short_path_and_queues_one_message_per_id(redis_queue):
     assert RedisShortPath.for_task(inbound_handle) is not None
 
     assert enqueue(inbound_handle, [41, 42]) == 2
@@ -29,9 +22,9 @@ def test_a_task_without_options_takes_the_short_path_and_queues_one_message_per_
     assert redis_queue.task_args() == [[42], [41]]  # LPUSH: newest first
 
 
-def test_options_such_as_a_countdown_take_apply_async(connection):
+def test_options_such_as_a_countdown_take_apply_async(redis_queue):
     assert enqueue(inbound_handle, [7], countdown=30) == 1
-    [raw] = connection.lrange("celery", 0, -1)
+    [raw] = redis_queue.client.lrange("celery", 0, -1)
     assert json.loads(raw)["headers"]["eta"] is not None
 
 
@@ -48,11 +41,11 @@ def test_publish_signals_connected_take_apply_async_which_sends_them(redis_queue
     finally:
         signals.before_task_publish.disconnect(record)
 
-    assert sent == [("conversations.tasks.inbound_handle", [5]), ("conversations.tasks.inbound_handle", [6])]
+    assert sent == [(INBOUND_HANDLE, [5]), (INBOUND_HANDLE, [6])]
     assert len(redis_queue) == 2
 
 
-def test_a_task_with_its_own_queue_takes_apply_async(connection):
+def test_a_task_with_its_own_queue_takes_apply_async(redis_queue):
     from whatsbot.celery import app
 
     def elsewhere(pk):
@@ -64,10 +57,10 @@ def test_a_task_with_its_own_queue_takes_apply_async(connection):
 
         assert enqueue(routed, [3]) == 1
 
-        [raw] = connection.lrange("tests.queueing.elsewhere", 0, -1)
+        [raw] = redis_queue.client.lrange("tests.queueing.elsewhere", 0, -1)
         assert json.loads(raw)["headers"]["task"] == "tests.queueing.routed"
     finally:
-        connection.delete("tests.queueing.elsewhere")
+        redis_queue.client.delete("tests.queueing.elsewhere")
         app.tasks.unregister("tests.queueing.routed")
 
 

@@ -8,25 +8,18 @@ worker runs it.
 
 import json
 import re
-import time
 
 import pytest
 from celery import signals
 
 from conversations import runtime
-from conversations.queueing import RedisShortPath
+from conversations.queueing import INBOUND_HANDLE, RedisShortPath
 from conversations.tasks import agent_reply, inbound_handle, message_deliver
+from tests.workers import until
 
 pytestmark = pytest.mark.broker
 
 UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-@pytest.fixture
-def connection(settings, redis_queue):
-    import redis
-
-    return redis.Redis.from_url(settings.REDIS_URL)
 
 
 def pushed(connection, publish) -> dict[bytes, list[bytes]]:
@@ -51,13 +44,13 @@ def without_ids(raw: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("task", [inbound_handle, message_deliver, agent_reply], ids=lambda task: task.name)
-def test_the_short_path_pushes_the_message_apply_async_pushes(task, connection):
+def test_the_short_path_pushes_the_message_apply_async_pushes(task, redis_queue):
     short_path = RedisShortPath.for_task(task)
     assert short_path is not None
     ids = [41, 42, 2**40]
 
-    short = pushed(connection, lambda: short_path.publish(task, ids))
-    reference = pushed(connection, lambda: [task.apply_async((pk,), retry=False) for pk in ids])
+    short = pushed(redis_queue.client, lambda: short_path.publish(task, ids))
+    reference = pushed(redis_queue.client, lambda: [task.apply_async((pk,), retry=False) for pk in ids])
 
     assert list(reference) == [b"celery"]  # kombu's list for the default queue at priority 0
     assert short.keys() == reference.keys()
@@ -68,16 +61,16 @@ def test_the_short_path_pushes_the_message_apply_async_pushes(task, connection):
     assert len(set(all_ids)) == 6
 
 
-def test_a_batch_longer_than_a_pipeline_flush_arrives_whole_and_in_order(connection):
+def test_a_batch_longer_than_a_pipeline_flush_arrives_whole_and_in_order(redis_queue):
     ids = list(range(1, 452))  # over two flushes of PUBLISH_BATCH_SIZE, and a remainder
 
-    short = pushed(connection, lambda: RedisShortPath.for_task(inbound_handle).publish(inbound_handle, ids))
+    short = pushed(redis_queue.client, lambda: RedisShortPath.for_task(inbound_handle).publish(inbound_handle, ids))
 
     assert [json.loads(raw)["headers"]["argsrepr"] for raw in short[b"celery"]] == [f"({pk},)" for pk in ids]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_celery_worker_runs_a_task_the_short_path_queued(connection):
+def test_a_celery_worker_runs_a_task_the_short_path_queued(redis_queue):
     from celery.contrib.testing.worker import start_worker
 
     from whatsbot.celery import app
@@ -88,18 +81,16 @@ def test_a_celery_worker_runs_a_task_the_short_path_queued(connection):
         ran.append((sender.name, task_id, list(args), retval))
 
     RedisShortPath.for_task(inbound_handle).publish(inbound_handle, [987654321])  # no such message
-    [queued] = [json.loads(raw)["headers"]["id"] for raw in connection.lrange("celery", 0, -1)]
+    [queued] = [json.loads(raw)["headers"]["id"] for raw in redis_queue.client.lrange("celery", 0, -1)]
     signals.task_postrun.connect(record, weak=False)
     try:
         # The project's own pool (CELERY_WORKER_POOL), as `celery worker` runs it.
         with start_worker(app, pool=app.conf.worker_pool, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
-            deadline = time.monotonic() + 15
-            while not ran and time.monotonic() < deadline:
-                time.sleep(0.05)
+            until(lambda: ran, 15, every=0.05)
     finally:
         signals.task_postrun.disconnect(record)
         runtime.shutdown(10)  # the turn it handed over, and the loop's connections
 
     # The task hands the id to the worker's event loop (where the turn finds no such message).
-    assert ran == [("conversations.tasks.inbound_handle", queued, [987654321], "submitted")]
-    assert connection.llen("celery") == 0
+    assert ran == [(INBOUND_HANDLE, queued, [987654321], "submitted")]
+    assert redis_queue.client.llen("celery") == 0

@@ -19,6 +19,7 @@ from conversations.models import LEASE, Message, MessageStatus
 from conversations.sql import claim as claim_sql
 
 from tests.conversations.factories import ConversationFactory, MessageFactory
+from tests.workers import until
 
 
 def waits_for(event: threading.Event):
@@ -180,9 +181,7 @@ def test_the_loop_keeps_the_leases_of_what_it_holds_and_only_while_it_holds_them
 
     future = loop.submit(works_on_held)
     assert holding.wait(5)
-    deadline = time.monotonic() + 5
-    while Message.objects.get(pk=held.pk).locked_until == soon and time.monotonic() < deadline:
-        time.sleep(0.05)
+    until(lambda: Message.objects.get(pk=held.pk).locked_until != soon, 5, every=0.05)
 
     assert Message.objects.get(pk=held.pk).locked_until > timezone.now() + LEASE - timezone.timedelta(seconds=5)
     assert Message.objects.get(pk=other.pk).locked_until == soon  # not held: left to run out
@@ -217,9 +216,7 @@ def test_a_warm_shutdown_lets_the_turns_in_flight_finish(worker_loop, fake_opena
     assert future.result(0) == "sent"
     assert Message.objects.get(direction="out").status == MessageStatus.SENT
     # Its pool's and its threads' connections are closed (a server process ends a moment after its client).
-    deadline = time.monotonic() + 5
-    while database_sessions() > sessions and time.monotonic() < deadline:
-        time.sleep(0.05)
+    until(lambda: database_sessions() <= sessions, 5, every=0.05)
     assert database_sessions() <= sessions
     assert runtime._instance is None
     assert runtime.get() is not worker_loop  # a later use starts a new loop

@@ -10,6 +10,7 @@ from datetime import datetime, timezone as dt_timezone
 import pytest
 
 from conversations.models import STATUS_RANK, Conversation, Message, MessageStatus, StatusUpdate
+from conversations.queueing import STATUS_SWEEP
 from conversations.services.sweeps import statuses_sweep
 from conversations.sql import pipelined_transaction
 from conversations.sql.status import statuses_store
@@ -196,7 +197,7 @@ def test_the_sweeper_applies_statuses_the_send_missed_and_leaves_others_alone(co
 def test_the_status_sweeper_is_on_the_beat_schedule():
     from whatsbot.celery import app
 
-    assert {"task": "conversations.tasks.status_sweep", "schedule": 30.0} in app.conf.beat_schedule.values()
+    assert {"task": STATUS_SWEEP, "schedule": 30.0} in app.conf.beat_schedule.values()
 
 
 def test_the_apply_counts_the_messages_it_moved(conversation):

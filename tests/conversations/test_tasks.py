@@ -4,16 +4,12 @@ worker's loop (`runtime.dispatch`), or run to its end when the task runs eagerly
 import pytest
 
 from conversations import runtime, tasks
+from conversations.decisions import Outcome
 from conversations.models import Message, MessageStatus
 
 from tests.conversations.factories import ConversationFactory, MessageFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def no_debounce(settings):
-    settings.REPLY_DEBOUNCE_SECONDS = 0
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_debounce")]
 
 
 def test_an_eager_task_runs_the_turn_to_its_end(offline, graph):
@@ -22,6 +18,7 @@ def test_an_eager_task_runs_the_turn_to_its_end(offline, graph):
     result = tasks.inbound_handle.apply(args=(message.pk,))
 
     assert result.get() == "sent"
+    assert result.get() is Outcome.SENT  # the enum's member, not a bare string equal to it
     assert Message.objects.get(direction="out").status == MessageStatus.SENT
     assert runtime._instance is None  # no worker loop was started for it
 
@@ -30,7 +27,9 @@ def test_a_worker_s_task_hands_the_id_to_the_loop_and_returns(offline, graph):
     message = MessageFactory(conversation=ConversationFactory(), text="Ciao")
     assert runtime._instance is None
     try:
-        assert tasks.inbound_handle(message.pk) == "submitted"
+        submitted = tasks.inbound_handle(message.pk)
+        assert submitted == "submitted"
+        assert submitted is Outcome.SUBMITTED
         assert runtime.get().drain(10)
     finally:
         assert runtime.shutdown(10)
@@ -43,7 +42,9 @@ def test_a_worker_s_task_hands_the_id_to_the_loop_and_returns(offline, graph):
 def test_the_reply_task_answers_the_burst(offline, graph):
     message = MessageFactory(conversation=ConversationFactory(), text="Ciao")
 
-    assert tasks.agent_reply.apply(args=(message.pk,)).get() == "sent"
+    outcome = tasks.agent_reply.apply(args=(message.pk,)).get()
+    assert outcome == "sent"
+    assert outcome is Outcome.SENT
 
 
 def test_the_delivery_task_delivers_a_pending_message_and_nothing_else(graph):
@@ -51,5 +52,9 @@ def test_the_delivery_task_delivers_a_pending_message_and_nothing_else(graph):
     pending = MessageFactory(conversation=conversation, direction="out", author="staff", wamid="", status=MessageStatus.PENDING)
     customer = MessageFactory(conversation=conversation, text="Ciao")
 
-    assert tasks.message_deliver.apply(args=(pending.pk,)).get() == "sent"
-    assert tasks.message_deliver.apply(args=(customer.pk,)).get() == "skipped"
+    delivered = tasks.message_deliver.apply(args=(pending.pk,)).get()
+    skipped = tasks.message_deliver.apply(args=(customer.pk,)).get()
+    assert delivered == "sent"
+    assert skipped == "skipped"
+    assert delivered is Outcome.SENT
+    assert skipped is Outcome.SKIPPED

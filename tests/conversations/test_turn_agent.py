@@ -16,12 +16,7 @@ from profiles.services import profile_field_set
 from tests.conversations.factories import ConversationFactory, MessageFactory, UserFactory
 from .conftest import bot_texts, customer_says, handoff_call, reply, sent_to_whatsapp
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def quiet_period(settings):
-    settings.REPLY_DEBOUNCE_SECONDS = 3
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("quiet_period")]
 
 
 def test_extraction_fills_the_profile_and_the_bot_asks_for_the_next_missing_field(fake_openai, graph):

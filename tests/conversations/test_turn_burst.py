@@ -9,28 +9,16 @@ from __future__ import annotations
 import json
 
 import pytest
-import redis
 from django.utils import timezone
 
 from conversations.models import Conversation, Message, MessageStatus, Owner
+from conversations.queueing import AGENT_REPLY
 from conversations.services import sweeps
 
 from tests.conversations.factories import ConversationFactory, MessageFactory
 from .conftest import bot_texts, customer_says, customer_writes_while_the_model_thinks, handle, reply
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-AGENT_REPLY = "conversations.tasks.agent_reply"
-
-
-@pytest.fixture(autouse=True)
-def quiet_period(settings):
-    settings.REPLY_DEBOUNCE_SECONDS = 3
-
-
-@pytest.fixture
-def no_debounce(settings):
-    settings.REPLY_DEBOUNCE_SECONDS = 0
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("quiet_period")]
 
 
 def test_a_burst_of_three_messages_gets_one_reply(fake_openai, graph, redis_queue):
@@ -51,11 +39,11 @@ def test_a_burst_of_three_messages_gets_one_reply(fake_openai, graph, redis_queu
     assert len(bot_texts(conversation)) == 1
 
 
-def test_the_reply_task_is_queued_with_the_debounce_countdown(fake_openai, graph, redis_queue, settings):
+def test_the_reply_task_is_queued_with_the_debounce_countdown(fake_openai, graph, redis_queue):
     conversation = ConversationFactory()
     message = customer_says(conversation, "Ciao")
 
-    raw = redis.Redis.from_url(settings.REDIS_URL).lrange("celery", 0, -1)
+    raw = redis_queue.client.lrange("celery", 0, -1)
     headers = json.loads(raw[0])["headers"]
     assert headers["task"] == AGENT_REPLY and headers["eta"]
     eta = timezone.datetime.fromisoformat(headers["eta"])

@@ -10,12 +10,7 @@ from conversations.sql import reply as reply_sql
 from tests.conversations.factories import ConversationFactory, MessageFactory
 from .conftest import MESSAGES_PATH, handle, sent_to_whatsapp
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def no_debounce(settings):
-    settings.REPLY_DEBOUNCE_SECONDS = 0
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_debounce")]
 
 
 def test_the_turn_extracts_and_replies_without_queueing_a_reply_task(fake_openai, graph, redis_queue):

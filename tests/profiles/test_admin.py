@@ -11,6 +11,13 @@ from tests.profiles.factories import ClientProfileFactory
 pytestmark = pytest.mark.django_db
 
 
+def change(client, profile, **fields):
+    """Post the profile's change form: `fields`, every other editable field blank, no inline rows."""
+    blank = {"first_name": "", "last_name": "", "company": "", "email": ""}
+    inlines = {"field_changes-TOTAL_FORMS": "0", "field_changes-INITIAL_FORMS": "0"}
+    return client.post(f"/admin/profiles/clientprofile/{profile.pk}/change/", {**blank, **fields, **inlines})
+
+
 def test_the_profile_page_says_where_each_value_came_from(admin_member_client, channel, admin_member):
     conversation = ConversationFactory(channel=channel)
     profile = conversation.profile
@@ -42,11 +49,7 @@ def test_the_profile_page_says_which_value_was_only_a_guess(admin_member_client,
 def test_an_admin_edit_is_a_staff_value_the_ai_will_not_overwrite(admin_member_client, admin_member):
     profile = ClientProfileFactory()
 
-    response = admin_member_client.post(
-        f"/admin/profiles/clientprofile/{profile.pk}/change/",
-        {"first_name": "anna", "last_name": "", "company": "", "email": "ANNA@Example.com",
-         "field_changes-TOTAL_FORMS": "0", "field_changes-INITIAL_FORMS": "0"},
-    )  # fmt: skip
+    response = change(admin_member_client, profile, first_name="anna", email="ANNA@Example.com")
 
     assert response.status_code == 302
     profile.refresh_from_db()
@@ -60,11 +63,7 @@ def test_an_admin_edit_is_a_staff_value_the_ai_will_not_overwrite(admin_member_c
 def test_an_invalid_value_is_refused_with_the_reason(admin_member_client):
     profile = ClientProfileFactory()
 
-    response = admin_member_client.post(
-        f"/admin/profiles/clientprofile/{profile.pk}/change/",
-        {"first_name": "", "last_name": "", "company": "", "email": "not an email",
-         "field_changes-TOTAL_FORMS": "0", "field_changes-INITIAL_FORMS": "0"},
-    )  # fmt: skip
+    response = change(admin_member_client, profile, email="not an email")
 
     assert response.status_code == 200
     assert "email" in response.context_data["adminform"].form.errors

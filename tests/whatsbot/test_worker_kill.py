@@ -12,8 +12,7 @@ import pytest
 
 from conversations.models import Message
 from conversations.services import sweeps
-from tests.conversations.conftest import openai_spec_validators  # noqa: F401  (a fixture)
-from tests.workers import graph_sends, text_delivery, threaded_openai, until, worker_environment, worker_start  # noqa: F401
+from tests.workers import log_errors, until, worker_environment, worker_start, workers_running
 
 pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
 
@@ -22,7 +21,7 @@ LEASE_SECONDS = 6
 
 
 def test_a_killed_workers_customers_are_answered_exactly_once_by_another(
-    channel, post_webhook, meta_example, threaded_openai, graph_sends, redis_queue, settings
+    channel, post_texts, threaded_openai, graph_sends, redis_queue, settings
 ):
     graph, sent = graph_sends
     release = threading.Event()
@@ -31,9 +30,7 @@ def test_a_killed_workers_customers_are_answered_exactly_once_by_another(
         settings=settings, openai=threaded_openai, graph=graph, REPLY_DEBOUNCE_SECONDS="1", LEASE_SECONDS=str(LEASE_SECONDS)
     )
     customers = [f"3933300000{n:02d}" for n in range(CUSTOMERS)]
-    for n, wa_id in enumerate(customers):
-        delivery = text_delivery(meta_example, wa_id=wa_id, wamid=f"wamid.kill.{n}", text=f"Buongiorno, sono il cliente {n}")
-        assert post_webhook(delivery).status_code == 200
+    post_texts((wa_id, f"wamid.kill.{n}", f"Buongiorno, sono il cliente {n}") for n, wa_id in enumerate(customers))
 
     first = worker_start("first", env)
     try:
@@ -48,8 +45,7 @@ def test_a_killed_workers_customers_are_answered_exactly_once_by_another(
     assert Message.objects.filter(direction="out").count() == 0
 
     settings.INBOUND_SWEEP_AFTER_SECONDS = 0
-    second = worker_start("second", env)
-    try:
+    with workers_running(env, "second") as second:
         # The beat's sweeper, every second instead of every 30 s.
         answered = until(lambda: all(sent[c] >= 1 for c in customers), 90, every=1.0, step=sweeps.inbound_sweep)
         elapsed = time.monotonic() - killed_at
@@ -58,12 +54,9 @@ def test_a_killed_workers_customers_are_answered_exactly_once_by_another(
             sweeps.inbound_sweep()
             sweeps.outbound_sweep()
             time.sleep(1)
-    finally:
-        second.send_signal(signal.SIGTERM)
-        _out, errors = second.communicate(timeout=40)
 
     assert answered, f"answered: {dict(sent)}"
     assert {c: sent[c] for c in customers} == {c: 1 for c in customers}  # exactly once each
     assert elapsed < LEASE_SECONDS + 30, elapsed
     assert Message.objects.filter(direction="in", handled_at__isnull=True).count() == 0
-    assert "Traceback" not in errors, errors[-3000:]
+    assert not log_errors(second.log), second.log[-3000:]  # no Traceback, no ERROR

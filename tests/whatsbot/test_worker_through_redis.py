@@ -2,27 +2,16 @@
 consuming from the real Redis broker: a webhook message answered end to end."""
 
 import json
-import time
 
 import pytest
 from werkzeug import Response
 
 from conversations import runtime
 from conversations.models import Message, MessageStatus
+from tests.conversations.conftest import MESSAGES_PATH
+from tests.workers import until
 
 pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
-
-MESSAGES_PATH = "/v23.0/106540352242922/messages"
-
-
-def wait_for(predicate, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
@@ -51,9 +40,11 @@ def test_a_webhook_message_is_answered_by_a_worker_through_redis(channel, post_w
     response = post_webhook(meta_example("Image Message"))
     assert response.status_code == 200
 
-    reply = wait_for(lambda: Message.objects.filter(direction="out", status=MessageStatus.SENT).first())
-    inbound = wait_for(lambda: Message.objects.filter(direction="in", handled_at__isnull=False).first())
-    wait_for(lambda: len(graph_api.log) >= 2)  # the read receipt goes out beside the turn
+    reply = until(lambda: Message.objects.filter(direction="out", status=MessageStatus.SENT).first())
+    assert reply, "no reply sent"
+    inbound = until(lambda: Message.objects.filter(direction="in", handled_at__isnull=False).first())
+    assert inbound, "the customer's message not handled"
+    assert until(lambda: len(graph_api.log) >= 2)  # the read receipt goes out beside the turn
 
     assert reply.wamid == "wamid.reply"
     bodies = [json.loads(request.get_data()) for request, _ in graph_api.log]
@@ -73,6 +64,7 @@ def test_a_customer_text_is_answered_after_the_quiet_period_by_the_worker(channe
 
     assert post_webhook(meta_example("Text Message")).status_code == 200
 
-    reply = wait_for(lambda: Message.objects.filter(direction="out", status=MessageStatus.SENT).first())
+    reply = until(lambda: Message.objects.filter(direction="out", status=MessageStatus.SENT).first())
+    assert reply, "no reply sent"
     assert reply.wamid == "wamid.text-reply" and reply.author == "bot"
     assert Message.objects.get(direction="in").handled_at is not None

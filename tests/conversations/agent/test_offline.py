@@ -4,10 +4,9 @@ import pytest
 
 from conversations.agent.offline import details_extract, language_detect
 from conversations.models import Owner
-from profiles.models import Confidence, ExtractedValue
-
 from tests.conversations.conftest import handle, reply, sent_to_whatsapp
 from tests.conversations.factories import ConversationFactory, MessageFactory
+from tests.profiles.factories import guessed, stated
 
 
 def say(conversation, text):
@@ -68,10 +67,6 @@ def test_offline_commands_and_handoff_work_too(offline, graph):
     assert conversation.owner == Owner.HUMAN
 
 
-def stated(value: str) -> ExtractedValue:
-    return ExtractedValue(value, Confidence.STATED)
-
-
 @pytest.mark.parametrize(
     "text, expected",
     [
@@ -80,15 +75,11 @@ def stated(value: str) -> ExtractedValue:
         ("my order #AB-77 has not arrived", {"order_number": stated("AB-77"), "language": "en"}),
         ("scrivete a anna@example.org grazie", {"email": stated("anna@example.org"), "language": "it"}),
         ("I work for Globex Corporation", {"company": stated("Globex Corporation"), "language": "en"}),
-        ("Sono Giulia", {"first_name": ExtractedValue("Giulia", Confidence.GUESSED), "language": "it"}),
+        ("Sono Giulia", {"first_name": guessed("Giulia"), "language": "it"}),
     ],
 )
 def test_the_offline_rules_pick_details_out_of_the_text_saying_how_sure_they_are(text, expected):
     assert details_extract(text=text) == expected
-
-
-def guessed(value: str) -> ExtractedValue:
-    return ExtractedValue(value, Confidence.GUESSED)
 
 
 @pytest.mark.parametrize(
