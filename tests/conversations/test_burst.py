@@ -6,6 +6,7 @@ connections keep working for the next wave, and no worker logs an error.
 (`bench/burst.py --runs 10` is the full-size version: 2,000 texts from 1,000 customers.)"""
 
 import time
+from collections import Counter
 
 import pytest
 
@@ -43,6 +44,19 @@ def test_a_burst_with_stale_replies_answers_every_customer_once_and_leaves_the_c
         time.sleep(3)  # long enough for an extra answer to show
 
     assert stale >= CUSTOMERS // 4, stale  # the premise: many replies went stale
-    assert {c: sent[c] for c in customers} == {c: 2 for c in customers}  # one answer per burst each
+    # One answer per burst: waves a and b are one burst for a customer whose first reply went
+    # stale, two for one (late in a wave, on a busy machine) answered before its second text.
+    replies = Counter(
+        Message.objects.filter(direction="out", author="bot").values_list("conversation__profile__wa_id", flat=True)
+    )
+    assert all(2 <= replies[c] <= 3 for c in customers), dict(replies)
+    assert sum(replies[c] == 2 for c in customers) >= CUSTOMERS // 4, dict(replies)
+    for wa_id in customers:  # every reply answers texts no other reply answered
+        thread = "".join(
+            "o" if d == "out" else "i"
+            for d in Message.objects.filter(conversation__profile__wa_id=wa_id).order_by("id").values_list("direction", flat=True)
+        )
+        assert thread.startswith("i") and "oo" not in thread, (wa_id, thread)
+    assert {c: sent[c] for c in customers} == {c: replies[c] for c in customers}  # each stored reply sent once
     assert Message.objects.filter(direction="in", handled_at__isnull=True).count() == 0
     assert not log_errors(workers.log), workers.log[-3000:]

@@ -10,19 +10,11 @@ from profiles.models import ClientProfile, Confidence, ExtractedValue, FieldSour
 from profiles.services import profile_field_set, profile_language_set, profile_update_from_extraction
 
 from tests.conversations.factories import ConversationFactory, MessageFactory, UserFactory
-from .factories import ClientProfileFactory
+from .factories import ClientProfileFactory, guessed, stated
 
 pytestmark = pytest.mark.django_db
 
 FIELDS = ["first_name", "last_name", "company", "email", "order_number"]
-
-
-def stated(value: str) -> ExtractedValue:
-    return ExtractedValue(value, Confidence.STATED)
-
-
-def guessed(value: str) -> ExtractedValue:
-    return ExtractedValue(value, Confidence.GUESSED)
 
 
 def extracted(profile: ClientProfile, values: dict, *, text: str = "…", fields: list[str] = FIELDS) -> list:
