@@ -24,7 +24,7 @@ from integrations.base import ProviderError
 from . import runtime
 from .decisions import Outcome
 from .models import Message
-from .providers import outgoing, provider_for
+from .providers import outgoing, provider_for, recipient_of
 from .services import outbound
 from .sql import reply as reply_sql
 from .sql import status as status_sql
@@ -55,7 +55,7 @@ async def deliver(message: Message) -> Outcome:
     conversation = message.conversation
     with runtime.holding([message.pk]):
         try:
-            provider_id = await provider_for(conversation.channel).send(outgoing(message), to=conversation.profile.wa_id)
+            provider_id = await provider_for(conversation.channel).send(outgoing(message), to=recipient_of(conversation.profile))
         except ProviderError as exc:
             retries = await runtime.sync(outbound.delivery_failed, message=message, error=exc)
             return Outcome.RETRY if retries else Outcome.FAILED

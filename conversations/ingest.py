@@ -24,7 +24,7 @@ from django.db import OperationalError, connection
 from django.db.models import Model
 from django.utils import timezone
 
-from integrations.base import Delivery, InboundMessage
+from integrations.base import Delivery, Identity, InboundMessage
 
 from . import queueing
 from .groupcommit import GroupCommit
@@ -137,19 +137,17 @@ def _rows_store(cursor, jobs: Sequence[_Job]) -> list[tuple]:
     inserted: list[tuple] = []
     now = timezone.now()
     for channel, messages in by_channel.values():
-        profiles: dict[str, dict] = {}
+        profiles: dict[Identity, dict] = {}
         for m in messages:
             at = m.timestamp or now
-            row = profiles.setdefault(
-                m.customer_id,
-                {"wa_id": m.customer_id, "profile_name": "", "first_contact_at": at, "last_contact_at": at, "created_at": now},
-            )
+            row = profiles.setdefault(m.customer, _profile_row(m.customer, at, now))
             row["profile_name"] = m.profile_name or row["profile_name"]
             row["first_contact_at"] = min(row["first_contact_at"], at)
             row["last_contact_at"] = max(row["last_contact_at"], at)
+        position = {identity: n for n, identity in enumerate(profiles)}
         rows = [
             {
-                "wa_id": m.customer_id,
+                "customer": position[m.customer],
                 "direction": Direction.INBOUND,
                 "author": Author.CUSTOMER,
                 "type": m.type,
@@ -167,6 +165,21 @@ def _rows_store(cursor, jobs: Sequence[_Job]) -> list[tuple]:
         ]
         inserted += ingest_sql.thread_rows_store(cursor, channel_id=channel.pk, profiles=list(profiles.values()), messages=rows)
     return inserted
+
+
+def _profile_row(customer: Identity, at, now) -> dict:
+    """A customer's profile as a message shows it; `key` is what a new one is keyed by."""
+    return {
+        "key": customer.user_id or customer.phone,
+        "wa_id": customer.phone,
+        "user_id": customer.user_id,
+        "parent_user_id": customer.parent_user_id,
+        "username": customer.username,
+        "profile_name": "",
+        "first_contact_at": at,
+        "last_contact_at": at,
+        "created_at": now,
+    }
 
 
 def _threads(jobs: Sequence[_Job], inserted: list[tuple]) -> list[dict]:

@@ -279,7 +279,7 @@ class StatusUpdate(models.Model):
     wamid = models.CharField(max_length=255)
     status = models.CharField(max_length=10, choices=MessageStatus.choices)
     timestamp = models.DateTimeField()
-    recipient_id = models.CharField(max_length=32, blank=True)
+    recipient_id = models.CharField(max_length=160, blank=True)  # a phone number or a BSUID
     errors = models.JSONField(default=list, blank=True)
     payload = models.JSONField(default=dict, blank=True)
     applied = models.BooleanField(default=False)

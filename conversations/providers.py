@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from integrations.base import Outgoing, Provider, ProviderError
+from integrations.base import Identity, Outgoing, Provider, ProviderError
 from integrations.meta import MetaProvider
 from integrations.sandbox import SandboxProvider
+from profiles.models import ClientProfile
 
 from .models import Channel, Message
 from .models import Provider as ProviderKind
@@ -29,3 +30,9 @@ def outgoing(message: Message) -> Outgoing:
         type=message.type, text=message.text, reply_to=message.context_wamid, media=message.media or {},
         template=(message.payload or {}).get("template") or {},
     )  # fmt: skip
+
+
+def recipient_of(profile: ClientProfile) -> Identity:
+    """Where a reply to the customer goes: the provider picks its phone number when known,
+    its business-scoped user id otherwise."""
+    return Identity(phone=profile.wa_id, user_id=profile.user_id, parent_user_id=profile.parent_user_id, username=profile.username)

@@ -5,8 +5,8 @@ A provider is a folder of `integrations/` with a class that has these calls:
 | call | does |
 | --- | --- |
 | `verify(body, headers) -> bool` | the signature check on the raw body of a webhook delivery |
-| `parse(body) -> Delivery` | the delivery's items: customer messages, delivery statuses, what was ignored |
-| `await send(outgoing, to) -> str` | the provider's id for the sent message; raises `ProviderError` |
+| `parse(body) -> Delivery` | the delivery's items (messages, statuses, preferences, contacts, identity changes), what was rejected and why, what was ignored |
+| `await send(outgoing, to) -> str` | the provider's id for the sent message (`to` is an `Identity`); raises `ProviderError` |
 | `await mark_read(provider_id, typing)` | read receipt (and typing indicator) for a customer message |
 | `await fetch_media(ref) -> Media` | the bytes of a media item the customer sent |
 
@@ -23,24 +23,49 @@ from typing import Mapping, Protocol
 
 
 class PayloadError(ValueError):
-    """The body is JSON but not a delivery the provider can read."""
+    """The body is not a delivery the provider can read at all (not JSON, not its envelope)."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a customer is, as far as the provider said. Any part may be empty, never all of
+    `phone` and `user_id`: Meta shares the phone number only when it may."""
+
+    phone: str = ""  # Meta's wa_id
+    user_id: str = ""  # business-scoped user id (BSUID), e.g. "IT.13491208655302741918"
+    parent_user_id: str = ""  # parent BSUID shared across portfolios, e.g. "IT.ENT.1181…"
+    username: str = ""  # "@name" handle, shown instead of the number
+
+    def __bool__(self) -> bool:
+        return bool(self.phone or self.user_id)
+
+
+class Author:
+    """Who wrote an item that reaches a customer's thread (`InboundMessage.author`)."""
+
+    CUSTOMER = "customer"
+    BUSINESS_APP = "business_app"  # the owner, in the WhatsApp Business app (coexistence)
 
 
 @dataclass
 class InboundMessage:
-    """A message from a customer, as the provider delivered it."""
+    """A message in a customer's thread, as the provider delivered it: mostly the customer's
+    own; with coexistence also what the business wrote in the WhatsApp Business app (echoes)
+    and past chats (history)."""
 
     phone_number_id: str  # the business number it was sent to (routes it to a channel)
     provider_id: str  # unique per message (Meta's wamid): a redelivery carries the same one
-    customer_id: str  # who sent it (Meta's wa_id)
-    type: str  # one of conversations.models.MessageType's values
+    customer: Identity  # the customer whose thread it belongs to (sender, or recipient of an echo)
+    type: str  # one of conversations.models.MessageType's values, or "edit" / "revoke"
     text: str  # body, caption, or a readable rendering of the content
     timestamp: datetime | None
     payload: dict  # the provider's message object as received
     profile_name: str = ""
     media: dict = field(default_factory=dict)
-    context_id: str = ""  # the message this one replies or reacts to
+    context_id: str = ""  # the message this one replies to, reacts to, edits or revokes
     referral: dict = field(default_factory=dict)
+    author: str = Author.CUSTOMER
+    history: bool = False  # imported from past chats: no reply, no window opened
 
 
 @dataclass
@@ -51,9 +76,55 @@ class StatusEvent:
     provider_id: str
     status: str
     timestamp: datetime
-    recipient_id: str
+    recipient: Identity
     errors: list
     payload: dict
+    pricing: dict = field(default_factory=dict)  # billable, pricing_model, category, type
+
+
+@dataclass
+class PreferenceChange:
+    """A customer's choice about a category of messages (Meta's `user_preferences`)."""
+
+    phone_number_id: str
+    customer: Identity
+    category: str  # "marketing_messages"
+    value: str  # "stop", "resume", "signup"
+    timestamp: datetime
+    payload: dict
+
+
+@dataclass
+class ContactUpdate:
+    """A contact saved or removed in the WhatsApp Business app (coexistence state sync)."""
+
+    phone_number_id: str
+    customer: Identity
+    full_name: str
+    first_name: str
+    action: str  # "add" / "remove"
+    timestamp: datetime
+    payload: dict
+
+
+@dataclass
+class IdentityChange:
+    """A customer's identity moved: a new phone number or a new BSUID (Meta's system messages)."""
+
+    phone_number_id: str
+    old: Identity
+    new: Identity
+    timestamp: datetime
+
+
+@dataclass
+class Rejected:
+    """An item the provider delivered that could not be read: skipped, with the reason kept
+    on the delivery's record; the other items of the delivery are handled."""
+
+    kind: str  # "message", "status", "change", ...
+    reason: str
+    item_id: str = ""  # the provider's id for it, when it had a usable one
 
 
 @dataclass
@@ -62,11 +133,19 @@ class Delivery:
 
     messages: list[InboundMessage] = field(default_factory=list)
     statuses: list[StatusEvent] = field(default_factory=list)
+    preferences: list[PreferenceChange] = field(default_factory=list)
+    contacts: list[ContactUpdate] = field(default_factory=list)
+    identity_changes: list[IdentityChange] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # well formed, nothing to act on
 
     @property
+    def items(self) -> list:
+        return [*self.messages, *self.statuses, *self.preferences, *self.contacts, *self.identity_changes]
+
+    @property
     def phone_number_ids(self) -> set[str]:
-        return {m.phone_number_id for m in self.messages} | {s.phone_number_id for s in self.statuses}
+        return {item.phone_number_id for item in self.items}
 
 
 @dataclass
@@ -116,7 +195,7 @@ class Provider(Protocol):
 
     def parse(self, body: bytes) -> Delivery: ...
 
-    async def send(self, outgoing: Outgoing, *, to: str) -> str: ...
+    async def send(self, outgoing: Outgoing, *, to: Identity) -> str: ...
 
     async def mark_read(self, provider_id: str, *, typing: bool = True) -> None: ...
 

@@ -39,9 +39,19 @@ class ExtractedValue:
 
 
 class ClientProfile(models.Model):
-    """A customer, keyed by the WhatsApp id Meta gives it (`wa_id`)."""
+    """A customer: an identity set (phone number, business-scoped user id, parent BSUID,
+    username) pointing to one profile. A message finds its customer by any identity it
+    carries; one learned later joins the same profile (`conversations.sql.ingest`)."""
 
-    wa_id = models.CharField(_("WhatsApp id"), max_length=32)  # unique: profile_wa_id_uniq
+    # The identity the customer was first known by (its BSUID, or its phone number when Meta
+    # gave none): never changes, so concurrent deliveries for one new customer meet on it.
+    key = models.CharField(max_length=160, editable=False)  # unique: profile_key_uniq
+    # Meta's wa_id: the phone number, when Meta shares it. Unique where known.
+    wa_id = models.CharField(_("phone number"), max_length=32, blank=True)
+    # The business-scoped user id (BSUID), e.g. "IT.13491208655302741918". Unique where known.
+    user_id = models.CharField(_("WhatsApp user id (BSUID)"), max_length=160, blank=True)
+    parent_user_id = models.CharField(_("parent user id"), max_length=160, blank=True)
+    username = models.CharField(_("WhatsApp username"), max_length=100, blank=True)
     profile_name = models.CharField(_("WhatsApp profile name"), max_length=255, blank=True)
     first_name = models.CharField(_("first name"), max_length=120, blank=True)
     last_name = models.CharField(_("last name"), max_length=120, blank=True)
@@ -65,8 +75,13 @@ class ClientProfile(models.Model):
         verbose_name = _("client profile")
         verbose_name_plural = _("client profiles")
         # Not `unique=True`: the same unique index without Django's LIKE index beside it.
-        constraints = [models.UniqueConstraint(fields=["wa_id"], name="profile_wa_id_uniq")]
+        constraints = [
+            models.UniqueConstraint(fields=["key"], name="profile_key_uniq"),
+            models.UniqueConstraint(fields=["wa_id"], condition=~models.Q(wa_id=""), name="profile_wa_id_uniq"),
+            models.UniqueConstraint(fields=["user_id"], condition=~models.Q(user_id=""), name="profile_user_id_uniq"),
+        ]
         indexes = [
+            models.Index(fields=["username"], name="profile_username_idx", condition=~models.Q(username="")),
             models.Index(fields=["email"], name="profile_email_idx"),
             models.Index(fields=["last_contact_at"], name="profile_last_contact_idx"),
         ]
@@ -74,10 +89,24 @@ class ClientProfile(models.Model):
     def __str__(self) -> str:
         return self.display_name
 
+    def save(self, *args, **kwargs) -> None:
+        if not self.key:
+            self.key = self.user_id or self.wa_id
+        super().save(*args, **kwargs)
+
     @property
     def display_name(self) -> str:
         full = f"{self.first_name} {self.last_name}".strip()
-        return full or self.profile_name or f"+{self.wa_id}"
+        return full or self.profile_name or self.handle
+
+    @property
+    def handle(self) -> str:
+        """How the customer is reached, for staff: the number, else the @username, else the BSUID."""
+        if self.wa_id:
+            return f"+{self.wa_id}"
+        if self.username:
+            return self.username if self.username.startswith("@") else f"@{self.username}"
+        return self.user_id
 
     @property
     def order_number(self) -> str:

@@ -228,3 +228,29 @@ def broker_down():
     yield
     _reset_celery_pools(app)
     app.conf.broker_url = old
+
+
+@pytest.fixture
+def database_refuses():
+    """`refuse(model, column, value)`: from now on PostgreSQL refuses (a DataError, raised by a
+    trigger) to store a row of `model` whose `column` is `value` — a real failure of the
+    database at that statement, for input the product itself accepts."""
+    from django.db import connection
+
+    made: list[tuple[str, str]] = []
+
+    def refuse(model, column: str, value: str) -> None:
+        name, table = f"refuse_{len(made)}", model._meta.db_table
+        literal = "'" + value.replace("'", "''") + "'"
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "RAISE EXCEPTION 'refused by the test' USING ERRCODE = '22001'; END $$"
+            )
+            cursor.execute(f"CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW WHEN (NEW.{column} = {literal}) EXECUTE FUNCTION {name}()")
+        made.append((name, table))
+
+    yield refuse
+    with connection.cursor() as cursor:
+        for name, table in made:
+            cursor.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}; DROP FUNCTION IF EXISTS {name}()")

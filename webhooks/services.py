@@ -129,6 +129,9 @@ def _describe(event: WebhookEvent, delivery: Delivery, ingested: Ingested, chann
     else:
         event.outcome = Outcome.IGNORED
         event.detail = "nothing to act on: " + ", ".join(delivery.ignored)[:500]
+    if delivery.rejected:
+        skipped = "; ".join(f"{r.kind} {r.item_id}: {r.reason}".replace("  ", " ") for r in delivery.rejected)
+        event.detail += f"; skipped {len(delivery.rejected)}: {skipped}"[:4000]
 
 
 def _counts(delivery: Delivery, ingested: Ingested, served: list[str]) -> str:

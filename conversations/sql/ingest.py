@@ -30,12 +30,28 @@ from . import backend, literal, quote, row_values, table
 # `T.col` in an upsert's SET clause: the existing row's value.
 _EXISTING = re.compile(r"\bT\.")
 
-# What a new message does to a profile that exists: a newer contact time, a name when given.
+# What a new message does to a profile that exists: a newer contact time, a name when given,
+# an identity it did not know yet (a phone number learned later, a BSUID for a customer known
+# by its number) unless another profile holds it.
 PROFILE_UPSERT = {
     "profile_name": "CASE WHEN EXCLUDED.profile_name <> '' THEN EXCLUDED.profile_name ELSE T.profile_name END",
     "last_contact_at": "CASE WHEN T.last_contact_at IS NULL OR EXCLUDED.last_contact_at > T.last_contact_at "
     "THEN EXCLUDED.last_contact_at ELSE T.last_contact_at END",
+    **{
+        column: f"CASE WHEN EXCLUDED.{column} <> '' AND T.{column} <> EXCLUDED.{column} AND NOT EXISTS "
+        f"(SELECT 1 FROM {{profiles}} o WHERE o.{column} = EXCLUDED.{column} AND o.key <> T.key) "
+        f"THEN EXCLUDED.{column} ELSE T.{column} END"
+        for column in ("wa_id", "user_id")
+    },
+    **{
+        column: f"CASE WHEN EXCLUDED.{column} <> '' THEN EXCLUDED.{column} ELSE T.{column} END"
+        for column in ("parent_user_id", "username")
+    },
 }
+# How the rows of one customer in one statement fold into one (a customer named twice, by
+# its number in one message and by its BSUID in another): the earliest first contact, the
+# latest of everything else, a non-empty value over an empty one.
+_FOLD_EARLIEST = ("first_contact_at", "created_at")
 
 
 @dataclass(frozen=True, eq=False)  # one per (model, without), from `_plan`: compared and hashed by identity
@@ -138,13 +154,28 @@ def _thread_rows_sql(profile_present: tuple[str, ...], message_present: tuple[st
     """The statement in four parts; the select lists (with their defaults) go in between."""
     profile, conversation, message = _plan(ClientProfile), _plan(Conversation), _plan(Message, ("conversation",))
     profiles = table(ClientProfile)
-    profile_sets = ", ".join(quote(col) + " = " + _EXISTING.sub(profiles + ".", sql) for col, sql in PROFILE_UPSERT.items())
+    profile_sets = ", ".join(
+        quote(col) + " = " + _EXISTING.sub(profiles + ".", sql.replace("{profiles}", profiles)) for col, sql in PROFILE_UPSERT.items()
+    )
     conversation_columns = ", ".join(quote(f.column) for f in conversation.fields if f.name != "profile")
-    head = f"WITH profile AS (INSERT INTO {profiles} ({profile.columns}) SELECT "
+    folded = ", ".join(
+        f"{'min' if name in _FOLD_EARLIEST else 'max'}(r.{quote(f.column)}) AS {quote(f.column)}"
+        for f in profile.fields
+        if (name := f.name) in profile_present and name != "key"
+    )
+    # Each customer of the batch (`_ref`) resolved to the profile it already has, found by
+    # its BSUID first, then by its phone number; a new one is keyed by what it carries.
+    head = (
+        f"WITH given AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS v(_ref integer, {_definitions(profile, profile_present)})), "
+        "resolved AS (SELECT g.*, coalesce("
+        f"(SELECT p.key FROM {profiles} p WHERE g.user_id <> '' AND p.user_id = g.user_id), "
+        f"(SELECT p.key FROM {profiles} p WHERE g.wa_id <> '' AND p.wa_id = g.wa_id), g.key) AS _key FROM given g), "
+        f"folded AS (SELECT r._key AS key, {folded} FROM resolved r GROUP BY r._key), "
+        f"profile AS (INSERT INTO {profiles} ({profile.columns}) SELECT "
+    )
     middle = (
-        f" FROM jsonb_to_recordset(%s::jsonb) AS v({_definitions(profile, profile_present)}) "
-        f"ORDER BY v.{quote('wa_id')} "
-        f"ON CONFLICT ({quote('wa_id')}) DO UPDATE SET {profile_sets} RETURNING {quote('id')}, {quote('wa_id')}), "
+        " FROM folded v ORDER BY v.key "
+        f"ON CONFLICT ({quote('key')}) DO UPDATE SET {profile_sets} RETURNING {quote('id')}, {quote('key')}), "
         f"conversation AS (INSERT INTO {table(Conversation)} ({quote('profile_id')}, {conversation_columns}) "
         "SELECT p.id, "
     )
@@ -156,8 +187,8 @@ def _thread_rows_sql(profile_present: tuple[str, ...], message_present: tuple[st
         f"message AS (INSERT INTO {table(Message)} ({quote('conversation_id')}, {message.columns}) SELECT c.id, "
     )
     tail = (
-        f" FROM jsonb_to_recordset(%s::jsonb) AS v(_wa_id text, _position integer, {_definitions(message, message_present)}) "
-        "JOIN profile p ON p.wa_id = v._wa_id JOIN conversation c ON c.profile_id = p.id "
+        f" FROM jsonb_to_recordset(%s::jsonb) AS v(_ref integer, _position integer, {_definitions(message, message_present)}) "
+        "JOIN resolved r ON r._ref = v._ref JOIN profile p ON p.key = r._key JOIN conversation c ON c.profile_id = p.id "
         # Ids follow the order the provider sent the messages in (a thread is read by id).
         "ORDER BY v._position "
         f"ON CONFLICT ({quote('wamid')}) DO NOTHING "
@@ -171,15 +202,17 @@ def thread_rows_store(cursor: psycopg.Cursor, *, channel_id: int, profiles: Sequ
     """Upsert profiles and their conversations on the channel, and insert messages, in ONE
     statement: `[(message id, wamid, conversation id)]` of the new messages, by id.
 
-    `profiles`: one dict per distinct `wa_id`. `messages`: one dict per message with its
-    customer's `wa_id` under "wa_id". Rows are locked in key order, so deliveries touching
-    the same customers at once wait instead of deadlocking. A message whose `wamid` is stored
-    already is neither inserted nor returned.
+    `profiles`: one dict per customer of the batch, with its identities (`wa_id`, `user_id`,
+    `parent_user_id`, `username`, any may be empty) and `key`, the key a new profile gets.
+    `messages`: one dict per message with the position of its customer in `profiles` under
+    "customer". A customer is found by any identity it has (`ClientProfile`). Rows are locked
+    in key order, so deliveries touching the same customers at once wait instead of
+    deadlocking. A message whose `wamid` is stored already is neither inserted nor returned.
     """
     profile, conversation, message = _plan(ClientProfile), _plan(Conversation), _plan(Message, ("conversation",))
-    profile_present, profile_json = _recordset(profile.fields, profiles)
-    message_rows = [{**row, "_wa_id": row["wa_id"], "_position": i} for i, row in enumerate(messages)]
-    message_present, message_json = _recordset(message.fields, message_rows, extra=("_wa_id", "_position"))
+    profile_present, profile_json = _recordset(profile.fields, [{**row, "_ref": i} for i, row in enumerate(profiles)], extra=("_ref",))
+    message_rows = [{**row, "_ref": row["customer"], "_position": i} for i, row in enumerate(messages)]
+    message_present, message_json = _recordset(message.fields, message_rows, extra=("_ref", "_position"))
     head, middle, after_conversation, tail = _thread_rows_sql(profile_present, message_present)
     now = timezone.now()
     shared = {"channel": channel_id, "created_at": now, "changed_at": now}
@@ -187,7 +220,7 @@ def thread_rows_store(cursor: psycopg.Cursor, *, channel_id: int, profiles: Sequ
     conversation_select, conversation_params = _select_list(conversation, tuple(shared), shared, without=("profile",))
     message_select, message_params = _select_list(message, message_present)
     text = head + profile_select + middle + conversation_select + after_conversation + message_select + tail
-    cursor.execute(text, [*profile_params, profile_json, *conversation_params, *message_params, message_json], prepare=True)
+    cursor.execute(text, [profile_json, *profile_params, *conversation_params, *message_params, message_json], prepare=True)
     return list(cursor.fetchall())
 
 

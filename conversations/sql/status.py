@@ -31,7 +31,7 @@ def statuses_store(cursor: psycopg.Cursor, statuses: Sequence[StatusEvent]) -> N
             "wamid": s.provider_id,
             "status": s.status if s.status in MessageStatus.values else MessageStatus.FAILED,
             "timestamp": s.timestamp,
-            "recipient_id": s.recipient_id,
+            "recipient_id": s.recipient.phone or s.recipient.user_id,
             "errors": s.errors,
             "payload": s.payload,
         }

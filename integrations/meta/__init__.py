@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from ..base import Delivery, Media, Outgoing
+from ..base import Delivery, Identity, Media, Outgoing
 from . import parser
 from .graph import GraphClient
 from .signature import HEADER, signature_valid
@@ -31,7 +31,7 @@ class MetaProvider(MetaWebhooks):
         super().__init__(app_secret=app_secret)
         self.graph = GraphClient(phone_number_id=phone_number_id, access_token=access_token, api_version=api_version)
 
-    async def send(self, outgoing: Outgoing, *, to: str) -> str:
+    async def send(self, outgoing: Outgoing, *, to: Identity) -> str:
         return await self.graph.send(outgoing, to=to)
 
     async def mark_read(self, provider_id: str, *, typing: bool = True) -> None:

@@ -20,7 +20,7 @@ import aiohttp
 from django.conf import settings
 
 from .. import http
-from ..base import Media, Outgoing, ProviderError
+from ..base import Identity, Media, Outgoing, ProviderError
 from ..redaction import redact
 from .parser import MEDIA_TYPES
 
@@ -64,9 +64,11 @@ class GraphClient:
     def __repr__(self) -> str:  # never the token
         return f"GraphClient(phone_number_id={self.phone_number_id!r}, api_version={self.api_version!r})"
 
-    async def send(self, outgoing: Outgoing, *, to: str) -> str:
-        """The wamid Meta gives the message."""
-        body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, **_content(outgoing)}
+    async def send(self, outgoing: Outgoing, *, to: Identity) -> str:
+        """The wamid Meta gives the message. It goes to the phone number when one is known
+        (`to`), otherwise to the business-scoped user id (`recipient`): never both."""
+        address = {"to": to.phone} if to.phone else {"recipient": to.user_id}
+        body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", **address, **_content(outgoing)}
         if outgoing.reply_to:
             body["context"] = {"message_id": outgoing.reply_to}
         data = await self._request("POST", f"{self.phone_number_id}/messages", body)

@@ -1,25 +1,47 @@
 """Meta's webhook payloads → `integrations.base.Delivery`.
 
-Meta nests what matters under `entry[].changes[].value`; the parser flattens it into
-messages and statuses and tolerates keys it does not know: Meta adds fields without notice,
-and a parser that rejected them would drop customers' messages.
+Meta nests what matters under `entry[].changes[].value`; the parser flattens it into items
+(messages, statuses, …) and tolerates keys it does not know: Meta adds fields without
+notice, and a parser that rejected them would drop customers' messages.
+
+One bad item never costs the others: an item that cannot be read (a wrong type where an
+object belongs, an id too long to store, no sender) becomes a `Rejected` with the reason and
+the rest of the delivery is read. Only a body that is not JSON or not Meta's envelope at all
+raises `PayloadError`. Strings are made storable on the way in: a NUL byte or a lone
+surrogate (valid JSON, refused by PostgreSQL) becomes U+FFFD.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from ..base import Delivery, InboundMessage, PayloadError, StatusEvent
+from ..base import Delivery, Identity, InboundMessage, PayloadError, Rejected, StatusEvent
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 KNOWN_TYPES = {
     "text", "image", "audio", "video", "document", "sticker", "location", "contacts",
-    "interactive", "button", "reaction", "order", "system", "unsupported",
+    "interactive", "button", "reaction", "order", "system", "unsupported", "edit", "revoke",
 }  # fmt: skip
 # The `object` of a WhatsApp Business Account's webhooks; anything else is well formed but not ours.
 OBJECT = "whatsapp_business_account"
+
+# What the database can hold of an id (the wamid and context columns) and a phone number
+# (E.164 numbers have at most 15 digits; Meta's wa_id is digits only).
+ID_MAX_LENGTH = 255
+PHONE = re.compile(r"\d{1,20}")
+USER_ID_MAX_LENGTH = 160  # a two-letter country code, ".", optionally "ENT.", up to 128 characters
+
+# Characters PostgreSQL's text and jsonb refuse: NUL, and UTF-16 surrogates that JSON's
+# "\ud800" escapes can produce without their pair.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+class ItemError(ValueError):
+    """One item of a delivery cannot be read; its siblings can."""
 
 
 def timestamp_parse(value: Any) -> datetime | None:
@@ -29,120 +51,263 @@ def timestamp_parse(value: Any) -> datetime | None:
         return None
 
 
+def storable(value: Any) -> Any:
+    """`value` with every string in it (keys too) cleared of characters PostgreSQL refuses."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
 def parse(body: bytes) -> Delivery:
-    """The delivery in a POST body; `PayloadError` when it is not one we can read."""
+    """The delivery in a POST body; `PayloadError` when it is not one at all."""
     try:
         data = json.loads(body)
-    except ValueError as exc:
-        raise PayloadError(f"not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError(f"not JSON: {exc}"[:500]) from None
     if not isinstance(data, dict):
         raise PayloadError("expected a JSON object")
     delivery = Delivery()
     if data.get("object", OBJECT) != OBJECT:
-        delivery.ignored.append(f"object {data.get('object')!r} is not handled")
+        delivery.ignored.append(f"object {str(data.get('object'))[:100]!r} is not handled")
         return delivery
     if not isinstance(data.get("entry"), list):
         raise PayloadError("expected an object with an 'entry' list")
     for entry in data["entry"]:
-        if not isinstance(entry, dict):
-            raise PayloadError("entry is not an object")
-        for change in entry.get("changes") or []:
-            if not isinstance(change, dict) or not isinstance(change.get("value"), dict):
-                raise PayloadError("change without a value object")
-            _change_parse(change, delivery)
+        changes = entry.get("changes") if isinstance(entry, dict) else None
+        if not isinstance(changes, list):
+            delivery.rejected.append(Rejected("entry", "an entry without a 'changes' list"))
+            continue
+        for change in changes:
+            try:
+                _change_parse(change, delivery)
+            except ItemError as exc:
+                delivery.rejected.append(Rejected("change", str(exc)))
+            except RecursionError:
+                delivery.rejected.append(Rejected("change", "nested too deep to read"))
     return delivery
 
 
-def _change_parse(change: dict, delivery: Delivery) -> None:
+def _change_parse(change: Any, delivery: Delivery) -> None:
+    if not isinstance(change, dict) or not isinstance(change.get("value"), dict):
+        raise ItemError("a change without a value object")
     field_name = change.get("field")
-    value = change["value"]
-    if field_name != "messages":
-        delivery.ignored.append(str(field_name))
+    read = FIELDS.get(field_name) if isinstance(field_name, str) else None
+    if read is None:
+        delivery.ignored.append(str(field_name)[:100])
         return
-    phone_number_id = str((value.get("metadata") or {}).get("phone_number_id") or "")
-    if not phone_number_id:
-        raise PayloadError("messages change without metadata.phone_number_id")
-    names = {
-        str(c.get("wa_id")): ((c.get("profile") or {}).get("name") or "")
-        for c in value.get("contacts") or []
-        if isinstance(c, dict)
-    }
-    for raw in value.get("messages") or []:
-        if not isinstance(raw, dict) or not raw.get("id") or not raw.get("from"):
-            raise PayloadError("message without id or from")
-        message = message_parse(raw, phone_number_id)
-        message.profile_name = names.get(message.customer_id, "")
-        delivery.messages.append(message)
-    for raw in value.get("statuses") or []:
-        if not isinstance(raw, dict) or not raw.get("id") or not raw.get("status"):
-            raise PayloadError("status without id or status")
-        delivery.statuses.append(
-            StatusEvent(
-                phone_number_id=phone_number_id,
-                provider_id=str(raw["id"]),
-                status=str(raw["status"]),
-                timestamp=timestamp_parse(raw.get("timestamp")) or datetime.now(tz=timezone.utc),
-                recipient_id=str(raw.get("recipient_id") or ""),
-                errors=raw.get("errors") or [],
-                payload=raw,
-            )
+    read(storable(change["value"]), delivery)
+
+
+def items(value: dict, key: str, kind: str, delivery: Delivery) -> Iterator[dict]:
+    """The objects of `value[key]`; anything else in the list is rejected."""
+    listed = value.get(key)
+    if listed is None:
+        return
+    if not isinstance(listed, list):
+        delivery.rejected.append(Rejected(kind, f"'{key}' is not a list"))
+        return
+    for raw in listed:
+        if isinstance(raw, dict):
+            yield raw
+        else:
+            delivery.rejected.append(Rejected(kind, f"an item of '{key}' is not an object"))
+
+
+def each(value: dict, key: str, kind: str, delivery: Delivery, read: Callable[[dict], Any]) -> list:
+    """`read` applied to every object of `value[key]`; an item it cannot read is rejected
+    with the reason, and the others are read."""
+    out = []
+    for raw in items(value, key, kind, delivery):
+        try:
+            out.append(read(raw))
+        except (ItemError, TypeError, ValueError, AttributeError, KeyError) as exc:
+            reason = str(exc) if isinstance(exc, ItemError) else f"unreadable: {type(exc).__name__}: {exc}"
+            delivery.rejected.append(Rejected(kind, reason[:500], _item_id(raw)))
+    return out
+
+
+def _item_id(raw: dict) -> str:
+    value = raw.get("id")
+    return value[:ID_MAX_LENGTH] if isinstance(value, str) else ""
+
+
+def phone_number_id_of(value: dict) -> str:
+    metadata = value.get("metadata")
+    number = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
+    if not isinstance(number, (str, int)) or not str(number):
+        raise ItemError("a change without metadata.phone_number_id")
+    return str(number)
+
+
+def text_of(value: Any) -> str:
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
+def id_of(raw: dict, key: str = "id", *, required: bool = True) -> str:
+    value = raw.get(key)
+    if value is None or value == "":
+        if required:
+            raise ItemError(f"no '{key}'")
+        return ""
+    if not isinstance(value, str):
+        raise ItemError(f"'{key}' is not a string")
+    if len(value) > ID_MAX_LENGTH:
+        raise ItemError(f"'{key}' is longer than {ID_MAX_LENGTH} characters")
+    return value
+
+
+def identity_of(phone: Any = None, user_id: Any = None, parent_user_id: Any = None, username: Any = None) -> Identity:
+    """An identity from Meta's fields, checked: `ItemError` when a part is not one."""
+    phone, user_id = text_of(phone), text_of(user_id)
+    if phone and not PHONE.fullmatch(phone):
+        raise ItemError(f"{phone[:40]!r} is not a WhatsApp phone number")
+    for part in (user_id, text_of(parent_user_id)):
+        if len(part) > USER_ID_MAX_LENGTH:
+            raise ItemError(f"a user id longer than {USER_ID_MAX_LENGTH} characters")
+    return Identity(
+        phone=phone, user_id=user_id, parent_user_id=text_of(parent_user_id)[:USER_ID_MAX_LENGTH], username=text_of(username)[:100]
+    )
+
+
+def contacts_of(value: dict, delivery: Delivery) -> list[tuple[Identity, str]]:
+    """The change's `contacts`: each one's identity and profile name."""
+
+    def read(contact: dict) -> tuple[Identity, str]:
+        profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
+        identity = identity_of(contact.get("wa_id"), contact.get("user_id"), contact.get("parent_user_id"), profile.get("username"))
+        return identity, text_of(profile.get("name"))[:255]
+
+    return each(value, "contacts", "contact", delivery, read)
+
+
+def customer_of(contacts: list[tuple[Identity, str]], phone: Any, user_id: Any) -> tuple[Identity, str]:
+    """The customer an item names (by phone, BSUID or both), completed from the change's
+    contacts, and its profile name; `ItemError` when it names nobody."""
+    named = identity_of(phone, user_id)
+    for contact, name in contacts:
+        if (named.phone and contact.phone == named.phone) or (named.user_id and contact.user_id == named.user_id):
+            return Identity(
+                phone=named.phone or contact.phone, user_id=named.user_id or contact.user_id,
+                parent_user_id=contact.parent_user_id, username=contact.username,
+            ), name  # fmt: skip
+    if not named and len(contacts) == 1:
+        return contacts[0]
+    if not named:
+        raise ItemError("no sender: neither a phone number nor a user id")
+    return named, ""
+
+
+def _messages(value: dict, delivery: Delivery) -> None:
+    phone_number_id = phone_number_id_of(value)
+    contacts = contacts_of(value, delivery)
+
+    def message(raw: dict) -> InboundMessage:
+        customer, name = customer_of(contacts, raw.get("from"), raw.get("from_user_id"))
+        message = message_parse(raw, phone_number_id, customer)
+        message.profile_name = name
+        return message
+
+    def status(raw: dict) -> StatusEvent:
+        value = raw.get("status")
+        if not isinstance(value, str) or not value:
+            raise ItemError("a status without 'status'")
+        return StatusEvent(
+            phone_number_id=phone_number_id,
+            provider_id=id_of(raw),
+            status=value[:10],
+            timestamp=timestamp_parse(raw.get("timestamp")) or datetime.now(tz=timezone.utc),
+            recipient=identity_of(raw.get("recipient_id"), raw.get("recipient_user_id"), raw.get("recipient_parent_user_id")),
+            errors=raw.get("errors") if isinstance(raw.get("errors"), list) else [],
+            payload=raw,
+            pricing=raw.get("pricing") if isinstance(raw.get("pricing"), dict) else {},
         )
+
+    delivery.messages += each(value, "messages", "message", delivery, message)
+    delivery.statuses += each(value, "statuses", "status", delivery, status)
     if not value.get("messages") and not value.get("statuses"):
         delivery.ignored.append("messages:empty")
 
 
-def message_parse(raw: dict, phone_number_id: str) -> InboundMessage:
-    kind = str(raw.get("type") or "unknown")
+def message_parse(raw: dict, phone_number_id: str, customer: Identity) -> InboundMessage:
+    kind = text_of(raw.get("type")) or "unknown"
     body = raw.get(kind) if isinstance(raw.get(kind), dict) else {}
     text, media = _render(kind, raw, body)
-    context = raw.get("context") or {}
-    context_id = body.get("message_id") if kind == "reaction" else context.get("id")
+    context = raw.get("context") if isinstance(raw.get("context"), dict) else {}
+    if kind == "reaction":
+        context_id = id_of(body, "message_id", required=False)
+    elif kind in ("edit", "revoke"):
+        context_id = id_of(body, "original_message_id")
+    else:
+        context_id = id_of(context, required=False)
+    referral = raw.get("referral")
     return InboundMessage(
         phone_number_id=phone_number_id,
-        provider_id=str(raw["id"]),
-        customer_id=str(raw["from"]),
+        provider_id=id_of(raw),
+        customer=customer,
         type=kind if kind in KNOWN_TYPES else "unknown",
         text=text,
         timestamp=timestamp_parse(raw.get("timestamp")),
         payload=raw,
         media=media,
-        context_id=str(context_id or ""),
-        referral=raw.get("referral") or {},
+        context_id=context_id,
+        referral=referral if isinstance(referral, dict) else {},
     )
 
 
 def _render(kind: str, raw: dict, body: dict) -> tuple[str, dict]:
     """A readable text for the message, and its media metadata."""
     if kind == "text":
-        return str(body.get("body") or ""), {}
+        return text_of(body.get("body")), {}
     if kind in MEDIA_TYPES:
         media = {k: body[k] for k in ("id", "mime_type", "sha256", "filename", "caption", "voice", "animated", "url") if k in body}
-        return str(body.get("caption") or ""), media
+        return text_of(body.get("caption")), media
     if kind == "location":
         parts = [body.get("name"), body.get("address")]
-        label = ", ".join(str(p) for p in parts if p)
+        label = ", ".join(text_of(p) for p in parts if p)
         return label or f"{body.get('latitude')}, {body.get('longitude')}", {}
     if kind == "contacts":
         names = []
-        for card in raw.get("contacts") or []:
-            name = (card.get("name") or {}).get("formatted_name") or ""
-            phones = ", ".join(p.get("phone", "") for p in card.get("phones") or [])
+        for card in _objects(raw.get("contacts")):
+            name = text_of(_object(card.get("name")).get("formatted_name"))
+            phones = ", ".join(text_of(p.get("phone")) for p in _objects(card.get("phones")))
             names.append(f"{name} {phones}".strip())
         return "; ".join(names), {}
     if kind == "interactive":
-        reply = body.get(body.get("type") or "") or {}
-        return str(reply.get("title") or reply.get("id") or ""), {}
+        reply = _object(body.get(body.get("type")) if isinstance(body.get("type"), str) else None)
+        return text_of(reply.get("title") or reply.get("id")), {}
     if kind == "button":
-        return str(body.get("text") or body.get("payload") or ""), {}
+        return text_of(body.get("text") or body.get("payload")), {}
     if kind == "reaction":
-        return str(body.get("emoji") or ""), {}
+        return text_of(body.get("emoji")), {}
     if kind == "order":
-        items = body.get("product_items") or []
-        lines = [f"{i.get('quantity')} × {i.get('product_retailer_id')}" for i in items]
-        return "; ".join(filter(None, [str(body.get("text") or "")] + lines)), {}
+        lines = [f"{i.get('quantity')} × {i.get('product_retailer_id')}" for i in _objects(body.get("product_items"))]
+        return "; ".join(filter(None, [text_of(body.get("text"))] + lines)), {}
+    if kind == "edit":
+        # The new version of the message, in the shape of a message of its own.
+        edited = _object(body.get("message"))
+        inner = text_of(edited.get("type"))
+        return _render(inner, edited, _object(edited.get(inner)))[0] if inner else "", {}
     if kind == "system":
-        return str(body.get("body") or ""), {}
+        return text_of(body.get("body")), {}
     if kind == "unsupported":
-        errors = raw.get("errors") or []
-        return "; ".join(str(e.get("title") or e.get("message") or "") for e in errors), {}
+        return "; ".join(text_of(e.get("title") or e.get("message")) for e in _objects(raw.get("errors"))), {}
     return "", {}
+
+
+def _object(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _objects(value: Any) -> list[dict]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+# Each webhook field this parser reads, and how. A field not listed here is well formed and
+# ignored (kept on the webhook's record): calls, groups, account and template updates, …
+FIELDS: dict[str, Callable[[dict, Delivery], None]] = {
+    "messages": _messages,
+}

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import uuid
 
-from ..base import Media, Outgoing, ProviderError
+from ..base import Identity, Media, Outgoing, ProviderError
 from ..meta import MetaWebhooks
 
 
 class SandboxProvider(MetaWebhooks):
     """Meta's inbound half (`MetaWebhooks`); an outbound half that keeps everything here."""
 
-    async def send(self, outgoing: Outgoing, *, to: str) -> str:
+    async def send(self, outgoing: Outgoing, *, to: Identity) -> str:
         return f"sandbox.{uuid.uuid4().hex}"
 
     async def mark_read(self, provider_id: str, *, typing: bool = True) -> None:

@@ -19,7 +19,7 @@ from conversations import ingest
 from conversations.groupcommit import GroupCommit
 from conversations.ingest import delivery_ingest
 from conversations.models import Conversation, ConversationStatus, Message, StatusUpdate
-from integrations.base import Delivery, InboundMessage, StatusEvent
+from integrations.base import Delivery, Identity, InboundMessage, StatusEvent
 from integrations.meta import parser
 from integrations.meta.signature import sign
 from profiles.models import ClientProfile
@@ -38,13 +38,13 @@ def _at(ts: int) -> datetime:
 def text(wamid: str, *, customer: str = "390000000001", body: str = "", ts: int = 1750000000, name: str = "",
          number: str = PHONE_NUMBER_ID) -> InboundMessage:  # fmt: skip
     return InboundMessage(
-        phone_number_id=number, provider_id=wamid, customer_id=customer, type="text", text=body or f"text {wamid}",
+        phone_number_id=number, provider_id=wamid, customer=Identity(phone=customer), type="text", text=body or f"text {wamid}",
         timestamp=_at(ts), payload={"id": wamid}, profile_name=name,
     )  # fmt: skip
 
 
 def status(wamid: str, value: str, ts: int, *, number: str = PHONE_NUMBER_ID) -> StatusEvent:
-    return StatusEvent(number, wamid, value, _at(ts), "390000000001", [], {"id": wamid, "status": value})
+    return StatusEvent(number, wamid, value, _at(ts), Identity(phone="390000000001"), [], {"id": wamid, "status": value})
 
 
 @pytest.fixture
@@ -276,11 +276,12 @@ def test_concurrent_posts_share_one_transaction_and_keep_their_own_events_and_ta
     assert sorted(arg for args in redis_queue.task_args() for arg in args) == sorted(stored.values())
 
 
-def test_a_delivery_that_fails_in_a_shared_batch_fails_alone(channel, meta_example, monkeypatch, redis_queue):
+def test_a_delivery_that_fails_in_a_shared_batch_fails_alone(channel, meta_example, monkeypatch, redis_queue, database_refuses):
+    database_refuses(ClientProfile, "wa_id", "390000000003")
     bodies = [
         _body(meta_example, "wamid.h1", "390000000001"),
         _body(meta_example, "wamid.h2", "390000000002"),
-        _body(meta_example, "wamid.h3", "3" * 40),  # a wa_id longer than its column
+        _body(meta_example, "wamid.h3", "390000000003"),  # the database refuses this customer
         _body(meta_example, "wamid.h4", "390000000004"),
     ]
     gate = _gated(monkeypatch, waiting=len(bodies) - 1)
@@ -295,11 +296,14 @@ def test_a_delivery_that_fails_in_a_shared_batch_fails_alone(channel, meta_examp
     assert sorted(arg for args in redis_queue.task_args() for arg in args) == sorted(Message.objects.values_list("pk", flat=True))
 
 
-def test_a_delivery_stored_again_after_its_batch_failed_late_counts_only_its_stored_messages(channel, meta_example, monkeypatch, redis_queue):
-    # The bad delivery's status has a recipient id longer than its column: the batch fails only
-    # at the statuses' statement, after the first round trip said which messages were new.
+def test_a_delivery_stored_again_after_its_batch_failed_late_counts_only_its_stored_messages(
+    channel, meta_example, monkeypatch, redis_queue, database_refuses
+):
+    # The database refuses the bad delivery's status: the batch fails only at the statuses'
+    # statement, after the first round trip said which messages were new.
+    database_refuses(StatusUpdate, "recipient_id", "399999999999")
     bad = json.loads(_statuses_body(meta_example, "wamid.out-late"))
-    bad["entry"][0]["changes"][0]["value"]["statuses"][0]["recipient_id"] = "3" * 40
+    bad["entry"][0]["changes"][0]["value"]["statuses"][0]["recipient_id"] = "399999999999"
     bodies = [
         _body(meta_example, "wamid.l1", "390000000001"),
         _body(meta_example, "wamid.l2", "390000000002"),

@@ -14,7 +14,7 @@ from conversations.queueing import STATUS_SWEEP
 from conversations.services.sweeps import statuses_sweep
 from conversations.sql import pipelined_transaction
 from conversations.sql.status import statuses_store
-from integrations.base import StatusEvent
+from integrations.base import Identity, StatusEvent
 from tests.conversations.factories import PHONE_NUMBER_ID, ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
@@ -204,7 +204,7 @@ def test_the_apply_counts_the_messages_it_moved(conversation):
     _outbound(conversation, "wamid.c1")
     _outbound(conversation, "wamid.c2")
     statuses = [
-        StatusEvent(PHONE, wamid, status, _at(ts), "393331234567", [], {})
+        StatusEvent(PHONE, wamid, status, _at(ts), Identity(phone="393331234567"), [], {})
         for wamid, status, ts in [("wamid.c1", "delivered", 10), ("wamid.c1", "read", 11), ("wamid.c2", "sent", 12), ("wamid.nope", "read", 13)]
     ]
 

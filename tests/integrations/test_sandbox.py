@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from integrations.base import Outgoing, ProviderError
+from integrations.base import Identity, Outgoing, ProviderError
 from integrations.meta.signature import HEADER, sign
 from integrations.sandbox import SandboxProvider
 
@@ -26,7 +26,7 @@ def test_sending_gives_each_message_an_id_of_its_own_and_reaches_no_one():
     provider = SandboxProvider(app_secret=SECRET)
 
     async def send_two():
-        return [await provider.send(Outgoing(type="text", text="ciao"), to="393331234567") for _ in range(2)]
+        return [await provider.send(Outgoing(type="text", text="ciao"), to=Identity(phone="393331234567")) for _ in range(2)]
 
     first, second = asyncio.run(send_two())
 

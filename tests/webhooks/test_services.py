@@ -59,9 +59,12 @@ def test_the_event_row_commits_with_the_messages_and_their_turns_are_queued_afte
     assert set(redis_queue.task_names()) == {"conversations.tasks.inbound_handle"}
 
 
-def test_a_delivery_the_database_refuses_stores_nothing_keeps_the_event_as_failed_and_asks_for_a_retry(channel, meta_example, redis_queue):
-    too_long = "3" * 40  # a wa_id longer than its column: the transaction fails after the first statement
-    receipt = receive(texts(meta_example, ("wamid.ok", "390000000001"), ("wamid.bad", too_long)))
+def test_a_delivery_the_database_refuses_stores_nothing_keeps_the_event_as_failed_and_asks_for_a_retry(
+    channel, meta_example, redis_queue, database_refuses
+):
+    refused = "390000000002"  # the transaction fails at the first statement
+    database_refuses(ClientProfile, "wa_id", refused)
+    receipt = receive(texts(meta_example, ("wamid.ok", "390000000001"), ("wamid.bad", refused)))
 
     assert receipt.status == 500
     # Nothing of the delivery's transaction: no profile, conversation, message or processed event.
@@ -69,7 +72,7 @@ def test_a_delivery_the_database_refuses_stores_nothing_keeps_the_event_as_faile
     event = WebhookEvent.objects.get()
     assert event.outcome == Outcome.FAILED and event.signature_valid and event.channel is None
     assert "DataError" in event.detail
-    assert json.loads(event.body)["entry"][0]["changes"][0]["value"]["messages"][1]["from"] == too_long  # kept whole, for a replay
+    assert json.loads(event.body)["entry"][0]["changes"][0]["value"]["messages"][1]["from"] == refused  # kept whole, for a replay
     assert len(redis_queue) == 0
     # Meta's retry of the same delivery, once the cause is gone, is stored as any other.
     assert receive(texts(meta_example, ("wamid.ok", "390000000001"))).status == 200

@@ -139,8 +139,15 @@ def test_malformed_json_gets_400_and_is_kept(channel, post_webhook):
 def test_json_that_is_not_a_webhook_gets_400(channel, post_webhook):
     assert post_webhook({"entry": "nope"}).status_code == 400
     assert post_webhook([1, 2, 3]).status_code == 400
-    assert post_webhook({"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages", "value": {"metadata": {"phone_number_id": "106540352242922"}, "messages": [{"type": "text"}]}}]}]}).status_code == 400
     assert not Message.objects.exists()
+
+
+def test_a_message_it_cannot_read_is_skipped_with_the_reason_and_the_post_acknowledged(channel, post_webhook):
+    value = {"metadata": {"phone_number_id": "106540352242922"}, "messages": [{"type": "text"}]}
+    response = post_webhook({"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages", "value": value}]}]})
+    assert response.status_code == 200
+    assert not Message.objects.exists()
+    assert "no sender" in WebhookEvent.objects.get().detail
 
 
 def test_a_number_without_an_active_channel_is_acknowledged_but_not_stored(channel, post_webhook, meta_example):
@@ -263,9 +270,9 @@ def test_an_object_other_than_whatsapp_is_acknowledged_and_ignored(channel, post
     assert event.outcome == Outcome.IGNORED and event.detail == "nothing to act on: object 'instagram' is not handled"
 
 
-def test_a_delivery_that_cannot_be_stored_is_answered_500_so_meta_retries_it(channel, post_webhook, meta_example):
+def test_a_delivery_that_cannot_be_stored_is_answered_500_so_meta_retries_it(channel, post_webhook, meta_example, database_refuses):
     payload = meta_example("Text Message")
-    payload["entry"][0]["changes"][0]["value"]["messages"][0]["from"] = "1" * 40  # longer than a wa_id can be
+    database_refuses(Message, "wamid", payload["entry"][0]["changes"][0]["value"]["messages"][0]["id"])
 
     response = post_webhook(payload)
 

@@ -16,7 +16,7 @@ import pytest
 from werkzeug import Response
 
 from integrations import http
-from integrations.base import Outgoing, ProviderError
+from integrations.base import Identity, Outgoing, ProviderError
 from integrations.meta import graph
 from integrations.meta.graph import GraphClient
 from tests.conversations.factories import ACCESS_TOKEN, PHONE_NUMBER_ID
@@ -53,7 +53,7 @@ def client(graph_api) -> GraphClient:
 
 
 def send_text(client: GraphClient, text: str = "x", **fields) -> str:
-    return run(lambda: client.send(Outgoing(type="text", text=text, **fields), to="393331234567"))
+    return run(lambda: client.send(Outgoing(type="text", text=text, **fields), to=Identity(phone="393331234567")))
 
 
 def refusal(client: GraphClient) -> ProviderError:
@@ -128,11 +128,11 @@ def test_it_sends_media_and_templates(graph_api, client):
 
     async def send_all():
         return [
-            await client.send(Outgoing(type="document", text="Fattura", media={"id": "media-1", "filename": "fattura.pdf"}), to="1"),
-            await client.send(Outgoing(type="image", text="Foto", media={"link": "https://example.com/a.jpg"}), to="1"),
-            await client.send(Outgoing(type="audio", text="an audio has no caption", media={"id": "media-2"}), to="1"),
+            await client.send(Outgoing(type="document", text="Fattura", media={"id": "media-1", "filename": "fattura.pdf"}), to=Identity(phone="1")),
+            await client.send(Outgoing(type="image", text="Foto", media={"link": "https://example.com/a.jpg"}), to=Identity(phone="1")),
+            await client.send(Outgoing(type="audio", text="an audio has no caption", media={"id": "media-2"}), to=Identity(phone="1")),
             await client.send(
-                Outgoing(type="template", template={"name": "order_update", "language": {"code": "it"}, "components": components}), to="1"
+                Outgoing(type="template", template={"name": "order_update", "language": {"code": "it"}, "components": components}), to=Identity(phone="1")
             ),
         ]
 
@@ -142,7 +142,7 @@ def test_it_sends_media_and_templates(graph_api, client):
 
 def test_a_type_it_cannot_send_is_refused_before_any_request(graph_api, client):
     with pytest.raises(ProviderError) as caught:
-        run(lambda: client.send(Outgoing(type="location"), to="1"))
+        run(lambda: client.send(Outgoing(type="location"), to=Identity(phone="1")))
 
     assert caught.value.permanent and "location" in str(caught.value)
     assert graph_api.log == []
@@ -161,7 +161,7 @@ def test_calls_share_the_loops_kept_connections(graph_api, client):
 
     async def three_sends_and_the_session():
         for _ in range(3):
-            await client.send(Outgoing(type="text", text="x"), to="1")
+            await client.send(Outgoing(type="text", text="x"), to=Identity(phone="1"))
         return http.session()
 
     session = run(three_sends_and_the_session)

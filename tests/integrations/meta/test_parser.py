@@ -56,7 +56,7 @@ def test_each_of_metas_message_examples_is_one_message_with_its_type_and_text(ex
     [message] = delivery.messages
     assert (message.type, message.text) == MESSAGES[example]
     assert message.phone_number_id == PHONE_NUMBER_ID
-    assert message.provider_id == raw["id"] and message.customer_id == raw["from"]
+    assert message.provider_id == raw["id"] and message.customer.phone == raw["from"]
     assert message.timestamp == datetime.fromtimestamp(int(raw["timestamp"]), tz=timezone.utc)
     assert message.payload == raw  # the provider's object, whole
     assert delivery.phone_number_ids == {PHONE_NUMBER_ID}
@@ -65,7 +65,7 @@ def test_each_of_metas_message_examples_is_one_message_with_its_type_and_text(ex
 def test_the_senders_profile_name_comes_from_the_contacts(meta_example):
     [message] = parse(body(meta_example("Text Message"))).messages
 
-    assert (message.customer_id, message.profile_name) == (SENDER, "Sheena Nelson")
+    assert (message.customer.phone, message.profile_name) == (SENDER, "Sheena Nelson")
 
 
 def test_media_keeps_its_metadata_and_a_caption_is_its_text(meta_example):
@@ -121,7 +121,7 @@ def test_statuses_are_read_with_their_errors(meta_example):
 
     assert delivery.messages == []
     delivered, failed = delivery.statuses
-    assert (delivered.phone_number_id, delivered.provider_id, delivered.status, delivered.recipient_id) == (
+    assert (delivered.phone_number_id, delivered.provider_id, delivered.status, delivered.recipient.phone) == (
         PHONE_NUMBER_ID, "wamid.out1", "delivered", SENDER
     )  # fmt: skip
     assert delivered.timestamp == datetime.fromtimestamp(1750000010, tz=timezone.utc) and delivered.errors == []
@@ -203,17 +203,6 @@ def test_a_messages_change_with_neither_messages_nor_statuses_is_ignored(meta_ex
         (b"[1, 2, 3]", "expected a JSON object"),
         (b'{"entry": "nope"}', "'entry' list"),
         (b'{"object": "whatsapp_business_account"}', "'entry' list"),
-        (b'{"entry": [1]}', "entry is not an object"),
-        (b'{"entry": [{"changes": [{"field": "messages"}]}]}', "change without a value object"),
-        (b'{"entry": [{"changes": [{"field": "messages", "value": {"messages": []}}]}]}', "without metadata.phone_number_id"),
-        (
-            b'{"entry": [{"changes": [{"field": "messages", "value": {"metadata": {"phone_number_id": "1"}, "messages": [{"type": "text"}]}}]}]}',
-            "message without id or from",
-        ),
-        (
-            b'{"entry": [{"changes": [{"field": "messages", "value": {"metadata": {"phone_number_id": "1"}, "statuses": [{"id": "w"}]}}]}]}',
-            "status without id or status",
-        ),
     ],
 )
 def test_a_body_that_is_not_a_delivery_is_refused_with_the_reason(raw, reason):
@@ -221,3 +210,29 @@ def test_a_body_that_is_not_a_delivery_is_refused_with_the_reason(raw, reason):
         parse(raw)
 
     assert reason in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"entry": [1]}', "entry without a 'changes' list"),
+        (b'{"entry": [{"changes": 5}]}', "entry without a 'changes' list"),
+        (b'{"entry": [{"changes": [{"field": "messages"}]}]}', "change without a value object"),
+        (b'{"entry": [{"changes": [{"field": "messages", "value": {"messages": []}}]}]}', "without metadata.phone_number_id"),
+        (b'{"entry": [{"changes": [{"field": "messages", "value": {"metadata": {"phone_number_id": "1"}, "messages": 5}}]}]}', "not a list"),
+        (
+            b'{"entry": [{"changes": [{"field": "messages", "value": {"metadata": {"phone_number_id": "1"}, "messages": [{"type": "text"}]}}]}]}',
+            "no sender",
+        ),
+        (
+            b'{"entry": [{"changes": [{"field": "messages", "value": {"metadata": {"phone_number_id": "1"}, "statuses": [{"id": "w"}]}}]}]}',
+            "status without 'status'",
+        ),
+    ],
+)
+def test_a_part_it_cannot_read_is_rejected_with_the_reason(raw, reason):
+    delivery = parse(raw)
+
+    assert delivery.messages == [] and delivery.statuses == []
+    [rejected] = delivery.rejected
+    assert reason in rejected.reason
