@@ -31,6 +31,16 @@ def meta_examples() -> dict:
 
 
 @pytest.fixture
+def meta_payload():
+    """`get(name)`: a copy of the POST body in tests/fixtures/meta/<name>.json."""
+
+    def get(name: str) -> dict:
+        return json.loads((FIXTURES / "meta" / f"{name}.json").read_text())
+
+    return get
+
+
+@pytest.fixture
 def meta_example(meta_examples):
     def get(name: str) -> dict:
         return copy.deepcopy(meta_examples[name])
