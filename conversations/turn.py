@@ -329,11 +329,11 @@ async def _extract(message: Message, active: ActiveConfig) -> dict:
 
 
 async def _extract_again(revision: Message, active: ActiveConfig) -> dict:
-    """A customer's edit: the details of the message it edits extracted again from its new
+    """An edit of a customer's message: the message's details extracted again from its new
     text (ingest put it there), as that message's; the call's usage. Nothing for a deletion,
-    for the business's own edits, and when the message is not stored yet (its own turn reads
-    the new text) or is not words the turn would have extracted from."""
-    if revision.type != MessageType.EDIT or revision.author != Author.CUSTOMER:
+    for an edit of the business's own messages, and when the message is not stored yet (its
+    own turn reads the new text) or is not words the turn would have extracted from."""
+    if revision.type != MessageType.EDIT:
         return {}
     edited = await runtime.sync(_edited_message, revision)
     return await _extract(edited, active) if edited is not None and edited.type in TEXT_TYPES else {}
@@ -341,7 +341,9 @@ async def _extract_again(revision: Message, active: ActiveConfig) -> dict:
 
 def _edited_message(revision: Message) -> Message | None:
     edited = (
-        Message.objects.filter(conversation_id=revision.conversation_id, wamid=revision.context_wamid, deleted_at__isnull=True)
+        Message.objects.filter(
+            conversation_id=revision.conversation_id, wamid=revision.context_wamid, author=Author.CUSTOMER, deleted_at__isnull=True
+        )
         .exclude(type__in=REVISION_TYPES)
         .only("id", "conversation_id", "type", "text")
         .first()

@@ -314,7 +314,8 @@ revised AS (
         handled_at = CASE WHEN s.deleted_at IS NOT NULL AND m.direction = {inbound}
                           THEN coalesce(m.handled_at, (SELECT (doc ->> 'now')::timestamptz FROM params)) ELSE m.handled_at END
     FROM state s
-    WHERE m.id = s.id AND (m.text, m.edited_at, m.deleted_at) IS DISTINCT FROM (s.text, s.edited_at, s.deleted_at)
+    WHERE m.id = s.id
+      AND (m.text, m.earlier_texts, m.edited_at, m.deleted_at) IS DISTINCT FROM (s.text, s.earlier_texts, s.edited_at, s.deleted_at)
     RETURNING m.id, m.conversation_id, m.type, m.text, m.deleted_at IS NOT NULL AS deleted
 ),
 bumped AS (
