@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils import translation
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext_lazy as _
 
@@ -172,7 +173,9 @@ PREVIEW_LENGTH = 160
 def message_preview(*, type: str, text: str, deleted: bool = False) -> str:
     """The conversation list's one-line preview of a message."""
     if deleted:
-        return str(_("This message was deleted"))
+        # Stored, for every member of staff: in the business's language, as the bot speaks.
+        with translation.override(settings.LANGUAGE_CODE):
+            return str(_("This message was deleted"))
     text = " ".join(text.split())
     if type == MessageType.TEXT:
         return text[:PREVIEW_LENGTH]
