@@ -235,7 +235,10 @@ def _previews_revise(revised: list[ingest_sql.Revised]) -> None:
     """After the commit: the list's preview of a conversation whose latest message was edited
     or deleted (`message_preview` is Python's, so this is a statement of its own)."""
     ingest_sql.previews_revise(
-        [{"id": r.conversation_id, "message_id": r.id, "preview": message_preview(type=r.type, text=r.text, deleted=r.deleted)} for r in revised]
+        [
+            {"id": r.conversation_id, "message_id": r.id, "preview": message_preview(type=r.type, text=r.text, deleted=r.deleted)}
+            for r in revised
+        ]
     )
 
 

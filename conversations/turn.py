@@ -3,10 +3,11 @@
 `message_handle` (a stored customer message): claim it and read everything at once. An
 edit or a deletion (applied to its message when stored, by ingest) is not a new message:
 no reply, no read receipt; a customer's edit has the edited message's details extracted
-again. Anything else: mark it read; then, by what it asks for (`decisions.inbound_action`): nothing; leave it to the
-person who owns the conversation (a text's details are still extracted); acknowledge media;
-answer a command at once; or, for words, extract the customer's details and answer — after
-REPLY_DEBOUNCE_SECONDS of quiet (`burst_reply`, queued as the debounced task) or at once.
+again. Anything else: mark it read; then, by what it asks for (`decisions.inbound_action`):
+nothing; leave it to the person who owns the conversation (a text's details are still
+extracted); acknowledge media; answer a command at once; or, for words, extract the
+customer's details and answer — after REPLY_DEBOUNCE_SECONDS of quiet (`burst_reply`,
+queued as the debounced task) or at once.
 
 `burst_reply` answers every unhandled text of the burst up to its message, unless a newer
 one waits (its own task answers then). The customer asking for a person hands over without

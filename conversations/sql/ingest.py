@@ -315,7 +315,8 @@ revised AS (
                           THEN coalesce(m.handled_at, (SELECT (doc ->> 'now')::timestamptz FROM params)) ELSE m.handled_at END
     FROM state s
     WHERE m.id = s.id
-      AND (m.text, m.earlier_texts, m.edited_at, m.deleted_at) IS DISTINCT FROM (s.text, s.earlier_texts, s.edited_at, s.deleted_at)
+      AND (m.text, m.earlier_texts, m.edited_at, m.deleted_at)
+          IS DISTINCT FROM (s.text, s.earlier_texts, s.edited_at, s.deleted_at)
     RETURNING m.id, m.conversation_id, m.type, m.text, m.deleted_at IS NOT NULL AS deleted
 ),
 bumped AS (
@@ -372,5 +373,6 @@ def previews_revise(previews: Sequence[dict]) -> None:
     id, the message's id, the preview) where it is still its conversation's latest message."""
     if previews:
         now = timezone.now()
+        rows = [{**p, "changed_at": now} for p in sorted(previews, key=lambda p: p["id"])]
         with connection.cursor() as cursor:
-            cursor.execute(_previews_revise_sql(), [json_text([{**p, "changed_at": now} for p in sorted(previews, key=lambda p: p["id"])])])
+            cursor.execute(_previews_revise_sql(), [json_text(rows)])

@@ -168,7 +168,7 @@ def test_an_edit_that_arrives_before_its_message_applies_when_the_message_does(
     assert len(sent_to_whatsapp(graph)) == 1
 
 
-def test_edits_that_arrive_out_of_order_leave_the_latest_text(channel, post_webhook, meta_example, meta_reference, graph, fake_openai):
+def test_edits_that_arrive_out_of_order_leave_the_latest_text(channel, post_webhook, meta_example, meta_reference):
     post_webhook(text(meta_example, "uno"))
     post_webhook(edit(meta_reference, "tre", wamid="wamid.edit2", at=NOW - 100))
     post_webhook(edit(meta_reference, "due", wamid="wamid.edit1", at=NOW - 200))
@@ -199,17 +199,16 @@ def test_the_business_editing_its_own_message_changes_it_and_extracts_nothing(ch
             phone_number_id=channel.phone_number_id, customer=customer, timestamp=at(NOW - 60), payload={}, **fields
         )
 
-    delivery_ingest(delivery=Delivery(messages=[item(provider_id="wamid.hello", type="text", text="Ciao")]), channels={channel.phone_number_id: channel})
+    channels = {channel.phone_number_id: channel}
+    delivery_ingest(delivery=Delivery(messages=[item(provider_id="wamid.hello", type="text", text="Ciao")]), channels=channels)
     conversation = Conversation.objects.get()
     staff = Message.objects.create(
         conversation=conversation, direction=Direction.OUTBOUND, author=Author.STAFF, type="text", text="Costa 10 €",
         wamid="wamid.staff1", status=MessageStatus.SENT,
     )  # fmt: skip
 
-    delivery_ingest(
-        delivery=Delivery(messages=[item(provider_id="wamid.staffedit", type="edit", text="Costa 12 €", context_id="wamid.staff1", author=ItemAuthor.BUSINESS_APP)]),
-        channels={channel.phone_number_id: channel},
-    )  # fmt: skip
+    edit = item(provider_id="wamid.staffedit", type="edit", text="Costa 12 €", context_id="wamid.staff1", author=ItemAuthor.BUSINESS_APP)
+    delivery_ingest(delivery=Delivery(messages=[edit]), channels=channels)
 
     staff.refresh_from_db()
     assert staff.text == "Costa 12 €" and [t for t, _ in staff.earlier_versions] == ["Costa 10 €"]
