@@ -7,6 +7,15 @@ record together, and queues a turn for each new message once they are committed.
 message stored already (providers redeliver for days) is not stored, queued or answered
 again.
 
+Edits and deletions of messages (`REVISION_TYPES`, stored as messages of their own) are
+applied here, in the delivery's transaction (`sql.ingest.revisions_apply`), not by a turn:
+they change what staff see whoever wrote the message (the customer, or the business in the
+WhatsApp Business app, whose messages have no turn); they hold before any turn reads the
+message (a deleted message is never answered); and the one statement that applies them
+gives the same result whichever came first, so an edit stored before its message is
+applied when the message is stored. A customer's edit still gets a turn, which only
+extracts the customer's details again from the new text (`turn`).
+
 Concurrent deliveries of one web process share one transaction (`GroupCommit`): while one
 request thread stores, the requests arriving meanwhile queue up and the next flush stores
 all of them at once. A delivery of one message costs two round trips to PostgreSQL and one
@@ -28,7 +37,7 @@ from integrations.base import Delivery, Identity, InboundMessage
 
 from . import queueing
 from .groupcommit import GroupCommit
-from .models import Author, Channel, Direction, MessageStatus, message_preview
+from .models import REVISION_TYPES, Author, Channel, Direction, MessageStatus, message_preview
 from .sql import ingest as ingest_sql
 from .sql import pipelined_transaction
 from .sql.status import statuses_store
@@ -102,6 +111,7 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
             with pipelined_transaction(health_check=False) as cursor:
                 inserted, sent = _rows_store(cursor, jobs), True
                 ingest_sql.threads_update(cursor, _threads(jobs, inserted))
+                revising = ingest_sql.revisions_apply(cursor, _revised_wamids(jobs, inserted))
                 statuses_store(cursor, [s for job in jobs for s in job.statuses])
                 owner: dict[str, int] = {}
                 for n, job in enumerate(jobs):
@@ -125,6 +135,7 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
     if records:
         ingest_sql.records_saved(cursor, records)
     queueing.enqueue_on_commit(queueing.INBOUND_HANDLE, sorted(pk for result in results for pk in result.new_message_ids))
+    _previews_revise(ingest_sql.revised_read(revising))
     return results
 
 
@@ -189,7 +200,7 @@ def _threads(jobs: Sequence[_Job], inserted: list[tuple]) -> list[dict]:
     for job in jobs:
         for _channel, messages in job.by_channel:
             for m in messages:
-                if m.provider_id in conversation_of:  # new; the same wamid twice counts once
+                if m.type not in REVISION_TYPES and m.provider_id in conversation_of:  # new; the same wamid twice counts once
                     per_conversation[conversation_of.pop(m.provider_id)].append(m)
     now = timezone.now()
     threads = []
@@ -205,6 +216,30 @@ def _threads(jobs: Sequence[_Job], inserted: list[tuple]) -> list[dict]:
             }
         )
     return threads
+
+
+def _revised_wamids(jobs: Sequence[_Job], inserted: list[tuple]) -> list[str]:
+    """The messages that new edits and deletions name, and the new messages (an edit may have
+    come before the message it edits): `revisions_apply` applies what each has."""
+    new = {wamid for _pk, wamid, _conversation in inserted}
+    return [
+        m.context_id if m.type in REVISION_TYPES else m.provider_id
+        for job in jobs
+        for _channel, messages in job.by_channel
+        for m in messages
+        if m.provider_id in new
+    ]
+
+
+def _previews_revise(revised: list[ingest_sql.Revised]) -> None:
+    """After the commit: the list's preview of a conversation whose latest message was edited
+    or deleted (`message_preview` is Python's, so this is a statement of its own)."""
+    ingest_sql.previews_revise(
+        [
+            {"id": r.conversation_id, "message_id": r.id, "preview": message_preview(type=r.type, text=r.text, deleted=r.deleted)}
+            for r in revised
+        ]
+    )
 
 
 def _weight(job: _Job) -> int:

@@ -1,7 +1,10 @@
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Coalesce
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext_lazy as _
 
 # Meta keeps a customer-service window open for 24 hours after the customer's last message.
@@ -138,6 +141,8 @@ class MessageType(models.TextChoices):
     ORDER = "order", _("Order")
     SYSTEM = "system", _("System")
     TEMPLATE = "template", _("Template")
+    EDIT = "edit", _("Edit")
+    REVOKE = "revoke", _("Deletion")
     UNSUPPORTED = "unsupported", _("Unsupported")
     UNKNOWN = "unknown", _("Unknown")
 
@@ -156,12 +161,20 @@ class MessageStatus(models.TextChoices):
 TEXT_TYPES = (MessageType.TEXT, MessageType.INTERACTIVE, MessageType.BUTTON)
 # Types that need no answer at all.
 SILENT_TYPES = (MessageType.REACTION, MessageType.SYSTEM)
+# Types that change another message (the one their `context_wamid` names) instead of adding
+# one: an edit carries its new text, a deletion nothing. Applied to that message when stored
+# (`sql.ingest.revisions_apply`); never a bubble, never unread, never answered.
+REVISION_TYPES = (MessageType.EDIT, MessageType.REVOKE)
 
 PREVIEW_LENGTH = 160
 
 
-def message_preview(*, type: str, text: str) -> str:
+def message_preview(*, type: str, text: str, deleted: bool = False) -> str:
     """The conversation list's one-line preview of a message."""
+    if deleted:
+        # Stored, for every member of staff: in the business's language, as the bot speaks.
+        with translation.override(settings.LANGUAGE_CODE):
+            return str(_("This message was deleted"))
     text = " ".join(text.split())
     if type == MessageType.TEXT:
         return text[:PREVIEW_LENGTH]
@@ -192,6 +205,14 @@ class Message(models.Model):
     media = models.JSONField(default=dict, blank=True)  # id, mime_type, sha256, filename, caption, voice...
     context_wamid = models.CharField(max_length=255, blank=True)  # the message this one replies or reacts to
     referral = models.JSONField(default=dict, blank=True)  # click-to-WhatsApp ad
+    # An edited message shows its latest text; the earlier ones, oldest first, are kept as
+    # [{"text": ..., "at": ISO 8601}] (`at`: when that version was written). A deleted one
+    # keeps its text, shown to staff behind a click: the bot may have answered it or taken
+    # details from it, and staff cannot follow the thread without knowing what it said; the
+    # bot never reads it again. Both written by `sql.ingest.revisions_apply` only.
+    edited_at = models.DateTimeField(null=True, blank=True)
+    earlier_texts = models.JSONField(default=list, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     wamid = models.CharField(max_length=255, null=True, blank=True)  # unique: message_wamid_uniq
     provider_timestamp = models.DateTimeField(null=True, blank=True)
@@ -245,6 +266,8 @@ class Message(models.Model):
             models.Index(
                 fields=["bot_config_version"], name="msg_bot_config_version_idx", condition=models.Q(bot_config_version__isnull=False)
             ),
+            # The edits and deletions of a message, found by the message's wamid (few rows).
+            models.Index(fields=["context_wamid"], name="msg_revision_idx", condition=models.Q(type__in=["edit", "revoke"])),
             models.Index(
                 fields=["created_at"],
                 name="msg_inbound_unhandled_idx",
@@ -259,6 +282,11 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_direction_display()} {self.type}: {self.text[:40]}"
+
+    @property
+    def earlier_versions(self) -> list[tuple[str, datetime | None]]:
+        """(text, when written) of each version before the current one, oldest first."""
+        return [(v.get("text", ""), parse_datetime(v.get("at") or "")) for v in self.earlier_texts]
 
 
 # How long a claimed message is a worker's before another may take it over (LEASE_SECONDS).

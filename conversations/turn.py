@@ -1,10 +1,13 @@
 """A customer's turn, written once, as async code on an event loop (`conversations.runtime`).
 
-`message_handle` (a stored customer message): claim it and read everything at once; mark
-it read; then, by what it asks for (`decisions.inbound_action`): nothing; leave it to the
-person who owns the conversation (a text's details are still extracted); acknowledge media;
-answer a command at once; or, for words, extract the customer's details and answer — after
-REPLY_DEBOUNCE_SECONDS of quiet (`burst_reply`, queued as the debounced task) or at once.
+`message_handle` (a stored customer message): claim it and read everything at once. An
+edit or a deletion (applied to its message when stored, by ingest) is not a new message:
+no reply, no read receipt; a customer's edit has the edited message's details extracted
+again. Anything else: mark it read; then, by what it asks for (`decisions.inbound_action`):
+nothing; leave it to the person who owns the conversation (a text's details are still
+extracted); acknowledge media; answer a command at once; or, for words, extract the
+customer's details and answer — after REPLY_DEBOUNCE_SECONDS of quiet (`burst_reply`,
+queued as the debounced task) or at once.
 
 `burst_reply` answers every unhandled text of the burst up to its message, unless a newer
 one waits (its own task answers then). The customer asking for a person hands over without
@@ -43,6 +46,7 @@ from .agent.prompts import DEFAULT_HANDOFF_MESSAGE, DEFAULT_HOLDING_MESSAGE
 from .decisions import Action, Outcome
 from .models import (
     LEASE,
+    REVISION_TYPES,
     TEXT_TYPES,
     Author,
     Message,
@@ -81,6 +85,8 @@ async def message_handle(message_id: int) -> Outcome:
         active = await _active_config(conversation)
         command = command_parse(message.text) if message.type == MessageType.TEXT else None
         action = decisions.inbound_action(type=message.type, owner=conversation.owner, command=command)
+        if action == Action.REVISED:
+            return await _commit(message, [message], check_newer=False, usage=await _extract_again(message, active))
         _read_receipt(message)
         if action == Action.NOTHING:
             return await _commit(message, [message], check_newer=False)
@@ -321,6 +327,31 @@ async def _extract(message: Message, active: ActiveConfig) -> dict:
         except Exception:
             logger.exception("message %s: storing the extracted details failed", message.pk)
     return usage
+
+
+async def _extract_again(revision: Message, active: ActiveConfig) -> dict:
+    """An edit of a customer's message: the message's details extracted again from its new
+    text (ingest put it there), as that message's; the call's usage. Nothing for a deletion,
+    for an edit of the business's own messages, and when the message is not stored yet (its
+    own turn reads the new text) or is not words the turn would have extracted from."""
+    if revision.type != MessageType.EDIT:
+        return {}
+    edited = await runtime.sync(_edited_message, revision)
+    return await _extract(edited, active) if edited is not None and edited.type in TEXT_TYPES else {}
+
+
+def _edited_message(revision: Message) -> Message | None:
+    edited = (
+        Message.objects.filter(
+            conversation_id=revision.conversation_id, wamid=revision.context_wamid, author=Author.CUSTOMER, deleted_at__isnull=True
+        )
+        .exclude(type__in=REVISION_TYPES)
+        .only("id", "conversation_id", "type", "text")
+        .first()
+    )
+    if edited is not None:
+        edited.conversation = revision.conversation  # with its profile, as the claim read it
+    return edited
 
 
 def _details_found(message: Message, fields: list[str], values: dict) -> bool:

@@ -38,6 +38,22 @@ def meta_example(meta_examples):
     return get
 
 
+@pytest.fixture(scope="session")
+def meta_references() -> dict:
+    """The payloads of Meta's webhook reference pages that `meta_examples` lacks (edit, revoke),
+    keyed by name; each is a POST body."""
+    data = json.loads((FIXTURES / "meta" / "webhook-reference-edit-revoke.json").read_text())
+    return {name: example["value"] for name, example in data.items()}
+
+
+@pytest.fixture
+def meta_reference(meta_references):
+    def get(name: str) -> dict:
+        return copy.deepcopy(meta_references[name])
+
+    return get
+
+
 def _without_discriminators(node):
     # OpenAPI's `discriminator` is not JSON Schema; its mapping confuses nothing but it must go
     # before validation, as SOURCES.md notes.

@@ -87,6 +87,47 @@ def test_a_reply_carries_the_message_it_answers_and_a_reaction_the_one_it_reacts
     assert reaction.context_id == "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI0RTJEOTc2ODVERUY5RDlGNkYA"
 
 
+def test_an_edit_names_the_message_it_edits_and_carries_its_new_text(meta_reference):
+    """Meta's reference edits an image's caption: the new caption is the edit's text."""
+    payload = meta_reference("Edit")
+    raw = value_of(payload)["messages"][0]
+
+    [edit] = parse(body(payload)).messages
+
+    assert (edit.type, edit.text, edit.context_id) == ("edit", "Taj Mahal", "wamid.HBgLMTQxMjU1NTA4MjkV...")
+    assert edit.provider_id == raw["id"] and edit.customer.phone == SENDER and edit.profile_name == "Sheena Nelson"
+    assert edit.timestamp == datetime.fromtimestamp(1739321024, tz=timezone.utc)
+    assert edit.media == {}  # the edited message keeps its own media
+
+
+def test_an_edited_text_is_the_edits_text(meta_reference):
+    payload = meta_reference("Edit")
+    value_of(payload)["messages"][0]["edit"]["message"] = {"type": "text", "text": {"body": "La mia email è anna@esempio.it"}}
+
+    [edit] = parse(body(payload)).messages
+
+    assert (edit.type, edit.text) == ("edit", "La mia email è anna@esempio.it")
+
+
+def test_a_revoke_names_the_message_it_deletes(meta_reference):
+    [revoke] = parse(body(meta_reference("Revoke"))).messages
+
+    assert (revoke.type, revoke.text, revoke.context_id) == ("revoke", "", "wamid.HBgLMTQxMjU1NTA4MjkV...")
+
+
+@pytest.mark.parametrize("name", ["Edit", "Revoke"])
+def test_an_edit_or_revoke_that_names_no_message_is_rejected_alone(name, meta_reference, meta_example):
+    payload = meta_reference(name)
+    value = value_of(payload)
+    del value["messages"][0][name.lower()]["original_message_id"]
+    value["messages"].append(value_of(meta_example("Text Message"))["messages"][0])
+
+    delivery = parse(body(payload))
+
+    assert [m.type for m in delivery.messages] == ["text"]
+    assert [(r.kind, r.reason) for r in delivery.rejected] == [("message", "no 'original_message_id'")]
+
+
 def test_an_ad_click_keeps_its_referral(meta_example):
     [message] = parse(body(meta_example("Text Message from Click to WhatsApp Ad"))).messages
 
