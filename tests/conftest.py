@@ -41,6 +41,22 @@ def meta_example(meta_examples):
     return get
 
 
+@pytest.fixture(scope="session")
+def identity_examples() -> dict:
+    """Payloads of customers known by a BSUID and of their identity changes, in the shapes
+    Meta documents (fixtures/SOURCES.md), keyed by name; each is a POST body."""
+    data = json.loads((FIXTURES / "meta" / "identity-examples.json").read_text())
+    return {name: example["value"] for name, example in data.items()}
+
+
+@pytest.fixture
+def identity_example(identity_examples):
+    def get(name: str) -> dict:
+        return copy.deepcopy(identity_examples[name])
+
+    return get
+
+
 def _without_discriminators(node):
     # OpenAPI's `discriminator` is not JSON Schema; its mapping confuses nothing but it must go
     # before validation, as SOURCES.md notes.
