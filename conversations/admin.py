@@ -200,7 +200,9 @@ class NoteInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["contact", "handle", "channel", "owner", "status", "assigned_to", "unread_count", "last_message_at", "preview"]
+    list_display = [
+        "contact", "handle", "channel", "owner", "status", "assigned_to", "unread_count", "last_message_at", "preview",
+    ]  # fmt: skip
     list_select_related = ["profile", "channel", "assigned_to"]
     list_filter = ["owner", "status", "channel", ("assigned_to", admin.RelatedOnlyFieldListFilter)]
     search_fields = [

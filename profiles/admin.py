@@ -106,7 +106,10 @@ class ClientProfileAdmin(admin.ModelAdmin):
     ordering = ["-last_contact_at", "-id"]
     show_full_result_count = False
     inlines = [ProfileFieldChangeInline]
-    readonly_fields = ["wa_id", "user_id", "parent_user_id", "username", "profile_name", "order_numbers", "extra", "language", "where_from", "first_contact_at", "last_contact_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "wa_id", "user_id", "parent_user_id", "username", "profile_name", "order_numbers", "extra", "language", "where_from",
+        "first_contact_at", "last_contact_at", "created_at", "updated_at",
+    ]  # fmt: skip
     fieldsets = [
         (None, {"fields": ["wa_id", "username", "user_id", "parent_user_id", "profile_name"]}),
         (_("Collected details"), {"fields": [*EDITABLE_FIELDS, "order_numbers", "extra", "language"],

@@ -164,7 +164,8 @@ class GraphServer(HTTPServer):
 def make_httpserver(httpserver_listen_address, httpserver_ssl_context):
     """pytest-httpserver's session server (the fake OpenAI's and Graph API's), as a GraphServer."""
     host, port = httpserver_listen_address
-    server = GraphServer(host=host or GraphServer.DEFAULT_LISTEN_HOST, port=port or GraphServer.DEFAULT_LISTEN_PORT, ssl_context=httpserver_ssl_context)
+    host, port = host or GraphServer.DEFAULT_LISTEN_HOST, port or GraphServer.DEFAULT_LISTEN_PORT
+    server = GraphServer(host=host, port=port, ssl_context=httpserver_ssl_context)
     server.start()
     yield server
     server.clear()

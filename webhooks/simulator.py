@@ -80,7 +80,9 @@ def simulator_webhook_body(*, channel: Channel, value: dict) -> bytes:
     return json.dumps(data, ensure_ascii=False).encode()
 
 
-def simulator_text_body(*, channel: Channel, customer: str, name: str, text: str, wamid: str = "", at: int | None = None) -> bytes:
+def simulator_text_body(
+    *, channel: Channel, customer: str, name: str, text: str, wamid: str = "", at: int | None = None
+) -> bytes:
     """A text of `customer` (a number, or a BSUID: then without a number, as Meta sends a
     username user's)."""
     if _is_bsuid(customer):
@@ -110,7 +112,8 @@ def simulator_signed_post(*, channel: Channel, body: bytes) -> Receipt:
 
 
 def simulator_message_send(*, channel: Channel, customer: str, name: str, text: str) -> Receipt:
-    return simulator_signed_post(channel=channel, body=simulator_text_body(channel=channel, customer=customer, name=name, text=text))
+    body = simulator_text_body(channel=channel, customer=customer, name=name, text=text)
+    return simulator_signed_post(channel=channel, body=body)
 
 
 def simulator_messages_acknowledge(*, channel: Channel, customer: str, wamids: Sequence[str]) -> Receipt | None:

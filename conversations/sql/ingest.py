@@ -241,9 +241,11 @@ def _identity_move_sql() -> str:
         "username = CASE WHEN %(new_username)s <> '' THEN %(new_username)s ELSE p.username END, "
         "updated_at = %(now)s "
         "FROM (SELECT q.id, "
-        f"%(new_user_id)s <> '' AND %(new_user_id)s <> q.user_id AND {taken.format(column='user_id', param='new_user_id')} AS take_user, "
+        "%(new_user_id)s <> '' AND %(new_user_id)s <> q.user_id AND "
+        f"{taken.format(column='user_id', param='new_user_id')} AS take_user, "
         f"%(new_phone)s <> '' AND %(new_phone)s <> q.wa_id AND {taken.format(column='wa_id', param='new_phone')} AS take_phone "
-        f"FROM {profiles} q WHERE (%(old_user_id)s <> '' AND q.user_id = %(old_user_id)s) OR (%(old_phone)s <> '' AND q.wa_id = %(old_phone)s) "
+        f"FROM {profiles} q WHERE (%(old_user_id)s <> '' AND q.user_id = %(old_user_id)s) "
+        "OR (%(old_phone)s <> '' AND q.wa_id = %(old_phone)s) "
         "ORDER BY q.user_id = %(old_user_id)s DESC LIMIT 1) m "
         "WHERE p.id = m.id"
     )

@@ -6,7 +6,10 @@ search always has one."""
 from django.db import migrations
 
 OLD = "UPPER(first_name || ' ' || last_name || ' ' || profile_name || ' ' || company || ' ' || email || ' ' || wa_id)"
-NEW = "UPPER(first_name || ' ' || last_name || ' ' || profile_name || ' ' || company || ' ' || email || ' ' || wa_id || ' ' || username)"
+NEW = (
+    "UPPER(first_name || ' ' || last_name || ' ' || profile_name || ' ' || company || ' ' || email || ' ' || wa_id"
+    " || ' ' || username)"
+)
 
 
 def _rebuild(schema_editor, expression: str) -> None:

@@ -158,7 +158,9 @@ def test_the_extraction_s_usage_goes_with_the_reply_s_commit_when_it_finished_fi
     assert (message.ai_model, message.input_tokens, message.output_tokens) == ("gpt-4.1-2025-04-14", 1200, 40)
 
 
-def test_a_customer_without_a_number_is_answered_at_its_bsuid_end_to_end(fake_openai, graph, channel, post_webhook, identity_example, redis_queue):
+def test_a_customer_without_a_number_is_answered_at_its_bsuid_end_to_end(
+    fake_openai, graph, channel, post_webhook, identity_example, redis_queue
+):
     """Webhook view → turn → Graph API: a username user (no `from`, no `wa_id`) gets its reply
     at `recipient`, its BSUID; the fake Graph API refuses any send breaking Meta's rule."""
     fake_openai.replies.append("Sì, anche in blu!")

@@ -92,7 +92,8 @@ def test_admin_search_finds_a_profile_by_any_field(admin_member_client, channel)
 
 
 def test_a_customer_without_a_number_is_listed_and_found_by_its_username(admin_member_client, channel):
-    wanted = ConversationFactory(channel=channel, profile__username_only=True, profile__username="@giulia.r", profile__profile_name="").profile
+    profile = {"profile__username_only": True, "profile__username": "@giulia.r", "profile__profile_name": ""}
+    wanted = ConversationFactory(channel=channel, **profile).profile
     ConversationFactory(channel=channel, profile__username_only=True)
 
     listed = admin_member_client.get("/admin/profiles/clientprofile/").content.decode()

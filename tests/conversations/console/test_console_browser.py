@@ -230,7 +230,9 @@ def test_outside_the_window_the_composer_is_closed_in_the_browser(browser, live_
     shot(page, "window-closed")
 
 
-def test_a_customer_without_a_number_shows_its_username_in_the_list_the_header_and_the_panel(browser, live_server, desk, identity_examples):
+def test_a_customer_without_a_number_shows_its_username_in_the_header_and_the_panel(
+    browser, live_server, desk, identity_examples
+):
     from playwright.sync_api import expect
 
     body = json.dumps(identity_examples["Text Message from a Username User"]).encode()

@@ -96,10 +96,9 @@ def test_it_sends_a_text_with_the_token_in_the_header_only(graph_api, client):
     ],
 )
 def test_it_sends_to_the_number_when_known_and_to_the_bsuid_otherwise(graph_api, client, to, address):
-    graph_api.expect_request(
-        MESSAGES_PATH, method="POST",
-        json={"messaging_product": "whatsapp", "recipient_type": "individual", **address, "type": "text", "text": {"body": "Ciao", "preview_url": False}},
-    ).respond_with_json(sent("wamid.addressed"))  # fmt: skip
+    text = {"type": "text", "text": {"body": "Ciao", "preview_url": False}}
+    body = {"messaging_product": "whatsapp", "recipient_type": "individual", **address, **text}
+    graph_api.expect_request(MESSAGES_PATH, method="POST", json=body).respond_with_json(sent("wamid.addressed"))
 
     assert run(lambda: client.send(Outgoing(type="text", text="Ciao"), to=to)) == "wamid.addressed"
 
@@ -116,7 +115,8 @@ def test_it_sends_to_the_number_when_known_and_to_the_bsuid_otherwise(graph_api,
 def test_the_fake_graph_api_refuses_a_send_meta_would_refuse(graph_api, address, error):
     graph_api.expect_request(MESSAGES_PATH).respond_with_json(sent())
     body = {"messaging_product": "whatsapp", "recipient_type": "individual", **address, "type": "text", "text": {"body": "x"}}
-    request = urllib.request.Request(graph_api.url_for(MESSAGES_PATH), data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    url = graph_api.url_for(MESSAGES_PATH)
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
 
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=5)
