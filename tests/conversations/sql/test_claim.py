@@ -51,7 +51,7 @@ def test_the_burst_is_every_unanswered_customer_text_of_the_conversation_by_id()
     "state",
     [
         {"handled_at": timezone.now()},
-        {"locked_until": timezone.now() + timezone.timedelta(minutes=1)},  # another worker holds it
+        {"locked_until": timezone.now() + timezone.timedelta(hours=1)},  # another worker holds it (computed at collection)
         {"direction": "out", "author": "bot"},
     ],
 )
