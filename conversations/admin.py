@@ -200,10 +200,15 @@ class NoteInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["contact", "wa_id", "channel", "owner", "status", "assigned_to", "unread_count", "last_message_at", "preview"]
+    list_display = [
+        "contact", "handle", "channel", "owner", "status", "assigned_to", "unread_count", "last_message_at", "preview",
+    ]  # fmt: skip
     list_select_related = ["profile", "channel", "assigned_to"]
     list_filter = ["owner", "status", "channel", ("assigned_to", admin.RelatedOnlyFieldListFilter)]
-    search_fields = ["profile__wa_id", "profile__profile_name", "profile__first_name", "profile__last_name", "profile__email", "profile__company"]
+    search_fields = [
+        "profile__wa_id", "profile__user_id", "profile__username", "profile__profile_name", "profile__first_name",
+        "profile__last_name", "profile__email", "profile__company",
+    ]  # fmt: skip
     date_hierarchy = "last_message_at"
     paginator = CappedCountPaginator
     ordering = ["-last_message_at", "-id"]
@@ -221,8 +226,8 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return obj.profile.display_name
 
     @admin.display(description=_("WhatsApp id"), ordering="profile__wa_id")
-    def wa_id(self, obj: Conversation) -> str:
-        return obj.profile.wa_id
+    def handle(self, obj: Conversation) -> str:
+        return obj.profile.handle
 
     @admin.display(description=_("last message"))
     def preview(self, obj: Conversation) -> str:
@@ -231,7 +236,7 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("client profile"))
     def profile_link(self, obj: Conversation) -> str:
         url = reverse("admin:profiles_clientprofile_change", args=[obj.profile_id])
-        return format_html('<a href="{}">{}</a> (+{})', url, obj.profile.display_name, obj.profile.wa_id)
+        return format_html('<a href="{}">{}</a> ({})', url, obj.profile.display_name, obj.profile.handle)
 
     @admin.display(description=_("all messages"))
     def all_messages(self, obj: Conversation) -> str:
@@ -263,7 +268,7 @@ class MessageAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "created_at", "contact", "direction", "author", "type", "short_text", "status", "error_code"]
     list_select_related = ["conversation__profile"]
     list_filter = [("created_at", admin.DateFieldListFilter), "direction", "author", "type", "status", "conversation__channel"]
-    search_fields = ["=wamid", "text", "=conversation__profile__wa_id"]
+    search_fields = ["=wamid", "text", "=conversation__profile__wa_id", "=conversation__profile__user_id"]
     ordering = ["-id"]
     raw_id_fields = ["conversation", "sent_by", "bot_config_version"]
     readonly_fields = ["conversation_link"]
@@ -331,7 +336,7 @@ class ConversationNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["created_at", "contact", "author", "short_text"]
     list_select_related = ["conversation__profile", "author"]
     list_filter = [("author", admin.RelatedOnlyFieldListFilter)]
-    search_fields = ["text", "=conversation__profile__wa_id"]
+    search_fields = ["text", "=conversation__profile__wa_id", "=conversation__profile__user_id"]
     date_hierarchy = "created_at"
     ordering = ["-created_at"]
     raw_id_fields = ["conversation", "author"]

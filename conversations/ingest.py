@@ -33,7 +33,7 @@ from django.db import OperationalError, connection
 from django.db.models import Model
 from django.utils import timezone
 
-from integrations.base import Delivery, Identity, InboundMessage
+from integrations.base import Delivery, Identity, IdentityChange, InboundMessage
 
 from . import queueing
 from .groupcommit import GroupCommit
@@ -63,6 +63,7 @@ class _Job:
     unknown: list[str]
     record: Model | None
     describe: Callable[[Model, Ingested], None] | None
+    identity_changes: list[IdentityChange] = field(default_factory=list)
 
 
 def delivery_ingest(
@@ -86,6 +87,7 @@ def delivery_ingest(
         unknown=sorted(pid for pid in delivery.phone_number_ids if pid not in channels),
         record=record,
         describe=describe,
+        identity_changes=[c for c in delivery.identity_changes if c.phone_number_id in channels],
     )
     if connection.in_atomic_block:
         return _store([job])[0]
@@ -109,6 +111,7 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
         sent = False
         try:
             with pipelined_transaction(health_check=False) as cursor:
+                _identities_move(cursor, jobs)
                 inserted, sent = _rows_store(cursor, jobs), True
                 ingest_sql.threads_update(cursor, _threads(jobs, inserted))
                 revising = ingest_sql.revisions_apply(cursor, _revised_wamids(jobs, inserted))
@@ -137,6 +140,23 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
     queueing.enqueue_on_commit(queueing.INBOUND_HANDLE, sorted(pk for result in results for pk in result.new_message_ids))
     _previews_revise(ingest_sql.revised_read(revising))
     return results
+
+
+def _identities_move(cursor, jobs: Sequence[_Job]) -> None:
+    """The jobs' identity changes (a customer's new number or BSUID), oldest first, queued
+    before their messages find their customers: a message of the batch that names the old
+    identity, or the new one, lands on the customer the change moved. Rare, so one statement
+    each, in the same round trip."""
+    changes = sorted((c for job in jobs for c in job.identity_changes), key=lambda c: c.timestamp)
+    for change in changes:
+        ingest_sql.identity_move(cursor, old=change.old, new=change.new)
+        for job in jobs:
+            for _channel, messages in job.by_channel:
+                for m in messages:
+                    if (change.old.user_id and m.customer.user_id == change.old.user_id) or (
+                        change.old.phone and m.customer.phone == change.old.phone
+                    ):
+                        m.customer = change.new
 
 
 def _rows_store(cursor, jobs: Sequence[_Job]) -> list[tuple]:

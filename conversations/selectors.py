@@ -139,8 +139,9 @@ def conversation_list(
         .only(
             "id", "owner", "status", "assigned_to", "last_message_at", "last_message_preview", "unread_count",
             "changed_at", "channel_id", "handoff_reason",
-            "profile__id", "profile__wa_id", "profile__profile_name", "profile__first_name", "profile__last_name",
-            "profile__company", "profile__email", "profile__order_numbers", "profile__extra",
+            "profile__id", "profile__wa_id", "profile__user_id", "profile__username", "profile__profile_name",
+            "profile__first_name", "profile__last_name", "profile__company", "profile__email", "profile__order_numbers",
+            "profile__extra",
             "assigned_to__id", "assigned_to__username", "assigned_to__first_name", "assigned_to__last_name",
         )  # fmt: skip
         # NULLS FIRST is PostgreSQL's default for DESC, and how conv_recent_idx is stored.

@@ -22,6 +22,7 @@ from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
 from psycopg import sql as psycopg_sql
 
+from integrations.base import Identity
 from profiles.models import ClientProfile
 
 from ..database import json_text
@@ -223,6 +224,46 @@ def thread_rows_store(cursor: psycopg.Cursor, *, channel_id: int, profiles: Sequ
     text = head + profile_select + middle + conversation_select + after_conversation + message_select + tail
     cursor.execute(text, [profile_json, *profile_params, *conversation_params, *message_params, message_json], prepare=True)
     return list(cursor.fetchall())
+
+
+@lru_cache(maxsize=1)
+def _identity_move_sql() -> str:
+    profiles = table(ClientProfile)
+    # `%(old_…)s` find the profile as a message would (its BSUID first, then its number); an
+    # identity another profile holds already is not taken (the unique indexes would refuse it).
+    taken = f"NOT EXISTS (SELECT 1 FROM {profiles} o WHERE o.{{column}} = %({{param}})s)"
+    return (
+        f"UPDATE {profiles} p SET "
+        "user_id = CASE WHEN m.take_user THEN %(new_user_id)s ELSE p.user_id END, "
+        # Meta gives a customer a new BSUID when its number changes: the number it had is no
+        # longer known to be its own unless the change says which it is now.
+        "wa_id = CASE WHEN m.take_phone THEN %(new_phone)s WHEN m.take_user THEN '' ELSE p.wa_id END, "
+        "parent_user_id = CASE WHEN %(new_parent_user_id)s <> '' THEN %(new_parent_user_id)s ELSE p.parent_user_id END, "
+        "username = CASE WHEN %(new_username)s <> '' THEN %(new_username)s ELSE p.username END, "
+        "updated_at = %(now)s "
+        "FROM (SELECT q.id, "
+        "%(new_user_id)s <> '' AND %(new_user_id)s <> q.user_id AND "
+        f"{taken.format(column='user_id', param='new_user_id')} AS take_user, "
+        f"%(new_phone)s <> '' AND %(new_phone)s <> q.wa_id AND {taken.format(column='wa_id', param='new_phone')} AS take_phone "
+        f"FROM {profiles} q WHERE (%(old_user_id)s <> '' AND q.user_id = %(old_user_id)s) "
+        "OR (%(old_phone)s <> '' AND q.wa_id = %(old_phone)s) "
+        "ORDER BY q.user_id = %(old_user_id)s DESC LIMIT 1) m "
+        "WHERE p.id = m.id"
+    )
+
+
+def identity_move(cursor: psycopg.Cursor, *, old: Identity, new: Identity) -> None:
+    """A customer's identity moved (a new number, a new BSUID): the profile known by `old`
+    takes `new`'s parts, in place, so its conversations stay its own. Queued, not waited for;
+    a statement queued after it (`thread_rows_store`) finds the customer by `new`."""
+    cursor.execute(
+        _identity_move_sql(),
+        {
+            "old_phone": old.phone, "old_user_id": old.user_id, "new_phone": new.phone, "new_user_id": new.user_id,
+            "new_parent_user_id": new.parent_user_id, "new_username": new.username, "now": timezone.now(),
+        },
+        prepare=True,
+    )  # fmt: skip
 
 
 @lru_cache(maxsize=1)

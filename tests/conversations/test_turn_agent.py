@@ -325,3 +325,12 @@ def test_the_reply_instructions_warn_that_the_latest_text_may_hold_a_missing_det
 
     assert reply(question.pk) == "sent"
     assert "non chiederlo di nuovo" in fake_openai.reply_requests[-1]["instructions"]
+
+
+def test_info_tells_a_customer_without_a_number_its_username(fake_openai, graph):
+    conversation = ConversationFactory(profile__username_only=True, profile__username="giulia.r")
+
+    customer_says(conversation, "/info")
+
+    [info] = bot_texts(conversation)
+    assert "nome utente: @giulia.r" in info and "telefono" not in info and "+" not in info

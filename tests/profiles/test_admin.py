@@ -89,3 +89,17 @@ def test_admin_search_finds_a_profile_by_any_field(admin_member_client, channel)
     response = admin_member_client.get("/admin/profiles/clientprofile/?q=ortofrutta")
 
     assert list(response.context_data["cl"].result_list) == [wanted]
+
+
+def test_a_customer_without_a_number_is_listed_and_found_by_its_username(admin_member_client, channel):
+    profile = {"profile__username_only": True, "profile__username": "@giulia.r", "profile__profile_name": ""}
+    wanted = ConversationFactory(channel=channel, **profile).profile
+    ConversationFactory(channel=channel, profile__username_only=True)
+
+    listed = admin_member_client.get("/admin/profiles/clientprofile/").content.decode()
+    found = admin_member_client.get("/admin/profiles/clientprofile/?q=@giulia.r")
+    page = admin_member_client.get(f"/admin/profiles/clientprofile/{wanted.pk}/change/").content.decode()
+
+    assert '<td class="field-handle">@giulia.r</td>' in listed
+    assert list(found.context_data["cl"].result_list) == [wanted]
+    assert wanted.user_id in page and "@giulia.r" in page

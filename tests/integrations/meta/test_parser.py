@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from integrations.base import PayloadError
+from integrations.base import Identity, PayloadError
 from integrations.meta.parser import parse
 
 PHONE_NUMBER_ID = "106540352242922"
@@ -66,6 +66,75 @@ def test_the_senders_profile_name_comes_from_the_contacts(meta_example):
     [message] = parse(body(meta_example("Text Message"))).messages
 
     assert (message.customer.phone, message.profile_name) == (SENDER, "Sheena Nelson")
+
+
+BSUID, NEW_BSUID, PARENT = "US.13491208655302741918", "US.24817305912873645029", "US.ENT.11815799212886844830"
+
+
+def test_a_username_users_message_names_its_customer_by_bsuid_and_username(identity_example):
+    [message] = parse(body(identity_example("Text Message from a Username User"))).messages
+
+    assert message.customer == Identity(user_id=BSUID, username="@sheena.nelson")
+    assert (message.type, message.text, message.profile_name) == ("text", "Does it come in another color?", "Sheena Nelson")
+
+
+def test_a_message_with_both_identities_carries_all_of_them(identity_example):
+    [message] = parse(body(identity_example("Text Message with Phone Number and BSUID"))).messages
+
+    assert message.customer == Identity(phone=SENDER, user_id=BSUID, parent_user_id=PARENT, username="@sheena.nelson")
+
+
+def test_a_username_users_status_names_its_recipient_by_bsuid(identity_example):
+    [status] = parse(body(identity_example("Delivered Status for a Username User"))).statuses
+
+    assert (status.status, status.recipient) == ("delivered", Identity(user_id=BSUID))
+
+
+def test_a_changed_number_is_an_identity_change_and_its_system_message_is_kept(identity_example):
+    delivery = parse(body(identity_example("System Message user_changed_number")))
+
+    [change] = delivery.identity_changes
+    assert (change.old, change.new) == (Identity(phone=SENDER, user_id=BSUID), Identity(phone="12195555358", user_id=NEW_BSUID))
+    assert change.phone_number_id == PHONE_NUMBER_ID and change.timestamp == datetime.fromtimestamp(1750000300, tz=timezone.utc)
+    [message] = delivery.messages
+    assert (message.type, message.customer) == ("system", change.old)
+    assert delivery.rejected == []
+
+
+def test_a_changed_bsuid_named_only_in_the_text_is_an_identity_change(identity_example):
+    delivery = parse(body(identity_example("System Message user_changed_user_id")))
+
+    [change] = delivery.identity_changes
+    assert (change.old, change.new) == (Identity(user_id=BSUID), Identity(user_id=NEW_BSUID))
+    assert [m.customer for m in delivery.messages] == [change.old]
+
+
+def test_metas_older_changed_number_without_bsuids_is_an_identity_change(meta_example):
+    [change] = parse(body(meta_example("System Message"))).identity_changes
+
+    assert (change.old, change.new) == (Identity(phone=SENDER), Identity(phone="12195555358"))
+
+
+def test_an_identity_change_that_does_not_say_whose_is_stored_under_the_new_identity_and_noted(identity_example):
+    payload = identity_example("System Message user_changed_user_id")
+    value_of(payload)["messages"][0]["system"]["body"] = "User Sheena Nelson changed their user id"
+
+    delivery = parse(body(payload))
+
+    assert delivery.identity_changes == []
+    assert [m.customer for m in delivery.messages] == [Identity(user_id=NEW_BSUID)]
+    [rejected] = delivery.rejected
+    assert rejected.kind == "identity change" and "does not say whose" in rejected.reason
+
+
+def test_an_identity_change_without_the_new_identity_is_rejected_alone(identity_example):
+    payload = identity_example("System Message user_changed_number")
+    del value_of(payload)["messages"][0]["system"]["wa_id"], value_of(payload)["messages"][0]["system"]["user_id"]
+
+    delivery = parse(body(payload))
+
+    assert delivery.identity_changes == [] and delivery.messages == []
+    assert "without the new identity" in delivery.rejected[0].reason
 
 
 def test_media_keeps_its_metadata_and_a_caption_is_its_text(meta_example):
