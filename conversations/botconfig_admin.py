@@ -123,7 +123,7 @@ class BotConfigAdmin(admin.ModelAdmin):
         day = known.dates[model]
         if day is None:
             return _("none announced (checked %(checked)s)") % {"checked": checked}
-        return _("%(day)s (checked %(checked)s)") % {"day": date_format(day, "DATE_FORMAT"), "checked": checked}
+        return _("%(day)s (checked %(checked)s)") % {"day": date_format(day, "SHORT_DATE_FORMAT"), "checked": checked}
 
     @admin.display(description="Versions")
     def history(self, obj: BotConfig):

@@ -388,8 +388,8 @@ class Alert(models.Model):
     subject = models.CharField(_("subject"), max_length=128)
     text = models.TextField(_("text"))
     count = models.PositiveIntegerField(_("times"), default=1)
-    first_at = models.DateTimeField(_("first"), default=timezone.now)
-    last_at = models.DateTimeField(_("last"), default=timezone.now)
+    first_at = models.DateTimeField(_("first seen"), default=timezone.now)
+    last_at = models.DateTimeField(_("last seen"), default=timezone.now)
     resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
 
     class Meta:

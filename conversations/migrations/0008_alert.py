@@ -19,8 +19,8 @@ class Migration(migrations.Migration):
                 ('subject', models.CharField(max_length=128, verbose_name='subject')),
                 ('text', models.TextField(verbose_name='text')),
                 ('count', models.PositiveIntegerField(default=1, verbose_name='times')),
-                ('first_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='first')),
-                ('last_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='last')),
+                ('first_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='first seen')),
+                ('last_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='last seen')),
                 ('resolved_at', models.DateTimeField(blank=True, null=True, verbose_name='resolved')),
             ],
             options={
