@@ -167,7 +167,7 @@ class BotConfigAdmin(admin.ModelAdmin):
             messages.warning(request, _(
                 "OPENAI_PROMPT_ID is set (%(id)s), but OpenAI shut stored prompts down on 2026-11-30: the bot answers "
                 "with the instructions of its bot configuration. %(hint)s Then remove OPENAI_PROMPT_ID from the environment."
-            ) % {"id": settings.OPENAI_PROMPT_ID, "hint": STORED_PROMPT_HINT})  # fmt: skip
+            ) % {"id": settings.OPENAI_PROMPT_ID, "hint": _(STORED_PROMPT_HINT)})  # fmt: skip
         retired = bot_config_retired_prompt(config=config) if config is not None else None
         if retired:
             version = retired.get("version") or _("latest")
@@ -176,7 +176,7 @@ class BotConfigAdmin(admin.ModelAdmin):
                 "This configuration answered with the OpenAI stored prompt %(id)s (version %(version)s, variables: "
                 "%(variables)s) until OpenAI shut stored prompts down on 2026-11-30; it now answers with the "
                 "instructions below. %(hint)s"
-            ) % {"id": retired.get("id"), "version": version, "variables": variables, "hint": STORED_PROMPT_HINT})  # fmt: skip
+            ) % {"id": retired.get("id"), "version": version, "variables": variables, "hint": _(STORED_PROMPT_HINT)})  # fmt: skip
 
     def get_changeform_initial_data(self, request):
         return {**bot_config_default_values(), "name": "", **super().get_changeform_initial_data(request)}

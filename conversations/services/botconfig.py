@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from profiles.models import STANDARD_FIELDS
 
@@ -40,7 +40,8 @@ VERSIONED_FIELDS = (
 )
 
 
-STORED_PROMPT_HINT = _(
+# In English (the system check's); admin shows it translated.
+STORED_PROMPT_HINT = gettext_noop(
     "Open the prompt in the OpenAI dashboard (platform.openai.com, Prompts), copy its text into the Instructions "
     "of the bot configuration (admin, Bot configurations) and save. Write the values of its own variables into "
     "the text: the customer's known and missing fields and the conversation's summary are added to the "

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from django.core.cache import cache
 from django.core.checks import WARNING, run_checks
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from conversations.agent.replies import cost_estimate
 from conversations.checks import check_stored_prompt_retired
@@ -66,7 +66,8 @@ def test_the_reply_is_asked_with_the_configuration_s_instructions_never_a_stored
 def test_openai_prompt_id_still_set_is_a_warning_that_says_how_to_move_the_prompt(settings):
     settings.OPENAI_PROMPT_ID = "pmpt_0123"
 
-    (warning,) = check_stored_prompt_retired(None)
+    with translation.override("it"):  # in English whatever language is active
+        (warning,) = check_stored_prompt_retired(None)
 
     # A warning: printed by every command, `make check` fails on it, `migrate` (release) still runs.
     assert warning.level == WARNING and warning.id == "whatsbot.W001"
@@ -224,9 +225,7 @@ def test_another_permanent_error_is_no_model_alert(fake_openai, graph):
 # --- Prices ------------------------------------------------------------------------------------
 
 
-def test_the_default_model_has_a_price():
-    from django.conf import settings
-
+def test_the_default_model_has_a_price(settings):
     assert settings.OPENAI_MODEL == DEFAULT_MODEL
     assert cost_estimate(model=DEFAULT_MODEL, input_tokens=1_000_000, cached_tokens=0, output_tokens=1_000_000) == Decimal("0.600000")
 
