@@ -48,7 +48,7 @@ STORED_PROMPT_HINT = gettext_noop(
     "instructions every turn."
 )
 
-# In the snapshot that migration 0007 wrote for a configuration that answered with an OpenAI
+# In the snapshot that migration 0008 wrote for a configuration that answered with an OpenAI
 # stored prompt (shut down on 2026-11-30): its id, version and variables, for the admin.
 RETIRED_PROMPT_KEY = "retired_stored_prompt"
 

@@ -1,4 +1,4 @@
-"""Migration conversations/0007: OpenAI shut stored prompts down on 2026-11-30. A configuration
+"""Migration conversations/0008: OpenAI shut stored prompts down on 2026-11-30. A configuration
 that answered with one gets a new version that keeps the prompt's id, version and variables
 for the admin, who is told on its page until someone saves it; the fields go."""
 
@@ -12,7 +12,7 @@ from .migrations import migrated_to, migrated_to_latest
 
 pytestmark = pytest.mark.django_db
 
-BEFORE = ("conversations", "0006_default_bot_config_model_blank")
+BEFORE = ("conversations", "0007_status_recipient_bsuid")
 
 
 @pytest.fixture

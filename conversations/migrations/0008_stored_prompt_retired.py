@@ -39,7 +39,7 @@ def stored_prompt_note(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("conversations", "0006_default_bot_config_model_blank"),
+        ("conversations", "0007_status_recipient_bsuid"),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0007_stored_prompt_retired'),
+        ('conversations', '0008_stored_prompt_retired'),
     ]
 
     operations = [
