@@ -10,9 +10,10 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import UserCreationForm
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
@@ -29,6 +30,7 @@ from profiles.selectors import profile_search_condition
 
 from . import botconfig_admin  # noqa: F401  (registers BotConfig)
 from .models import (
+    Alert,
     Channel,
     Conversation,
     ConversationNote,
@@ -271,12 +273,12 @@ class MessageAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["=wamid", "text", "=conversation__profile__wa_id", "=conversation__profile__user_id"]
     ordering = ["-id"]
     raw_id_fields = ["conversation", "sent_by", "bot_config_version"]
-    readonly_fields = ["conversation_link"]
+    readonly_fields = ["conversation_link", "cost"]
     fieldsets = [
         (None, {"fields": ["conversation_link", "direction", "author", "type", "text", "media", "payload", "context_wamid", "referral"]}),
         (_("Delivery"), {"fields": ["wamid", "provider_timestamp", "status", "sent_at", "delivered_at", "read_at", "played_at", "failed_at", "error_code", "error_title", "error_detail"]}),
         (_("Processing"), {"fields": ["attempts", "locked_until", "handled_at", "sent_by", "created_at"]}),
-        (_("AI"), {"fields": ["bot_config_version", "ai_model", "input_tokens", "cached_tokens", "output_tokens", "cost_usd"], "classes": ["collapse"]}),
+        (_("AI"), {"fields": ["bot_config_version", "ai_model", "input_tokens", "cached_tokens", "output_tokens", "cost"], "classes": ["collapse"]}),
     ]
 
     @admin.display(description=_("contact"))
@@ -286,6 +288,13 @@ class MessageAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("text"))
     def short_text(self, obj: Message) -> str:
         return Truncator(obj.text).chars(80)
+
+    @admin.display(description=_("cost (USD)"))
+    def cost(self, obj: Message) -> str:
+        """Tokens counted at a model OPENAI_PRICES has no price for: unknown, not free."""
+        if obj.cost_usd is not None:
+            return str(obj.cost_usd)
+        return _("unknown") if obj.input_tokens is not None else "-"
 
     @admin.display(description=_("conversation"))
     def conversation_link(self, obj: Message) -> str:
@@ -310,6 +319,24 @@ class StatusUpdateAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin
     def error(self, obj: StatusUpdate) -> str:
         first = (obj.errors or [{}])[0] if isinstance(obj.errors, list) else {}
         return " ".join(str(v) for v in (first.get("code"), first.get("title")) if v)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What only an admin can fix; raised by the turn (a refused model) and the hourly check
+    of the models' shutdown dates, which also resolves what no longer applies."""
+
+    list_display = ["last_at", "kind", "subject", "text", "count", "first_at", "resolved_at"]
+    list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter)]
+    ordering = [F("resolved_at").desc(nulls_first=True), "-last_at"]  # the open ones first
+    actions = ["resolve"]
+
+    @admin.action(description=_("Mark the selected alerts resolved"))
+    def resolve(self, request, queryset: QuerySet) -> None:
+        queryset.filter(resolved_at__isnull=True).update(resolved_at=timezone.now())
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -329,9 +329,6 @@ class BotConfig(models.Model):
     channel = models.OneToOneField(Channel, null=True, blank=True, on_delete=models.CASCADE, related_name="bot_config")
     model = models.CharField(_("model"), max_length=64, blank=True, help_text=_("Empty: OPENAI_MODEL."))
     instructions = models.TextField(_("instructions"), blank=True)
-    prompt_id = models.CharField(_("stored prompt id"), max_length=128, blank=True)
-    prompt_version = models.CharField(_("stored prompt version"), max_length=32, blank=True)
-    prompt_variables = models.JSONField(_("stored prompt variables"), default=dict, blank=True)
     vector_store_ids = models.JSONField(_("vector store ids (file search)"), default=list, blank=True)
     fields_to_collect = models.JSONField(_("fields to collect"), default=list, blank=True)
     # [{"key": "vat_number", "label": "Partita IVA", "description": "..."}]
@@ -404,3 +401,29 @@ class ConversationNote(models.Model):
     class Meta:
         ordering = ["created_at"]
         indexes = [models.Index(fields=["conversation", "created_at"], name="note_thread_idx")]
+
+
+class AlertKind(models.TextChoices):
+    MODEL_REFUSED = "model_refused", _("OpenAI refuses the model")
+    MODEL_SHUTDOWN = "model_shutdown", _("The model shuts down soon")
+
+
+class Alert(models.Model):
+    """Something only an admin can fix, shown in admin until resolved. One row per kind and
+    subject (a model): raised again, it counts up and opens again."""
+
+    kind = models.CharField(_("kind"), max_length=32, choices=AlertKind.choices)
+    subject = models.CharField(_("subject"), max_length=128)
+    text = models.TextField(_("text"))
+    count = models.PositiveIntegerField(_("times"), default=1)
+    first_at = models.DateTimeField(_("first seen"), default=timezone.now)
+    last_at = models.DateTimeField(_("last seen"), default=timezone.now)
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("alert")
+        verbose_name_plural = _("alerts")
+        constraints = [models.UniqueConstraint(fields=["kind", "subject"], name="alert_kind_subject_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.subject}"

@@ -12,7 +12,8 @@ queued as the debounced task) or at once.
 `burst_reply` answers every unhandled text of the burst up to its message, unless a newer
 one waits (its own task answers then). The customer asking for a person hands over without
 a model call; the model (or the offline agent) otherwise writes the reply, and an AI that
-fails for good gets the holding message and the human queue. The reply and the burst's
+fails for good gets the holding message and the human queue (a model OpenAI refuses is an
+alert for the admins too). The reply and the burst's
 "handled" mark are one commit (`sql.reply.commit`), so a turn that runs twice sends one
 reply; the reply is then delivered at once (`delivery.deliver`).
 
@@ -48,6 +49,7 @@ from .models import (
     LEASE,
     REVISION_TYPES,
     TEXT_TYPES,
+    AlertKind,
     Author,
     Message,
     MessageType,
@@ -56,6 +58,7 @@ from .models import (
 )
 from .providers import provider_for
 from .services import memory, sweeps
+from .services.alerts import alert_raise
 from .services.botconfig import (
     ActiveConfig,
     bot_config_cached,
@@ -254,6 +257,7 @@ async def _ai_unavailable(message: Message, burst: list[Message], active: Active
     """OpenAI failed for good: the holding message once, the human queue, the error shown on
     the customer's messages (which stay stored, answerable by a person)."""
     logger.warning("conversation %s: AI unavailable, handing over: %s", message.conversation_id, error)
+    await _model_refused(error)
     reply = replies.Reply(text=active.config.holding_message or DEFAULT_HOLDING_MESSAGE, handoff_reason=f"AI unavailable: {error}"[:255])
     failure = {
         "error_code": f"openai_{error.http_status or 'error'}"[:32],
@@ -261,6 +265,18 @@ async def _ai_unavailable(message: Message, burst: list[Message], active: Active
         "error_detail": f"{error} (after {error.attempts} attempt(s))",
     }
     return await _commit(message, burst, reply=reply, active=active, error=failure, spoken=Outcome.HOLDING)
+
+
+async def _model_refused(error: AIError) -> None:
+    """An alert for the admins when OpenAI refused the model: every turn would meet it until
+    someone chooses another."""
+    if not error.refused_model:
+        return
+    text = f"OpenAI refuses {error.refused_model}: {error} Choose another model in the bot configuration (or OPENAI_MODEL)."
+    try:
+        await runtime.sync(alert_raise, kind=AlertKind.MODEL_REFUSED, subject=error.refused_model, text=text)
+    except Exception:
+        logger.exception("could not record the alert for the refused model %s", error.refused_model)
 
 
 async def _commit(
@@ -317,6 +333,7 @@ async def _extract(message: Message, active: ActiveConfig) -> dict:
             values = offline.details_extract(text=message.text)
     except AIError as exc:
         logger.warning("message %s: extraction failed: %s", message.pk, exc)
+        await _model_refused(exc)
         return {}
     except Exception:
         logger.exception("message %s: extraction failed", message.pk)

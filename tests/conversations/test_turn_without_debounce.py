@@ -155,7 +155,7 @@ def test_the_extraction_s_usage_goes_with_the_reply_s_commit_when_it_finished_fi
     assert separate == []
     message.refresh_from_db()
     assert message.handled_at is not None
-    assert (message.ai_model, message.input_tokens, message.output_tokens) == ("gpt-4.1-2025-04-14", 1200, 40)
+    assert (message.ai_model, message.input_tokens, message.output_tokens) == ("gpt-6-luna-2025-04-14", 1200, 40)
 
 
 def test_a_customer_without_a_number_is_answered_at_its_bsuid_end_to_end(
