@@ -168,8 +168,9 @@ def fake_graph_serve(port: int, phone_number_id: str, sends_file: str, ready) ->
         if body.get("status") == "read":
             return 200, {"success": True}, 0
         wamid = f"wamid.burst.out.{next(counter)}.{secrets.token_hex(6)}"
-        record.write(json.dumps({"t": time.time(), "to": body.get("to"), "wamid": wamid, "body": body}) + "\n")
-        return 200, {"messaging_product": "whatsapp", "contacts": [{"input": body.get("to"), "wa_id": body.get("to")}],
+        to = body.get("to") or body.get("recipient")  # a phone number, or a BSUID for a customer without one
+        record.write(json.dumps({"t": time.time(), "to": to, "wamid": wamid, "body": body}) + "\n")
+        return 200, {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
                      "messages": [{"id": wamid}]}, 0  # fmt: skip
 
     asyncio.run(_http_serve(port, respond, ready))

@@ -207,7 +207,11 @@ def _seed(*, conversations: int, messages: int) -> None:
     insert_select(
         ClientProfile,
         {
-            "wa_id": "'39' || lpad(g::text, 10, '0')",
+            # Every customer has a BSUID; one in ten uses a username and hides its number.
+            "key": "'IT.' || lpad(g::text, 20, '0')",
+            "user_id": "'IT.' || lpad(g::text, 20, '0')",
+            "wa_id": "CASE WHEN g % 10 = 0 THEN '' ELSE '39' || lpad(g::text, 10, '0') END",
+            "username": f"CASE WHEN g % 10 = 0 THEN '@' || lower({_pick(first, nf, 'g * 31')}) || '.' || g ELSE '' END",
             "profile_name": f"{_pick(first, nf, 'g * 31')} || ' ' || left({_pick(last, nl, 'g * 17')}, 1) || '.'",
             # Two thirds have given their names, half a company, 40% an email.
             "first_name": f"CASE WHEN g % 3 <> 0 THEN {_pick(first, nf, 'g * 31')} ELSE '' END",
@@ -426,7 +430,7 @@ def endpoints(rng: random.Random) -> list[Endpoint]:
     profiles = list(ClientProfile.objects.filter(pk__in=ids))
     terms = []
     for p in profiles[:40]:
-        terms += [p.wa_id[-7:], p.last_name or p.profile_name.split()[0], p.email or p.company or p.profile_name]
+        terms += [p.wa_id[-7:] or p.username, p.last_name or p.profile_name.split()[0], p.email or p.company or p.profile_name]
     terms += ["Marco Rossi", "Acme", "ORD-1000", "danneggiato", "partita IVA", "fattura", "giulia.1"]
     terms = [t for t in terms if t]
     rng.shuffle(terms)

@@ -10,9 +10,10 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import UserCreationForm
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
@@ -29,6 +30,7 @@ from profiles.selectors import profile_search_condition
 
 from . import botconfig_admin  # noqa: F401  (registers BotConfig)
 from .models import (
+    Alert,
     Channel,
     Conversation,
     ConversationNote,
@@ -201,10 +203,15 @@ class NoteInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["contact", "wa_id", "channel", "owner", "status", "assigned_to", "unread_count", "last_message_at", "preview"]
+    list_display = [
+        "contact", "handle", "channel", "owner", "status", "assigned_to", "unread_count", "last_message_at", "preview",
+    ]  # fmt: skip
     list_select_related = ["profile", "channel", "assigned_to"]
     list_filter = ["owner", "status", "channel", ("assigned_to", admin.RelatedOnlyFieldListFilter)]
-    search_fields = ["profile__wa_id", "profile__profile_name", "profile__first_name", "profile__last_name", "profile__email", "profile__company"]
+    search_fields = [
+        "profile__wa_id", "profile__user_id", "profile__username", "profile__profile_name", "profile__first_name",
+        "profile__last_name", "profile__email", "profile__company",
+    ]  # fmt: skip
     date_hierarchy = "last_message_at"
     paginator = CappedCountPaginator
     ordering = ["-last_message_at", "-id"]
@@ -222,8 +229,8 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return obj.profile.display_name
 
     @admin.display(description=_("WhatsApp id"), ordering="profile__wa_id")
-    def wa_id(self, obj: Conversation) -> str:
-        return obj.profile.wa_id
+    def handle(self, obj: Conversation) -> str:
+        return obj.profile.handle
 
     @admin.display(description=_("last message"))
     def preview(self, obj: Conversation) -> str:
@@ -232,7 +239,7 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("client profile"))
     def profile_link(self, obj: Conversation) -> str:
         url = reverse("admin:profiles_clientprofile_change", args=[obj.profile_id])
-        return format_html('<a href="{}">{}</a> (+{})', url, obj.profile.display_name, obj.profile.wa_id)
+        return format_html('<a href="{}">{}</a> ({})', url, obj.profile.display_name, obj.profile.handle)
 
     @admin.display(description=_("all messages"))
     def all_messages(self, obj: Conversation) -> str:
@@ -264,15 +271,15 @@ class MessageAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "created_at", "contact", "direction", "author", "type", "short_text", "status", "billing", "error_code"]
     list_select_related = ["conversation__profile"]
     list_filter = [("created_at", admin.DateFieldListFilter), "direction", "author", "type", "status", "conversation__channel"]
-    search_fields = ["=wamid", "text", "=conversation__profile__wa_id"]
+    search_fields = ["=wamid", "text", "=conversation__profile__wa_id", "=conversation__profile__user_id"]
     ordering = ["-id"]
     raw_id_fields = ["conversation", "sent_by", "bot_config_version"]
-    readonly_fields = ["conversation_link"]
+    readonly_fields = ["conversation_link", "cost"]
     fieldsets = [
         (None, {"fields": ["conversation_link", "direction", "author", "type", "text", "media", "payload", "context_wamid", "referral"]}),
         (_("Delivery"), {"fields": ["wamid", "provider_timestamp", "status", "sent_at", "delivered_at", "read_at", "played_at", "failed_at", "error_code", "error_title", "error_detail", "pricing", "pricing_at"]}),
         (_("Processing"), {"fields": ["attempts", "locked_until", "handled_at", "sent_by", "created_at"]}),
-        (_("AI"), {"fields": ["bot_config_version", "ai_model", "input_tokens", "cached_tokens", "output_tokens", "cost_usd"], "classes": ["collapse"]}),
+        (_("AI"), {"fields": ["bot_config_version", "ai_model", "input_tokens", "cached_tokens", "output_tokens", "cost"], "classes": ["collapse"]}),
     ]
 
     @admin.display(description=_("contact"))
@@ -290,6 +297,13 @@ class MessageAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             return ""
         category = pricing_category_label(obj.pricing.get("category", ""))
         return format_html("{} · {}", _("billable") if obj.billable else _("free"), category)
+
+    @admin.display(description=_("cost (USD)"))
+    def cost(self, obj: Message) -> str:
+        """Tokens counted at a model OPENAI_PRICES has no price for: unknown, not free."""
+        if obj.cost_usd is not None:
+            return str(obj.cost_usd)
+        return _("unknown") if obj.input_tokens is not None else "-"
 
     @admin.display(description=_("conversation"))
     def conversation_link(self, obj: Message) -> str:
@@ -319,6 +333,24 @@ class StatusUpdateAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin
         return False
 
 
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What only an admin can fix; raised by the turn (a refused model) and the hourly check
+    of the models' shutdown dates, which also resolves what no longer applies."""
+
+    list_display = ["last_at", "kind", "subject", "text", "count", "first_at", "resolved_at"]
+    list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter)]
+    ordering = [F("resolved_at").desc(nulls_first=True), "-last_at"]  # the open ones first
+    actions = ["resolve"]
+
+    @admin.action(description=_("Mark the selected alerts resolved"))
+    def resolve(self, request, queryset: QuerySet) -> None:
+        queryset.filter(resolved_at__isnull=True).update(resolved_at=timezone.now())
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 # --- Staff tools ----------------------------------------------------------------------------
 
 
@@ -340,7 +372,7 @@ class ConversationNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["created_at", "contact", "author", "short_text"]
     list_select_related = ["conversation__profile", "author"]
     list_filter = [("author", admin.RelatedOnlyFieldListFilter)]
-    search_fields = ["text", "=conversation__profile__wa_id"]
+    search_fields = ["text", "=conversation__profile__wa_id", "=conversation__profile__user_id"]
     date_hierarchy = "created_at"
     ordering = ["-created_at"]
     raw_id_fields = ["conversation", "author"]

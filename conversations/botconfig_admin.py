@@ -1,5 +1,8 @@
 """Django admin for bot configurations: every save is a new version, the history is listed
-on the page, and any earlier version can be restored (the restore is a new version too)."""
+on the page, and any earlier version can be restored (the restore is a new version too).
+The pages say what needs an admin: open alerts, a retired stored prompt, the date OpenAI
+shuts each configured model down (as the hourly check last read it: the page never waits
+on OpenAI)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _
 
 from profiles.models import STANDARD_FIELDS
 from profiles.services import DEFAULT_ORDER_NUMBER_PATTERN
@@ -23,12 +27,16 @@ from profiles.services import DEFAULT_ORDER_NUMBER_PATTERN
 from .agent.prompts import FIELD_LABELS
 from .agent.replies import model_for
 from .models import BotConfig
+from .services.alerts import alerts_open
 from .services.botconfig import (
     EXTRA_FIELD_KEY,
+    STORED_PROMPT_HINT,
     bot_config_default_values,
     bot_config_restore,
+    bot_config_retired_prompt,
     bot_config_save,
 )
+from .services.openai_models import model_shutdowns_known
 
 
 class BotConfigForm(forms.ModelForm):
@@ -43,9 +51,8 @@ class BotConfigForm(forms.ModelForm):
         model = BotConfig
         fields = "__all__"
         help_texts = {
-            "instructions": "Used when no stored prompt id is set. The known and missing customer fields are appended every turn.",
-            "prompt_id": "An OpenAI stored prompt (pmpt_…) instead of the instructions. It receives the variables "
-            "known_fields, missing_fields, next_missing_field and summary, plus the ones below.",
+            "instructions": "The known and missing customer fields and the summary are appended every turn.",
+            "temperature": "Empty for reasoning models (the GPT-5 and GPT-6 families): OpenAI refuses a temperature with them.",
             "vector_store_ids": 'The company\'s knowledge for the file_search tool: ["vs_…"].',
             "extra_fields": 'More fields to collect: [{"key": "vat_number", "label": "Partita IVA", "description": "…"}].',
             "order_number_pattern": f"A regular expression the whole order number must match. Empty: {DEFAULT_ORDER_NUMBER_PATTERN}",
@@ -85,14 +92,13 @@ class BotConfigForm(forms.ModelForm):
 @admin.register(BotConfig)
 class BotConfigAdmin(admin.ModelAdmin):
     form = BotConfigForm
-    list_display = ("name", "channel", "model_in_force", "is_active", "version", "updated_at", "updated_by")
+    list_display = ("name", "channel", "model_in_force", "model_shutdown", "is_active", "version", "updated_at", "updated_by")
     list_filter = ("is_active",)
-    readonly_fields = ("version", "updated_at", "updated_by", "model_in_force", "history")
+    readonly_fields = ("version", "updated_at", "updated_by", "model_in_force", "model_shutdown", "history")
     change_form_template = "admin/conversations/botconfig/change_form.html"
     fieldsets = (
         (None, {"fields": ("name", "channel", "is_active", "version", "updated_at", "updated_by")}),
-        ("Model", {"fields": ("model", "model_in_force", "instructions", "prompt_id", "prompt_version", "prompt_variables",
-                              "temperature", "max_output_tokens")}),
+        ("Model", {"fields": ("model", "model_in_force", "model_shutdown", "instructions", "temperature", "max_output_tokens")}),
         ("Knowledge and data to collect", {"fields": ("vector_store_ids", "fields_to_collect", "extra_fields", "order_number_pattern")}),
         ("Messages", {"fields": ("holding_message", "handoff_message")}),
         ("History (newest first)", {"fields": ("history",)}),
@@ -102,6 +108,22 @@ class BotConfigAdmin(admin.ModelAdmin):
     def model_in_force(self, obj: BotConfig) -> str:
         """Its own model, or which one `OPENAI_MODEL` gives when it has none."""
         return obj.model or f"— (OPENAI_MODEL: {model_for(obj)})"
+
+    @admin.display(description="Shutdown (OpenAI)")
+    def model_shutdown(self, obj: BotConfig) -> str:
+        """The day OpenAI shuts the model in force down, as the last hourly check read it."""
+        known = model_shutdowns_known()
+        if known is None:
+            return _("not checked yet (OpenAI is asked every hour)")
+        model, checked = model_for(obj), date_format(timezone.localtime(known.checked_at), "SHORT_DATETIME_FORMAT")
+        if model not in known.dates:
+            return _("%(model)s is not among the models OpenAI lists for this key (checked %(checked)s)") % {
+                "model": model, "checked": checked,
+            }  # fmt: skip
+        day = known.dates[model]
+        if day is None:
+            return _("none announced (checked %(checked)s)") % {"checked": checked}
+        return _("%(day)s (checked %(checked)s)") % {"day": date_format(day, "SHORT_DATE_FORMAT"), "checked": checked}
 
     @admin.display(description="Versions")
     def history(self, obj: BotConfig):
@@ -124,6 +146,37 @@ class BotConfigAdmin(admin.ModelAdmin):
                 version.created_by or "", version.data.get("instructions", ""), json.dumps(data, indent=1, ensure_ascii=False), action,
             ))  # fmt: skip
         return format_html("<table>{}</table>", format_html_join("", "{}", ((row,) for row in rows)))
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method == "GET":
+            self._notices(request)
+        return super().changelist_view(request, extra_context)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method == "GET":
+            config = self.get_object(request, object_id) if object_id else None
+            self._notices(request, config=config)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _notices(self, request, *, config: BotConfig | None = None) -> None:
+        """What an admin must act on, above the page: open alerts, OPENAI_PROMPT_ID still set,
+        the stored prompt this configuration answered with until OpenAI shut them down."""
+        for alert in alerts_open():
+            messages.warning(request, alert.text)
+        if settings.OPENAI_PROMPT_ID:
+            messages.warning(request, _(
+                "OPENAI_PROMPT_ID is set (%(id)s), but OpenAI shut stored prompts down on 2026-11-30: the bot answers "
+                "with the instructions of its bot configuration. %(hint)s Then remove OPENAI_PROMPT_ID from the environment."
+            ) % {"id": settings.OPENAI_PROMPT_ID, "hint": _(STORED_PROMPT_HINT)})  # fmt: skip
+        retired = bot_config_retired_prompt(config=config) if config is not None else None
+        if retired:
+            version = retired.get("version") or _("latest")
+            variables = ", ".join(f"{k}={v}" for k, v in (retired.get("variables") or {}).items()) or "—"
+            messages.warning(request, _(
+                "This configuration answered with the OpenAI stored prompt %(id)s (version %(version)s, variables: "
+                "%(variables)s) until OpenAI shut stored prompts down on 2026-11-30; it now answers with the "
+                "instructions below. %(hint)s"
+            ) % {"id": retired.get("id"), "version": version, "variables": variables, "hint": _(STORED_PROMPT_HINT)})  # fmt: skip
 
     def get_changeform_initial_data(self, request):
         return {**bot_config_default_values(), "name": "", **super().get_changeform_initial_data(request)}

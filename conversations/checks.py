@@ -1,10 +1,12 @@
-"""Start-up checks: with DEBUG off, refuse to run a channel whose webhooks cannot be verified."""
+"""Start-up checks: with DEBUG off, refuse to run a channel whose webhooks cannot be verified;
+say what became of OPENAI_PROMPT_ID."""
 
 from django.conf import settings
 from django.core import checks
 from django.db import DatabaseError
 
 from .models import Channel, Provider
+from .services.botconfig import STORED_PROMPT_HINT
 
 
 @checks.register(checks.Tags.security, deploy=True)
@@ -26,4 +28,21 @@ def check_channel_secrets(app_configs, **kwargs):
             id="whatsbot.E001",
         )
         for name in missing
+    ]
+
+
+# A warning, not an error: an error would stop `migrate` (the release step) and every other
+# command, and so the bot, over a prompt whose replacement is already running (the
+# configuration's instructions); a warning is printed by each of them until the variable goes.
+@checks.register()
+def check_stored_prompt_retired(app_configs, **kwargs):
+    if not settings.OPENAI_PROMPT_ID:
+        return []
+    return [
+        checks.Warning(
+            f"OPENAI_PROMPT_ID is set ({settings.OPENAI_PROMPT_ID}), but OpenAI shut stored prompts down on 2026-11-30: "
+            "the bot answers with the instructions of its bot configuration, and this prompt is not used.",
+            hint=f"{STORED_PROMPT_HINT} Then remove OPENAI_PROMPT_ID from the environment.",
+            id="whatsbot.W001",
+        )
     ]

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from .agent.replies import human_requested
-from .models import SILENT_TYPES, TEXT_TYPES, MessageType, Owner
+from .models import REVISION_TYPES, SILENT_TYPES, TEXT_TYPES, MessageType, Owner
 
 
 class Outcome(StrEnum):
@@ -34,6 +34,7 @@ class Action(StrEnum):
     """What a claimed customer message asks for."""
 
     NOTHING = "nothing"  # a reaction or a system notice
+    REVISED = "revised"  # an edit or a deletion (applied to its message when stored): no reply, no read receipt
     LEAVE = "leave"  # a person owns the conversation
     ACKNOWLEDGE = "acknowledge"  # media and the like, in a bot-owned conversation
     COMMAND = "command"  # /reset, /history, /info
@@ -41,6 +42,8 @@ class Action(StrEnum):
 
 
 def inbound_action(*, type: str, owner: str, command: tuple[str, str] | None) -> Action:
+    if type in REVISION_TYPES:
+        return Action.REVISED
     if type in TEXT_TYPES:
         if owner != Owner.BOT:
             return Action.LEAVE

@@ -3,9 +3,18 @@
 The webhook hands over a parsed `Delivery`, the active channels it may concern and its own
 record of the delivery (the raw event, which the webhook owns); this service stores the
 customer messages (profiles, conversations, thread state), the delivery statuses, the
-customers' preferences and the record together, and queues a turn for each new message once they are committed. A
-message stored already (providers redeliver for days) is not stored, queued or answered
-again.
+customers' preferences and the record together, and queues a turn for each new message
+once they are committed. A message stored already (providers redeliver for days) is not
+stored, queued or answered again.
+
+Edits and deletions of messages (`REVISION_TYPES`, stored as messages of their own) are
+applied here, in the delivery's transaction (`sql.ingest.revisions_apply`), not by a turn:
+they change what staff see whoever wrote the message (the customer, or the business in the
+WhatsApp Business app, whose messages have no turn); they hold before any turn reads the
+message (a deleted message is never answered); and the one statement that applies them
+gives the same result whichever came first, so an edit stored before its message is
+applied when the message is stored. A customer's edit still gets a turn, which only
+extracts the customer's details again from the new text (`turn`).
 
 Concurrent deliveries of one web process share one transaction (`GroupCommit`): while one
 request thread stores, the requests arriving meanwhile queue up and the next flush stores
@@ -24,11 +33,11 @@ from django.db import OperationalError, connection
 from django.db.models import Model
 from django.utils import timezone
 
-from integrations.base import Delivery, Identity, InboundMessage
+from integrations.base import Delivery, Identity, IdentityChange, InboundMessage
 
 from . import queueing
 from .groupcommit import GroupCommit
-from .models import Author, Channel, Direction, MessageStatus, message_preview
+from .models import REVISION_TYPES, Author, Channel, Direction, MessageStatus, message_preview
 from .sql import ingest as ingest_sql
 from .sql import pipelined_transaction
 from .sql.preferences import preferences_store
@@ -56,6 +65,7 @@ class _Job:
     unknown: list[str]
     record: Model | None
     describe: Callable[[Model, Ingested], None] | None
+    identity_changes: list[IdentityChange] = field(default_factory=list)
 
 
 def delivery_ingest(
@@ -65,9 +75,9 @@ def delivery_ingest(
     record: Model | None = None,
     describe: Callable[[Model, Ingested], None] | None = None,
 ) -> Ingested:
-    """Store `delivery`'s messages, statuses and preferences for the numbers in `channels` (by phone
-    number id) with `record` (an unsaved row, e.g. the webhook's event), in one transaction;
-    queue the new messages' turns after the commit. `describe(record, ingested)` fills the
+    """Store `delivery`'s messages, statuses and preferences for the numbers in `channels`
+    (by phone number id) with `record` (an unsaved row, e.g. the webhook's event), in one
+    transaction; queue the new messages' turns after the commit. `describe(record, ingested)` fills the
     record in before it is stored. Inside a caller's atomic block (a test, say) the delivery
     is stored on its own, in it."""
     by_channel: dict[str, list[InboundMessage]] = defaultdict(list)
@@ -80,6 +90,7 @@ def delivery_ingest(
         unknown=sorted(pid for pid in delivery.phone_number_ids if pid not in channels),
         record=record,
         describe=describe,
+        identity_changes=[c for c in delivery.identity_changes if c.phone_number_id in channels],
     )
     if connection.in_atomic_block:
         return _store([job])[0]
@@ -103,8 +114,10 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
         sent = False
         try:
             with pipelined_transaction(health_check=False) as cursor:
+                _identities_move(cursor, jobs)
                 inserted, sent = _rows_store(cursor, jobs), True
                 ingest_sql.threads_update(cursor, _threads(jobs, inserted))
+                revising = ingest_sql.revisions_apply(cursor, _revised_wamids(jobs, inserted))
                 statuses_store(cursor, [s for job in jobs for s in job.statuses])
                 preferences_store(cursor, [p for job in jobs for p in job.preferences])
                 owner: dict[str, int] = {}
@@ -129,7 +142,25 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
     if records:
         ingest_sql.records_saved(cursor, records)
     queueing.enqueue_on_commit(queueing.INBOUND_HANDLE, sorted(pk for result in results for pk in result.new_message_ids))
+    _previews_revise(ingest_sql.revised_read(revising))
     return results
+
+
+def _identities_move(cursor, jobs: Sequence[_Job]) -> None:
+    """The jobs' identity changes (a customer's new number or BSUID), oldest first, queued
+    before their messages find their customers: a message of the batch that names the old
+    identity, or the new one, lands on the customer the change moved. Rare, so one statement
+    each, in the same round trip."""
+    changes = sorted((c for job in jobs for c in job.identity_changes), key=lambda c: c.timestamp)
+    for change in changes:
+        ingest_sql.identity_move(cursor, old=change.old, new=change.new)
+        for job in jobs:
+            for _channel, messages in job.by_channel:
+                for m in messages:
+                    if (change.old.user_id and m.customer.user_id == change.old.user_id) or (
+                        change.old.phone and m.customer.phone == change.old.phone
+                    ):
+                        m.customer = change.new
 
 
 def _rows_store(cursor, jobs: Sequence[_Job]) -> list[tuple]:
@@ -193,7 +224,7 @@ def _threads(jobs: Sequence[_Job], inserted: list[tuple]) -> list[dict]:
     for job in jobs:
         for _channel, messages in job.by_channel:
             for m in messages:
-                if m.provider_id in conversation_of:  # new; the same wamid twice counts once
+                if m.type not in REVISION_TYPES and m.provider_id in conversation_of:  # new; the same wamid twice counts once
                     per_conversation[conversation_of.pop(m.provider_id)].append(m)
     now = timezone.now()
     threads = []
@@ -209,6 +240,30 @@ def _threads(jobs: Sequence[_Job], inserted: list[tuple]) -> list[dict]:
             }
         )
     return threads
+
+
+def _revised_wamids(jobs: Sequence[_Job], inserted: list[tuple]) -> list[str]:
+    """The messages that new edits and deletions name, and the new messages (an edit may have
+    come before the message it edits): `revisions_apply` applies what each has."""
+    new = {wamid for _pk, wamid, _conversation in inserted}
+    return [
+        m.context_id if m.type in REVISION_TYPES else m.provider_id
+        for job in jobs
+        for _channel, messages in job.by_channel
+        for m in messages
+        if m.provider_id in new
+    ]
+
+
+def _previews_revise(revised: list[ingest_sql.Revised]) -> None:
+    """After the commit: the list's preview of a conversation whose latest message was edited
+    or deleted (`message_preview` is Python's, so this is a statement of its own)."""
+    ingest_sql.previews_revise(
+        [
+            {"id": r.conversation_id, "message_id": r.id, "preview": message_preview(type=r.type, text=r.text, deleted=r.deleted)}
+            for r in revised
+        ]
+    )
 
 
 def _weight(job: _Job) -> int:

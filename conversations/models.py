@@ -1,7 +1,10 @@
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Coalesce
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext_lazy as _
 
 # Meta keeps a customer-service window open for 24 hours after the customer's last message.
@@ -138,6 +141,8 @@ class MessageType(models.TextChoices):
     ORDER = "order", _("Order")
     SYSTEM = "system", _("System")
     TEMPLATE = "template", _("Template")
+    EDIT = "edit", _("Edit")
+    REVOKE = "revoke", _("Deletion")
     UNSUPPORTED = "unsupported", _("Unsupported")
     UNKNOWN = "unknown", _("Unknown")
 
@@ -156,14 +161,22 @@ class MessageStatus(models.TextChoices):
 TEXT_TYPES = (MessageType.TEXT, MessageType.INTERACTIVE, MessageType.BUTTON)
 # Types that need no answer at all.
 SILENT_TYPES = (MessageType.REACTION, MessageType.SYSTEM)
+# Types that change another message (the one their `context_wamid` names) instead of adding
+# one: an edit carries its new text, a deletion nothing. Applied to that message when stored
+# (`sql.ingest.revisions_apply`); never a bubble, never unread, never answered.
+REVISION_TYPES = (MessageType.EDIT, MessageType.REVOKE)
 
 PREVIEW_LENGTH = 160
 # The template category a customer can stop (WhatsApp's "Offers and announcements").
 MARKETING = "marketing"
 
 
-def message_preview(*, type: str, text: str) -> str:
+def message_preview(*, type: str, text: str, deleted: bool = False) -> str:
     """The conversation list's one-line preview of a message."""
+    if deleted:
+        # Stored, for every member of staff: in the business's language, as the bot speaks.
+        with translation.override(settings.LANGUAGE_CODE):
+            return str(_("This message was deleted"))
     text = " ".join(text.split())
     if type == MessageType.TEXT:
         return text[:PREVIEW_LENGTH]
@@ -210,6 +223,14 @@ class Message(models.Model):
     media = models.JSONField(default=dict, blank=True)  # id, mime_type, sha256, filename, caption, voice...
     context_wamid = models.CharField(max_length=255, blank=True)  # the message this one replies or reacts to
     referral = models.JSONField(default=dict, blank=True)  # click-to-WhatsApp ad
+    # An edited message shows its latest text; the earlier ones, oldest first, are kept as
+    # [{"text": ..., "at": ISO 8601}] (`at`: when that version was written). A deleted one
+    # keeps its text, shown to staff behind a click: the bot may have answered it or taken
+    # details from it, and staff cannot follow the thread without knowing what it said; the
+    # bot never reads it again. Both written by `sql.ingest.revisions_apply` only.
+    edited_at = models.DateTimeField(null=True, blank=True)
+    earlier_texts = models.JSONField(default=list, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     wamid = models.CharField(max_length=255, null=True, blank=True)  # unique: message_wamid_uniq
     provider_timestamp = models.DateTimeField(null=True, blank=True)
@@ -267,6 +288,8 @@ class Message(models.Model):
             models.Index(
                 fields=["bot_config_version"], name="msg_bot_config_version_idx", condition=models.Q(bot_config_version__isnull=False)
             ),
+            # The edits and deletions of a message, found by the message's wamid (few rows).
+            models.Index(fields=["context_wamid"], name="msg_revision_idx", condition=models.Q(type__in=["edit", "revoke"])),
             models.Index(
                 fields=["created_at"],
                 name="msg_inbound_unhandled_idx",
@@ -295,6 +318,11 @@ class Message(models.Model):
         """Whether the provider charges for the message (None: it has not said)."""
         billable = self.pricing.get("billable")
         return billable if isinstance(billable, bool) else None
+
+    @property
+    def earlier_versions(self) -> list[tuple[str, datetime | None]]:
+        """(text, when written) of each version before the current one, oldest first."""
+        return [(v.get("text", ""), parse_datetime(v.get("at") or "")) for v in self.earlier_texts]
 
 
 # How long a claimed message is a worker's before another may take it over (LEASE_SECONDS).
@@ -338,9 +366,6 @@ class BotConfig(models.Model):
     channel = models.OneToOneField(Channel, null=True, blank=True, on_delete=models.CASCADE, related_name="bot_config")
     model = models.CharField(_("model"), max_length=64, blank=True, help_text=_("Empty: OPENAI_MODEL."))
     instructions = models.TextField(_("instructions"), blank=True)
-    prompt_id = models.CharField(_("stored prompt id"), max_length=128, blank=True)
-    prompt_version = models.CharField(_("stored prompt version"), max_length=32, blank=True)
-    prompt_variables = models.JSONField(_("stored prompt variables"), default=dict, blank=True)
     vector_store_ids = models.JSONField(_("vector store ids (file search)"), default=list, blank=True)
     fields_to_collect = models.JSONField(_("fields to collect"), default=list, blank=True)
     # [{"key": "vat_number", "label": "Partita IVA", "description": "..."}]
@@ -413,3 +438,29 @@ class ConversationNote(models.Model):
     class Meta:
         ordering = ["created_at"]
         indexes = [models.Index(fields=["conversation", "created_at"], name="note_thread_idx")]
+
+
+class AlertKind(models.TextChoices):
+    MODEL_REFUSED = "model_refused", _("OpenAI refuses the model")
+    MODEL_SHUTDOWN = "model_shutdown", _("The model shuts down soon")
+
+
+class Alert(models.Model):
+    """Something only an admin can fix, shown in admin until resolved. One row per kind and
+    subject (a model): raised again, it counts up and opens again."""
+
+    kind = models.CharField(_("kind"), max_length=32, choices=AlertKind.choices)
+    subject = models.CharField(_("subject"), max_length=128)
+    text = models.TextField(_("text"))
+    count = models.PositiveIntegerField(_("times"), default=1)
+    first_at = models.DateTimeField(_("first seen"), default=timezone.now)
+    last_at = models.DateTimeField(_("last seen"), default=timezone.now)
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("alert")
+        verbose_name_plural = _("alerts")
+        constraints = [models.UniqueConstraint(fields=["kind", "subject"], name="alert_kind_subject_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.subject}"

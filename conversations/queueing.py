@@ -39,6 +39,7 @@ MESSAGE_DELIVER = "conversations.tasks.message_deliver"
 INBOUND_SWEEP = "conversations.tasks.inbound_sweep"
 OUTBOUND_SWEEP = "conversations.tasks.outbound_sweep"
 STATUS_SWEEP = "conversations.tasks.status_sweep"
+MODEL_SHUTDOWNS_CHECK = "conversations.tasks.model_shutdowns_check"
 
 
 def _task(task: Task | str) -> Task:

@@ -21,6 +21,7 @@ from profiles.models import STANDARD_FIELDS, ClientProfile
 from profiles.selectors import profile_search_condition
 
 from .models import (
+    REVISION_TYPES,
     BotConfig,
     Conversation,
     ConversationNote,
@@ -141,8 +142,9 @@ def conversation_list(
         .only(
             "id", "owner", "status", "assigned_to", "last_message_at", "last_message_preview", "unread_count",
             "changed_at", "channel_id", "handoff_reason",
-            "profile__id", "profile__wa_id", "profile__profile_name", "profile__first_name", "profile__last_name",
-            "profile__company", "profile__email", "profile__order_numbers", "profile__extra",
+            "profile__id", "profile__wa_id", "profile__user_id", "profile__username", "profile__profile_name",
+            "profile__first_name", "profile__last_name", "profile__company", "profile__email", "profile__order_numbers",
+            "profile__extra",
             "assigned_to__id", "assigned_to__username", "assigned_to__first_name", "assigned_to__last_name",
         )  # fmt: skip
         # NULLS FIRST is PostgreSQL's default for DESC, and how conv_recent_idx is stored.
@@ -247,8 +249,10 @@ def thread_messages(
 ) -> Thread:
     """Messages oldest first. `before_id`: the page older than that; `after_id`: everything
     newer (the poll). Reactions are not bubbles: each is attached to the message it reacts
-    to (`message.reactions`); a reply shows what it quotes (`message.quoted`)."""
-    queryset = Message.objects.filter(conversation_id=conversation_id).exclude(type=MessageType.REACTION)
+    to (`message.reactions`); a reply shows what it quotes (`message.quoted`). Edits and
+    deletions are not bubbles either: the message they change shows them (`edited_at`,
+    `earlier_texts`, `deleted_at`)."""
+    queryset = Message.objects.filter(conversation_id=conversation_id).exclude(type__in=[MessageType.REACTION, *REVISION_TYPES])
     queryset = queryset.select_related("sent_by")
     if after_id is not None:
         rows = list(queryset.filter(pk__gt=after_id).order_by("pk")[:200])
@@ -295,7 +299,7 @@ def messages_decorate(*, conversation_id: int, messages: list[Message]) -> None:
     if quoted_wamids:
         quoted = {
             q.wamid: q
-            for q in Message.objects.filter(wamid__in=quoted_wamids).only("id", "wamid", "text", "type", "author")
+            for q in Message.objects.filter(wamid__in=quoted_wamids).only("id", "wamid", "text", "type", "author", "deleted_at")
         }
         for message in messages:
             message.quoted = quoted.get(message.context_wamid)

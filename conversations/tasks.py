@@ -2,13 +2,19 @@
 
 A customer's turn and a delivery run on the worker's event loop (`runtime.dispatch`: the
 task returns once the loop has the id; run to the end when the task runs eagerly). The
-sweeps run on the pool's threads.
+sweeps and the check of the models' shutdown dates run on the pool's threads.
 """
+
+import logging
 
 from celery import shared_task
 
 from . import delivery, queueing, runtime, turn
-from .services import sweeps
+from .agent import openai_client
+from .agent.openai_client import AIError
+from .services import openai_models, sweeps
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name=queueing.INBOUND_HANDLE, bind=True, acks_late=True, ignore_result=True)
@@ -44,3 +50,17 @@ def outbound_sweep() -> int:
 @shared_task(name=queueing.STATUS_SWEEP, ignore_result=True)
 def status_sweep() -> int:
     return sweeps.statuses_sweep()
+
+
+@shared_task(name=queueing.MODEL_SHUTDOWNS_CHECK, ignore_result=True)
+def model_shutdowns_check() -> int:
+    # Without an API key there is nothing to ask; when OpenAI cannot be asked, admin keeps
+    # showing what the last check read (with its time) until the next hour's.
+    if not openai_client.ai_configured():
+        return 0
+    try:
+        dates = runtime.run(openai_client.model_shutdown_dates)
+    except AIError as exc:
+        logger.warning("could not read OpenAI's model shutdown dates: %s", exc)
+        return 0
+    return len(openai_models.model_shutdowns_record(dates=dates))

@@ -1,15 +1,19 @@
 """A customer's turn, written once, as async code on an event loop (`conversations.runtime`).
 
-`message_handle` (a stored customer message): claim it and read everything at once; mark
-it read; then, by what it asks for (`decisions.inbound_action`): nothing; leave it to the
-person who owns the conversation (a text's details are still extracted); acknowledge media;
-answer a command at once; or, for words, extract the customer's details and answer — after
-REPLY_DEBOUNCE_SECONDS of quiet (`burst_reply`, queued as the debounced task) or at once.
+`message_handle` (a stored customer message): claim it and read everything at once. An
+edit or a deletion (applied to its message when stored, by ingest) is not a new message:
+no reply, no read receipt; a customer's edit has the edited message's details extracted
+again. Anything else: mark it read; then, by what it asks for (`decisions.inbound_action`):
+nothing; leave it to the person who owns the conversation (a text's details are still
+extracted); acknowledge media; answer a command at once; or, for words, extract the
+customer's details and answer — after REPLY_DEBOUNCE_SECONDS of quiet (`burst_reply`,
+queued as the debounced task) or at once.
 
 `burst_reply` answers every unhandled text of the burst up to its message, unless a newer
 one waits (its own task answers then). The customer asking for a person hands over without
 a model call; the model (or the offline agent) otherwise writes the reply, and an AI that
-fails for good gets the holding message and the human queue. The reply and the burst's
+fails for good gets the holding message and the human queue (a model OpenAI refuses is an
+alert for the admins too). The reply and the burst's
 "handled" mark are one commit (`sql.reply.commit`), so a turn that runs twice sends one
 reply; the reply is then delivered at once (`delivery.deliver`).
 
@@ -43,7 +47,9 @@ from .agent.prompts import DEFAULT_HANDOFF_MESSAGE, DEFAULT_HOLDING_MESSAGE
 from .decisions import Action, Outcome
 from .models import (
     LEASE,
+    REVISION_TYPES,
     TEXT_TYPES,
+    AlertKind,
     Author,
     Message,
     MessageType,
@@ -52,6 +58,7 @@ from .models import (
 )
 from .providers import provider_for
 from .services import memory, sweeps
+from .services.alerts import alert_raise
 from .services.botconfig import (
     ActiveConfig,
     bot_config_cached,
@@ -81,6 +88,8 @@ async def message_handle(message_id: int) -> Outcome:
         active = await _active_config(conversation)
         command = command_parse(message.text) if message.type == MessageType.TEXT else None
         action = decisions.inbound_action(type=message.type, owner=conversation.owner, command=command)
+        if action == Action.REVISED:
+            return await _commit(message, [message], check_newer=False, usage=await _extract_again(message, active))
         _read_receipt(message)
         if action == Action.NOTHING:
             return await _commit(message, [message], check_newer=False)
@@ -248,6 +257,7 @@ async def _ai_unavailable(message: Message, burst: list[Message], active: Active
     """OpenAI failed for good: the holding message once, the human queue, the error shown on
     the customer's messages (which stay stored, answerable by a person)."""
     logger.warning("conversation %s: AI unavailable, handing over: %s", message.conversation_id, error)
+    await _model_refused(error)
     reply = replies.Reply(text=active.config.holding_message or DEFAULT_HOLDING_MESSAGE, handoff_reason=f"AI unavailable: {error}"[:255])
     failure = {
         "error_code": f"openai_{error.http_status or 'error'}"[:32],
@@ -255,6 +265,18 @@ async def _ai_unavailable(message: Message, burst: list[Message], active: Active
         "error_detail": f"{error} (after {error.attempts} attempt(s))",
     }
     return await _commit(message, burst, reply=reply, active=active, error=failure, spoken=Outcome.HOLDING)
+
+
+async def _model_refused(error: AIError) -> None:
+    """An alert for the admins when OpenAI refused the model: every turn would meet it until
+    someone chooses another."""
+    if not error.refused_model:
+        return
+    text = f"OpenAI refuses {error.refused_model}: {error} Choose another model in the bot configuration (or OPENAI_MODEL)."
+    try:
+        await runtime.sync(alert_raise, kind=AlertKind.MODEL_REFUSED, subject=error.refused_model, text=text)
+    except Exception:
+        logger.exception("could not record the alert for the refused model %s", error.refused_model)
 
 
 async def _commit(
@@ -311,6 +333,7 @@ async def _extract(message: Message, active: ActiveConfig) -> dict:
             values = offline.details_extract(text=message.text)
     except AIError as exc:
         logger.warning("message %s: extraction failed: %s", message.pk, exc)
+        await _model_refused(exc)
         return {}
     except Exception:
         logger.exception("message %s: extraction failed", message.pk)
@@ -321,6 +344,31 @@ async def _extract(message: Message, active: ActiveConfig) -> dict:
         except Exception:
             logger.exception("message %s: storing the extracted details failed", message.pk)
     return usage
+
+
+async def _extract_again(revision: Message, active: ActiveConfig) -> dict:
+    """An edit of a customer's message: the message's details extracted again from its new
+    text (ingest put it there), as that message's; the call's usage. Nothing for a deletion,
+    for an edit of the business's own messages, and when the message is not stored yet (its
+    own turn reads the new text) or is not words the turn would have extracted from."""
+    if revision.type != MessageType.EDIT:
+        return {}
+    edited = await runtime.sync(_edited_message, revision)
+    return await _extract(edited, active) if edited is not None and edited.type in TEXT_TYPES else {}
+
+
+def _edited_message(revision: Message) -> Message | None:
+    edited = (
+        Message.objects.filter(
+            conversation_id=revision.conversation_id, wamid=revision.context_wamid, author=Author.CUSTOMER, deleted_at__isnull=True
+        )
+        .exclude(type__in=REVISION_TYPES)
+        .only("id", "conversation_id", "type", "text")
+        .first()
+    )
+    if edited is not None:
+        edited.conversation = revision.conversation  # with its profile, as the claim read it
+    return edited
 
 
 def _details_found(message: Message, fields: list[str], values: dict) -> bool:

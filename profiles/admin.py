@@ -117,20 +117,21 @@ class CompletenessFilter(admin.SimpleListFilter):
 @admin.register(ClientProfile)
 class ClientProfileAdmin(admin.ModelAdmin):
     form = ClientProfileForm
-    list_display = ["display_name", "wa_id", "profile_name", "company", "email", "latest_order", "last_contact_at"]
+    list_display = ["display_name", "handle", "profile_name", "company", "email", "latest_order", "last_contact_at"]
     list_filter = [CompletenessFilter, "marketing_messages", "language"]
-    search_fields = ["=wa_id", "profile_name", "first_name", "last_name", "company", "email"]
+    search_fields = ["=wa_id", "=user_id", "username", "profile_name", "first_name", "last_name", "company", "email"]
     date_hierarchy = "last_contact_at"
     paginator = CappedCountPaginator
     ordering = ["-last_contact_at", "-id"]
     show_full_result_count = False
     inlines = [ProfileFieldChangeInline, ProfilePreferenceChangeInline]
     readonly_fields = [
-        "wa_id", "profile_name", "order_numbers", "extra", "language", "where_from", "marketing_messages", "marketing_messages_at",
+        "wa_id", "user_id", "parent_user_id", "username", "profile_name", "order_numbers", "extra", "language", "where_from",
+        "marketing_messages", "marketing_messages_at",
         "first_contact_at", "last_contact_at", "created_at", "updated_at",
     ]  # fmt: skip
     fieldsets = [
-        (None, {"fields": ["wa_id", "profile_name"]}),
+        (None, {"fields": ["wa_id", "username", "user_id", "parent_user_id", "profile_name"]}),
         (_("Collected details"), {"fields": [*EDITABLE_FIELDS, "order_numbers", "extra", "language"],
                                   "description": _("A value changed here counts as a staff edit: the AI will neither ask for it nor overwrite it.")}),
         (_("Where each value came from"), {"fields": ["where_from"]}),
@@ -142,6 +143,10 @@ class ClientProfileAdmin(admin.ModelAdmin):
     @admin.display(description=_("name"), ordering="first_name")
     def display_name(self, obj: ClientProfile) -> str:
         return obj.display_name
+
+    @admin.display(description=_("WhatsApp id"), ordering="wa_id")
+    def handle(self, obj: ClientProfile) -> str:
+        return obj.handle
 
     @admin.display(description=_("order number"))
     def latest_order(self, obj: ClientProfile) -> str:
@@ -186,7 +191,7 @@ class ClientProfileAdmin(admin.ModelAdmin):
         return queryset.filter(profile_search_condition(term)), False
 
     def has_add_permission(self, request):
-        # Profiles come from WhatsApp messages (keyed by the wa_id Meta gives).
+        # Profiles come from WhatsApp messages (keyed by the identity Meta first gave).
         return False
 
     def save_model(self, request, obj, form, change):

@@ -126,9 +126,14 @@ class ClientProfile(models.Model):
         """How the customer is reached, for staff: the number, else the @username, else the BSUID."""
         if self.wa_id:
             return f"+{self.wa_id}"
-        if self.username:
-            return self.username if self.username.startswith("@") else f"@{self.username}"
-        return self.user_id
+        return self.at_username or self.user_id
+
+    @property
+    def at_username(self) -> str:
+        """The WhatsApp username as the app shows it ("@name"), or ''."""
+        if not self.username:
+            return ""
+        return self.username if self.username.startswith("@") else f"@{self.username}"
 
     @property
     def marketing_stopped(self) -> bool:

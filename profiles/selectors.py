@@ -10,9 +10,10 @@ from django.db.models.expressions import RawSQL
 from .models import ProfilePreferenceChange
 
 # One text per profile holding every searchable field, so a search is one trigram index scan
-# (`profile_search_trgm_idx`, migration profiles/0004, built on exactly this expression).
+# (`profile_search_trgm_idx`, migration profiles/0007, built on exactly this expression).
 PROFILE_SEARCH_SQL = (
-    "UPPER(first_name || ' ' || last_name || ' ' || profile_name || ' ' || company || ' ' || email || ' ' || wa_id)"
+    "UPPER(first_name || ' ' || last_name || ' ' || profile_name || ' ' || company || ' ' || email || ' ' || wa_id"
+    " || ' ' || username)"
 )
 
 def profile_preference_changes(*, profile_id: int, limit: int = 5) -> list[ProfilePreferenceChange]:
@@ -26,6 +27,8 @@ def profile_search_condition(query: str) -> Q:
     digits = re.sub(r"[\s+\-().]", "", query)
     if digits.isdigit() and len(digits) >= 3 and digits != query:
         terms.append(digits)  # "+39 333 123 4567" finds wa_id 393331234567
+    if query.startswith("@") and len(query) > 1:
+        terms.append(query[1:])  # "@giulia" finds a username stored with or without its "@"
     condition = Q()
     for term in terms:
         pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

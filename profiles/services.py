@@ -7,6 +7,8 @@ decided here, on the locked row (`profile_field_set`):
 - a staff member's value is never replaced by the AI;
 - the AI's stated value replaces any other value (an earlier AI value, stated or guessed);
 - the AI's guess only fills an empty field, so it never replaces anything;
+- what the AI took from a message, that message's own extraction may replace, whatever its
+  confidence: the customer edited the message, and it now says something else;
 - order numbers are appended to, never replaced; a guessed one only when none is known.
 """
 
@@ -112,7 +114,7 @@ def profile_field_set(
         # Decided on the locked row: a staff edit or another message's extraction may be
         # writing the same field right now.
         profile = ClientProfile.objects.select_for_update().get(pk=profile.pk)
-        if source == FieldSource.AI and not _ai_may_write(profile=profile, field=field, confidence=confidence):
+        if source == FieldSource.AI and not _ai_may_write(profile=profile, field=field, confidence=confidence, message=message):
             return None
         old = profile.value_of(field)
         if field == "order_number":
@@ -146,9 +148,11 @@ def profile_field_set(
     return FieldChange(field=field, old=old, new=cleaned)
 
 
-def _ai_may_write(*, profile: ClientProfile, field: str, confidence: Confidence) -> bool:
+def _ai_may_write(*, profile: ClientProfile, field: str, confidence: Confidence, message) -> bool:
     if profile.source_of(field) == FieldSource.STAFF:
         return False
+    if message is not None and (profile.provenance.get(field) or {}).get("message_id") == message.pk:
+        return True
     # With two strengths, "never by a weaker one" comes down to this: a stated value may
     # replace any value but a staff member's, a guess none at all.
     return confidence == Confidence.STATED or not profile.value_of(field)

@@ -1,13 +1,16 @@
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
 from jsonschema import Draft202012Validator
+from pytest_httpserver import HTTPServer
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+from werkzeug import Request, Response
 
 from conversations.roles import ADMINS_GROUP, AGENTS_GROUP, role_groups_ensure
 from conversations.services.botconfig import bot_config_cache_clear
@@ -44,6 +47,38 @@ def meta_payload():
 def meta_example(meta_examples):
     def get(name: str) -> dict:
         return copy.deepcopy(meta_examples[name])
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def meta_references() -> dict:
+    """The payloads of Meta's webhook reference pages that `meta_examples` lacks (edit, revoke),
+    keyed by name; each is a POST body."""
+    data = json.loads((FIXTURES / "meta" / "webhook-reference-edit-revoke.json").read_text())
+    return {name: example["value"] for name, example in data.items()}
+
+
+@pytest.fixture
+def meta_reference(meta_references):
+    def get(name: str) -> dict:
+        return copy.deepcopy(meta_references[name])
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def identity_examples() -> dict:
+    """Payloads of customers known by a BSUID and of their identity changes, in the shapes
+    Meta documents (fixtures/SOURCES.md), keyed by name; each is a POST body."""
+    data = json.loads((FIXTURES / "meta" / "identity-examples.json").read_text())
+    return {name: example["value"] for name, example in data.items()}
+
+
+@pytest.fixture
+def identity_example(identity_examples):
+    def get(name: str) -> dict:
+        return copy.deepcopy(identity_examples[name])
 
     return get
 
@@ -107,11 +142,70 @@ def channel(db):
     return ChannelFactory()
 
 
+# Meta's rule for whom a message goes to: a phone number in `to` or a business-scoped user id
+# (BSUID, "US.13491208655302741918", a parent one "US.ENT.…") in `recipient`, exactly one.
+GRAPH_SEND_PATH = re.compile(r"^/v\d+\.\d+/[^/]+/messages$")
+PHONE = re.compile(r"\+?\d{1,20}")
+BSUID = re.compile(r"[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}")
+
+
+def misaddressed(body: dict) -> str:
+    """How a body POSTed to Meta's messages endpoint breaks its addressing rule, or ''."""
+    if "status" in body:  # a read receipt names a message, not a customer
+        return ""
+    to, recipient = body.get("to"), body.get("recipient")
+    if (to is None) == (recipient is None):
+        return "exactly one of 'to' and 'recipient' is required"
+    if to is not None and not (isinstance(to, str) and PHONE.fullmatch(to)):
+        return f"'to' must be a phone number, not {to!r}"
+    if recipient is not None and not (isinstance(recipient, str) and BSUID.fullmatch(recipient)):
+        return f"'recipient' must be a business-scoped user id, not {recipient!r}"
+    return ""
+
+
+class GraphServer(HTTPServer):
+    """A loopback server that holds every send to Meta's addressing rule before its handlers
+    see it: a send that breaks it is answered as Meta answers one (400, code 100) and kept in
+    `misaddressed`, and the fixtures serving a fake Graph API fail their test on any."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.misaddressed: list[str] = []
+
+    def clear(self) -> None:
+        super().clear()
+        self.misaddressed = []
+
+    def dispatch(self, request: Request) -> Response:
+        body = request.get_json(silent=True) if request.method == "POST" and GRAPH_SEND_PATH.match(request.path) else None
+        error = misaddressed(body) if isinstance(body, dict) else ""
+        if not error:
+            return super().dispatch(request)
+        self.misaddressed.append(error)
+        refusal = {"error": {"message": f"(#100) Invalid parameter: {error}", "type": "OAuthException", "code": 100}}
+        return Response(json.dumps(refusal), status=400, content_type="application/json")
+
+
+@pytest.fixture(scope="session")
+def make_httpserver(httpserver_listen_address, httpserver_ssl_context):
+    """pytest-httpserver's session server (the fake OpenAI's and Graph API's), as a GraphServer."""
+    host, port = httpserver_listen_address
+    host, port = host or GraphServer.DEFAULT_LISTEN_HOST, port or GraphServer.DEFAULT_LISTEN_PORT
+    server = GraphServer(host=host, port=port, ssl_context=httpserver_ssl_context)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()
+
+
 @pytest.fixture
 def graph_api(httpserver, settings):
-    """A fake Graph API on loopback; the real client talks to it over HTTP."""
+    """A fake Graph API on loopback; the real client talks to it over HTTP. Every send must
+    follow Meta's addressing rule (`GraphServer`)."""
     settings.WHATSAPP_API_BASE_URL = httpserver.url_for("").rstrip("/")
-    return httpserver
+    yield httpserver
+    assert not httpserver.misaddressed, f"sends Meta would refuse: {httpserver.misaddressed}"
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from django.db import connection
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
+from tests.conftest import GraphServer
 from tests.conversations.conftest import MESSAGES_PATH, FakeOpenAI, fake_openai_serving
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +54,7 @@ def threaded_openai(openai_spec_validators):
 @pytest.fixture
 def graph_sends():
     """A fake Graph API (threaded) counting the texts it was asked to send, per customer."""
-    server = HTTPServer(threaded=True)
+    server = GraphServer(threaded=True)
     server.start()
     sent: Counter = Counter()
     lock = threading.Lock()
@@ -62,15 +63,17 @@ def graph_sends():
         body = json.loads(request.get_data())
         if body.get("type") == "text":
             with lock:
-                sent[body["to"]] += 1
+                sent[body.get("to") or body["recipient"]] += 1
                 n = sum(sent.values())
             return Response(json.dumps({"messages": [{"id": f"wamid.reply{n}"}]}), content_type="application/json")
         return Response(json.dumps({"success": True}), content_type="application/json")
 
     server.expect_request(MESSAGES_PATH, method="POST").respond_with_handler(handle)
     yield server, sent
+    misaddressed = server.misaddressed
     server.clear()
     server.stop()
+    assert not misaddressed, f"sends Meta would refuse: {misaddressed}"
 
 
 def worker_environment(*, settings, openai: FakeOpenAI, graph: HTTPServer, **overrides: str) -> dict[str, str]:

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django import forms
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
@@ -51,8 +52,15 @@ from integrations.meta.signature import HEADER, sign
 from .services import Receipt, webhook_receive
 
 THREAD_LIMIT = 60
+# The customer the page writes as: its phone number, or its business-scoped user id (BSUID,
+# "IT.13491208655302741918") for a customer Meta knows without a number.
 SESSION_WA_ID = "simulator_wa_id"
 SESSION_NAME = "simulator_name"
+BSUID = re.compile(r"[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}")
+
+
+def _is_bsuid(customer: str) -> bool:
+    return BSUID.fullmatch(customer) is not None
 
 
 # --- Writes ------------------------------------------------------------------------------------
@@ -72,14 +80,22 @@ def simulator_webhook_body(*, channel: Channel, value: dict) -> bytes:
     return json.dumps(data, ensure_ascii=False).encode()
 
 
-def simulator_text_body(*, channel: Channel, wa_id: str, name: str, text: str, wamid: str = "", at: int | None = None) -> bytes:
+def simulator_text_body(
+    *, channel: Channel, customer: str, name: str, text: str, wamid: str = "", at: int | None = None
+) -> bytes:
+    """A text of `customer` (a number, or a BSUID: then without a number, as Meta sends a
+    username user's)."""
+    if _is_bsuid(customer):
+        contact, sender = {"user_id": customer}, {"from_user_id": customer}
+    else:
+        contact, sender = {"wa_id": customer}, {"from": customer}
     return simulator_webhook_body(
         channel=channel,
         value={
-            "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+            "contacts": [{"profile": {"name": name}, **contact}],
             "messages": [
                 {
-                    "from": wa_id,
+                    **sender,
                     "id": wamid or f"wamid.sandbox.{uuid.uuid4().hex}",
                     "timestamp": str(at or int(time.time())),
                     "type": "text",
@@ -95,17 +111,19 @@ def simulator_signed_post(*, channel: Channel, body: bytes) -> Receipt:
     return webhook_receive(body=body, headers={HEADER: sign(body, channel.app_secret)})
 
 
-def simulator_message_send(*, channel: Channel, wa_id: str, name: str, text: str) -> Receipt:
-    return simulator_signed_post(channel=channel, body=simulator_text_body(channel=channel, wa_id=wa_id, name=name, text=text))
+def simulator_message_send(*, channel: Channel, customer: str, name: str, text: str) -> Receipt:
+    body = simulator_text_body(channel=channel, customer=customer, name=name, text=text)
+    return simulator_signed_post(channel=channel, body=body)
 
 
-def simulator_messages_acknowledge(*, channel: Channel, wa_id: str, wamids: Sequence[str]) -> Receipt | None:
+def simulator_messages_acknowledge(*, channel: Channel, customer: str, wamids: Sequence[str]) -> Receipt | None:
     """The phone got and showed these messages: "delivered" then "read", as Meta reports them."""
     if not wamids:
         return None
     now = int(time.time())
+    recipient = {"recipient_user_id": customer} if _is_bsuid(customer) else {"recipient_id": customer}
     statuses = [
-        {"id": wamid, "status": status, "timestamp": str(now), "recipient_id": wa_id}
+        {"id": wamid, "status": status, "timestamp": str(now), **recipient}
         for wamid in wamids
         for status in ("delivered", "read")
     ]
@@ -135,17 +153,20 @@ def sandbox_channel_get() -> Channel | None:
     return Channel.objects.filter(phone_number_id=SANDBOX_PHONE_ID, provider=Provider.SANDBOX).first()
 
 
-def simulator_revision(*, channel: Channel, wa_id: str) -> int | None:
+def _conversation_of(channel: Channel, customer: str) -> QuerySet:
+    known_by = Q(profile__user_id=customer) if _is_bsuid(customer) else Q(profile__wa_id=customer)
+    return Conversation.objects.filter(known_by, channel=channel)
+
+
+def simulator_revision(*, channel: Channel, customer: str) -> int | None:
     """The thread's change counter: one indexed query, for the cheap poll."""
-    return (
-        Conversation.objects.filter(channel=channel, profile__wa_id=wa_id).values_list("revision", flat=True).first()
-    )
+    return _conversation_of(channel, customer).values_list("revision", flat=True).first()
 
 
-def simulator_thread(*, channel: Channel, wa_id: str) -> PhoneThread:
+def simulator_thread(*, channel: Channel, customer: str) -> PhoneThread:
     """What the phone shows: the customer's messages, and what the provider actually sent
     (pending and failed bot messages never reached the phone)."""
-    conversation = Conversation.objects.filter(channel=channel, profile__wa_id=wa_id).select_related("profile").first()
+    conversation = _conversation_of(channel, customer).select_related("profile").first()
     if conversation is None:
         return PhoneThread(None, [], -1)
     latest = list(
@@ -173,9 +194,11 @@ def _random_number() -> str:
 
 class CustomerForm(forms.Form):
     name = forms.CharField(label=gettext_lazy("Customer name"), max_length=60, required=False)
-    number = forms.CharField(label=gettext_lazy("WhatsApp number"), max_length=20)
+    number = forms.CharField(label=gettext_lazy("WhatsApp number"), max_length=160)  # or a BSUID
 
     def clean_number(self) -> str:
+        if _is_bsuid(self.cleaned_data["number"].strip()):  # a customer without a number, picked from the list
+            return self.cleaned_data["number"].strip()
         digits = re.sub(r"[\s+\-().]", "", self.cleaned_data["number"])
         if not re.fullmatch(r"\d{6,15}", digits):
             raise forms.ValidationError(_("Digits only, with the country code (6 to 15 digits)."))
@@ -187,24 +210,24 @@ class MessageForm(forms.Form):
 
 
 def _identity(request: HttpRequest) -> tuple[str, str]:
-    wa_id = request.session.get(SESSION_WA_ID)
-    if not wa_id:
-        wa_id = request.session[SESSION_WA_ID] = _random_number()
+    customer = request.session.get(SESSION_WA_ID)
+    if not customer:
+        customer = request.session[SESSION_WA_ID] = _random_number()
         request.session[SESSION_NAME] = _("Test customer")
-    return wa_id, request.session.get(SESSION_NAME, "")
+    return customer, request.session.get(SESSION_NAME, "")
 
 
 def _context(request: HttpRequest, channel: Channel | None, **extra) -> dict:
-    wa_id, name = _identity(request)
-    thread = simulator_thread(channel=channel, wa_id=wa_id) if channel else PhoneThread(None, [], -1)
+    customer, name = _identity(request)
+    thread = simulator_thread(channel=channel, customer=customer) if channel else PhoneThread(None, [], -1)
     return {
         "channel": channel,
         "channel_usable": bool(channel and channel.is_active and channel.app_secret),
-        "wa_id": wa_id,
+        "customer": customer,
         "name": name,
         "thread": thread,
         "customers": simulator_customers(channel=channel) if channel else [],
-        "customer_form": CustomerForm(initial={"name": name, "number": wa_id}),
+        "customer_form": CustomerForm(initial={"name": name, "number": customer}),
         **extra,
     }
 
@@ -245,8 +268,8 @@ def simulator_send(request: HttpRequest) -> HttpResponse:
     if channel is None or not channel.is_active:
         error = _("The sandbox channel is missing or deactivated (see Channels in admin).")
     elif form.is_valid():
-        wa_id, name = _identity(request)
-        receipt = simulator_message_send(channel=channel, wa_id=wa_id, name=name, text=form.cleaned_data["text"])
+        customer, name = _identity(request)
+        receipt = simulator_message_send(channel=channel, customer=customer, name=name, text=form.cleaned_data["text"])
         if receipt.status != 200:
             error = _("The webhook refused the message: %(detail)s") % {"detail": receipt.event.detail}
     else:
@@ -265,12 +288,12 @@ def simulator_poll(request: HttpRequest) -> HttpResponse:
     channel = sandbox_channel_get()
     if channel is None:
         return HttpResponse(status=204)
-    wa_id, _name = _identity(request)
+    customer, _name = _identity(request)
     try:
         shown = int(request.GET.get("rev", ""))
     except ValueError:
         shown = None
-    revision = simulator_revision(channel=channel, wa_id=wa_id)
+    revision = simulator_revision(channel=channel, customer=customer)
     if revision is not None and revision == shown or revision is None and shown == -1:
         return HttpResponse(status=204)
     return render(request, "console/simulator.html#phone_thread", _context(request, channel))
@@ -283,11 +306,11 @@ def simulator_acknowledge(request: HttpRequest) -> HttpResponse:
     channel = sandbox_channel_get()
     if channel is None or not channel.is_active:
         return HttpResponse(status=204)
-    wa_id, _name = _identity(request)
+    customer, _name = _identity(request)
     shown = set(request.POST.getlist("wamid"))
     # Only this customer's messages, whatever the page posted.
-    thread = simulator_thread(channel=channel, wa_id=wa_id)
-    simulator_messages_acknowledge(channel=channel, wa_id=wa_id, wamids=[w for w in thread.unacknowledged if w in shown])
+    thread = simulator_thread(channel=channel, customer=customer)
+    simulator_messages_acknowledge(channel=channel, customer=customer, wamids=[w for w in thread.unacknowledged if w in shown])
     return HttpResponse(status=204)
 
 

@@ -5,8 +5,10 @@ whitespace: a trailing space or newline pasted into a token is a classic cause o
 "'ascii' codec can't encode" errors deep inside the HTTP stack.
 """
 
+import json
 import re
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -281,7 +283,11 @@ if LEASE_SECONDS < 3:
 # --- OpenAI -----------------------------------------------------------------------------
 # OPEN_AI_KEY is the older spelling some businesses still have in their .env.
 OPENAI_API_KEY = env_str("OPENAI_API_KEY") or env_str("OPEN_AI_KEY")
-OPENAI_MODEL = env_str("OPENAI_MODEL", "gpt-4.1")
+# The model of every bot configuration whose model is blank; empty: the current default, named
+# here and nowhere else (a .env written from an older .env.example may pin a retired one).
+OPENAI_MODEL = env_str("OPENAI_MODEL") or "gpt-6-luna"
+# Read only to say what became of it: OpenAI shut stored prompts down on 2026-11-30, the
+# prompt now lives in the bot configuration's instructions (conversations/checks.py warns).
 OPENAI_PROMPT_ID = env_str("OPENAI_PROMPT_ID")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/")
 # Model for structured extraction of customer details; empty: the bot configuration's model.
@@ -289,6 +295,42 @@ OPENAI_EXTRACTION_MODEL = env_str("OPENAI_EXTRACTION_MODEL")
 # One call waits at most this long (read); connecting at most OPENAI_CONNECT_TIMEOUT_SECONDS.
 OPENAI_TIMEOUT_SECONDS = env.float("OPENAI_TIMEOUT_SECONDS", default=30.0)
 OPENAI_CONNECT_TIMEOUT_SECONDS = env.float("OPENAI_CONNECT_TIMEOUT_SECONDS", default=5.0)
+# USD per million tokens for the cost estimate of each message, by model (a dated snapshot,
+# "gpt-6-luna-2026-09-22", costs what its model costs). OPENAI_PRICES, a JSON object of the
+# same shape, adds models or replaces these prices; a model in neither has an unknown cost
+# (NULL), never zero. OpenAI's list prices as of 2026-11-30.
+PRICE_KINDS = ("input", "cached_input", "output")
+OPENAI_PRICES_DEFAULT = {
+    "gpt-6-luna": {"input": "0.10", "cached_input": "0.01", "output": "0.50"},
+    "gpt-6-sol": {"input": "2.00", "cached_input": "0.20", "output": "10.00"},
+    # Shut down on 2027-01-14; priced until then.
+    "gpt-4.1": {"input": "2.00", "cached_input": "0.50", "output": "8.00"},
+    "gpt-4.1-mini": {"input": "0.40", "cached_input": "0.10", "output": "1.60"},
+    "gpt-4o": {"input": "2.50", "cached_input": "1.25", "output": "10.00"},
+    "gpt-4o-mini": {"input": "0.15", "cached_input": "0.075", "output": "0.60"},
+}
+
+
+def openai_prices(text: str) -> dict[str, dict[str, Decimal]]:
+    """OPENAI_PRICES over the defaults, as Decimals; a value that is not such a mapping of
+    non-negative numbers stops the start with the reason."""
+    try:
+        given = json.loads(text) if text else {}
+        if not isinstance(given, dict):
+            raise ValueError("not a JSON object")
+        prices = {}
+        for model, price in {**OPENAI_PRICES_DEFAULT, **given}.items():
+            if not isinstance(price, dict) or set(price) != set(PRICE_KINDS):
+                raise ValueError(f"{model!r}: an object with exactly {', '.join(PRICE_KINDS)}")
+            prices[model] = {kind: Decimal(str(price[kind])) for kind in PRICE_KINDS}
+            if any(not value.is_finite() or value < 0 for value in prices[model].values()):
+                raise ValueError(f"{model!r}: prices are numbers of 0 or more")
+    except (ValueError, ArithmeticError) as exc:
+        raise ImproperlyConfigured(f"OPENAI_PRICES: {exc}") from None
+    return prices
+
+
+OPENAI_PRICES = openai_prices(env_str("OPENAI_PRICES"))
 # Tries per call (the SDK's own retries: timeouts, 408, 409, 429, 5xx, with its backoff).
 OPENAI_MAX_ATTEMPTS = env.int("OPENAI_MAX_ATTEMPTS", default=3)
 # Quiet period after the customer's last message before the agent answers the burst.

@@ -44,8 +44,9 @@ TEXTS = {
         "you": "Tu",
         "us": "Noi",
         "info_head": "Ecco i dati che abbiamo su di te:",
-        "info_empty": "Non abbiamo ancora nessun dato su di te oltre al tuo numero.",
+        "info_empty": "Non abbiamo ancora nessun dato su di te oltre al tuo contatto WhatsApp.",
         "phone": "telefono",
+        "username": "nome utente",
     },
     "en": {
         "reset": "Done: let's start over. How can I help you?",
@@ -54,8 +55,9 @@ TEXTS = {
         "you": "You",
         "us": "Us",
         "info_head": "Here is what we hold about you:",
-        "info_empty": "We hold nothing about you yet besides your number.",
+        "info_empty": "We hold nothing about you yet besides your WhatsApp contact.",
         "phone": "phone",
+        "username": "username",
     },
 }
 
@@ -82,9 +84,11 @@ def history_text(language: str, rows: list[tuple[bool, datetime, str]]) -> str:
     return "\n".join(lines)
 
 
-def info_text(language: str, *, phone: str, known: dict[str, str], extra_fields: list[dict]) -> str:
-    """The /info answer: what the profile holds, field by field."""
+def info_text(language: str, *, phone: str, username: str, known: dict[str, str], extra_fields: list[dict]) -> str:
+    """The /info answer: what the profile holds, field by field (the number and @username
+    when Meta shared them)."""
     t = TEXTS[language]
-    lines = [f"- {t['phone']}: +{phone}"]
+    lines = [f"- {t['phone']}: +{phone}"] if phone else []
+    lines += [f"- {t['username']}: {username}"] if username else []
     lines += [f"- {field_label(key=k, extra_fields=extra_fields, language=language)}: {v}" for k, v in known.items()]
     return "\n".join([t["info_head"] if known else t["info_empty"], *lines])

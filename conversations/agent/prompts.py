@@ -1,9 +1,7 @@
 """What the agent says and tells the model: default instructions, field labels, the
-per-turn context (what the profile holds, what is missing), tools, and token prices."""
+per-turn context (what the profile holds, what is missing), tools."""
 
 from __future__ import annotations
-
-from decimal import Decimal
 
 DEFAULT_INSTRUCTIONS = """\
 Sei un agente WhatsApp incaricato dell'assistenza clienti e dell'acquisizione delle informazioni di base del contatto.
@@ -65,7 +63,7 @@ def field_label(*, key: str, extra_fields: list[dict], language: str = "it") -> 
 
 
 def fields_context(*, known: dict[str, str], missing: list[str], extra_fields: list[dict]) -> dict[str, str]:
-    """The variables given to the model every turn (inline instructions or a stored prompt)."""
+    """What the instructions tell the model every turn about the customer's fields."""
     known_text = "; ".join(f"{field_label(key=k, extra_fields=extra_fields)}: {v}" for k, v in known.items()) or "nessuno"
     missing_text = ", ".join(field_label(key=k, extra_fields=extra_fields) for k in missing) or "nessuno (profilo completo)"
     return {"known_fields": known_text, "missing_fields": missing_text, "next_missing_field": (
@@ -120,28 +118,3 @@ order number exactly as written. `language` is the ISO 639-1 code of the languag
 SUMMARY_INSTRUCTIONS = """\
 Riassumi in italiano, in al massimo 5 frasi, la conversazione seguente tra un cliente e l'assistenza: \
 chi è il cliente, cosa ha chiesto, cosa è stato risposto, cosa resta in sospeso. Solo il riassunto."""
-
-# USD per million tokens: input, cached input, output (OpenAI's list prices).
-PRICES = {
-    "gpt-4.1": ("2.00", "0.50", "8.00"),
-    "gpt-4.1-mini": ("0.40", "0.10", "1.60"),
-    "gpt-4.1-nano": ("0.10", "0.025", "0.40"),
-    "gpt-4o": ("2.50", "1.25", "10.00"),
-    "gpt-4o-mini": ("0.15", "0.075", "0.60"),
-    "gpt-5": ("1.25", "0.125", "10.00"),
-    "gpt-5-mini": ("0.25", "0.025", "2.00"),
-    "gpt-5-nano": ("0.05", "0.005", "0.40"),
-}
-
-
-def cost_estimate(*, model: str, input_tokens: int | None, cached_tokens: int | None, output_tokens: int | None) -> Decimal | None:
-    # Dated snapshots ("gpt-4.1-2025-04-14") cost what their family costs.
-    name = model
-    while name and name not in PRICES:
-        name = name.rsplit("-", 1)[0] if "-" in name else ""
-    if not name or input_tokens is None or output_tokens is None:
-        return None
-    price_in, price_cached, price_out = (Decimal(p) for p in PRICES[name])
-    cached = min(cached_tokens or 0, input_tokens)
-    total = (input_tokens - cached) * price_in + cached * price_cached + output_tokens * price_out
-    return (total / Decimal(1_000_000)).quantize(Decimal("0.000001"))

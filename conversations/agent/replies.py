@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.conf import settings
 
@@ -15,7 +16,6 @@ from . import offline
 from .openai_client import AIError
 from .prompts import (
     SUMMARY_INSTRUCTIONS,
-    cost_estimate,
     fields_context,
     instructions_with_context,
     reply_tools,
@@ -31,6 +31,8 @@ _HUMAN_REQUEST = re.compile(
     re.IGNORECASE,
 )
 HANDOFF_ASKED = "The customer asked for a person."
+# A dated snapshot ("gpt-6-luna-2026-09-22") of a model.
+_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
 
 def model_for(config) -> str:
@@ -49,6 +51,16 @@ class Reply:
     usage: dict = field(default_factory=dict)  # the message's usage fields (model, tokens, cost)
     handoff_reason: str = ""
     tool_calls: list[str] = field(default_factory=list)  # handoff_to_human calls needing their output
+
+
+def cost_estimate(*, model: str, input_tokens: int | None, cached_tokens: int | None, output_tokens: int | None) -> Decimal | None:
+    """USD at OPENAI_PRICES; None (unknown, not free) for a model it has no price for."""
+    prices = settings.OPENAI_PRICES.get(model) or settings.OPENAI_PRICES.get(_SNAPSHOT.sub("", model))
+    if prices is None or input_tokens is None or output_tokens is None:
+        return None
+    cached = min(cached_tokens or 0, input_tokens)
+    total = (input_tokens - cached) * prices["input"] + cached * prices["cached_input"] + output_tokens * prices["output"]
+    return (total / Decimal(1_000_000)).quantize(Decimal("0.000001"))
 
 
 def usage_fields(response) -> dict:
@@ -80,17 +92,8 @@ def reply_request(
         "conversation": openai_conversation,
         "input": [{"role": "user", "content": text} for text in texts],
         "tools": reply_tools(vector_store_ids=config.vector_store_ids or []),
+        "instructions": instructions_with_context(instructions=config.instructions, context=context, summary=summary),
     }
-    if config.prompt_id:
-        prompt: dict = {
-            "id": config.prompt_id,
-            "variables": {**{k: str(v) for k, v in (config.prompt_variables or {}).items()}, **context, "summary": summary},
-        }
-        if config.prompt_version:
-            prompt["version"] = config.prompt_version
-        request["prompt"] = prompt
-    else:
-        request["instructions"] = instructions_with_context(instructions=config.instructions, context=context, summary=summary)
     if config.temperature is not None:
         request["temperature"] = config.temperature
     if config.max_output_tokens:

@@ -10,9 +10,9 @@ import re
 import time
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.utils.translation import gettext_noop
 
 from profiles.models import STANDARD_FIELDS
 
@@ -28,9 +28,6 @@ VERSIONED_FIELDS = (
     "name",
     "model",
     "instructions",
-    "prompt_id",
-    "prompt_version",
-    "prompt_variables",
     "vector_store_ids",
     "fields_to_collect",
     "extra_fields",
@@ -43,8 +40,30 @@ VERSIONED_FIELDS = (
 )
 
 
+# In English (the system check's); admin shows it translated.
+STORED_PROMPT_HINT = gettext_noop(
+    "Open the prompt in the OpenAI dashboard (platform.openai.com, Prompts), copy its text into the Instructions "
+    "of the bot configuration (admin, Bot configurations) and save. Write the values of its own variables into "
+    "the text: the customer's known and missing fields and the conversation's summary are added to the "
+    "instructions every turn."
+)
+
+# In the snapshot that migration 0009 (stored_prompt_retired) wrote for a configuration that answered with an OpenAI
+# stored prompt (shut down on 2026-11-30): its id, version and variables, for the admin.
+RETIRED_PROMPT_KEY = "retired_stored_prompt"
+
+
 def bot_config_snapshot(*, config: BotConfig) -> dict:
     return {name: getattr(config, name) for name in VERSIONED_FIELDS}
+
+
+def bot_config_retired_prompt(*, config: BotConfig) -> dict | None:
+    """The stored prompt `config` answered with until OpenAI shut them down, while nobody has
+    saved it since (its instructions may not hold that prompt yet); else None."""
+    if config.pk is None:
+        return None
+    data = BotConfigVersion.objects.filter(config=config, version=config.version).values_list("data", flat=True).first()
+    return (data or {}).get(RETIRED_PROMPT_KEY)
 
 
 def bot_config_save(*, config: BotConfig, user=None) -> BotConfigVersion:
@@ -79,7 +98,6 @@ def bot_config_default_values() -> dict:
         # Blank: `OPENAI_MODEL` as it is at each call, so changing it in `.env` counts.
         "model": "",
         "instructions": DEFAULT_INSTRUCTIONS,
-        "prompt_id": settings.OPENAI_PROMPT_ID,
         "fields_to_collect": list(STANDARD_FIELDS),
         "holding_message": DEFAULT_HOLDING_MESSAGE,
         "handoff_message": DEFAULT_HANDOFF_MESSAGE,

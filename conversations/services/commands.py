@@ -31,4 +31,4 @@ def command_answer(*, conversation: Conversation, command: str, alias: str, fiel
     known = profile_known_fields(profile=profile, fields=fields)
     if "order_number" in known:
         known["order_number"] = ", ".join(profile.order_numbers)
-    return info_text(language, phone=profile.wa_id, known=known, extra_fields=extra_fields)
+    return info_text(language, phone=profile.wa_id, username=profile.at_username, known=known, extra_fields=extra_fields)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from ..models import Author, Conversation, Message
+from ..models import REVISION_TYPES, Author, Conversation, Message
 
 SUMMARY_MESSAGES = 40
 
@@ -25,10 +25,12 @@ def previous_message_at(*, conversation_id: int, before_id: int) -> datetime | N
 
 def latest_texts(*, conversation_id: int, before_id: int, limit: int) -> list[tuple[bool, datetime, str]]:
     """(from the customer, stored at, text) of the latest `limit` messages with a text
-    before `before_id`, oldest first."""
+    before `before_id`, oldest first; an edited message as it reads now, a deleted one not
+    at all (the customer took it back)."""
     rows = (
-        Message.objects.filter(conversation_id=conversation_id, pk__lt=before_id)
+        Message.objects.filter(conversation_id=conversation_id, pk__lt=before_id, deleted_at__isnull=True)
         .exclude(text="")
+        .exclude(type__in=REVISION_TYPES)
         .order_by("-pk")
         .values_list("author", "created_at", "text")[:limit]
     )

@@ -23,7 +23,7 @@ import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import JSONField, Model
 
-from ..models import TEXT_TYPES
+from ..models import REVISION_TYPES, TEXT_TYPES
 
 
 @lru_cache(maxsize=1)
@@ -49,6 +49,7 @@ def literal(value: str) -> str:
 
 
 TEXT_TYPES_SQL = "(" + ", ".join(literal(t) for t in TEXT_TYPES) + ")"
+REVISION_TYPES_SQL = "(" + ", ".join(literal(t) for t in REVISION_TYPES) + ")"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from ..models import Channel, Conversation, Direction, Message
 from . import TEXT_TYPES_SQL, Columns, columns, literal, table
 
 # Big columns a turn never reads (deferred: read on access).
-_DEFERRED = ("payload", "media", "referral")
+_DEFERRED = ("payload", "media", "referral", "earlier_texts")
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """A delivery's customer messages stored: profiles, conversations, messages, thread state,
-and the delivery's own record — on a cursor of `pipelined_transaction()`.
+edits and deletions applied, and the delivery's own record — on a cursor of
+`pipelined_transaction()`.
 
 Deduplication happens inside the database under the unique `wamid` (never check-then-insert)
 and the statement says which messages were new, so a redelivery queues no task. The rows
@@ -16,16 +17,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import psycopg
-from django.db import models
+from django.db import connection, models
 from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
 from psycopg import sql as psycopg_sql
 
+from integrations.base import Identity
 from profiles.models import ClientProfile
 
 from ..database import json_text
-from ..models import Conversation, ConversationStatus, Message
-from . import backend, literal, quote, row_values, table
+from ..models import Conversation, ConversationStatus, Direction, Message, MessageType
+from . import REVISION_TYPES_SQL, backend, literal, quote, row_values, table
 
 # `T.col` in an upsert's SET clause: the existing row's value.
 _EXISTING = re.compile(r"\bT\.")
@@ -236,6 +238,46 @@ def thread_rows_store(cursor: psycopg.Cursor, *, channel_id: int, profiles: Sequ
 
 
 @lru_cache(maxsize=1)
+def _identity_move_sql() -> str:
+    profiles = table(ClientProfile)
+    # `%(old_…)s` find the profile as a message would (its BSUID first, then its number); an
+    # identity another profile holds already is not taken (the unique indexes would refuse it).
+    taken = f"NOT EXISTS (SELECT 1 FROM {profiles} o WHERE o.{{column}} = %({{param}})s)"
+    return (
+        f"UPDATE {profiles} p SET "
+        "user_id = CASE WHEN m.take_user THEN %(new_user_id)s ELSE p.user_id END, "
+        # Meta gives a customer a new BSUID when its number changes: the number it had is no
+        # longer known to be its own unless the change says which it is now.
+        "wa_id = CASE WHEN m.take_phone THEN %(new_phone)s WHEN m.take_user THEN '' ELSE p.wa_id END, "
+        "parent_user_id = CASE WHEN %(new_parent_user_id)s <> '' THEN %(new_parent_user_id)s ELSE p.parent_user_id END, "
+        "username = CASE WHEN %(new_username)s <> '' THEN %(new_username)s ELSE p.username END, "
+        "updated_at = %(now)s "
+        "FROM (SELECT q.id, "
+        "%(new_user_id)s <> '' AND %(new_user_id)s <> q.user_id AND "
+        f"{taken.format(column='user_id', param='new_user_id')} AS take_user, "
+        f"%(new_phone)s <> '' AND %(new_phone)s <> q.wa_id AND {taken.format(column='wa_id', param='new_phone')} AS take_phone "
+        f"FROM {profiles} q WHERE (%(old_user_id)s <> '' AND q.user_id = %(old_user_id)s) "
+        "OR (%(old_phone)s <> '' AND q.wa_id = %(old_phone)s) "
+        "ORDER BY q.user_id = %(old_user_id)s DESC LIMIT 1) m "
+        "WHERE p.id = m.id"
+    )
+
+
+def identity_move(cursor: psycopg.Cursor, *, old: Identity, new: Identity) -> None:
+    """A customer's identity moved (a new number, a new BSUID): the profile known by `old`
+    takes `new`'s parts, in place, so its conversations stay its own. Queued, not waited for;
+    a statement queued after it (`thread_rows_store`) finds the customer by `new`."""
+    cursor.execute(
+        _identity_move_sql(),
+        {
+            "old_phone": old.phone, "old_user_id": old.user_id, "new_phone": new.phone, "new_user_id": new.user_id,
+            "new_parent_user_id": new.parent_user_id, "new_username": new.username, "now": timezone.now(),
+        },
+        prepare=True,
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=1)
 def _threads_update_sql() -> str:
     conversations = table(Conversation)
     return (
@@ -280,3 +322,109 @@ def records_saved(cursor: psycopg.Cursor, records: Sequence[models.Model]) -> No
     for record, (pk,) in zip(records, cursor.fetchall(), strict=True):
         record.pk = pk
         record._state.adding, record._state.db = False, "default"
+
+
+@lru_cache(maxsize=1)
+def _revisions_apply_sql() -> str:
+    messages, conversations = table(Message), table(Conversation)
+    revisions = REVISION_TYPES_SQL
+    edit, inbound = literal(MessageType.EDIT), literal(Direction.INBOUND)
+    written = "coalesce(r.provider_timestamp, r.created_at)"
+    return f"""
+WITH params AS (SELECT %s::jsonb AS doc),
+original AS (
+    -- The messages, locked in id order (as every path that locks several does: no deadlock).
+    SELECT m.id, m.wamid, m.conversation_id FROM {messages} m
+    WHERE m.wamid IN (SELECT jsonb_array_elements_text(doc -> 'wamids') FROM params) AND m.type NOT IN {revisions}
+    ORDER BY m.id FOR UPDATE
+),
+revision AS (
+    -- Every edit and deletion of each, whenever it came: edits in the order they were written.
+    SELECT o.id,
+        array_agg(r.text ORDER BY {written}, r.id) FILTER (WHERE r.type = {edit}) AS texts,
+        array_agg({written} ORDER BY {written}, r.id) FILTER (WHERE r.type = {edit}) AS ats,
+        min({written}) FILTER (WHERE r.type <> {edit}) AS deleted_at
+    FROM original o
+    JOIN {messages} r ON r.context_wamid = o.wamid AND r.conversation_id = o.conversation_id AND r.type IN {revisions}
+    GROUP BY o.id
+),
+state AS (
+    -- What the message is after all of them. Its first text is the first earlier version
+    -- once it has been edited, else its text: the same result however often this runs.
+    SELECT m.id, coalesce(v.texts[cardinality(v.texts)], m.text) AS text,
+        CASE WHEN v.texts IS NULL THEN m.earlier_texts ELSE (
+            SELECT jsonb_agg(jsonb_build_object('text', e.text, 'at', e.at) ORDER BY e.n)
+            FROM unnest(ARRAY[coalesce(m.earlier_texts -> 0 ->> 'text', m.text)] || v.texts[1:cardinality(v.texts) - 1],
+                        ARRAY[coalesce(m.provider_timestamp, m.created_at)] || v.ats[1:cardinality(v.ats) - 1])
+                 WITH ORDINALITY AS e(text, at, n)) END AS earlier_texts,
+        coalesce(v.ats[cardinality(v.ats)], m.edited_at) AS edited_at, coalesce(m.deleted_at, v.deleted_at) AS deleted_at
+    FROM revision v JOIN {messages} m ON m.id = v.id
+),
+revised AS (
+    -- A deleted customer message is handled: its turn, if it has not run yet, finds nothing to do.
+    UPDATE {messages} m SET text = s.text, earlier_texts = s.earlier_texts, edited_at = s.edited_at, deleted_at = s.deleted_at,
+        handled_at = CASE WHEN s.deleted_at IS NOT NULL AND m.direction = {inbound}
+                          THEN coalesce(m.handled_at, (SELECT (doc ->> 'now')::timestamptz FROM params)) ELSE m.handled_at END
+    FROM state s
+    WHERE m.id = s.id
+      AND (m.text, m.earlier_texts, m.edited_at, m.deleted_at)
+          IS DISTINCT FROM (s.text, s.earlier_texts, s.edited_at, s.deleted_at)
+    RETURNING m.id, m.conversation_id, m.type, m.text, m.deleted_at IS NOT NULL AS deleted
+),
+bumped AS (
+    UPDATE {conversations} c SET revision = c.revision + 1, changed_at = (SELECT (doc ->> 'now')::timestamptz FROM params)
+    FROM (SELECT id FROM {conversations} WHERE id IN (SELECT conversation_id FROM revised) ORDER BY id FOR UPDATE) l
+    WHERE c.id = l.id
+)
+SELECT id, conversation_id, type, text, deleted FROM revised ORDER BY id"""
+
+
+def revisions_apply(cursor: psycopg.Cursor, wamids: Sequence[str]) -> psycopg.Cursor | None:
+    """Apply every stored edit and deletion of the messages with these wamids: one statement,
+    queued on a cursor of its own (returned, None when there was nothing to do); its rows,
+    read after the commit (`revised_read`), are the messages it changed.
+
+    Pass the wamids a delivery's new edits and deletions name AND those of its new messages:
+    Meta redelivers out of order, so an edit may be stored before the message it edits, and
+    is applied when that message is. The result does not depend on the order they came in
+    (the latest edit by Meta's timestamp wins; a deletion stays). The conversation of a
+    changed message gets a new revision (the console's polls see it)."""
+    if not wamids:
+        return None
+    revising = psycopg.Cursor(cursor.connection)
+    revising.execute(_revisions_apply_sql(), [json_text({"wamids": sorted(set(wamids)), "now": timezone.now()})], prepare=True)
+    return revising
+
+
+@dataclass
+class Revised:
+    id: int
+    conversation_id: int
+    type: str
+    text: str
+    deleted: bool
+
+
+def revised_read(revising: psycopg.Cursor | None) -> list[Revised]:
+    return [Revised(*row) for row in revising.fetchall()] if revising is not None else []
+
+
+@lru_cache(maxsize=1)
+def _previews_revise_sql() -> str:
+    messages, conversations = table(Message), table(Conversation)
+    return (
+        f"UPDATE {conversations} c SET last_message_preview = v.preview, revision = c.revision + 1, changed_at = v.changed_at "
+        "FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, message_id bigint, preview text, changed_at timestamptz) "
+        f"WHERE c.id = v.id AND NOT EXISTS (SELECT 1 FROM {messages} n WHERE n.conversation_id = c.id AND n.id > v.message_id "
+        f"AND n.type NOT IN {REVISION_TYPES_SQL})"
+    )
+
+
+def previews_revise(previews: Sequence[dict]) -> None:
+    """The conversation list's preview of each revised message (dicts of the conversation's
+    id, the message's id, the preview) where it is still its conversation's latest message."""
+    if previews:
+        now = timezone.now()
+        rows = [{**p, "changed_at": now} for p in sorted(previews, key=lambda p: p["id"])]
+        with connection.cursor() as cursor:
+            cursor.execute(_previews_revise_sql(), [json_text(rows)])

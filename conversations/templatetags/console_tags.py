@@ -32,7 +32,7 @@ def staff_name(user) -> str:
 
 @register.filter
 def initials(name: str) -> str:
-    letters = [w[0] for w in str(name).replace("+", "").split() if w]
+    letters = [w[0] for w in str(name).replace("+", "").replace("@", "").split() if w]
     return ("".join(letters[:2]) or "?").upper()
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from ..base import Delivery, Identity, InboundMessage, PayloadError, PreferenceChange, Rejected, StatusEvent
+from ..base import Delivery, Identity, IdentityChange, InboundMessage, PayloadError, PreferenceChange, Rejected, StatusEvent
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 KNOWN_TYPES = {
@@ -37,6 +37,12 @@ USER_ID_MAX_LENGTH = 160  # a two-letter country code, ".", optionally "ENT.", u
 # What a status's `pricing` says besides `billable` (per-message pricing: "PMP"; a category such
 # as "marketing" or "service"; a type: "regular", "free_customer_service", "free_entry_point").
 PRICING_KEYS = ("pricing_model", "category", "type")
+
+# Meta's system messages saying a customer's identity moved: a new phone number (and with it a
+# new BSUID), or a new BSUID alone (the number changed and may not be shared).
+IDENTITY_CHANGES = ("user_changed_number", "user_changed_user_id")
+# How Meta's text of such a message names both: "User <name> changed from <old> to <new>".
+_CHANGED_FROM = re.compile(r"changed from (\S+) to (\S+)$")
 
 # Characters PostgreSQL's text and jsonb refuse: NUL, and UTF-16 surrogates that JSON's
 # "\ud800" escapes can produce without their pair.
@@ -204,14 +210,44 @@ def customer_of(contacts: list[tuple[Identity, str]], phone: Any, user_id: Any) 
     return named, ""
 
 
+def identity_change_of(raw: dict, phone_number_id: str) -> IdentityChange | None:
+    """What a system message says moved, when it says a customer's identity did: who the
+    customer was (the message's sender) and who it is now (`system.wa_id`, `system.user_id`).
+    A change of BSUID may name the previous one only in its text."""
+    system = _object(raw.get("system"))
+    kind = system.get("type")
+    if raw.get("type") != "system" or kind not in IDENTITY_CHANGES:
+        return None
+    new = identity_of(system.get("wa_id"), system.get("user_id"), system.get("parent_user_id"))
+    if not new:
+        raise ItemError(f"a {kind} without the new identity")
+    old = identity_of(raw.get("from"), raw.get("from_user_id"), raw.get("from_parent_user_id"))
+    said = _CHANGED_FROM.search(text_of(system.get("body")))
+    if kind == "user_changed_user_id" and not old.user_id and said and said[2] == new.user_id:
+        old = identity_of(old.phone, said[1], old.parent_user_id)
+    return IdentityChange(
+        phone_number_id=phone_number_id, old=old, new=new,
+        timestamp=timestamp_parse(raw.get("timestamp")) or datetime.now(tz=timezone.utc),
+    )  # fmt: skip
+
+
 def _messages(value: dict, delivery: Delivery) -> None:
     phone_number_id = phone_number_id_of(value)
     contacts = contacts_of(value, delivery)
 
     def message(raw: dict) -> InboundMessage:
-        customer, name = customer_of(contacts, raw.get("from"), raw.get("from_user_id"))
+        change = identity_change_of(raw, phone_number_id)
+        if change is None:
+            customer, name = customer_of(contacts, raw.get("from"), raw.get("from_user_id"))
+        else:
+            customer, name = change.old or change.new, ""
         message = message_parse(raw, phone_number_id, customer)
         message.profile_name = name
+        if change is not None and change.old:
+            delivery.identity_changes.append(change)
+        elif change is not None:
+            reason = "an identity change that does not say whose: stored as a message of the new identity"
+            delivery.rejected.append(Rejected("identity change", reason, message.provider_id))
         return message
 
     def status(raw: dict) -> StatusEvent:

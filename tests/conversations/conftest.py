@@ -57,7 +57,9 @@ class FakeOpenAI:
     """Scripted answers. `replies` are popped in order (a str is the reply's text, a dict an
     output item, an int an HTTP error status); `extract(text)` gives the extraction's fields;
     `reply_failures` / `extract_failures` are statuses returned before the next success
-    (`always_fail` makes every `/responses` call fail)."""
+    (`always_fail` makes every `/responses` call fail). A request for a model in
+    `refused_models` gets OpenAI's answer for a model it does not serve; `models` is what
+    `GET /v1/models` lists (model id → its `shutdown_date`)."""
 
     def __init__(self, server, validators):
         self.server = server
@@ -72,6 +74,8 @@ class FakeOpenAI:
         self.always_fail: int | None = None
         self.on_reply: Callable[[dict], None] | None = None
         self.summary_text = "Il cliente Mario Rossi ha chiesto dell'ordine A-1234."
+        self.refused_models: set[str] = set()
+        self.models: dict[str, str | None] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -116,6 +120,8 @@ class FakeOpenAI:
             kind = "summary"
         with self._lock:
             self.calls.append((kind, body))
+        if body.get("model") in self.refused_models:
+            return self._model_refused(body["model"])
         if self.always_fail:
             return self._error(self.always_fail)
         failures = {"reply": self.reply_failures, "extract": self.extract_failures}.get(kind)
@@ -160,6 +166,20 @@ class FakeOpenAI:
             },
         }
 
+    def _model_refused(self, model: str) -> Response:
+        # What OpenAI answers for a model it does not serve (unknown, or shut down).
+        message = f"The model `{model}` does not exist or you do not have access to it."
+        return self._json({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "model_not_found"}}, 404)
+
+    def handle_models(self, request: Request) -> Response:
+        with self._lock:
+            self.calls.append(("models", {}))
+        data = [
+            {"id": model, "object": "model", "created": 1767225600, "owned_by": "openai", "shutdown_date": shutdown_date}
+            for model, shutdown_date in self.models.items()
+        ]
+        return self._json({"object": "list", "data": data})
+
     def handle_conversations(self, request: Request) -> Response:
         body = json.loads(request.get_data())
         self._validate("conversations", body)
@@ -186,6 +206,7 @@ def fake_openai_serving(server, validators) -> Iterator[FakeOpenAI]:
     server.expect_request("/v1/responses", method="POST").respond_with_handler(fake.handle_responses)
     server.expect_request("/v1/conversations", method="POST").respond_with_handler(fake.handle_conversations)
     server.expect_request(ITEMS_PATH, method="POST").respond_with_handler(fake.handle_items)
+    server.expect_request("/v1/models", method="GET").respond_with_handler(fake.handle_models)
     yield fake
     assert not fake.invalid, "bodies that do not match OpenAI's spec:\n" + "\n".join(fake.invalid)
 

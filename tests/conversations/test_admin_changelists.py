@@ -70,3 +70,17 @@ def test_admin_search_finds_a_conversation_by_any_profile_field(admin_member_cli
     for term in ("ortofrutta", wanted.profile.wa_id):
         response = admin_member_client.get(f"/admin/conversations/conversation/?q={term}")
         assert list(response.context_data["cl"].result_list) == [wanted], term
+
+
+def test_a_conversation_without_a_number_is_listed_and_found_by_its_username(admin_member_client, channel):
+    wanted = ConversationFactory(channel=channel, profile__username_only=True, profile__username="@giulia.r")
+    ConversationFactory(channel=channel, profile__username_only=True)
+
+    listed = admin_member_client.get("/admin/conversations/conversation/").content.decode()
+    page = admin_member_client.get(f"/admin/conversations/conversation/{wanted.pk}/change/").content.decode()
+
+    assert '<td class="field-handle">@giulia.r</td>' in listed
+    assert f"{wanted.profile.display_name}</a> (@giulia.r)" in page
+    for term in ("giulia.r", "@giulia"):
+        response = admin_member_client.get(f"/admin/conversations/conversation/?q={term}")
+        assert list(response.context_data["cl"].result_list) == [wanted], term

@@ -114,8 +114,8 @@ def test_admin_saves_versions_shows_the_history_and_restores(admin_client):
     assert page.status_code == 200 and b"History" in page.content
 
     form = {
-        "name": "Bot", "is_active": "on", "model": "gpt-4.1", "instructions": "seconda", "prompt_id": "", "prompt_version": "",
-        "prompt_variables": "{}", "vector_store_ids": '["vs_123"]', "fields_to_collect": ["first_name", "email"],
+        "name": "Bot", "is_active": "on", "model": "gpt-6-sol", "instructions": "seconda",
+        "vector_store_ids": '["vs_123"]', "fields_to_collect": ["first_name", "email"],
         "extra_fields": '[{"key": "vat_number", "label": "Partita IVA"}]', "order_number_pattern": r"\d{6}",
         "temperature": "", "max_output_tokens": "", "holding_message": "Attendi", "handoff_message": "Ti passo un collega",
     }  # fmt: skip
@@ -135,7 +135,7 @@ def test_admin_saves_versions_shows_the_history_and_restores(admin_client):
 def test_admin_refuses_a_bad_extra_field_key(admin_client):
     config = bot_config_save(config=BotConfig(name="Bot")).config
     form = {
-        "name": "Bot", "model": "", "instructions": "", "prompt_variables": "{}", "vector_store_ids": "[]",
+        "name": "Bot", "model": "", "instructions": "", "vector_store_ids": "[]",
         "extra_fields": '[{"key": "Bad Key"}]', "order_number_pattern": "", "holding_message": "", "handoff_message": "",
     }  # fmt: skip
     response = admin_client.post(f"/admin/conversations/botconfig/{config.pk}/change/", form)

@@ -15,10 +15,10 @@ from conversations.decisions import (
     openai_conversation_current,
     openai_conversation_rotates,
 )
-from conversations.models import SILENT_TYPES, TEXT_TYPES, MessageType, Owner
+from conversations.models import REVISION_TYPES, SILENT_TYPES, TEXT_TYPES, MessageType, Owner
 
 RESET = ("reset", "reset")
-NOT_SPOKEN_TYPES = [t for t in MessageType if t not in TEXT_TYPES and t not in SILENT_TYPES]
+NOT_SPOKEN_TYPES = [t for t in MessageType if t not in (*TEXT_TYPES, *SILENT_TYPES, *REVISION_TYPES)]
 
 
 # --- what a claimed customer message asks for ---------------------------------------------
@@ -60,8 +60,14 @@ def test_media_and_the_like_are_left_to_the_person_who_owns_the_conversation(kin
     assert inbound_action(type=kind, owner=Owner.HUMAN, command=None) == Action.LEAVE
 
 
+@pytest.mark.parametrize("owner", [Owner.BOT, Owner.HUMAN])
+@pytest.mark.parametrize("kind", REVISION_TYPES)
+def test_edits_and_deletions_are_not_new_messages_whoever_owns_the_conversation(kind, owner):
+    assert inbound_action(type=kind, owner=owner, command=None) == Action.REVISED
+
+
 def test_every_message_type_has_an_action():
-    assert set(TEXT_TYPES) | set(SILENT_TYPES) | set(NOT_SPOKEN_TYPES) == set(MessageType)
+    assert set(TEXT_TYPES) | set(SILENT_TYPES) | set(REVISION_TYPES) | set(NOT_SPOKEN_TYPES) == set(MessageType)
 
 
 # --- whose burst it is -------------------------------------------------------------------

@@ -1,86 +1,102 @@
 """Migration conversations/0006: a default bot configuration created automatically, whose
 model nobody changed, is blanked (so `OPENAI_MODEL` counts again) as a new version."""
 
-import importlib
-
 import pytest
-from django.apps import apps
-
-from conversations.models import BotConfig, BotConfigVersion
-from conversations.services.botconfig import bot_config_default_values, bot_config_save, bot_config_snapshot
 
 from .factories import ChannelFactory, UserFactory
+from .migrations import migrated_to, migrated_to_latest
 
 pytestmark = pytest.mark.django_db
 
-migration = importlib.import_module("conversations.migrations.0006_default_bot_config_model_blank")
+BEFORE = ("conversations", "0005_status_unapplied_recent_idx")
+# The default configuration's fields as the old code created it (prompt fields and all).
+DEFAULT_AS_CREATED = {"name": "Default", "instructions": "Sei un agente WhatsApp.", "prompt_id": "", "fields_to_collect": ["email"]}
 
 
-def migrate() -> None:
-    migration.default_model_blank(apps, schema_editor=None)
+@pytest.fixture
+def old():
+    """The models as of migration 0005, the schema with them; `migrate()` runs 0006 onwards."""
+    apps = migrated_to(*BEFORE)
+    return apps.get_model("conversations", "BotConfig"), apps.get_model("conversations", "BotConfigVersion")
 
 
-def default_as_created_before(model: str = "gpt-4.1") -> BotConfig:
-    """The default configuration as the old code created it on first need."""
-    return bot_config_save(config=BotConfig(**{**bot_config_default_values(), "model": model})).config
+def save(BotConfig, BotConfigVersion, config, *, user=None):
+    """`bot_config_save` as it was: the next version, and its snapshot."""
+    config.version = (config.version or 0) + 1 if config.pk else 1
+    config.updated_by_id = user.pk if user else None
+    config.save()
+    data = {f.name: getattr(config, f.name) for f in BotConfig._meta.concrete_fields if f.name not in ("id", "channel", "version",
+            "updated_at", "updated_by")}  # fmt: skip
+    BotConfigVersion.objects.create(config=config, version=config.version, data=data, created_by_id=config.updated_by_id)
+    return config
 
 
-def test_an_automatic_default_with_its_model_never_changed_is_blanked_as_a_new_version():
-    config = default_as_created_before()
+def default_as_created_before(old, model: str = "gpt-4.1"):
+    BotConfig, BotConfigVersion = old
+    return save(BotConfig, BotConfigVersion, BotConfig(**DEFAULT_AS_CREATED, model=model))
+
+
+def migrate():
+    apps = migrated_to_latest()
+    return apps.get_model("conversations", "BotConfig"), apps.get_model("conversations", "BotConfigVersion")
+
+
+def test_an_automatic_default_with_its_model_never_changed_is_blanked_as_a_new_version(old):
+    config = default_as_created_before(old)
     config.instructions = "Rispondi in breve."  # a staff edit that left the model alone
-    bot_config_save(config=config, user=UserFactory())
+    save(*old, config, user=UserFactory())
 
-    migrate()
+    BotConfig, BotConfigVersion = migrate()
 
-    config.refresh_from_db()
+    config = BotConfig.objects.get(pk=config.pk)
     assert (config.model, config.version, config.updated_by) == ("", 3, None)
     latest = BotConfigVersion.objects.get(config=config, version=3)
     assert latest.created_by is None
-    assert latest.data == bot_config_snapshot(config=config)  # what the service would have kept
     assert latest.data["model"] == "" and latest.data["instructions"] == "Rispondi in breve."
     assert BotConfigVersion.objects.get(config=config, version=1).data["model"] == "gpt-4.1"  # history kept
 
 
-def test_a_default_whose_model_was_ever_changed_is_left_alone():
-    changed = default_as_created_before()
+def test_a_default_whose_model_was_ever_changed_is_left_alone(old):
+    changed = default_as_created_before(old)
     changed.model = "gpt-4o"
-    bot_config_save(config=changed, user=UserFactory())
+    save(*old, changed, user=UserFactory())
     changed.model = "gpt-4.1"  # and back: still somebody's choice
-    bot_config_save(config=changed, user=UserFactory())
+    save(*old, changed, user=UserFactory())
 
-    migrate()
+    BotConfig, _ = migrate()
 
-    changed.refresh_from_db()
+    changed = BotConfig.objects.get(pk=changed.pk)
     assert (changed.model, changed.version) == ("gpt-4.1", 3)
 
 
-def test_a_default_created_by_a_person_is_left_alone():
-    config = bot_config_save(config=BotConfig(name="Default", model="gpt-4.1"), user=UserFactory()).config
+def test_a_default_created_by_a_person_is_left_alone(old):
+    BotConfig, BotConfigVersion = old
+    config = save(BotConfig, BotConfigVersion, BotConfig(name="Default", model="gpt-4.1"), user=UserFactory())
 
-    migrate()
+    BotConfig, _ = migrate()
 
-    config.refresh_from_db()
+    config = BotConfig.objects.get(pk=config.pk)
     assert (config.model, config.version) == ("gpt-4.1", 1)
 
 
-def test_a_channel_s_own_configuration_and_a_blank_default_are_left_alone():
-    own = bot_config_save(config=BotConfig(name="Negozio", channel=ChannelFactory(), model="gpt-4.1")).config
-    blank = default_as_created_before(model="")
+def test_a_channel_s_own_configuration_and_a_blank_default_are_left_alone(old):
+    BotConfig, BotConfigVersion = old
+    own = save(BotConfig, BotConfigVersion, BotConfig(name="Negozio", channel_id=ChannelFactory().pk, model="gpt-4.1"))
+    blank = default_as_created_before(old, model="")
+
+    BotConfig, _ = migrate()
+
+    assert BotConfig.objects.filter(pk=own.pk).values_list("model", "version").get() == ("gpt-4.1", 1)
+    assert BotConfig.objects.filter(pk=blank.pk).values_list("model", "version").get() == ("", 1)
+
+
+def test_running_it_twice_changes_nothing_more(old):
+    config = default_as_created_before(old)
 
     migrate()
+    migrated_to(*BEFORE)  # 0006 has no reverse: back and forth runs it a second time
+    BotConfig, BotConfigVersion = migrate()
 
-    own.refresh_from_db()
-    blank.refresh_from_db()
-    assert (own.model, own.version) == ("gpt-4.1", 1)
-    assert (blank.model, blank.version) == ("", 1)
-
-
-def test_running_it_twice_changes_nothing_more():
-    config = default_as_created_before()
-
-    migrate()
-    migrate()
-
-    config.refresh_from_db()
+    config = BotConfig.objects.get(pk=config.pk)
     assert (config.model, config.version) == ("", 2)
     assert BotConfigVersion.objects.filter(config=config).count() == 2

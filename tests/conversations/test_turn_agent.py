@@ -56,9 +56,9 @@ def test_extraction_fills_the_profile_and_the_bot_asks_for_the_next_missing_fiel
     assert sent_to_whatsapp(graph) == ["Piacere Mario! Per quale azienda ci scrivi?", "Grazie! Hai un numero d'ordine?"]
     bot = conversation.messages.filter(direction="out").first()
     assert bot.author == Author.BOT and bot.bot_config_version is not None
-    assert (bot.ai_model, bot.input_tokens, bot.cached_tokens, bot.output_tokens) == ("gpt-4.1-2025-04-14", 1200, 1000, 40)
-    # gpt-4.1: 200 × $2 + 1000 × $0.50 + 40 × $8 per million tokens.
-    assert str(bot.cost_usd) == "0.001220"
+    assert (bot.ai_model, bot.input_tokens, bot.cached_tokens, bot.output_tokens) == ("gpt-6-luna-2025-04-14", 1200, 1000, 40)
+    # The default model, gpt-6-luna: 200 × $0.10 + 1000 × $0.01 + 40 × $0.50 per million tokens.
+    assert str(bot.cost_usd) == "0.000050"
     first.refresh_from_db()
     assert first.handled_at is not None and first.input_tokens == 1200  # the extraction's usage
 
@@ -325,3 +325,12 @@ def test_the_reply_instructions_warn_that_the_latest_text_may_hold_a_missing_det
 
     assert reply(question.pk) == "sent"
     assert "non chiederlo di nuovo" in fake_openai.reply_requests[-1]["instructions"]
+
+
+def test_info_tells_a_customer_without_a_number_its_username(fake_openai, graph):
+    conversation = ConversationFactory(profile__username_only=True, profile__username="giulia.r")
+
+    customer_says(conversation, "/info")
+
+    [info] = bot_texts(conversation)
+    assert "nome utente: @giulia.r" in info and "telefono" not in info and "+" not in info

@@ -73,7 +73,7 @@ def test_the_committed_reply_row_holds_what_the_bot_message_records(fake_openai,
     reply_row = Message.objects.get(direction="out")
     assert (reply_row.author, reply_row.type, reply_row.status, reply_row.attempts) == (Author.BOT, "text", MessageStatus.SENT, 1)
     assert reply_row.text == "Dalle 9 alle 18, dal lunedì al venerdì." and reply_row.payload == {} and reply_row.media == {}
-    assert reply_row.bot_config_version_id is not None and reply_row.ai_model.startswith("gpt-4.1")
+    assert reply_row.bot_config_version_id is not None and reply_row.ai_model.startswith("gpt-6-luna")
     assert (reply_row.input_tokens, reply_row.cached_tokens, reply_row.output_tokens) == (1200, 1000, 40) and reply_row.cost_usd > 0
     assert reply_row.locked_until is None and reply_row.handled_at is not None
     conversation.refresh_from_db()

@@ -155,4 +155,23 @@ def test_the_extraction_s_usage_goes_with_the_reply_s_commit_when_it_finished_fi
     assert separate == []
     message.refresh_from_db()
     assert message.handled_at is not None
-    assert (message.ai_model, message.input_tokens, message.output_tokens) == ("gpt-4.1-2025-04-14", 1200, 40)
+    assert (message.ai_model, message.input_tokens, message.output_tokens) == ("gpt-6-luna-2025-04-14", 1200, 40)
+
+
+def test_a_customer_without_a_number_is_answered_at_its_bsuid_end_to_end(
+    fake_openai, graph, channel, post_webhook, identity_example, redis_queue
+):
+    """Webhook view → turn → Graph API: a username user (no `from`, no `wa_id`) gets its reply
+    at `recipient`, its BSUID; the fake Graph API refuses any send breaking Meta's rule."""
+    fake_openai.replies.append("Sì, anche in blu!")
+    assert post_webhook(identity_example("Text Message from a Username User")).status_code == 200
+    message = Message.objects.get()
+    assert redis_queue.task_args() == [[message.pk]]
+
+    assert handle(message.pk) == "sent"
+
+    sends = [r.get_json() for r, _ in graph.log if r.path == MESSAGES_PATH and "status" not in r.get_json()]
+    assert [(send.get("to"), send.get("recipient"), send["text"]["body"]) for send in sends] == [
+        (None, "US.13491208655302741918", "Sì, anche in blu!")
+    ]
+    assert Message.objects.get(direction="out").status == MessageStatus.SENT

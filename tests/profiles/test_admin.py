@@ -114,3 +114,17 @@ def test_the_profile_page_and_list_show_the_customers_marketing_choices(admin_me
     assert "User requested to stop marketing messages" in history
     assert history.index("Stopped") < history.index("Resumed")  # newest first
     assert f"/admin/profiles/clientprofile/{profile.pk}/change/" in stopped and stopped.count("/change/") == 1
+
+
+def test_a_customer_without_a_number_is_listed_and_found_by_its_username(admin_member_client, channel):
+    profile = {"profile__username_only": True, "profile__username": "@giulia.r", "profile__profile_name": ""}
+    wanted = ConversationFactory(channel=channel, **profile).profile
+    ConversationFactory(channel=channel, profile__username_only=True)
+
+    listed = admin_member_client.get("/admin/profiles/clientprofile/").content.decode()
+    found = admin_member_client.get("/admin/profiles/clientprofile/?q=@giulia.r")
+    page = admin_member_client.get(f"/admin/profiles/clientprofile/{wanted.pk}/change/").content.decode()
+
+    assert '<td class="field-handle">@giulia.r</td>' in listed
+    assert list(found.context_data["cl"].result_list) == [wanted]
+    assert wanted.user_id in page and "@giulia.r" in page

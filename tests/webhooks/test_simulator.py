@@ -10,7 +10,7 @@ from conversations.services import outbound
 from conversations.services.channels import SANDBOX_PHONE_ID, sandbox_channel_ensure
 from integrations.meta.signature import sign
 from tests.conversations.conftest import handle, reply
-from tests.conversations.factories import UserFactory
+from tests.conversations.factories import ConversationFactory, UserFactory
 from webhooks.models import Outcome, WebhookEvent
 from webhooks.simulator import simulator_message_send, simulator_text_body
 
@@ -80,7 +80,7 @@ def test_a_message_typed_on_the_phone_goes_through_the_signed_webhook(staff_clie
 
 
 def test_the_simulators_signed_body_is_accepted_by_the_real_webhook_url(client, sandbox):
-    body = simulator_text_body(channel=sandbox, wa_id="393400000001", name="Via HTTP", text="hello")
+    body = simulator_text_body(channel=sandbox, customer="393400000001", name="Via HTTP", text="hello")
 
     response = client.post(
         "/webhooks/whatsapp/", data=body, content_type="application/json", HTTP_X_HUB_SIGNATURE_256=sign(body, sandbox.app_secret)
@@ -91,7 +91,7 @@ def test_the_simulators_signed_body_is_accepted_by_the_real_webhook_url(client, 
 
 
 def test_a_body_signed_with_another_secret_is_refused(client, sandbox):
-    body = simulator_text_body(channel=sandbox, wa_id="393400000001", name="Forger", text="hello")
+    body = simulator_text_body(channel=sandbox, customer="393400000001", name="Forger", text="hello")
 
     response = client.post("/webhooks/whatsapp/", data=body, content_type="application/json", HTTP_X_HUB_SIGNATURE_256=sign(body, "guess"))
 
@@ -201,7 +201,28 @@ def test_a_logged_in_user_who_is_not_staff_is_refused(client, sandbox):
 
 
 def test_a_delivery_the_sandbox_signed_is_recorded_as_the_sandboxs(sandbox):
-    receipt = simulator_message_send(channel=sandbox, wa_id="393400000001", name="Giulia Test", text="ciao")
+    receipt = simulator_message_send(channel=sandbox, customer="393400000001", name="Giulia Test", text="ciao")
 
     assert receipt.status == 200
     assert WebhookEvent.objects.get(pk=receipt.event.pk).provider == Provider.SANDBOX
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_customer_without_a_number_is_picked_from_the_list_and_answered_on_the_phone(staff_client, sandbox, offline):
+    conversation = ConversationFactory(channel=sandbox, profile__username_only=True, profile__profile_name="")
+    profile = conversation.profile
+    page = staff_client.get("/console/simulator/").content.decode()
+    assert f'value="{profile.user_id}"' in page and f"{profile.at_username} · {profile.at_username}" in page
+
+    _be(staff_client, number=profile.user_id, name="")
+    _send(staff_client, "Ciao, sono senza numero")
+    _run_worker()
+
+    [message] = Message.objects.filter(direction=Direction.INBOUND)
+    assert message.conversation == conversation and message.payload["from_user_id"] == profile.user_id
+    assert "Ciao, sono senza numero" in staff_client.get("/console/simulator/").content.decode()
+    answer = Message.objects.get(direction=Direction.OUTBOUND)
+    assert staff_client.post("/console/simulator/ack/", {"wamid": [answer.wamid]}).status_code == 204
+    answer.refresh_from_db()
+    assert answer.status == MessageStatus.READ
+    assert Conversation.objects.count() == 1

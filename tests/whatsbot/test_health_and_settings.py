@@ -39,6 +39,24 @@ def test_the_older_openai_key_spelling_is_accepted():
     assert result.stdout.strip() == "sk-new"
 
 
+def test_an_empty_openai_model_is_the_default_one_and_that_one_is_priced():
+    result = run_django("print(s.OPENAI_MODEL, s.OPENAI_PRICES[s.OPENAI_MODEL]['output'])", DEBUG="true", OPENAI_MODEL="")
+    assert result.stdout.split() == ["gpt-6-luna", "0.50"]
+    result = run_django("print(s.OPENAI_MODEL)", DEBUG="true", OPENAI_MODEL=" gpt-6-sol ")
+    assert result.stdout.strip() == "gpt-6-sol"
+
+
+def test_openai_prices_add_to_the_defaults_and_a_bad_value_stops_the_start():
+    prices = '{"gpt-7-nova": {"input": 1, "cached_input": 0.1, "output": 4}, "gpt-6-luna": {"input": 0.2, "cached_input": 0.02, "output": 1}}'
+    result = run_django("print(s.OPENAI_PRICES['gpt-7-nova']['cached_input'], s.OPENAI_PRICES['gpt-6-luna']['input'], "
+                        "s.OPENAI_PRICES['gpt-6-sol']['input'])", DEBUG="true", OPENAI_PRICES=prices)  # fmt: skip
+    assert result.stdout.split() == ["0.1", "0.2", "2.00"]
+    for bad in ("[1, 2]", '{"gpt-7-nova": {"input": 1, "output": 4}}', '{"gpt-7-nova": {"input": -1, "cached_input": 0, "output": 4}}',
+                '{"gpt-7-nova": {"input": "free", "cached_input": 0, "output": 4}}', "{not json"):  # fmt: skip
+        result = run_django("print('started')", DEBUG="true", OPENAI_PRICES=bad)
+        assert result.returncode != 0 and "OPENAI_PRICES" in result.stderr, bad
+
+
 def test_env_example_documents_exactly_the_variables_the_settings_read():
     """Every variable settings.py reads is in .env.example (a commented line counts), and every
     value .env.example sets is read: a stale line there promises a knob that does nothing."""

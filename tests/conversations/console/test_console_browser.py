@@ -228,3 +228,25 @@ def test_outside_the_window_the_composer_is_closed_in_the_browser(browser, live_
     expect(page.locator(".composer-closed")).to_be_visible()
     expect(page.locator("#composer-text")).to_have_count(0)
     shot(page, "window-closed")
+
+
+def test_a_customer_without_a_number_shows_its_username_in_the_header_and_the_panel(
+    browser, live_server, desk, identity_examples
+):
+    from playwright.sync_api import expect
+
+    body = json.dumps(identity_examples["Text Message from a Username User"]).encode()
+    receipt = webhook_receive(body=body, headers={HEADER: sign(body, APP_SECRET)})
+    assert receipt.status == 200
+    conversation = Message.objects.get(pk=receipt.new_message_ids[0]).conversation
+    page = browser.new_page(viewport=DESKTOP)
+    log_in(page, live_server)
+
+    page.goto(f"{live_server.url}/console/c/{conversation.pk}/")
+
+    expect(page.locator("#thread-header .who-sub")).to_have_text(f"@sheena.nelson · {conversation.channel.name}")
+    expect(page.locator(f"#conv-{conversation.pk}")).to_contain_text("Sheena Nelson")
+    expect(page.locator("#messages")).to_contain_text("Does it come in another color?")
+    page.locator("#thread-header .who").click()
+    expect(page.locator("#side-panel .contact-card")).to_contain_text("@sheena.nelson")
+    shot(page, "thread-username")

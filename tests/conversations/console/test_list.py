@@ -40,6 +40,30 @@ def test_a_row_falls_back_to_the_whatsapp_name_then_the_number(agent_client):
     assert "+393470000001" in html
 
 
+def test_a_customer_without_a_number_is_shown_by_its_username_without_a_query_per_row(agent_client):
+    ConversationFactory(profile__username_only=True, profile__username="@giulia.r", profile__profile_name="")
+    html = agent_client.get("/console/").content.decode()
+    assert '<span class="conv-name">@giulia.r</span>' in html and '<span class="avatar">G</span>' in html
+    one_row = len(_list_queries(agent_client))
+    for _ in range(5):
+        ConversationFactory(profile__username_only=True, profile__profile_name="")
+
+    assert len(_list_queries(agent_client)) == one_row
+
+
+def _list_queries(client) -> list:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/console/").status_code == 200
+    return queries.captured_queries
+
+
+@pytest.mark.parametrize("query", ["@giulia.r", "giulia.r", "GIULIA.R", "@giulia"])
+def test_search_finds_a_customer_by_its_username(agent, query):
+    found = ConversationFactory(profile__username_only=True, profile__username="giulia.r", profile__profile_name="")
+    ConversationFactory(profile__username_only=True, profile__username="@marco", profile__profile_name="")
+    assert [c.pk for c in conversation_list(user=agent, query=query).rows] == [found.pk]
+
+
 def test_a_conversation_waiting_for_a_human_is_shown_as_queue(agent_client):
     ConversationFactory(owner=Owner.HUMAN, assigned_to=None)
     assert "owner-queue" in agent_client.get("/console/").content.decode()
@@ -156,12 +180,13 @@ def test_postgresql_serves_the_searches_and_the_poll_from_indexes(agent, convers
         cursor.execute("SET enable_seqscan = off")
     plans = {
         "profiles": ClientProfile.objects.filter(profile_search_condition("giulia")).explain(),
+        "username": ClientProfile.objects.filter(profile_search_condition("@giulia.r")).explain(),
         # On a handful of rows the planner may walk the primary key instead: ask the bare lookup.
         "message text": Message.objects.filter(text__icontains="arrivato").values("conversation_id").explain(),
         "poll": Conversation.objects.filter(changed_at__gt=timezone.now()).order_by("-changed_at")[:1].explain(),
         "thread poll": Conversation.objects.filter(pk=conversation.pk, revision__gt=0).explain(),
     }
-    assert "profile_search_trgm_idx" in plans["profiles"]
+    assert "profile_search_trgm_idx" in plans["profiles"] and "profile_search_trgm_idx" in plans["username"]
     assert "msg_text_trgm_idx" in plans["message text"]
     assert "conv_changed_idx" in plans["poll"]
     assert "conversations_conversation_pkey" in plans["thread poll"]

@@ -186,3 +186,17 @@ def test_reading_a_thread_with_nothing_unread_writes_nothing(agent_client, conve
     with CaptureQueriesContext(connection) as queries:
         thread_html(agent_client, conversation)
     assert not [q for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+
+
+def test_a_customer_without_a_number_is_shown_by_its_username_in_the_header_and_the_panel(agent_client):
+    conversation = ConversationFactory(profile__username_only=True, profile__username="@giulia.r", profile__profile_name="Giulia")
+    MessageFactory(conversation=conversation, text="Ciao")
+
+    html = thread_html(agent_client, conversation)
+
+    start = html.index('id="thread-header"')
+    header = html[start : html.index("</header>", start)]
+    assert '<span class="who-sub">@giulia.r · ' in header
+    panel = html[html.index('class="contact-card"') :]
+    assert '<p class="muted">@giulia.r</p>' in panel[: panel.index("</section>")]
+    assert "+<" not in html and "+ ·" not in html

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from integrations.base import PayloadError
+from integrations.base import Identity, PayloadError
 from integrations.meta.parser import parse
 
 PHONE_NUMBER_ID = "106540352242922"
@@ -68,6 +68,75 @@ def test_the_senders_profile_name_comes_from_the_contacts(meta_example):
     assert (message.customer.phone, message.profile_name) == (SENDER, "Sheena Nelson")
 
 
+BSUID, NEW_BSUID, PARENT = "US.13491208655302741918", "US.24817305912873645029", "US.ENT.11815799212886844830"
+
+
+def test_a_username_users_message_names_its_customer_by_bsuid_and_username(identity_example):
+    [message] = parse(body(identity_example("Text Message from a Username User"))).messages
+
+    assert message.customer == Identity(user_id=BSUID, username="@sheena.nelson")
+    assert (message.type, message.text, message.profile_name) == ("text", "Does it come in another color?", "Sheena Nelson")
+
+
+def test_a_message_with_both_identities_carries_all_of_them(identity_example):
+    [message] = parse(body(identity_example("Text Message with Phone Number and BSUID"))).messages
+
+    assert message.customer == Identity(phone=SENDER, user_id=BSUID, parent_user_id=PARENT, username="@sheena.nelson")
+
+
+def test_a_username_users_status_names_its_recipient_by_bsuid(identity_example):
+    [status] = parse(body(identity_example("Delivered Status for a Username User"))).statuses
+
+    assert (status.status, status.recipient) == ("delivered", Identity(user_id=BSUID))
+
+
+def test_a_changed_number_is_an_identity_change_and_its_system_message_is_kept(identity_example):
+    delivery = parse(body(identity_example("System Message user_changed_number")))
+
+    [change] = delivery.identity_changes
+    assert (change.old, change.new) == (Identity(phone=SENDER, user_id=BSUID), Identity(phone="12195555358", user_id=NEW_BSUID))
+    assert change.phone_number_id == PHONE_NUMBER_ID and change.timestamp == datetime.fromtimestamp(1750000300, tz=timezone.utc)
+    [message] = delivery.messages
+    assert (message.type, message.customer) == ("system", change.old)
+    assert delivery.rejected == []
+
+
+def test_a_changed_bsuid_named_only_in_the_text_is_an_identity_change(identity_example):
+    delivery = parse(body(identity_example("System Message user_changed_user_id")))
+
+    [change] = delivery.identity_changes
+    assert (change.old, change.new) == (Identity(user_id=BSUID), Identity(user_id=NEW_BSUID))
+    assert [m.customer for m in delivery.messages] == [change.old]
+
+
+def test_metas_older_changed_number_without_bsuids_is_an_identity_change(meta_example):
+    [change] = parse(body(meta_example("System Message"))).identity_changes
+
+    assert (change.old, change.new) == (Identity(phone=SENDER), Identity(phone="12195555358"))
+
+
+def test_an_identity_change_that_does_not_say_whose_is_stored_under_the_new_identity_and_noted(identity_example):
+    payload = identity_example("System Message user_changed_user_id")
+    value_of(payload)["messages"][0]["system"]["body"] = "User Sheena Nelson changed their user id"
+
+    delivery = parse(body(payload))
+
+    assert delivery.identity_changes == []
+    assert [m.customer for m in delivery.messages] == [Identity(user_id=NEW_BSUID)]
+    [rejected] = delivery.rejected
+    assert rejected.kind == "identity change" and "does not say whose" in rejected.reason
+
+
+def test_an_identity_change_without_the_new_identity_is_rejected_alone(identity_example):
+    payload = identity_example("System Message user_changed_number")
+    del value_of(payload)["messages"][0]["system"]["wa_id"], value_of(payload)["messages"][0]["system"]["user_id"]
+
+    delivery = parse(body(payload))
+
+    assert delivery.identity_changes == [] and delivery.messages == []
+    assert "without the new identity" in delivery.rejected[0].reason
+
+
 def test_media_keeps_its_metadata_and_a_caption_is_its_text(meta_example):
     [image] = parse(body(meta_example("Image Message"))).messages
 
@@ -85,6 +154,47 @@ def test_a_reply_carries_the_message_it_answers_and_a_reaction_the_one_it_reacts
 
     assert reply.context_id == "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGA9wcm9kdWN0X2lucXVpcnkA"
     assert reaction.context_id == "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI0RTJEOTc2ODVERUY5RDlGNkYA"
+
+
+def test_an_edit_names_the_message_it_edits_and_carries_its_new_text(meta_reference):
+    """Meta's reference edits an image's caption: the new caption is the edit's text."""
+    payload = meta_reference("Edit")
+    raw = value_of(payload)["messages"][0]
+
+    [edit] = parse(body(payload)).messages
+
+    assert (edit.type, edit.text, edit.context_id) == ("edit", "Taj Mahal", "wamid.HBgLMTQxMjU1NTA4MjkV...")
+    assert edit.provider_id == raw["id"] and edit.customer.phone == SENDER and edit.profile_name == "Sheena Nelson"
+    assert edit.timestamp == datetime.fromtimestamp(1739321024, tz=timezone.utc)
+    assert edit.media == {}  # the edited message keeps its own media
+
+
+def test_an_edited_text_is_the_edits_text(meta_reference):
+    payload = meta_reference("Edit")
+    value_of(payload)["messages"][0]["edit"]["message"] = {"type": "text", "text": {"body": "La mia email è anna@esempio.it"}}
+
+    [edit] = parse(body(payload)).messages
+
+    assert (edit.type, edit.text) == ("edit", "La mia email è anna@esempio.it")
+
+
+def test_a_revoke_names_the_message_it_deletes(meta_reference):
+    [revoke] = parse(body(meta_reference("Revoke"))).messages
+
+    assert (revoke.type, revoke.text, revoke.context_id) == ("revoke", "", "wamid.HBgLMTQxMjU1NTA4MjkV...")
+
+
+@pytest.mark.parametrize("name", ["Edit", "Revoke"])
+def test_an_edit_or_revoke_that_names_no_message_is_rejected_alone(name, meta_reference, meta_example):
+    payload = meta_reference(name)
+    value = value_of(payload)
+    del value["messages"][0][name.lower()]["original_message_id"]
+    value["messages"].append(value_of(meta_example("Text Message"))["messages"][0])
+
+    delivery = parse(body(payload))
+
+    assert [m.type for m in delivery.messages] == ["text"]
+    assert [(r.kind, r.reason) for r in delivery.rejected] == [("message", "no 'original_message_id'")]
 
 
 def test_an_ad_click_keeps_its_referral(meta_example):

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0007_status_recipient_bsuid'),
+        ('conversations', '0010_alert'),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('profiles', '0006_customer_identities'),
+        ('profiles', '0007_profile_search_username'),
     ]
 
     operations = [
