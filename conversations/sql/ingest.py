@@ -30,11 +30,13 @@ from . import backend, columns, literal, quote, row_values, table
 # `T.col` in an upsert's SET clause: the existing row's value.
 _EXISTING = re.compile(r"\bT\.")
 
-# What a new message does to a profile that exists: a newer contact time, a name when given,
+# What a new message does to a profile that exists: a newer contact time (a first one when it
+# had none: a contact saved in the WhatsApp Business app before it wrote), a name when given,
 # an identity it did not know yet (a phone number learned later, a BSUID for a customer known
 # by its number) unless another profile holds it.
 PROFILE_UPSERT = {
     "profile_name": "CASE WHEN EXCLUDED.profile_name <> '' THEN EXCLUDED.profile_name ELSE T.profile_name END",
+    "first_contact_at": "coalesce(T.first_contact_at, EXCLUDED.first_contact_at)",
     "last_contact_at": "CASE WHEN T.last_contact_at IS NULL OR EXCLUDED.last_contact_at > T.last_contact_at "
     "THEN EXCLUDED.last_contact_at ELSE T.last_contact_at END",
     **{
