@@ -187,13 +187,14 @@ def _written(m: InboundMessage, now) -> dict:
     """Who wrote a message and what is left to do with it: a customer's waits for its turn;
     the business's own (written in the WhatsApp Business app) was sent already; a past
     chat's is handled already."""
-    origin = Origin.HISTORY if m.history else Origin.BUSINESS_APP if m.author == base.Author.BUSINESS_APP else Origin.PRODUCT
     if m.author == base.Author.BUSINESS_APP:
-        status, at = MessageStatus.SENT, m.timestamp or now
-        return {"direction": Direction.OUTBOUND, "author": Author.STAFF, "status": status, "status_rank": STATUS_RANK[status],
-                "sent_at": at, "handled_at": at, "origin": origin}  # fmt: skip
-    return {"direction": Direction.INBOUND, "author": Author.CUSTOMER, "status": MessageStatus.RECEIVED, "status_rank": 0,
-            "sent_at": None, "handled_at": now if m.history else None, "origin": origin}  # fmt: skip
+        at, status = m.timestamp or now, MessageStatus.SENT
+        written = {"direction": Direction.OUTBOUND, "author": Author.STAFF, "sent_at": at, "handled_at": at}
+    else:
+        status, handled = MessageStatus.RECEIVED, now if m.history else None
+        written = {"direction": Direction.INBOUND, "author": Author.CUSTOMER, "sent_at": None, "handled_at": handled}
+    origin = Origin.HISTORY if m.history else Origin.BUSINESS_APP if m.author == base.Author.BUSINESS_APP else Origin.PRODUCT
+    return {**written, "status": status, "status_rank": STATUS_RANK[status], "origin": origin}
 
 
 def _profile_row(customer: Identity, at, now) -> dict:
@@ -234,7 +235,7 @@ def _threads(jobs: Sequence[_Job], inserted: list[tuple]) -> list[dict]:
                 "last_message_preview": message_preview(type=latest.type, text=latest.text),
                 "unread_count": len(customers),
                 "forward_only": not live,
-                "handoff_reason": HANDOFF_BUSINESS_APP if len(customers) < len(live) else "",
+                "handoff_reason": HANDOFF_BUSINESS_APP if len(customers) < len(live) else "",  # an echo came
                 "changed_at": now,
             }
         )
