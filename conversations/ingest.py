@@ -16,6 +16,11 @@ gives the same result whichever came first, so an edit stored before its message
 applied when the message is stored. A customer's edit still gets a turn, which only
 extracts the customer's details again from the new text (`turn`).
 
+A number shared with the WhatsApp Business app (coexistence) delivers more to a thread: what
+the owner wrote in the app (an echo: a staff message, sent already, and the conversation goes
+to a person) and past chats (history: stored as they were, no turn, no window opened, nothing
+unread); and the names the owner saved there (`services.contacts`).
+
 Concurrent deliveries of one web process share one transaction (`GroupCommit`): while one
 request thread stores, the requests arriving meanwhile queue up and the next flush stores
 all of them at once. A delivery of one message costs two round trips to PostgreSQL and one
@@ -33,11 +38,13 @@ from django.db import OperationalError, connection
 from django.db.models import Model
 from django.utils import timezone
 
-from integrations.base import Delivery, Identity, IdentityChange, InboundMessage
+from integrations import base
+from integrations.base import ContactUpdate, Delivery, Identity, IdentityChange, InboundMessage
 
 from . import queueing
 from .groupcommit import GroupCommit
-from .models import REVISION_TYPES, Author, Channel, Direction, MessageStatus, message_preview
+from .models import REVISION_TYPES, STATUS_RANK, Author, Channel, Direction, MessageStatus, Origin, message_preview
+from .services.contacts import contacts_apply
 from .sql import ingest as ingest_sql
 from .sql import pipelined_transaction
 from .sql.preferences import preferences_store
@@ -47,6 +54,8 @@ logger = logging.getLogger(__name__)
 
 # Up to this many messages and statuses in one shared transaction (Meta batches up to 1,000).
 GROUP_COMMIT_MAX_ITEMS = 200
+# Why a conversation went to a person when its owner wrote in the WhatsApp Business app.
+HANDOFF_BUSINESS_APP = "The owner answered in the WhatsApp Business app."
 
 
 @dataclass
@@ -62,6 +71,7 @@ class _Job:
     by_channel: list[tuple[Channel, list[InboundMessage]]]
     statuses: list
     preferences: list
+    contacts: list[ContactUpdate]
     unknown: list[str]
     record: Model | None
     describe: Callable[[Model, Ingested], None] | None
@@ -87,6 +97,7 @@ def delivery_ingest(
         by_channel=[(channels[pid], messages) for pid, messages in by_channel.items() if pid in channels],
         statuses=[s for s in delivery.statuses if s.phone_number_id in channels],
         preferences=[p for p in delivery.preferences if p.phone_number_id in channels],
+        contacts=[c for c in delivery.contacts if c.phone_number_id in channels],
         unknown=sorted(pid for pid in delivery.phone_number_ids if pid not in channels),
         record=record,
         describe=describe,
@@ -120,6 +131,7 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
                 revising = ingest_sql.revisions_apply(cursor, _revised_wamids(jobs, inserted))
                 statuses_store(cursor, [s for job in jobs for s in job.statuses])
                 preferences_store(cursor, [p for job in jobs for p in job.preferences])
+                contacts_apply(cursor, [c for job in jobs for c in job.contacts])
                 owner: dict[str, int] = {}
                 for n, job in enumerate(jobs):
                     for _channel, messages in job.by_channel:
@@ -141,9 +153,15 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
             connection.close()
     if records:
         ingest_sql.records_saved(cursor, records)
-    queueing.enqueue_on_commit(queueing.INBOUND_HANDLE, sorted(pk for result in results for pk in result.new_message_ids))
+    answered = {m.provider_id for job in jobs for _channel, messages in job.by_channel for m in messages if _answered(m)}
+    queueing.enqueue_on_commit(queueing.INBOUND_HANDLE, sorted(pk for pk, wamid, _conversation in inserted if wamid in answered))
     _previews_revise(ingest_sql.revised_read(revising))
     return results
+
+
+def _answered(m: InboundMessage) -> bool:
+    """A customer's live message gets a turn; the business's own and past chats none."""
+    return m.author == base.Author.CUSTOMER and not m.history
 
 
 def _identities_move(cursor, jobs: Sequence[_Job]) -> None:
@@ -183,8 +201,7 @@ def _rows_store(cursor, jobs: Sequence[_Job]) -> list[tuple]:
         rows = [
             {
                 "customer": position[m.customer],
-                "direction": Direction.INBOUND,
-                "author": Author.CUSTOMER,
+                **_written(m, now),
                 "type": m.type,
                 "text": m.text,
                 "payload": m.payload,
@@ -193,13 +210,26 @@ def _rows_store(cursor, jobs: Sequence[_Job]) -> list[tuple]:
                 "referral": m.referral,
                 "wamid": m.provider_id,
                 "provider_timestamp": m.timestamp,
-                "status": MessageStatus.RECEIVED,
                 "created_at": now,
             }
             for m in messages
         ]
         inserted += ingest_sql.thread_rows_store(cursor, channel_id=channel.pk, profiles=list(profiles.values()), messages=rows)
     return inserted
+
+
+def _written(m: InboundMessage, now) -> dict:
+    """Who wrote a message and what is left to do with it: a customer's waits for its turn;
+    the business's own (written in the WhatsApp Business app) was sent already; a past
+    chat's is handled already."""
+    if m.author == base.Author.BUSINESS_APP:
+        at, status = m.timestamp or now, MessageStatus.SENT
+        written = {"direction": Direction.OUTBOUND, "author": Author.STAFF, "sent_at": at, "handled_at": at}
+    else:
+        status, handled = MessageStatus.RECEIVED, now if m.history else None
+        written = {"direction": Direction.INBOUND, "author": Author.CUSTOMER, "sent_at": None, "handled_at": handled}
+    origin = Origin.HISTORY if m.history else Origin.BUSINESS_APP if m.author == base.Author.BUSINESS_APP else Origin.PRODUCT
+    return {**written, "status": status, "status_rank": STATUS_RANK[status], "origin": origin}
 
 
 def _profile_row(customer: Identity, at, now) -> dict:
@@ -229,13 +259,18 @@ def _threads(jobs: Sequence[_Job], inserted: list[tuple]) -> list[dict]:
     now = timezone.now()
     threads = []
     for conversation_id, items in per_conversation.items():
-        latest = max(items, key=lambda m: m.timestamp or now)
+        live = [m for m in items if not m.history]
+        customers = [m for m in live if m.author == base.Author.CUSTOMER]
+        latest = max(live or items, key=lambda m: m.timestamp or now)
         threads.append(
             {
                 "id": conversation_id,
-                "last_inbound_at": latest.timestamp or now,
+                "last_inbound_at": max(m.timestamp or now for m in customers) if customers else None,
+                "last_message_at": latest.timestamp or now,
                 "last_message_preview": message_preview(type=latest.type, text=latest.text),
-                "unread_count": len(items),
+                "unread_count": len(customers),
+                "forward_only": not live,
+                "handoff_reason": HANDOFF_BUSINESS_APP if len(customers) < len(live) else "",  # an echo came
                 "changed_at": now,
             }
         )
@@ -267,7 +302,7 @@ def _previews_revise(revised: list[ingest_sql.Revised]) -> None:
 
 
 def _weight(job: _Job) -> int:
-    return sum(len(messages) for _, messages in job.by_channel) + len(job.statuses) + len(job.preferences)
+    return sum(len(messages) for _, messages in job.by_channel) + len(job.statuses) + len(job.preferences) + len(job.contacts)
 
 
 _group_commit: GroupCommit[_Job, Ingested] = GroupCommit(_store, weight=_weight, max_weight=GROUP_COMMIT_MAX_ITEMS)

@@ -157,6 +157,15 @@ class MessageStatus(models.TextChoices):
     FAILED = "failed", _("Failed")
 
 
+class Origin(models.TextChoices):
+    """Where a message was written, when not through this product (coexistence: one number
+    shared by the WhatsApp Business app and the Cloud API)."""
+
+    PRODUCT = "", _("This product")
+    BUSINESS_APP = "business_app", _("WhatsApp Business app")  # an echo of what the owner wrote there
+    HISTORY = "history", _("WhatsApp Business app history")  # a past chat imported at onboarding
+
+
 # Types that are the customer talking to us in words (what the agent answers).
 TEXT_TYPES = (MessageType.TEXT, MessageType.INTERACTIVE, MessageType.BUTTON)
 # Types that need no answer at all.
@@ -234,6 +243,7 @@ class Message(models.Model):
 
     wamid = models.CharField(max_length=255, null=True, blank=True)  # unique: message_wamid_uniq
     provider_timestamp = models.DateTimeField(null=True, blank=True)
+    origin = models.CharField(max_length=12, choices=Origin.choices, default=Origin.PRODUCT, blank=True)
 
     status = models.CharField(max_length=10, choices=MessageStatus.choices)
     status_rank = models.PositiveSmallIntegerField(default=0)
@@ -284,6 +294,12 @@ class Message(models.Model):
         constraints = [models.UniqueConstraint(fields=["wamid"], name="message_wamid_uniq")]
         indexes = [
             models.Index(fields=["conversation", "-id"], name="msg_thread_idx"),
+            # Imported past chats read in time order (`selectors.thread_messages`); only they
+            # are in it, so live inserts do not maintain it.
+            models.Index(
+                fields=["conversation", "-provider_timestamp", "-id"], name="msg_history_idx",
+                condition=models.Q(origin="history"),
+            ),
             models.Index(fields=["sent_by"], name="msg_sent_by_idx", condition=models.Q(sent_by__isnull=False)),
             models.Index(
                 fields=["bot_config_version"], name="msg_bot_config_version_idx", condition=models.Q(bot_config_version__isnull=False)

@@ -29,6 +29,7 @@ from .models import (
     Direction,
     Message,
     MessageType,
+    Origin,
     Owner,
     QuickReply,
     pricing_category_label,
@@ -251,16 +252,31 @@ def thread_messages(
     newer (the poll). Reactions are not bubbles: each is attached to the message it reacts
     to (`message.reactions`); a reply shows what it quotes (`message.quoted`). Edits and
     deletions are not bubbles either: the message they change shows them (`edited_at`,
-    `earlier_texts`, `deleted_at`)."""
+    `earlier_texts`, `deleted_at`).
+
+    A thread is read by id, the order messages were stored in, except for past chats
+    imported from the WhatsApp Business app (`Origin.HISTORY`): they come in chunks, in any
+    order, often after the first live messages, so their ids say nothing of their place.
+    They are all older than the live messages (they predate the number's onboarding), so
+    the thread is the imported part in time order (`msg_history_idx`), then the live part
+    by id (`msg_thread_idx`, as before), and a page crosses from one to the other. The poll
+    brings live messages only."""
     queryset = Message.objects.filter(conversation_id=conversation_id).exclude(type__in=[MessageType.REACTION, *REVISION_TYPES])
     queryset = queryset.select_related("sent_by")
+    live, past = queryset.exclude(origin=Origin.HISTORY), queryset.filter(origin=Origin.HISTORY)
+    past = past.order_by(F("provider_timestamp").desc(), "-pk")
     if after_id is not None:
-        rows = list(queryset.filter(pk__gt=after_id).order_by("pk")[:200])
+        rows = list(live.filter(pk__gt=after_id).order_by("pk")[:200])
         has_older = False
     else:
-        if before_id is not None:
-            queryset = queryset.filter(pk__lt=before_id)
-        rows = list(queryset.order_by("-pk")[: limit + 1])
+        cursor = Message.objects.filter(pk=before_id).values("origin", "provider_timestamp").first() if before_id else None
+        if cursor and cursor["origin"] == Origin.HISTORY:
+            at = cursor["provider_timestamp"]
+            rows = list(past.filter(Q(provider_timestamp__lt=at) | Q(provider_timestamp=at, pk__lt=before_id))[: limit + 1])
+        else:
+            rows = list((live.filter(pk__lt=before_id) if before_id else live).order_by("-pk")[: limit + 1])
+            if len(rows) <= limit:
+                rows += list(past[: limit + 1 - len(rows)])
         has_older = len(rows) > limit
         rows = rows[:limit][::-1]
     messages_decorate(conversation_id=conversation_id, messages=rows)

@@ -5,7 +5,7 @@ A provider is a folder of `integrations/` with a class that has these calls:
 | call | does |
 | --- | --- |
 | `verify(body, headers) -> bool` | the signature check on the raw body of a webhook delivery |
-| `parse(body) -> Delivery` | the delivery's items (messages, statuses, preferences, contacts, identity changes), what was rejected and why, what was ignored |
+| `parse(body) -> Delivery` | the delivery's items (messages, statuses, preferences, contacts, identity changes, history progress), what was rejected and why, what was ignored |
 | `await send(outgoing, to) -> str` | the provider's id for the sent message (`to` is an `Identity`); raises `ProviderError` |
 | `await mark_read(provider_id, typing)` | read receipt (and typing indicator) for a customer message |
 | `await fetch_media(ref) -> Media` | the bytes of a media item the customer sent |
@@ -109,6 +109,19 @@ class ContactUpdate:
 
 
 @dataclass
+class HistoryChunk:
+    """Where the import of past chats stands (coexistence onboarding): one chunk of Meta's
+    `history` webhook. Its messages are on `Delivery.messages` with `history` set."""
+
+    phone_number_id: str
+    phase: int  # 0: the day before onboarding, 1: days 1 to 90, 2: days 90 to 180
+    chunk_order: int  # chunks of a phase may arrive in any order
+    progress: int  # of the whole import, 0 to 100
+    messages: int  # how many messages this chunk carried
+    error: str = ""  # why there is no history (the business declined to share it)
+
+
+@dataclass
 class IdentityChange:
     """A customer's identity moved: a new phone number or a new BSUID (Meta's system messages)."""
 
@@ -137,12 +150,13 @@ class Delivery:
     preferences: list[PreferenceChange] = field(default_factory=list)
     contacts: list[ContactUpdate] = field(default_factory=list)
     identity_changes: list[IdentityChange] = field(default_factory=list)
+    history: list[HistoryChunk] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # well formed, nothing to act on
 
     @property
     def items(self) -> list:
-        return [*self.messages, *self.statuses, *self.preferences, *self.contacts, *self.identity_changes]
+        return [*self.messages, *self.statuses, *self.preferences, *self.contacts, *self.identity_changes, *self.history]
 
     @property
     def phone_number_ids(self) -> set[str]:

@@ -17,6 +17,11 @@ class FieldSource(models.TextChoices):
     SYSTEM = "system", _("System")
 
 
+# A value's `origin` in provenance (source SYSTEM): the name the business saved for the
+# customer in the WhatsApp Business app's address book (coexistence).
+BUSINESS_APP = "business_app"
+
+
 class Confidence(models.TextChoices):
     """How surely an extracted value is what the customer meant. The AI's value is replaced
     only by one at least as sure, and a guess only fills an empty field
@@ -76,7 +81,8 @@ class ClientProfile(models.Model):
     language = models.CharField(_("language"), max_length=16, blank=True)
     # Where each stored value came from: {field: {"source": "ai"|"staff"|..., "message_id": int|None,
     # "user_id": int|None, "user": str, "at": iso-datetime}}, and for the AI's values
-    # "confidence": "stated"|"guessed" (entries written before it existed have none).
+    # "confidence": "stated"|"guessed" (entries written before it existed have none), and for a
+    # SYSTEM value what wrote it: "origin": BUSINESS_APP.
     provenance = models.JSONField(default=dict, blank=True)
     first_contact_at = models.DateTimeField(_("first contact"), null=True, blank=True)
     last_contact_at = models.DateTimeField(_("last contact"), null=True, blank=True)

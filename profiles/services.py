@@ -9,7 +9,10 @@ decided here, on the locked row (`profile_field_set`):
 - the AI's guess only fills an empty field, so it never replaces anything;
 - what the AI took from a message, that message's own extraction may replace, whatever its
   confidence: the customer edited the message, and it now says something else;
-- order numbers are appended to, never replaced; a guessed one only when none is known.
+- order numbers are appended to, never replaced; a guessed one only when none is known;
+- a name the business saved in the WhatsApp Business app's address book (coexistence,
+  origin `BUSINESS_APP`) replaces any value but a staff member's, and removing the contact
+  there clears only a value the app itself set.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .models import (
+    BUSINESS_APP,
     STANDARD_FIELDS,
     ClientProfile,
     Confidence,
@@ -93,6 +97,10 @@ class FieldChange:
     new: str
 
 
+# What a field's change writes on the profile's row.
+WRITTEN_FIELDS = ("first_name", "last_name", "company", "email", "order_numbers", "extra", "provenance", "updated_at")
+
+
 def profile_field_set(
     *,
     profile: ClientProfile,
@@ -108,44 +116,81 @@ def profile_field_set(
     replace the value there (see the module's rules; `confidence` counts for the AI only).
     Raises FieldValueError on a bad value."""
     cleaned = field_value_clean(field=field, value=value, order_number_pattern=order_number_pattern)
-    confidence = Confidence(confidence)
     original = profile
     with transaction.atomic():
         # Decided on the locked row: a staff edit or another message's extraction may be
         # writing the same field right now.
         profile = ClientProfile.objects.select_for_update().get(pk=profile.pk)
-        if source == FieldSource.AI and not _ai_may_write(profile=profile, field=field, confidence=confidence, message=message):
-            return None
-        old = profile.value_of(field)
-        if field == "order_number":
-            if not cleaned or cleaned in profile.order_numbers:
-                return None
-            profile.order_numbers = [*profile.order_numbers, cleaned]
-        elif cleaned == old:
-            return None
-        elif field in STANDARD_FIELDS:
-            setattr(profile, field, cleaned)
-        else:
-            profile.extra = {**profile.extra, field: cleaned}
-        now = timezone.now()
-        entry = {
-            "source": source,
-            "message_id": getattr(message, "pk", None),
-            "user_id": getattr(user, "pk", None),
-            "user": user.get_username() if user else "",
-            "at": now.isoformat(),
-        }
-        if source == FieldSource.AI:
-            entry["confidence"] = confidence.value
-        profile.provenance = {**profile.provenance, field: entry}
-        profile.save(update_fields=["first_name", "last_name", "company", "email", "order_numbers", "extra", "provenance", "updated_at"])
-        ProfileFieldChange.objects.create(
-            profile=profile, field=field, old_value=old, new_value=cleaned, source=source, message=message, user=user, created_at=now
+        change = profile_field_apply(
+            profile=profile, field=field, value=cleaned, source=source, user=user, message=message, confidence=confidence
         )
+        if change is None:
+            return None
+        profile.save(update_fields=WRITTEN_FIELDS)
+        change.save()
     # Keep the caller's instance current.
-    for attr in ("first_name", "last_name", "company", "email", "order_numbers", "extra", "provenance", "updated_at"):
+    for attr in WRITTEN_FIELDS:
         setattr(original, attr, getattr(profile, attr))
-    return FieldChange(field=field, old=old, new=cleaned)
+    return FieldChange(field=field, old=change.old_value, new=change.new_value)
+
+
+def profile_field_apply(
+    *,
+    profile: ClientProfile,
+    field: str,
+    value: str,
+    source: str,
+    user=None,
+    message=None,
+    confidence: str = Confidence.STATED,
+    origin: str = "",
+) -> ProfileFieldChange | None:
+    """`value` (cleaned already) onto `profile` in memory, when the module's rules let
+    `source` (and `origin`, what wrote it for a SYSTEM source) write there: the change to
+    store with it, unsaved; None when nothing changes. The caller holds the profile's row
+    locked and stores both (`profile_field_set`, or a delivery's own statements)."""
+    confidence = Confidence(confidence)
+    if not _may_write(profile=profile, field=field, value=value, source=source, confidence=confidence, origin=origin, message=message):
+        return None
+    old = profile.value_of(field)
+    if field == "order_number":
+        if not value or value in profile.order_numbers:
+            return None
+        profile.order_numbers = [*profile.order_numbers, value]
+    elif value == old:
+        return None
+    elif field in STANDARD_FIELDS:
+        setattr(profile, field, value)
+    else:
+        profile.extra = {**profile.extra, field: value}
+    now = timezone.now()
+    entry = {
+        "source": source,
+        "message_id": getattr(message, "pk", None),
+        "user_id": getattr(user, "pk", None),
+        "user": user.get_username() if user else "",
+        "at": now.isoformat(),
+    }
+    if source == FieldSource.AI:
+        entry["confidence"] = confidence.value
+    if origin:
+        entry["origin"] = origin
+    profile.provenance = {**profile.provenance, field: entry}
+    profile.updated_at = now
+    return ProfileFieldChange(
+        profile=profile, field=field, old_value=old, new_value=value, source=source, message=message, user=user, created_at=now
+    )
+
+
+def _may_write(
+    *, profile: ClientProfile, field: str, value: str, source: str, confidence: Confidence, origin: str, message=None
+) -> bool:
+    if source == FieldSource.AI:
+        return _ai_may_write(profile=profile, field=field, confidence=confidence, message=message)
+    if origin == BUSINESS_APP:
+        entry = profile.provenance.get(field) or {}
+        return entry.get("origin") == BUSINESS_APP if not value else entry.get("source") != FieldSource.STAFF
+    return True
 
 
 def _ai_may_write(*, profile: ClientProfile, field: str, confidence: Confidence, message) -> bool:

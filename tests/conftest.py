@@ -83,6 +83,21 @@ def identity_example(identity_examples):
     return get
 
 
+@pytest.fixture(scope="session")
+def coexistence_examples() -> dict:
+    """Webhook bodies of a number shared with the WhatsApp Business app (echoes, past chats,
+    contacts), keyed by name; shaped as Meta's references describe them (SOURCES.md)."""
+    return json.loads((FIXTURES / "meta" / "coexistence-examples.json").read_text())
+
+
+@pytest.fixture
+def coexistence_example(coexistence_examples):
+    def get(name: str) -> dict:
+        return copy.deepcopy(coexistence_examples[name])
+
+    return get
+
+
 def _without_discriminators(node):
     # OpenAPI's `discriminator` is not JSON Schema; its mapping confuses nothing but it must go
     # before validation, as SOURCES.md notes.

@@ -123,12 +123,18 @@ def _describe(event: WebhookEvent, delivery: Delivery, ingested: Ingested, chann
         event.detail = f"no active channel for phone_number_id {', '.join(ingested.unknown)}"
         if served or delivery.statuses:
             event.detail += f"; stored for the others: {_counts(delivery, ingested, served)}"
-    elif delivery.items:
+    elif delivery.messages or delivery.statuses or delivery.preferences or delivery.contacts or delivery.history:
         event.outcome = Outcome.PROCESSED
         event.detail = _counts(delivery, ingested, served)
     else:
         event.outcome = Outcome.IGNORED
         event.detail = "nothing to act on: " + ", ".join(delivery.ignored)[:500]
+    if delivery.contacts:
+        event.detail += f"; {len(delivery.contacts)} contact(s) of the WhatsApp Business app"
+    for chunk in delivery.history:
+        # How far the import of past chats has come, for staff looking at the events.
+        done = f"phase {chunk.phase}, chunk {chunk.chunk_order}, {chunk.progress}% done"
+        event.detail += f"; history {f'declined: {chunk.error}' if chunk.error else done}, {chunk.messages} message(s)"
     if delivery.rejected:
         skipped = "; ".join(f"{r.kind} {r.item_id}: {r.reason}".replace("  ", " ") for r in delivery.rejected)
         event.detail += f"; skipped {len(delivery.rejected)}: {skipped}"[:4000]

@@ -26,17 +26,19 @@ from integrations.base import Identity
 from profiles.models import ClientProfile
 
 from ..database import json_text
-from ..models import Conversation, ConversationStatus, Direction, Message, MessageType
-from . import REVISION_TYPES_SQL, backend, literal, quote, row_values, table
+from ..models import Conversation, ConversationStatus, Direction, Message, MessageType, Owner
+from . import REVISION_TYPES_SQL, backend, columns, literal, quote, row_values, table
 
 # `T.col` in an upsert's SET clause: the existing row's value.
 _EXISTING = re.compile(r"\bT\.")
 
-# What a new message does to a profile that exists: a newer contact time, a name when given,
+# What a new message does to a profile that exists: a newer contact time (a first one when it
+# had none: a contact saved in the WhatsApp Business app before it wrote), a name when given,
 # an identity it did not know yet (a phone number learned later, a BSUID for a customer known
 # by its number) unless another profile holds it.
 PROFILE_UPSERT = {
     "profile_name": "CASE WHEN EXCLUDED.profile_name <> '' THEN EXCLUDED.profile_name ELSE T.profile_name END",
+    "first_contact_at": "coalesce(T.first_contact_at, EXCLUDED.first_contact_at)",
     "last_contact_at": "CASE WHEN T.last_contact_at IS NULL OR EXCLUDED.last_contact_at > T.last_contact_at "
     "THEN EXCLUDED.last_contact_at ELSE T.last_contact_at END",
     **{
@@ -280,22 +282,83 @@ def identity_move(cursor: psycopg.Cursor, *, old: Identity, new: Identity) -> No
 @lru_cache(maxsize=1)
 def _threads_update_sql() -> str:
     conversations = table(Conversation)
+    # Past chats alone (`forward_only`) never move the thread back to an older message.
+    moves = "(NOT v.forward_only OR c.last_message_at IS NULL OR v.last_message_at > c.last_message_at)"
+    # The hand-off rule of the turn's commit: to the human queue, unless a person has it already.
+    handoff = f"v.handoff_reason <> '' AND c.owner = {literal(Owner.BOT)}"
     return (
-        f"UPDATE {conversations} c SET last_inbound_at = v.last_inbound_at, last_message_at = v.last_inbound_at, "
-        "last_message_preview = v.last_message_preview, unread_count = c.unread_count + v.unread_count, "
-        f"status = {literal(ConversationStatus.OPEN)}, revision = c.revision + 1, changed_at = v.changed_at "
-        "FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, last_inbound_at timestamptz, last_message_preview text, "
-        "unread_count integer, changed_at timestamptz) WHERE c.id = v.id"
+        f"UPDATE {conversations} c SET last_inbound_at = coalesce(v.last_inbound_at, c.last_inbound_at), "
+        f"last_message_at = CASE WHEN {moves} THEN v.last_message_at ELSE c.last_message_at END, "
+        f"last_message_preview = CASE WHEN {moves} THEN v.last_message_preview ELSE c.last_message_preview END, "
+        "unread_count = c.unread_count + v.unread_count, "
+        f"status = CASE WHEN v.forward_only THEN c.status ELSE {literal(ConversationStatus.OPEN)} END, "
+        f"owner = CASE WHEN {handoff} THEN {literal(Owner.HUMAN)} ELSE c.owner END, "
+        f"handoff_reason = CASE WHEN {handoff} THEN v.handoff_reason ELSE c.handoff_reason END, "
+        f"handoff_at = CASE WHEN {handoff} THEN v.changed_at ELSE c.handoff_at END, "
+        "revision = c.revision + 1, changed_at = v.changed_at "
+        "FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, last_inbound_at timestamptz, last_message_at timestamptz, "
+        "last_message_preview text, unread_count integer, forward_only boolean, handoff_reason text, changed_at timestamptz) "
+        "WHERE c.id = v.id"
     )
 
 
 def threads_update(cursor: psycopg.Cursor, threads: Sequence[dict]) -> None:
-    """The conversations' state after new customer messages (the console's list, the 24-hour
-    window): `threads` are dicts of id, last_inbound_at, last_message_preview, unread_count
-    (how many new), changed_at. Updated in id order. Queued, not waited for."""
+    """The conversations' state after new messages (the console's list, the 24-hour window,
+    who answers): `threads` are dicts of id, last_inbound_at (the newest customer message's
+    time; None: none came), last_message_at and last_message_preview (of the newest message),
+    unread_count (how many new customer messages), forward_only (only past chats came),
+    handoff_reason (not empty: the conversation goes to a person), changed_at. Updated in
+    id order. Queued, not waited for."""
     if threads:
         rows = sorted(threads, key=lambda r: r["id"])
         cursor.execute(_threads_update_sql(), [json_text(rows)], prepare=True)
+
+
+@lru_cache(maxsize=1)
+def _profiles_add_sql(present: tuple[str, ...]) -> str:
+    profiles = table(ClientProfile)
+    return (
+        f"INSERT INTO {profiles} ({_plan(ClientProfile).columns}) SELECT {{select}} "
+        f"FROM jsonb_to_recordset(%s::jsonb) AS v({_definitions(_plan(ClientProfile), present)}) "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {profiles} p WHERE (v.user_id <> '' AND p.user_id = v.user_id) "
+        "OR (v.wa_id <> '' AND p.wa_id = v.wa_id)) ORDER BY v.key ON CONFLICT DO NOTHING"
+    )
+
+
+def profiles_locked(cursor: psycopg.Cursor, *, identities: Sequence[dict]) -> list[ClientProfile]:
+    """The profiles of `identities` (dicts of key, wa_id, user_id, as `thread_rows_store`
+    takes them), locked in key order, found by BSUID or phone number; one that no profile
+    has yet gets one (keyed by `key`), as a message of it would."""
+    plan = _plan(ClientProfile)
+    present, rows = _recordset(plan.fields, identities)
+    select, params = _select_list(plan, present)
+    cursor.execute(_profiles_add_sql(present).replace("{select}", select), [*params, rows], prepare=True)
+    picked = columns(ClientProfile, "p")
+    phones = sorted({i["wa_id"] for i in identities if i["wa_id"]})
+    user_ids = sorted({i["user_id"] for i in identities if i["user_id"]})
+    cursor.execute(
+        f"SELECT {picked.sql} FROM {table(ClientProfile)} p WHERE p.wa_id = ANY(%s::text[]) OR p.user_id = ANY(%s::text[]) "
+        "ORDER BY p.key FOR UPDATE",
+        [phones, user_ids],
+        prepare=True,
+    )
+    return [picked.instance(list(row)) for row in cursor.fetchall()]
+
+
+def profiles_update(cursor: psycopg.Cursor, profiles: Sequence[ClientProfile], fields: Sequence[str]) -> None:
+    """`fields` of `profiles` (locked by the caller) written as the instances hold them, in one statement."""
+    if not profiles:
+        return
+    plan = _plan(ClientProfile)
+    written = [quote(f.column) for f in plan.fields if f.name in fields]
+    sets = ", ".join(f"{column} = v.{column}" for column in written)
+    rows = [{"id": p.pk, **{k: v for k, v in row_values(p).items() if quote(k) in written}} for p in profiles]
+    cursor.execute(
+        f"UPDATE {table(ClientProfile)} t SET {sets} "
+        f"FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, {_definitions(plan, fields)}) WHERE t.id = v.id",
+        [json_text(rows)],
+        prepare=True,
+    )
 
 
 @lru_cache(maxsize=8)

@@ -8,8 +8,8 @@ delivery for days, so an older "resume" can come after a newer "stop". Two choic
 the same second leave "stop": in doubt, no marketing.
 
 A customer is found by any identity the preference carries (`ingest.profile_key_of`). One
-never seen gets a profile and no conversation: the choice is their consent, and a
-conversation opened later must find it.
+never seen gets a profile and no conversation (`ingest.profiles_locked`): the choice is
+their consent, and a conversation opened later must find it.
 """
 
 from __future__ import annotations
@@ -24,50 +24,29 @@ from integrations.base import PreferenceChange
 from profiles.models import MARKETING_MESSAGES, ClientProfile, MarketingChoice, ProfilePreferenceChange
 
 from ..database import json_text
-from . import literal, quote, row_values, table
-from .ingest import profile_key_of
+from . import literal, table
+from .ingest import profile_key_of, profiles_locked
 
 
 def preferences_store(cursor: psycopg.Cursor, preferences: Sequence[PreferenceChange]) -> None:
-    """Two statements, queued: the profiles of customers not known yet, then the history
-    and each profile's latest choice."""
+    """The customers' profiles (created when missing, locked in key order), then one
+    statement, queued: the history and each profile's latest choice."""
     if not preferences:
         return
-    now = timezone.now()
-    customers = dict.fromkeys(p.customer for p in preferences)
-    profiles = [
-        ClientProfile(
-            key=ClientProfile.key_for(user_id=c.user_id, wa_id=c.phone), wa_id=c.phone, user_id=c.user_id,
-            parent_user_id=c.parent_user_id, username=c.username, created_at=now, updated_at=now,
-        )  # fmt: skip
-        for c in customers
-    ]
-    cursor.execute(_profiles_sql(), [json_text([row_values(p) for p in profiles])], prepare=True)
-    rows = [
+    identities = [
         {
             "key": ClientProfile.key_for(user_id=p.customer.user_id, wa_id=p.customer.phone),
             "wa_id": p.customer.phone,
             "user_id": p.customer.user_id,
-            "category": p.category,
-            "value": p.value,
-            "detail": p.detail,
-            "at": p.timestamp,
         }
         for p in preferences
     ]
-    cursor.execute(_apply_sql(), [now, json_text(rows)], prepare=True)
-
-
-@lru_cache(maxsize=1)
-def _profiles_sql() -> str:
-    profiles = table(ClientProfile)
-    columns = [quote(f.column) for f in ClientProfile._meta.concrete_fields if not f.primary_key]
-    # A profile another delivery creates meanwhile (any of its unique identities) wins.
-    return (
-        f"INSERT INTO {profiles} ({', '.join(columns)}) SELECT {', '.join('r.' + c for c in columns)} "
-        f"FROM jsonb_array_elements(%s::jsonb) AS e, jsonb_populate_record(NULL::{profiles}, e.value) AS r "
-        f"WHERE {profile_key_of('r')} = r.key ORDER BY r.key ON CONFLICT DO NOTHING"
-    )
+    profiles_locked(cursor, identities=identities)
+    rows = [
+        {**identity, "category": p.category, "value": p.value, "detail": p.detail, "at": p.timestamp}
+        for identity, p in zip(identities, preferences)
+    ]
+    cursor.execute(_apply_sql(), [timezone.now(), json_text(rows)], prepare=True)
 
 
 @lru_cache(maxsize=1)
@@ -96,9 +75,7 @@ latest AS (
     ORDER BY c.profile_id, c.at DESC, c.value = {stop} DESC
 )
 UPDATE {profiles} p SET marketing_messages = l.value, marketing_messages_at = l.at, updated_at = (SELECT now FROM params)
-FROM latest l,
-     -- Locked in key order, as the ingest statement locks them: no deadlock between the two.
-     (SELECT id FROM {profiles} WHERE id IN (SELECT profile_id FROM latest) ORDER BY key FOR UPDATE) k
-WHERE p.id = k.id AND l.profile_id = k.id
+FROM latest l
+WHERE p.id = l.profile_id
   AND (p.marketing_messages_at IS NULL OR l.at > p.marketing_messages_at
        OR (l.at = p.marketing_messages_at AND l.value = {stop}))"""

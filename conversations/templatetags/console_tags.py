@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from ..models import Owner, pricing_category_label
+from ..models import Origin, Owner, pricing_category_label
 
 register = template.Library()
 
@@ -137,6 +137,10 @@ def contact_cards(message) -> list[dict]:
 
 @register.filter
 def sender_label(message) -> str:
+    if message.origin == Origin.BUSINESS_APP:
+        return _("From the WhatsApp Business app")
+    if message.origin == Origin.HISTORY and message.author == "staff":
+        return _("WhatsApp Business app (earlier chat)")
     if message.author == "bot":
         return _("Bot")
     if message.author == "staff":

@@ -19,7 +19,19 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from ..base import Delivery, Identity, IdentityChange, InboundMessage, PayloadError, PreferenceChange, Rejected, StatusEvent
+from ..base import (
+    Author,
+    ContactUpdate,
+    Delivery,
+    HistoryChunk,
+    Identity,
+    IdentityChange,
+    InboundMessage,
+    PayloadError,
+    PreferenceChange,
+    Rejected,
+    StatusEvent,
+)
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 KNOWN_TYPES = {
@@ -384,9 +396,107 @@ def _objects(value: Any) -> list[dict]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
+# --- Coexistence: the WhatsApp Business app and Cloud API on one number ---------------------
+
+
+def _echoes(value: dict, delivery: Delivery) -> None:
+    """`smb_message_echoes`: what the business wrote in the WhatsApp Business app (an edit
+    or a revoke of it too), in the thread of the customer it went `to`."""
+    phone_number_id = phone_number_id_of(value)
+
+    def echo(raw: dict) -> InboundMessage:
+        message = message_parse(raw, phone_number_id, _recipient(raw))
+        message.author = Author.BUSINESS_APP
+        return message
+
+    delivery.messages += each(value, "message_echoes", "echo", delivery, echo)
+
+
+def _recipient(raw: dict) -> Identity:
+    customer = identity_of(raw.get("to"), raw.get("to_user_id"), raw.get("to_parent_user_id"))
+    if not customer:
+        raise ItemError("an echo without 'to'")
+    return customer
+
+
+def _history(value: dict, delivery: Delivery) -> None:
+    """`history`: past chats of a number onboarded from the WhatsApp Business app, in chunks
+    that may arrive in any order. A thread is a customer's; a message in it whose `from` is
+    not the customer is the business's own."""
+    phone_number_id = phone_number_id_of(value)
+
+    def chunk(raw: dict) -> HistoryChunk:
+        metadata = _object(raw.get("metadata"))
+        errors = _objects(raw.get("errors"))
+        before = len(delivery.messages)
+        for thread in items(raw, "threads", "thread", delivery):
+            try:
+                # A thread is named by the customer's phone number (its BSUID when Meta has no number to share).
+                named = text_of(thread.get("id"))
+                customer = identity_of(named, thread.get("user_id")) if PHONE.fullmatch(named) else identity_of(None, named)
+            except ItemError as exc:
+                delivery.rejected.append(Rejected("thread", str(exc)))
+                continue
+            delivery.messages += each(thread, "messages", "message", delivery, lambda m: _past(m, phone_number_id, customer))
+        return HistoryChunk(
+            phone_number_id=phone_number_id, phase=_number(metadata.get("phase")),
+            chunk_order=_number(metadata.get("chunk_order")), progress=_number(metadata.get("progress")),
+            messages=len(delivery.messages) - before,
+            error="; ".join(text_of(e.get("title") or e.get("message") or e.get("code")) for e in errors)[:500],
+        )  # fmt: skip
+
+    delivery.history += each(value, "history", "history", delivery, chunk)
+
+
+def _past(raw: dict, phone_number_id: str, customer: Identity) -> InboundMessage:
+    message = message_parse(raw, phone_number_id, customer)
+    if message.timestamp is None:
+        raise ItemError("a past message without a timestamp: its place in the thread is unknown")
+    sender = text_of(raw.get("from"))
+    if sender and sender not in (customer.phone, customer.user_id):
+        message.author = Author.BUSINESS_APP
+    message.history = True
+    return message
+
+
+def _number(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _state_sync(value: dict, delivery: Delivery) -> None:
+    """`smb_app_state_sync`: contacts saved in (`add`, also an edit) or removed from
+    (`remove`) the WhatsApp Business app's address book."""
+    phone_number_id = phone_number_id_of(value)
+
+    def contact(raw: dict) -> ContactUpdate | None:
+        if raw.get("type") != "contact":
+            delivery.ignored.append(f"state_sync:{text_of(raw.get('type'))[:40]}")
+            return None
+        card = _object(raw.get("contact"))
+        customer = identity_of(card.get("phone_number"), card.get("user_id"))
+        if not customer:
+            raise ItemError("a contact without 'phone_number'")
+        action = text_of(raw.get("action"))
+        if action not in ("add", "remove"):
+            raise ItemError(f"a contact action {action[:40]!r} that is neither 'add' nor 'remove'")
+        at = timestamp_parse(_object(raw.get("metadata")).get("timestamp")) or datetime.now(tz=timezone.utc)
+        return ContactUpdate(
+            phone_number_id=phone_number_id, customer=customer, full_name=text_of(card.get("full_name"))[:255],
+            first_name=text_of(card.get("first_name"))[:120], action=action, timestamp=at, payload=raw,
+        )  # fmt: skip
+
+    delivery.contacts += [c for c in each(value, "state_sync", "contact", delivery, contact) if c is not None]
+
+
 # Each webhook field this parser reads, and how. A field not listed here is well formed and
 # ignored (kept on the webhook's record): calls, groups, account and template updates, …
 FIELDS: dict[str, Callable[[dict, Delivery], None]] = {
     "messages": _messages,
     "user_preferences": _user_preferences,
+    "smb_message_echoes": _echoes,
+    "history": _history,
+    "smb_app_state_sync": _state_sync,
 }

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0010_alert'),
+        ('conversations', '0011_message_origin'),
     ]
 
     operations = [
