@@ -227,9 +227,13 @@ def thread_rows_store(cursor: psycopg.Cursor, *, channel_id: int, profiles: Sequ
 @lru_cache(maxsize=1)
 def _threads_update_sql() -> str:
     conversations = table(Conversation)
+    # A delivery may come days late (the provider retries): its messages never move a
+    # thread's times, or the preview, back. GREATEST skips NULL.
     return (
-        f"UPDATE {conversations} c SET last_inbound_at = v.last_inbound_at, last_message_at = v.last_inbound_at, "
-        "last_message_preview = v.last_message_preview, unread_count = c.unread_count + v.unread_count, "
+        f"UPDATE {conversations} c SET last_inbound_at = GREATEST(c.last_inbound_at, v.last_inbound_at), "
+        "last_message_at = GREATEST(c.last_message_at, v.last_inbound_at), "
+        "last_message_preview = CASE WHEN c.last_message_at > v.last_inbound_at THEN c.last_message_preview "
+        "ELSE v.last_message_preview END, unread_count = c.unread_count + v.unread_count, "
         f"status = {literal(ConversationStatus.OPEN)}, revision = c.revision + 1, changed_at = v.changed_at "
         "FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, last_inbound_at timestamptz, last_message_preview text, "
         "unread_count integer, changed_at timestamptz) WHERE c.id = v.id"
