@@ -2,7 +2,8 @@
 that cannot be read is skipped with the reason, and the rest is stored and queued — through
 the real view and through the WSGI short route, which answer alike.
 
-These run outside any test transaction: the web process's own path, with real COMMITs.
+Through the WSGI entry point they run outside any test transaction (the web process's own
+path, with real COMMITs); through the view inside one, its on-commit work run as it ends.
 """
 
 from __future__ import annotations
@@ -18,25 +19,35 @@ from tests.conversations.factories import APP_SECRET
 from tests.webhooks.test_wsgi import wsgi_call
 from webhooks.models import Outcome, WebhookEvent
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 ENVELOPE = b'{"object": "whatsapp_business_account", "entry": %s}'
 SENDER = "16505551234"
 
 
-@pytest.fixture(params=["view", "wsgi"])
-def post(request, client, settings):
+def _sender(route: str, client, commits):
+    def send(body: bytes, *, signed: bool = True) -> int:
+        headers = {"HTTP_X_HUB_SIGNATURE_256": sign(body, APP_SECRET if signed else "forged-secret")}
+        if route == "wsgi":
+            return wsgi_call("POST", "/webhooks/whatsapp/", body, headers)["status"]
+        with commits(execute=True):
+            return client.post("/webhooks/whatsapp/", data=body, content_type="application/json", **headers).status_code
+
+    return send
+
+
+@pytest.fixture(params=["view", pytest.param("wsgi", marks=pytest.mark.django_db(transaction=True))])
+def post(request, client, settings, django_capture_on_commit_callbacks):
     """`post(body, signed=True)`: the raw body POSTed as Meta would, by the Django view or by
     the WSGI entry point's short route; the answer's status."""
     settings.SECURE_SSL_REDIRECT = False
+    return _sender(request.param, client, django_capture_on_commit_callbacks)
 
-    def send(body: bytes, *, signed: bool = True) -> int:
-        headers = {"HTTP_X_HUB_SIGNATURE_256": sign(body, APP_SECRET if signed else "forged-secret")}
-        if request.param == "view":
-            return client.post("/webhooks/whatsapp/", data=body, content_type="application/json", **headers).status_code
-        return wsgi_call("POST", "/webhooks/whatsapp/", body, headers)["status"]
 
-    return send
+@pytest.fixture
+def post_view(client, django_capture_on_commit_callbacks):
+    """`post`, by the view only: for what happens after both routes meet (`webhook_answer`)."""
+    return _sender("view", client, django_capture_on_commit_callbacks)
 
 
 def _deep(levels: int) -> bytes:
@@ -94,34 +105,34 @@ def test_a_verified_post_is_kept_whatever_its_body_and_answered_without_a_500(na
 
 
 @pytest.mark.parametrize("name", sorted(BODIES))
-def test_an_unverified_post_is_kept_whatever_its_body_and_refused(name, channel, post):
+def test_an_unverified_post_is_kept_whatever_its_body_and_refused(name, channel, post_view):
     body, _status, _outcome = BODIES[name]
 
-    assert post(body, signed=False) == 403
+    assert post_view(body, signed=False) == 403
 
     event = WebhookEvent.objects.get()
     assert (event.outcome, event.signature_valid, event.raw_body) == (Outcome.BAD_SIGNATURE, False, None)
     assert not Message.objects.exists()
 
 
-def test_a_body_that_is_not_text_keeps_its_bytes_apart_and_a_readable_text(channel, post):
-    assert post(b"\x00\xff") == 400
+def test_a_body_that_is_not_text_keeps_its_bytes_apart_and_a_readable_text(channel, post_view):
+    assert post_view(b"\x00\xff") == 400
 
     event = WebhookEvent.objects.get()
     assert event.body == "\ufffd\ufffd" and bytes(event.raw_body) == b"\x00\xff"
 
 
-def test_a_body_that_is_text_is_kept_once(channel, post):
+def test_a_body_that_is_text_is_kept_once(channel, post_view):
     body = _body({"field": "messages", "value": _messages_value(_text(1))})
 
-    assert post(body) == 200
+    assert post_view(body) == 200
 
     event = WebhookEvent.objects.get()
     assert event.body == body.decode() and event.raw_body is None
 
 
-def test_a_too_deep_part_of_a_message_is_cleared_and_the_message_stored(channel, post):
-    post(BODIES["a message nested 900 levels deep"][0])
+def test_a_too_deep_part_of_a_message_is_cleared_and_the_message_stored(channel, post_view):
+    post_view(BODIES["a message nested 900 levels deep"][0])
 
     payload = Message.objects.get().payload
     depth = 0
@@ -187,8 +198,8 @@ def test_one_bad_message_in_a_batch_of_six_costs_none_of_the_five_good_ones(name
         assert f"1 skipped: message {skipped['id']}".strip() in event.detail and expected in event.detail
 
 
-def test_a_delivery_whose_only_message_is_skipped_is_acknowledged_and_says_so(channel, post):
-    assert post(_body({"field": "messages", "value": _messages_value({**_text(1), "from": "3" * 33})})) == 200
+def test_a_delivery_whose_only_message_is_skipped_is_acknowledged_and_says_so(channel, post_view):
+    assert post_view(_body({"field": "messages", "value": _messages_value({**_text(1), "from": "3" * 33})})) == 200
 
     event = WebhookEvent.objects.get()
     assert event.outcome == Outcome.PARTIAL and not Message.objects.exists()
@@ -196,11 +207,11 @@ def test_a_delivery_whose_only_message_is_skipped_is_acknowledged_and_says_so(ch
     assert event.detail.startswith("0 new message(s), 0 duplicate(s), 0 status(es); 1 skipped: message wamid.good1: ")
 
 
-def test_only_a_failure_of_the_database_is_answered_5xx(channel, post, database_refuses):
+def test_only_a_failure_of_the_database_is_answered_5xx(channel, post_view, database_refuses):
     database_refuses(Message, "wamid", "wamid.good2")
     body = _body({"field": "messages", "value": _messages_value(_text(1), _text(2), {**_text(3), "from": "3" * 33})})
 
-    assert post(body) == 500
+    assert post_view(body) == 500
 
     assert not Message.objects.exists()
     assert WebhookEvent.objects.get().outcome == Outcome.FAILED  # kept, for Meta's retry or a replay
@@ -220,21 +231,21 @@ def field_examples() -> dict:
 
 
 @pytest.mark.parametrize("field", FIELDS_NOT_HANDLED)
-def test_a_field_the_product_does_not_handle_is_acknowledged_and_kept_with_its_name(field, field_examples, channel, post):
+def test_a_field_the_product_does_not_handle_is_acknowledged_and_kept_with_its_name(field, field_examples, channel, post_view):
     body = json.dumps(field_examples[field]).encode()
 
-    assert post(body) == 200
+    assert post_view(body) == 200
 
     event = WebhookEvent.objects.get()
     assert event.outcome == Outcome.IGNORED and event.detail == f"nothing to act on: {field}"
     assert event.delivered_body == body and not Message.objects.exists()
 
 
-def test_a_field_not_handled_beside_messages_is_named_and_the_messages_stored(field_examples, channel, post):
+def test_a_field_not_handled_beside_messages_is_named_and_the_messages_stored(field_examples, channel, post_view):
     calls = field_examples["calls"]["entry"][0]["changes"][0]
     body = _body({"field": "messages", "value": _messages_value(_text(1))}, calls)
 
-    assert post(body) == 200
+    assert post_view(body) == 200
 
     event = WebhookEvent.objects.get()
     assert event.outcome == Outcome.PROCESSED and event.detail.endswith("; nothing to act on: calls")
@@ -246,10 +257,10 @@ def test_a_field_not_handled_beside_messages_is_named_and_the_messages_stored(fi
 DAY = 24 * 60 * 60
 
 
-def test_a_message_that_arrives_days_late_moves_nothing_of_the_thread_back(channel, post, admin_member_client):
+def test_a_message_that_arrives_days_late_moves_nothing_of_the_thread_back(channel, post_view, admin_member_client):
     now = int(time.time())
-    assert post(_body({"field": "messages", "value": _messages_value({**_text(1, at=now - 60), "text": {"body": "new"}})})) == 200
-    assert post(_body({"field": "messages", "value": _messages_value({**_text(2, at=now - 2 * DAY), "text": {"body": "old"}})})) == 200
+    assert post_view(_body({"field": "messages", "value": _messages_value({**_text(1, at=now - 60), "text": {"body": "new"}})})) == 200
+    assert post_view(_body({"field": "messages", "value": _messages_value({**_text(2, at=now - 2 * DAY), "text": {"body": "old"}})})) == 200
 
     conversation = Conversation.objects.get()
     assert conversation.last_inbound_at.timestamp() == conversation.last_message_at.timestamp() == now - 60
@@ -265,9 +276,9 @@ IMPOSSIBLE_TIMESTAMPS = ["253402300799", "-62135596800", "0", "4102444800"]
 
 
 @pytest.mark.parametrize("stamp", IMPOSSIBLE_TIMESTAMPS)
-def test_an_impossible_timestamp_is_read_as_the_receive_time_and_every_page_shows(stamp, channel, post, admin_member_client):
+def test_an_impossible_timestamp_is_read_as_the_receive_time_and_every_page_shows(stamp, channel, post_view, admin_member_client):
     before = time.time()
-    assert post(_body({"field": "messages", "value": _messages_value({**_text(1), "timestamp": stamp})})) == 200
+    assert post_view(_body({"field": "messages", "value": _messages_value({**_text(1), "timestamp": stamp})})) == 200
 
     message = Message.objects.get()
     conversation = message.conversation
