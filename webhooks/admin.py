@@ -4,7 +4,7 @@ import json
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -23,18 +23,29 @@ class WebhookEventAdmin(BigTableAdminMixin, admin.ModelAdmin):
     search_fields = ["=id", "detail"]
     ordering = ["-received_at", "-id"]
     actions = ["replay"]
-    fields = ["received_at", "processed_at", "provider", "channel", "outcome", "detail", "signature_valid", "signature", "message_count", "status_count", "pretty_body"]
+    fields = [
+        "received_at", "processed_at", "provider", "channel", "outcome", "detail", "skipped_items", "signature_valid", "signature",
+        "message_count", "status_count", "pretty_body",
+    ]  # fmt: skip
     readonly_fields = fields
 
     @admin.display(description=_("detail"))
     def short_detail(self, obj: WebhookEvent) -> str:
         return Truncator(obj.detail).chars(80)
 
+    @admin.display(description=_("skipped items"))
+    def skipped_items(self, obj: WebhookEvent) -> str:
+        if not obj.skipped:
+            return "—"
+        rows = format_html_join("", "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>", ((s["kind"], s["id"], s["reason"]) for s in obj.skipped))
+        head = format_html("<tr><th>{}</th><th>{}</th><th>{}</th></tr>", _("kind"), _("provider id"), _("reason"))
+        return format_html("<table>{}{}</table>", head, rows)
+
     @admin.display(description=_("body"))
     def pretty_body(self, obj: WebhookEvent) -> str:
         try:
             text = json.dumps(json.loads(obj.body), indent=2, ensure_ascii=False)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python reads
             text = obj.body
         return format_html('<pre style="white-space: pre-wrap; max-height: 40em; overflow: auto">{}</pre>', text)
 

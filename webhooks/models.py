@@ -6,6 +6,7 @@ from django.utils.translation import gettext_lazy as _
 class Outcome(models.TextChoices):
     RECEIVED = "received", _("Received, not yet processed")
     PROCESSED = "processed", _("Processed")
+    PARTIAL = "partial", _("Processed, some items skipped")
     IGNORED = "ignored", _("Well formed, nothing to act on")
     BAD_SIGNATURE = "bad_signature", _("Rejected: signature missing or wrong")
     MALFORMED = "malformed", _("Rejected: malformed body")
@@ -18,11 +19,17 @@ class WebhookEvent(models.Model):
 
     provider = models.CharField(max_length=16, default="meta")
     channel = models.ForeignKey("conversations.Channel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    body = models.TextField(blank=True)
+    body = models.TextField(blank=True)  # as text: what cannot be (not UTF-8, NUL) is U+FFFD
+    # The body's bytes when `body` is not them, for a verified delivery only (the one kind
+    # replayed): PostgreSQL's text refuses NUL, and bytes that are not UTF-8 have no text.
+    raw_body = models.BinaryField(null=True, blank=True)
     signature = models.CharField(max_length=255, blank=True)
     signature_valid = models.BooleanField(default=False)
     outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.RECEIVED)
     detail = models.TextField(blank=True)
+    # Items of the delivery that could not be read or stored, each {"kind", "id", "reason"}:
+    # skipped, while the others were handled.
+    skipped = models.JSONField(default=list, blank=True)
     message_count = models.PositiveIntegerField(default=0)
     status_count = models.PositiveIntegerField(default=0)
     received_at = models.DateTimeField(default=timezone.now)
@@ -35,6 +42,11 @@ class WebhookEvent(models.Model):
             models.Index(fields=["-received_at"], name="webhook_recent_idx"),
             models.Index(fields=["outcome", "-received_at"], name="webhook_outcome_idx"),
         ]
+
+    @property
+    def delivered_body(self) -> bytes:
+        """The body exactly as it was received (of a verified delivery)."""
+        return bytes(self.raw_body) if self.raw_body is not None else self.body.encode()
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.provider} {self.outcome} {self.received_at:%Y-%m-%d %H:%M:%S}"

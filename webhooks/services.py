@@ -2,9 +2,13 @@
 
 Nothing slow happens here: no call to OpenAI or Meta. The event row commits with the
 messages and statuses it carried (`conversations.ingest`), and their turns are queued after
-the commit. Every POST is kept, the unverified ones too (only the first
+the commit. Every POST is kept, whatever its body, the unverified ones too (only the first
 UNVERIFIED_BODY_LIMIT bytes of those), so any delivery can be inspected and the verified
-ones replayed.
+ones replayed byte for byte.
+
+One bad item never costs the others: what the provider could not read is listed on the
+event (`skipped`) and the rest is stored; the answer is 200 unless the database failed,
+the one case a retry by the provider can mend.
 """
 
 from __future__ import annotations
@@ -43,14 +47,22 @@ def webhook_receive(*, body: bytes, headers: Mapping[str, str]) -> Receipt:
     signature = headers.get(SIGNATURE_HEADER, "")
     if signer is None:
         event = WebhookEvent.objects.create(
-            body=body[:UNVERIFIED_BODY_LIMIT].decode("utf-8", "replace"), signature=signature[:255],
+            body=_text(body[:UNVERIFIED_BODY_LIMIT]), signature=signature[:255].replace("\x00", "\ufffd"),
             signature_valid=False, outcome=Outcome.BAD_SIGNATURE,
             detail=f"{SIGNATURE_HEADER} missing" if not signature else f"{SIGNATURE_HEADER} does not match",
             processed_at=timezone.now(),
         )  # fmt: skip
         return Receipt(403, event, [])
-    event = WebhookEvent(provider=signer.provider, body=body.decode("utf-8", "replace"), signature=signature[:255], signature_valid=True)
+    text = _text(body)
+    event = WebhookEvent(
+        provider=signer.provider, body=text, raw_body=None if text.encode() == body else body, signature=signature[:255], signature_valid=True
+    )
     return webhook_process(event=event, channels=channels, signer=signer)
+
+
+def _text(raw: bytes) -> str:
+    """`raw` as text PostgreSQL takes: what is not UTF-8, and NUL, become U+FFFD."""
+    return raw.decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
 def _signer(body: bytes, headers: Mapping[str, str], channels: dict[str, Channel]) -> Channel | None:
@@ -75,11 +87,14 @@ def _signer(body: bytes, headers: Mapping[str, str], channels: dict[str, Channel
 def webhook_process(*, event: WebhookEvent, channels: dict[str, Channel], signer: Channel | None) -> Receipt:
     """Parse and store a verified event (also a stored event replayed from admin)."""
     try:
-        delivery = (provider_for(signer) if signer else _parser_of(channels)).parse(event.body.encode())
+        delivery = (provider_for(signer) if signer else _parser_of(channels)).parse(event.delivered_body)
     except PayloadError as exc:
         event.outcome, event.detail, event.processed_at = Outcome.MALFORMED, f"Malformed body: {exc}"[:2000], timezone.now()
         event.save()
         return Receipt(400, event, [])
+    except Exception as exc:
+        # A parser's bug, whatever the body: the event is kept for a replay once it is fixed.
+        return _failed(event, exc)
     foreign = sorted(
         pid for pid in delivery.phone_number_ids if signer and pid in channels and channels[pid].app_secret != signer.app_secret
     )
@@ -87,7 +102,7 @@ def webhook_process(*, event: WebhookEvent, channels: dict[str, Channel], signer
         # Signed with another app's secret than the one this number belongs to.
         event.signature_valid = False
         event.outcome, event.detail, event.processed_at = Outcome.BAD_SIGNATURE, f"not signed by the app of {foreign}", timezone.now()
-        event.body = event.body[:UNVERIFIED_BODY_LIMIT]
+        event.body, event.raw_body = event.body[:UNVERIFIED_BODY_LIMIT], None
         event.save()
         return Receipt(403, event, [])
     try:
@@ -95,13 +110,17 @@ def webhook_process(*, event: WebhookEvent, channels: dict[str, Channel], signer
             delivery=delivery, channels=channels, record=event, describe=lambda record, result: _describe(record, delivery, result, channels)
         )
     except Exception as exc:
-        # Keep the delivery (outside the rolled-back transaction) and let the provider retry it.
-        logger.exception("webhook processing failed")
-        event.pk, event.channel = None, None
-        event.outcome, event.detail, event.processed_at = Outcome.FAILED, f"{type(exc).__name__}: {exc}"[:2000], timezone.now()
-        event.save()
-        return Receipt(500, event, [])
+        return _failed(event, exc)
     return Receipt(200, event, ingested.new_message_ids)
+
+
+def _failed(event: WebhookEvent, exc: Exception) -> Receipt:
+    """Keep the delivery (outside the rolled-back transaction) and let the provider retry it."""
+    logger.exception("webhook processing failed")
+    event.pk, event.channel, event.skipped = None, None, []
+    event.outcome, event.detail, event.processed_at = Outcome.FAILED, f"{type(exc).__name__}: {exc}"[:2000], timezone.now()
+    event.save()
+    return Receipt(500, event, [])
 
 
 def _parser_of(channels: dict[str, Channel]):
@@ -123,8 +142,8 @@ def _describe(event: WebhookEvent, delivery: Delivery, ingested: Ingested, chann
         event.detail = f"no active channel for phone_number_id {', '.join(ingested.unknown)}"
         if served or delivery.statuses:
             event.detail += f"; stored for the others: {_counts(delivery, ingested, served)}"
-    elif delivery.messages or delivery.statuses or delivery.preferences or delivery.contacts or delivery.history:
-        event.outcome = Outcome.PROCESSED
+    elif any((delivery.messages, delivery.statuses, delivery.preferences, delivery.contacts, delivery.history, delivery.rejected)):
+        event.outcome = Outcome.PARTIAL if delivery.rejected else Outcome.PROCESSED
         event.detail = _counts(delivery, ingested, served)
     else:
         event.outcome = Outcome.IGNORED
@@ -135,9 +154,12 @@ def _describe(event: WebhookEvent, delivery: Delivery, ingested: Ingested, chann
         # How far the import of past chats has come, for staff looking at the events.
         done = f"phase {chunk.phase}, chunk {chunk.chunk_order}, {chunk.progress}% done"
         event.detail += f"; history {f'declined: {chunk.error}' if chunk.error else done}, {chunk.messages} message(s)"
+    if delivery.ignored and event.outcome != Outcome.IGNORED:
+        event.detail += "; nothing to act on: " + ", ".join(delivery.ignored)[:500]
     if delivery.rejected:
-        skipped = "; ".join(f"{r.kind} {r.item_id}: {r.reason}".replace("  ", " ") for r in delivery.rejected)
-        event.detail += f"; skipped {len(delivery.rejected)}: {skipped}"[:4000]
+        event.skipped = [{"kind": r.kind, "id": r.item_id, "reason": r.reason} for r in delivery.rejected]
+        skipped = "; ".join(" ".join(filter(None, [r.kind, r.item_id])) + f": {r.reason}" for r in delivery.rejected)
+        event.detail = f"{event.detail}; {len(delivery.rejected)} skipped: {skipped}"[:4000]
 
 
 def _counts(delivery: Delivery, ingested: Ingested, served: list[str]) -> str:
@@ -150,5 +172,5 @@ def webhook_event_replay(*, event: WebhookEvent) -> Receipt:
     """Process a stored, verified event again. Duplicates are absorbed by the wamid constraint."""
     if not event.signature_valid:
         raise ValueError("Only events whose signature was valid can be replayed.")
-    replay = WebhookEvent(provider=event.provider, body=event.body, signature=event.signature, signature_valid=True)
+    replay = WebhookEvent(provider=event.provider, body=event.body, raw_body=event.raw_body, signature=event.signature, signature_valid=True)
     return webhook_process(event=replay, channels=channels_active(), signer=None)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from integrations.redaction import redact
 
 from .openai_client import AIError
-from .prompts import EXTRACTION_INSTRUCTIONS, FIELD_DESCRIPTIONS
+from .prompts import EXTRACTION_INSTRUCTIONS, FIELD_DESCRIPTIONS, customer_input
 from .replies import model_for, usage_fields
 
 
@@ -61,7 +61,7 @@ def extraction_request(*, text: str, config, fields: list[str]) -> dict:
     return {
         "model": settings.OPENAI_EXTRACTION_MODEL or model_for(config),
         "instructions": EXTRACTION_INSTRUCTIONS,
-        "input": [{"role": "user", "content": text}],
+        "input": customer_input([text]),
         "text": {"format": _text_format(details_model_for(config=config, fields=fields))},
         "store": False,
     }

@@ -71,6 +71,18 @@ def fields_context(*, known: dict[str, str], missing: list[str], extra_fields: l
     )}
 
 
+# The longest text WhatsApp lets a message carry. A customer's text the model reads is cut
+# there: a longer one (a forged delivery, a rendering of many contact cards) is no chat
+# message, and sent whole it would be billed by the token, in every turn that carries it.
+CUSTOMER_TEXT_MAX = 4096
+
+
+def customer_input(texts: list[str]) -> list[dict]:
+    """The customer's texts as the model's input, each at most CUSTOMER_TEXT_MAX characters
+    (the stored message keeps its whole text)."""
+    return [{"role": "user", "content": text[:CUSTOMER_TEXT_MAX]} for text in texts]
+
+
 def instructions_with_context(*, instructions: str, context: dict[str, str], summary: str = "") -> str:
     parts = [instructions.strip() or DEFAULT_INSTRUCTIONS.strip(), ""]
     parts.append("Dati del cliente già noti (non chiederli di nuovo): " + context["known_fields"])

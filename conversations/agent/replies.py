@@ -16,6 +16,7 @@ from . import offline
 from .openai_client import AIError
 from .prompts import (
     SUMMARY_INSTRUCTIONS,
+    customer_input,
     fields_context,
     instructions_with_context,
     reply_tools,
@@ -90,7 +91,7 @@ def reply_request(
     request: dict = {
         "model": model_for(config),
         "conversation": openai_conversation,
-        "input": [{"role": "user", "content": text} for text in texts],
+        "input": customer_input(texts),
         "tools": reply_tools(vector_store_ids=config.vector_store_ids or []),
         "instructions": instructions_with_context(instructions=config.instructions, context=context, summary=summary),
     }

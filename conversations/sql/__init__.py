@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import JSONField, Model
+from django.db.models import BinaryField, JSONField, Model
 
 from ..models import REVISION_TYPES, TEXT_TYPES
 
@@ -87,12 +87,15 @@ def row_values(instance: Model) -> dict:
     """An unsaved instance's row without its primary key, as JSON-ready column values (for
     `jsonb_populate_record`, `jsonb_to_recordset`)."""
     db = backend()
-    return {
-        # A JSON field's value goes as it is: it is JSON already.
-        f.column: getattr(instance, f.attname) if isinstance(f, JSONField) else f.get_db_prep_save(getattr(instance, f.attname), db)
-        for f in type(instance)._meta.concrete_fields
-        if not f.primary_key
-    }
+    return {f.column: _json_ready(f, getattr(instance, f.attname), db) for f in type(instance)._meta.concrete_fields if not f.primary_key}
+
+
+def _json_ready(field, value, db):
+    if isinstance(field, JSONField):
+        return value  # JSON already
+    if isinstance(field, BinaryField) and value is not None:
+        return "\\x" + bytes(value).hex()  # bytea's text form
+    return field.get_db_prep_save(value, db)
 
 
 @contextmanager

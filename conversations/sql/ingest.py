@@ -282,12 +282,14 @@ def identity_move(cursor: psycopg.Cursor, *, old: Identity, new: Identity) -> No
 @lru_cache(maxsize=1)
 def _threads_update_sql() -> str:
     conversations = table(Conversation)
-    # Past chats alone (`forward_only`) never move the thread back to an older message.
-    moves = "(NOT v.forward_only OR c.last_message_at IS NULL OR v.last_message_at > c.last_message_at)"
+    # A delivery may come days late (the provider retries) and past chats come after live
+    # ones: nothing moves a thread's times, or its preview, back. GREATEST skips NULL (no
+    # customer message in the rows: an echo, past chats).
+    moves = "(c.last_message_at IS NULL OR v.last_message_at >= c.last_message_at)"
     # The hand-off rule of the turn's commit: to the human queue, unless a person has it already.
     handoff = f"v.handoff_reason <> '' AND c.owner = {literal(Owner.BOT)}"
     return (
-        f"UPDATE {conversations} c SET last_inbound_at = coalesce(v.last_inbound_at, c.last_inbound_at), "
+        f"UPDATE {conversations} c SET last_inbound_at = GREATEST(c.last_inbound_at, v.last_inbound_at), "
         f"last_message_at = CASE WHEN {moves} THEN v.last_message_at ELSE c.last_message_at END, "
         f"last_message_preview = CASE WHEN {moves} THEN v.last_message_preview ELSE c.last_message_preview END, "
         "unread_count = c.unread_count + v.unread_count, "

@@ -7,16 +7,20 @@ notice, and a parser that rejected them would drop customers' messages.
 One bad item never costs the others: an item that cannot be read (a wrong type where an
 object belongs, an id too long to store, no sender) becomes a `Rejected` with the reason and
 the rest of the delivery is read. Only a body that is not JSON or not Meta's envelope at all
-raises `PayloadError`. Strings are made storable on the way in: a NUL byte or a lone
-surrogate (valid JSON, refused by PostgreSQL) becomes U+FFFD.
+raises `PayloadError`. Values are made storable on the way in: a NUL byte or a lone
+surrogate (valid JSON, refused by PostgreSQL) becomes U+FFFD, a number too large for a
+float (JSON allows `1e400`; PostgreSQL's JSON refuses the `Infinity` it becomes) and
+anything nested deeper than MAX_DEPTH become null. Timestamps outside what WhatsApp can
+have stamped (`timestamp_parse`) are read as unknown.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..base import (
@@ -59,6 +63,16 @@ _CHANGED_FROM = re.compile(r"changed from (\S+) to (\S+)$")
 # Characters PostgreSQL's text and jsonb refuse: NUL, and UTF-16 surrogates that JSON's
 # "\ud800" escapes can produce without their pair.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Meta's objects are a few levels deep; deeper is junk, and reading it (or writing it as
+# JSON) would run out of stack.
+MAX_DEPTH = 32
+
+# What a timestamp of Meta's can be: not before WhatsApp existed, not later than the clock
+# skew between Meta and us allows. Anything else is a wrong clock or a forged value, and it
+# would do harm kept: a date PostgreSQL stores but Python cannot show (year 9999 in the
+# console's time zone is year 10000), a 24-hour window held open for years.
+EARLIEST = datetime(2009, 1, 1, tzinfo=timezone.utc)
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class ItemError(ValueError):
@@ -66,20 +80,29 @@ class ItemError(ValueError):
 
 
 def timestamp_parse(value: Any) -> datetime | None:
+    """The time of a Meta timestamp (seconds since the epoch); None when it is none, or
+    not one Meta can have stamped: the item is kept and read as received now (a message
+    is not refused for its clock)."""
     try:
-        return datetime.fromtimestamp(int(value), tz=timezone.utc)
+        at = datetime.fromtimestamp(int(value), tz=timezone.utc)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
+    return at if EARLIEST <= at <= datetime.now(tz=timezone.utc) + CLOCK_SKEW else None
 
 
-def storable(value: Any) -> Any:
-    """`value` with every string in it (keys too) cleared of characters PostgreSQL refuses."""
+def storable(value: Any, depth: int = 0) -> Any:
+    """`value` with every string in it (keys too) cleared of characters PostgreSQL refuses,
+    and what no database or JSON encoder takes (see the module's docstring) made null."""
     if isinstance(value, str):
         return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
+        return None
     if isinstance(value, dict):
-        return {storable(k): storable(v) for k, v in value.items()}
+        return {storable(k): storable(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [storable(v) for v in value]
+        return [storable(v, depth + 1) for v in value]
     return value
 
 
@@ -107,8 +130,6 @@ def parse(body: bytes) -> Delivery:
                 _change_parse(change, delivery)
             except ItemError as exc:
                 delivery.rejected.append(Rejected("change", str(exc)))
-            except RecursionError:
-                delivery.rejected.append(Rejected("change", "nested too deep to read"))
     return delivery
 
 
@@ -118,7 +139,7 @@ def _change_parse(change: Any, delivery: Delivery) -> None:
     field_name = change.get("field")
     read = FIELDS.get(field_name) if isinstance(field_name, str) else None
     if read is None:
-        delivery.ignored.append(str(field_name)[:100])
+        delivery.ignored.append(storable(str(field_name))[:100])
         return
     read(storable(change["value"]), delivery)
 

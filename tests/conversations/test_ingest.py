@@ -65,7 +65,10 @@ def test_a_delivery_stores_its_messages_in_the_order_sent_and_queues_their_turns
 
 
 def test_the_thread_moves_to_its_latest_message_and_reopens(channel, channels):
-    conversation = ConversationFactory(channel=channel, profile__wa_id="390000000001", status=ConversationStatus.RESOLVED, unread_count=1)
+    conversation = ConversationFactory(
+        channel=channel, profile__wa_id="390000000001", status=ConversationStatus.RESOLVED, unread_count=1,
+        last_inbound_at=_at(5), last_message_at=_at(5),
+    )  # fmt: skip
     before = Conversation.objects.get(pk=conversation.pk)
 
     delivery_ingest(delivery=Delivery(messages=[text("wamid.late", ts=30, body="ultimo"), text("wamid.early", ts=10)]), channels=channels)

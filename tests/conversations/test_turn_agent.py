@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
+from conversations.agent.prompts import CUSTOMER_TEXT_MAX
 from conversations.models import Author, Message, Owner
 from profiles.models import FieldSource
 from profiles.services import profile_field_set
@@ -334,3 +335,18 @@ def test_info_tells_a_customer_without_a_number_its_username(fake_openai, graph)
 
     [info] = bot_texts(conversation)
     assert "nome utente: @giulia.r" in info and "telefono" not in info and "+" not in info
+
+
+def test_a_customer_text_longer_than_whatsapp_allows_reaches_the_model_cut_and_is_stored_whole(fake_openai, graph):
+    conversation = ConversationFactory()
+    text = "Ecco il mio ordine: " + "0123456789" * 1000  # 10,020 characters
+
+    message = customer_says(conversation, text)
+    assert reply(message.pk) == "sent"
+
+    (extraction,) = fake_openai.extraction_requests
+    (answer,) = fake_openai.reply_requests
+    for request in (extraction, answer):
+        assert request["input"] == [{"role": "user", "content": text[:CUSTOMER_TEXT_MAX]}] and CUSTOMER_TEXT_MAX == 4096
+    message.refresh_from_db()
+    assert message.text == text

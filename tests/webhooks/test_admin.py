@@ -121,3 +121,41 @@ def test_the_event_list_with_many_rows_costs_a_bounded_number_of_queries(admin_m
         response = admin_member_client.get(CHANGELIST)
 
     assert response.status_code == 200
+
+
+def test_the_event_page_lists_the_skipped_items_with_their_reasons(admin_member_client, channel, post_webhook, meta_example):
+    payload = meta_example("Text Message")
+    messages = payload["entry"][0]["changes"][0]["value"]["messages"]
+    messages.append({**messages[0], "id": "wamid.bad", "from": "3" * 33})
+    post_webhook(payload)
+    event = WebhookEvent.objects.get()
+
+    html = admin_member_client.get(f"{CHANGELIST}{event.pk}/change/").content.decode()
+
+    assert event.outcome == Outcome.PARTIAL and "Processed, some items skipped" in html
+    assert "<code>wamid.bad</code>" in html and "is not a WhatsApp phone number" in html
+    assert "Processed, some items skipped" in admin_member_client.get(f"{CHANGELIST}?outcome=partial").content.decode()
+
+
+def test_the_event_page_shows_a_body_nested_too_deep_to_read_as_it_is(admin_member_client, channel, post_webhook):
+    post_webhook(None, raw=b"[" * 2000 + b"]" * 2000)
+    event = WebhookEvent.objects.get()
+
+    response = admin_member_client.get(f"{CHANGELIST}{event.pk}/change/")
+
+    assert response.status_code == 200 and "[[[[" in response.content.decode()
+
+
+def test_a_replay_reads_the_bytes_meta_sent_when_they_are_not_text(admin_member_client, channel, post_webhook, meta_example):
+    # JSON in UTF-16: a valid delivery whose bytes are no UTF-8 text (the stored text is not it).
+    body = json.dumps(meta_example("Text Message")).encode("utf-16")
+    post_webhook(None, raw=body)
+    event = WebhookEvent.objects.get()
+    assert event.outcome == Outcome.PROCESSED and bytes(event.raw_body) == body
+    Message.objects.all().delete()
+
+    _replay(admin_member_client, event)
+
+    assert Message.objects.get().text == "Does it come in another color?"
+    replay = WebhookEvent.objects.exclude(pk=event.pk).get()
+    assert replay.outcome == Outcome.PROCESSED and replay.delivered_body == body

@@ -292,6 +292,49 @@ def test_a_message_without_a_readable_timestamp_has_none(meta_example):
     assert parse(body(payload)).messages[0].timestamp is None
 
 
+@pytest.mark.parametrize(
+    ("stamp", "readable"),
+    [
+        ("1230768000", True),  # 2009-01-01: the earliest WhatsApp can have stamped
+        ("1230767999", False),
+        ("0", False),
+        ("-62135596800", False),  # year 1
+        ("253402300799", False),  # year 9999: year 10000 in Europe/Rome
+        (None, True),  # the time the test runs: "now"
+        ("skew", True),  # a few minutes ahead, as clocks differ
+        ("ahead", False),
+    ],
+)
+def test_a_timestamp_no_message_can_carry_is_read_as_none(stamp, readable, meta_example):
+    now = int(datetime.now(tz=timezone.utc).timestamp())
+    stamp = {None: str(now), "skew": str(now + 240), "ahead": str(now + 600)}.get(stamp, stamp)
+    payload = meta_example("Text Message")
+    value_of(payload)["messages"][0]["timestamp"] = stamp
+
+    timestamp = parse(body(payload)).messages[0].timestamp
+
+    assert (timestamp == datetime.fromtimestamp(int(stamp), tz=timezone.utc)) if readable else timestamp is None
+
+
+def test_values_no_database_stores_are_made_storable_and_the_message_kept(meta_example):
+    payload = meta_example("Text Message")
+    message = value_of(payload)["messages"][0]
+    deep: list = []
+    for _ in range(500):
+        deep = [deep]
+    message.update(huge=float("inf"), deep=deep)
+    message["text"]["body"] = "a\x00b\ud800c"
+    raw = json.dumps(payload, allow_nan=True).encode()
+
+    [stored] = parse(raw).messages
+
+    assert stored.text == "a\ufffdb\ufffdc" and stored.payload["huge"] is None
+    node, depth = stored.payload["deep"], 0
+    while isinstance(node, list):
+        node, depth = node[0], depth + 1
+    assert node is None and depth < 40
+
+
 def test_an_object_other_than_a_business_account_is_ignored_whole():
     delivery = parse(body({"object": "page", "entry": "anything"}))
 
