@@ -1,5 +1,6 @@
 import copy
 import json
+from functools import lru_cache
 import re
 from pathlib import Path
 
@@ -26,76 +27,65 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SPEC_URI = "urn:openai-openapi"
 
 
+@lru_cache(maxsize=None)
+def _bodies(filename: str) -> dict:
+    """The webhook POST bodies of a file of tests/fixtures/meta, keyed by name (an entry that
+    records its source beside the body holds it under `value`)."""
+    data = json.loads((FIXTURES / "meta" / filename).read_text())
+    return {name: entry["value"] if "object" not in entry else entry for name, entry in data.items()}
+
+
+def _copies(filename: str):
+    """A fixture's getter: a fresh copy of a named body, for a test to change as it likes."""
+    return lambda name: copy.deepcopy(_bodies(filename)[name])
+
+
 @pytest.fixture(scope="session")
 def meta_examples() -> dict:
     """Meta's own webhook examples, keyed by Meta's example name; each is a POST body."""
-    data = json.loads((FIXTURES / "meta" / "webhook-examples.json").read_text())
-    return {name: example["value"] for name, example in data.items()}
+    return _bodies("webhook-examples.json")
 
 
 @pytest.fixture
-def meta_payload():
-    """`get(name)`: a copy of the POST body in tests/fixtures/meta/<name>.json."""
-
-    def get(name: str) -> dict:
-        return json.loads((FIXTURES / "meta" / f"{name}.json").read_text())
-
-    return get
+def meta_example():
+    return _copies("webhook-examples.json")
 
 
 @pytest.fixture
-def meta_example(meta_examples):
-    def get(name: str) -> dict:
-        return copy.deepcopy(meta_examples[name])
-
-    return get
-
-
-@pytest.fixture(scope="session")
-def meta_references() -> dict:
-    """The payloads of Meta's webhook reference pages that `meta_examples` lacks (edit, revoke),
-    keyed by name; each is a POST body."""
-    data = json.loads((FIXTURES / "meta" / "webhook-reference-edit-revoke.json").read_text())
-    return {name: example["value"] for name, example in data.items()}
-
-
-@pytest.fixture
-def meta_reference(meta_references):
-    def get(name: str) -> dict:
-        return copy.deepcopy(meta_references[name])
-
-    return get
+def meta_reference():
+    """The payloads of Meta's webhook reference pages that `meta_examples` lacks (edit, revoke)."""
+    return _copies("webhook-reference-edit-revoke.json")
 
 
 @pytest.fixture(scope="session")
 def identity_examples() -> dict:
     """Payloads of customers known by a BSUID and of their identity changes, in the shapes
-    Meta documents (fixtures/SOURCES.md), keyed by name; each is a POST body."""
-    data = json.loads((FIXTURES / "meta" / "identity-examples.json").read_text())
-    return {name: example["value"] for name, example in data.items()}
+    Meta documents (fixtures/SOURCES.md)."""
+    return _bodies("identity-examples.json")
 
 
 @pytest.fixture
-def identity_example(identity_examples):
-    def get(name: str) -> dict:
-        return copy.deepcopy(identity_examples[name])
-
-    return get
+def identity_example():
+    return _copies("identity-examples.json")
 
 
-@pytest.fixture(scope="session")
-def coexistence_examples() -> dict:
+@pytest.fixture
+def preference_example():
+    """Meta's `user_preferences` example, keyed "Resume marketing messages" (SOURCES.md)."""
+    return _copies("user-preferences.json")
+
+
+@pytest.fixture
+def pricing_example():
+    """Delivery statuses carrying `pricing`, keyed "Statuses with pricing" (SOURCES.md)."""
+    return _copies("status-pricing.json")
+
+
+@pytest.fixture
+def coexistence_example():
     """Webhook bodies of a number shared with the WhatsApp Business app (echoes, past chats,
-    contacts), keyed by name; shaped as Meta's references describe them (SOURCES.md)."""
-    return json.loads((FIXTURES / "meta" / "coexistence-examples.json").read_text())
-
-
-@pytest.fixture
-def coexistence_example(coexistence_examples):
-    def get(name: str) -> dict:
-        return copy.deepcopy(coexistence_examples[name])
-
-    return get
+    contacts), shaped as Meta's references describe them (SOURCES.md)."""
+    return _copies("coexistence-examples.json")
 
 
 def _without_discriminators(node):

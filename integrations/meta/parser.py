@@ -245,8 +245,10 @@ def customer_of(contacts: list[tuple[Identity, str]], phone: Any, user_id: Any) 
 
 def identity_change_of(raw: dict, phone_number_id: str) -> IdentityChange | None:
     """What a system message says moved, when it says a customer's identity did: who the
-    customer was (the message's sender) and who it is now (`system.wa_id`, `system.user_id`).
-    A change of BSUID may name the previous one only in its text."""
+    customer was (the message's sender, and since August 2026 `system.previous_user_id` /
+    `previous_parent_user_id`: a number change regenerates the BSUID too) and who it is now
+    (`system.wa_id`, `system.user_id`, `system.parent_user_id`). An older change of BSUID
+    may name the previous one only in its text."""
     system = _object(raw.get("system"))
     kind = system.get("type")
     if raw.get("type") != "system" or kind not in IDENTITY_CHANGES:
@@ -254,7 +256,11 @@ def identity_change_of(raw: dict, phone_number_id: str) -> IdentityChange | None
     new = identity_of(system.get("wa_id"), system.get("user_id"), system.get("parent_user_id"))
     if not new:
         raise ItemError(f"a {kind} without the new identity")
-    old = identity_of(raw.get("from"), raw.get("from_user_id"), raw.get("from_parent_user_id"))
+    old = identity_of(
+        raw.get("from"),
+        system.get("previous_user_id") or raw.get("from_user_id"),
+        system.get("previous_parent_user_id") or raw.get("from_parent_user_id"),
+    )
     said = _CHANGED_FROM.search(text_of(system.get("body")))
     if kind == "user_changed_user_id" and not old.user_id and said and said[2] == new.user_id:
         old = identity_of(old.phone, said[1], old.parent_user_id)

@@ -29,13 +29,13 @@ def _at(ts: int) -> datetime:
 
 
 @pytest.fixture
-def choose(channel, meta_payload, post_webhook):
+def choose(channel, preference_example, post_webhook):
     """POST one user_preferences delivery, shaped as Meta's example, with these choices:
     (value, timestamp) pairs, for the customer by phone number or (`user_id`) by BSUID alone,
     to the test channel's number or (`phone_number_id`) another."""
 
     def post(*choices: tuple[str, int], user_id: str = "", phone_number_id: str = "") -> WebhookEvent:
-        payload = meta_payload("user-preferences")
+        payload = preference_example("Resume marketing messages")
         value = payload["entry"][0]["changes"][0]["value"]
         value["metadata"]["phone_number_id"] = phone_number_id or value["metadata"]["phone_number_id"]
         [example] = value["user_preferences"]

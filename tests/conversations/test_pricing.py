@@ -18,6 +18,7 @@ MARKETING_WAMID = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZCMzlEQUE4OTJBMTE4RTUA"  
 SERVICE_WAMID = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI3MTE5MjVBOTE3MDk5QUVFM0YA"  # read, free
 MARKETING = {"billable": True, "pricing_model": "PMP", "type": "regular", "category": "marketing"}
 SERVICE = {"billable": False, "pricing_model": "PMP", "type": "free_customer_service", "category": "service"}
+T = 1750030000  # the fixture's first status; the tests' statuses are stamped seconds after it
 
 
 def _at(ts: int) -> datetime:
@@ -41,11 +42,11 @@ def _sent(conversation, wamid: str, **fields) -> Message:
 
 
 @pytest.fixture
-def report(meta_payload, post_webhook):
+def report(pricing_example, post_webhook):
     """POST the fixture's statuses, or (`statuses`) these: (wamid, status, timestamp, pricing)."""
 
     def post(statuses: list[tuple[str, str, int, dict]] | None = None) -> None:
-        payload = meta_payload("status-pricing")
+        payload = pricing_example("Statuses with pricing")
         value = payload["entry"][0]["changes"][0]["value"]
         if statuses is not None:
             model = value["statuses"][0]
@@ -77,26 +78,26 @@ def test_the_latest_pricing_meta_stamped_wins_whatever_the_order_it_arrives_in(c
     message = _sent(conversation, "wamid.p1")
     utility = {**MARKETING, "category": "utility"}
 
-    report([("wamid.p1", "read", 300, SERVICE), ("wamid.p1", "sent", 100, MARKETING)])  # one POST, out of order
+    report([("wamid.p1", "read", T + 300, SERVICE), ("wamid.p1", "sent", T + 100, MARKETING)])  # one POST, out of order
     message.refresh_from_db()
-    assert (message.pricing, message.pricing_at) == (SERVICE, _at(300))
+    assert (message.pricing, message.pricing_at) == (SERVICE, _at(T + 300))
 
-    report([("wamid.p1", "delivered", 200, utility)])  # a late retry of an older status
+    report([("wamid.p1", "delivered", T + 200, utility)])  # a late retry of an older status
     message.refresh_from_db()
-    assert (message.pricing, message.pricing_at, message.status) == (SERVICE, _at(300), "read")
+    assert (message.pricing, message.pricing_at, message.status) == (SERVICE, _at(T + 300), "read")
 
-    report([("wamid.p1", "read", 400, utility)])  # Meta re-priced it later: a status that moves nothing still counts
+    report([("wamid.p1", "read", T + 400, utility)])  # Meta re-priced it later: a status that moves nothing still counts
     message.refresh_from_db()
-    assert (message.pricing, message.pricing_at, message.status) == (utility, _at(400), "read")
+    assert (message.pricing, message.pricing_at, message.status) == (utility, _at(T + 400), "read")
 
 
 def test_a_status_without_pricing_leaves_the_messages_pricing_alone(conversation, report):
     message = _sent(conversation, "wamid.p2")
 
-    report([("wamid.p2", "delivered", 100, MARKETING), ("wamid.p2", "read", 200, {})])
+    report([("wamid.p2", "delivered", T + 100, MARKETING), ("wamid.p2", "read", T + 200, {})])
 
     message.refresh_from_db()
-    assert (message.pricing, message.pricing_at, message.status) == (MARKETING, _at(100), "read")
+    assert (message.pricing, message.pricing_at, message.status) == (MARKETING, _at(T + 100), "read")
 
 
 def test_the_thread_marks_each_priced_message_and_sums_the_conversation_up_by_category(conversation, report, staff_client):
@@ -105,7 +106,7 @@ def test_the_thread_marks_each_priced_message_and_sums_the_conversation_up_by_ca
     second_template = _sent(conversation, "wamid.p3", type="template", author=Author.STAFF)
     unpriced = _sent(conversation, "wamid.p4")
     report()
-    report([("wamid.p3", "delivered", 1750030100, MARKETING)])
+    report([("wamid.p3", "delivered", T + 100, MARKETING)])
 
     html = staff_client.get(f"/console/c/{conversation.pk}/").content.decode()
 

@@ -54,11 +54,16 @@ def test_an_echo_is_a_staff_message_from_the_app_and_the_conversation_goes_to_a_
 
 @pytest.mark.django_db
 def test_an_echo_leaves_a_conversation_a_person_has_with_that_person(post, coexistence_example, meta_example):
-    post(meta_example("Text Message"))
+    text = meta_example("Text Message")
+    post(text)
     anna = UserFactory(username="anna")
     Conversation.objects.update(owner=Owner.HUMAN, assigned_to=anna, handoff_reason="The customer asked for a person.")
+    echo = coexistence_example("Echo: text")
+    # The owner answers after the customer wrote (a thread's latest message never moves back).
+    written = int(text["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"])
+    echo["entry"][0]["changes"][0]["value"]["message_echoes"][0]["timestamp"] = str(written + 60)
 
-    post(coexistence_example("Echo: text"))
+    post(echo)
 
     conversation = Conversation.objects.get()
     assert conversation.assigned_to == anna and conversation.handoff_reason == "The customer asked for a person."

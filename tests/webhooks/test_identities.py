@@ -108,6 +108,22 @@ def test_a_changed_bsuid_moves_the_customer_and_its_next_messages_join_the_same_
     assert WebhookEvent.objects.order_by("pk")[1].outcome == Outcome.PROCESSED
 
 
+def test_a_changed_bsuid_named_as_meta_names_it_since_august_2026_moves_the_customer(channel, post_webhook, identity_example):
+    # Meta's changelog of 2026-08-11: the previous BSUID in system.previous_user_id, the body
+    # no longer the only place that names it.
+    assert post_webhook(text_from(identity_example, wamid="wamid.before", user_id=BSUID)).status_code == 200
+    change = identity_example("System Message user_changed_user_id")
+    system = messages_of(change)[0]["system"]
+    system.update(body="User Sheena Nelson changed their WhatsApp user id", previous_user_id=BSUID)
+
+    assert post_webhook(change).status_code == 200
+    assert post_webhook(text_from(identity_example, wamid="wamid.after", user_id=NEW_BSUID)).status_code == 200
+
+    profile = the_one_customer()
+    assert (profile.user_id, profile.key) == (NEW_BSUID, BSUID)
+    assert Conversation.objects.count() == 1
+
+
 def test_a_changed_number_moves_the_customer_and_its_next_messages_join_the_same_thread(channel, post_webhook, identity_example):
     assert post_webhook(identity_example("Text Message with Phone Number and BSUID")).status_code == 200
 

@@ -394,8 +394,8 @@ def test_a_part_it_cannot_read_is_rejected_with_the_reason(raw, reason):
 # --- user_preferences and pricing ----------------------------------------------------------
 
 
-def test_metas_user_preferences_example_is_one_marketing_choice_with_its_time(meta_payload):
-    delivery = parse(body(meta_payload("user-preferences")))
+def test_metas_user_preferences_example_is_one_marketing_choice_with_its_time(preference_example):
+    delivery = parse(body(preference_example("Resume marketing messages")))
 
     assert delivery.messages == [] and delivery.statuses == [] and delivery.ignored == [] and delivery.rejected == []
     [choice] = delivery.preferences
@@ -406,8 +406,8 @@ def test_metas_user_preferences_example_is_one_marketing_choice_with_its_time(me
     assert choice.detail == "User requested to resume marketing messages"
 
 
-def test_a_preference_named_by_bsuid_alone_is_read_and_one_without_a_time_is_rejected(meta_payload):
-    payload = meta_payload("user-preferences")
+def test_a_preference_named_by_bsuid_alone_is_read_and_one_without_a_time_is_rejected(preference_example):
+    payload = preference_example("Resume marketing messages")
     value = value_of(payload)
     value["contacts"] = [{"user_id": "US.13491208655302741918", "profile": {"username": "@sheena"}}]
     good = {"user_id": "US.13491208655302741918", "category": "marketing_messages", "value": "STOP", "timestamp": 1731705800}
@@ -424,8 +424,8 @@ def test_a_preference_named_by_bsuid_alone_is_read_and_one_without_a_time_is_rej
     ]  # fmt: skip
 
 
-def test_a_statuses_pricing_keeps_what_says_the_cost_and_billable_follows_the_type_without_it(meta_payload):
-    payload = meta_payload("status-pricing")
+def test_a_statuses_pricing_keeps_what_says_the_cost_and_billable_follows_the_type_without_it(pricing_example):
+    payload = pricing_example("Statuses with pricing")
     marketing, service = value_of(payload)["statuses"]
     del service["pricing"]["billable"]
     service["pricing"]["price"] = {"nested": "left out"}

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0011_message_origin'),
+        ('conversations', '0012_impossible_timestamps_cleared'),
     ]
 
     operations = [
