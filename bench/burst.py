@@ -72,7 +72,6 @@ DATABASE_URL = "postgres://postgres@127.0.0.1:5432/wb_burst"
 REDIS_URL = "redis://127.0.0.1:6379/6"
 WEBHOOK_PATH = "/webhooks/whatsapp/"
 PHONE_NUMBER_ID = "100200300400500"
-API_VERSION = "v23.0"
 
 
 # --- the fakes (each in a process of its own) ----------------------------------------------
@@ -289,7 +288,6 @@ def stack_environment(*, web_port: int, openai_port: int, graph_port: int, app_s
         "WHATSAPP_VERIFY_TOKEN": "bench-burst-verify",
         "WHATSAPP_DISPLAY_NUMBER": "+39 02 0000000",
         "WHATSAPP_ACCOUNT_ID": "900000000000001",
-        "WHATSAPP_API_VERSION": API_VERSION,
         "WHATSAPP_API_BASE_URL": f"http://127.0.0.1:{graph_port}",
         "DATABASE_POOL_MAX_SIZE": str(db_pool),
     }

@@ -104,7 +104,6 @@ def channel_ensure(*, phone_number_id: str, app_secret: str) -> None:
             "access_token": "bench-token-" + secrets.token_hex(8),
             "app_secret": app_secret,
             "verify_token": "bench-verify",
-            "api_version": "v23.0",
             "is_active": True,
         },
     )

@@ -37,6 +37,7 @@ from .models import (
     Message,
     QuickReply,
     StatusUpdate,
+    pricing_category_label,
 )
 
 # Only admins reach Django admin; agents work in the console.
@@ -267,7 +268,7 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "created_at", "contact", "direction", "author", "type", "short_text", "status", "error_code"]
+    list_display = ["id", "created_at", "contact", "direction", "author", "type", "short_text", "status", "billing", "error_code"]
     list_select_related = ["conversation__profile"]
     list_filter = [("created_at", admin.DateFieldListFilter), "direction", "author", "type", "status", "conversation__channel"]
     search_fields = ["=wamid", "text", "=conversation__profile__wa_id", "=conversation__profile__user_id"]
@@ -276,7 +277,7 @@ class MessageAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = ["conversation_link", "cost"]
     fieldsets = [
         (None, {"fields": ["conversation_link", "direction", "author", "type", "text", "media", "payload", "context_wamid", "referral"]}),
-        (_("Delivery"), {"fields": ["wamid", "provider_timestamp", "status", "sent_at", "delivered_at", "read_at", "played_at", "failed_at", "error_code", "error_title", "error_detail"]}),
+        (_("Delivery"), {"fields": ["wamid", "provider_timestamp", "status", "sent_at", "delivered_at", "read_at", "played_at", "failed_at", "error_code", "error_title", "error_detail", "pricing", "pricing_at"]}),
         (_("Processing"), {"fields": ["attempts", "locked_until", "handled_at", "sent_by", "created_at"]}),
         (_("AI"), {"fields": ["bot_config_version", "ai_model", "input_tokens", "cached_tokens", "output_tokens", "cost"], "classes": ["collapse"]}),
     ]
@@ -288,6 +289,14 @@ class MessageAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("text"))
     def short_text(self, obj: Message) -> str:
         return Truncator(obj.text).chars(80)
+
+    @admin.display(description=_("WhatsApp charge"))
+    def billing(self, obj: Message) -> str:
+        """Billable or free, and the category WhatsApp priced it under ("" until it says)."""
+        if obj.billable is None:
+            return ""
+        category = pricing_category_label(obj.pricing.get("category", ""))
+        return format_html("{} · {}", _("billable") if obj.billable else _("free"), category)
 
     @admin.display(description=_("cost (USD)"))
     def cost(self, obj: Message) -> str:

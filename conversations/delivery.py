@@ -8,6 +8,9 @@ A message the provider accepted is never sent twice. When "sent" cannot be writt
 database is down), the provider's id is kept outside the database (`outbound.accepted_*`)
 and the write is retried, as a write, a bounded number of times; any later delivery attempt
 of the message finds the kept id and records it instead of sending again.
+
+A customer who stopped marketing messages never receives a marketing template: `deliver`
+refuses it for good before the provider is called (`ClientProfile.marketing_messages`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 
 from django.db import DatabaseError
 from django.utils import timezone
+from django.utils.translation import gettext
 from psycopg import Error as PsycopgError
 
 from integrations.base import ProviderError
@@ -30,6 +34,9 @@ from .sql import reply as reply_sql
 from .sql import status as status_sql
 
 logger = logging.getLogger(__name__)
+
+# Meta's error code for a marketing template to a customer who stopped marketing messages.
+MARKETING_STOPPED = 131050
 
 # Tries of writing "sent" for a message the provider accepted, and the first wait between them (doubling).
 SENT_WRITE_ATTEMPTS = 6
@@ -55,6 +62,7 @@ async def deliver(message: Message) -> Outcome:
     conversation = message.conversation
     with runtime.holding([message.pk]):
         try:
+            _consent_check(message)
             provider_id = await provider_for(conversation.channel).send(outgoing(message), to=recipient_of(conversation.profile))
         except ProviderError as exc:
             retries = await runtime.sync(outbound.delivery_failed, message=message, error=exc)
@@ -64,6 +72,17 @@ async def deliver(message: Message) -> Outcome:
             logger.exception("message %s: delivery failed, the sweeper will try again", message.pk)
             return Outcome.SKIPPED
         return await _sent_record(message, provider_id)
+
+
+def _consent_check(message: Message) -> None:
+    """A customer who stopped marketing messages never receives a marketing template: it
+    fails for good before the provider is called, with the reason staff see on it."""
+    if message.marketing_template and message.conversation.profile.marketing_stopped:
+        raise ProviderError(
+            "the customer stopped marketing messages", permanent=True, code=MARKETING_STOPPED,
+            reason_text=gettext("The customer stopped marketing messages: a marketing template is not sent to them."),
+            detail=gettext("They can resume them in WhatsApp; until then, only service replies and utility templates reach them."),
+        )  # fmt: skip
 
 
 async def _sent_record(message: Message, provider_id: str, *, kept: bool = False) -> Outcome:

@@ -2,10 +2,10 @@
 
 The webhook hands over a parsed `Delivery`, the active channels it may concern and its own
 record of the delivery (the raw event, which the webhook owns); this service stores the
-customer messages (profiles, conversations, thread state), the delivery statuses and the
-record together, and queues a turn for each new message once they are committed. A
-message stored already (providers redeliver for days) is not stored, queued or answered
-again.
+customer messages (profiles, conversations, thread state), the delivery statuses, the
+customers' preferences and the record together, and queues a turn for each new message
+once they are committed. A message stored already (providers redeliver for days) is not
+stored, queued or answered again.
 
 Edits and deletions of messages (`REVISION_TYPES`, stored as messages of their own) are
 applied here, in the delivery's transaction (`sql.ingest.revisions_apply`), not by a turn:
@@ -47,6 +47,7 @@ from .models import REVISION_TYPES, STATUS_RANK, Author, Channel, Direction, Mes
 from .services.contacts import contacts_apply
 from .sql import ingest as ingest_sql
 from .sql import pipelined_transaction
+from .sql.preferences import preferences_store
 from .sql.status import statuses_store
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Ingested:
 class _Job:
     by_channel: list[tuple[Channel, list[InboundMessage]]]
     statuses: list
+    preferences: list
     contacts: list[ContactUpdate]
     unknown: list[str]
     record: Model | None
@@ -83,9 +85,9 @@ def delivery_ingest(
     record: Model | None = None,
     describe: Callable[[Model, Ingested], None] | None = None,
 ) -> Ingested:
-    """Store `delivery`'s messages and statuses for the numbers in `channels` (by phone
-    number id) with `record` (an unsaved row, e.g. the webhook's event), in one transaction;
-    queue the new messages' turns after the commit. `describe(record, ingested)` fills the
+    """Store `delivery`'s messages, statuses and preferences for the numbers in `channels`
+    (by phone number id) with `record` (an unsaved row, e.g. the webhook's event), in one
+    transaction; queue the new messages' turns after the commit. `describe(record, ingested)` fills the
     record in before it is stored. Inside a caller's atomic block (a test, say) the delivery
     is stored on its own, in it."""
     by_channel: dict[str, list[InboundMessage]] = defaultdict(list)
@@ -94,6 +96,7 @@ def delivery_ingest(
     job = _Job(
         by_channel=[(channels[pid], messages) for pid, messages in by_channel.items() if pid in channels],
         statuses=[s for s in delivery.statuses if s.phone_number_id in channels],
+        preferences=[p for p in delivery.preferences if p.phone_number_id in channels],
         contacts=[c for c in delivery.contacts if c.phone_number_id in channels],
         unknown=sorted(pid for pid in delivery.phone_number_ids if pid not in channels),
         record=record,
@@ -109,9 +112,9 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
     """The jobs' rows in one transaction, then their turns queued (one Redis round trip).
 
     BEGIN and one profiles/conversations/messages statement per channel go out together
-    (their results say which messages are new); the thread-state UPDATE, the statuses' two
-    statements, the records' INSERT and COMMIT go out together. A wamid that two jobs of one
-    batch both carry belongs to the first.
+    (their results say which messages are new); the thread-state UPDATE, the statuses' and
+    the preferences' two statements each, the records' INSERT and COMMIT go out together. A
+    wamid that two jobs of one batch both carry belongs to the first.
     """
     # No health check first: if the kept connection turns out dead (PostgreSQL restarted),
     # the first round trip fails before any COMMIT was sent, so it is safe to reconnect
@@ -127,6 +130,7 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
                 ingest_sql.threads_update(cursor, _threads(jobs, inserted))
                 revising = ingest_sql.revisions_apply(cursor, _revised_wamids(jobs, inserted))
                 statuses_store(cursor, [s for job in jobs for s in job.statuses])
+                preferences_store(cursor, [p for job in jobs for p in job.preferences])
                 contacts_apply(cursor, [c for job in jobs for c in job.contacts])
                 owner: dict[str, int] = {}
                 for n, job in enumerate(jobs):
@@ -298,7 +302,7 @@ def _previews_revise(revised: list[ingest_sql.Revised]) -> None:
 
 
 def _weight(job: _Job) -> int:
-    return sum(len(messages) for _, messages in job.by_channel) + len(job.statuses) + len(job.contacts)
+    return sum(len(messages) for _, messages in job.by_channel) + len(job.statuses) + len(job.preferences) + len(job.contacts)
 
 
 _group_commit: GroupCommit[_Job, Ingested] = GroupCommit(_store, weight=_weight, max_weight=GROUP_COMMIT_MAX_ITEMS)

@@ -176,6 +176,8 @@ SILENT_TYPES = (MessageType.REACTION, MessageType.SYSTEM)
 REVISION_TYPES = (MessageType.EDIT, MessageType.REVOKE)
 
 PREVIEW_LENGTH = 160
+# The template category a customer can stop (WhatsApp's "Offers and announcements").
+MARKETING = "marketing"
 
 
 def message_preview(*, type: str, text: str, deleted: bool = False) -> str:
@@ -189,6 +191,22 @@ def message_preview(*, type: str, text: str, deleted: bool = False) -> str:
         return text[:PREVIEW_LENGTH]
     label = f"[{type}]"
     return f"{label} {text}"[:PREVIEW_LENGTH] if text else label
+
+
+# The pricing categories WhatsApp reports a message under; one it adds shows by its name.
+PRICING_CATEGORIES = {
+    "marketing": _("Marketing"),
+    "marketing_lite": _("Marketing (lite)"),
+    "utility": _("Utility"),
+    "authentication": _("Authentication"),
+    "authentication-international": _("Authentication (international)"),
+    "service": _("Service"),
+    "referral_conversion": _("Free entry point"),
+}
+
+
+def pricing_category_label(category: str) -> str:
+    return str(PRICING_CATEGORIES.get(category, category or "—"))
 
 
 # Delivery statuses only move forward: a late `delivered` after `read` changes nothing.
@@ -237,6 +255,10 @@ class Message(models.Model):
     error_code = models.CharField(max_length=32, blank=True)
     error_title = models.CharField(max_length=255, blank=True)
     error_detail = models.TextField(blank=True)
+    # What the provider said the message costs (`billable`, `pricing_model`, `category`,
+    # `type`), from the latest status that carried it (`pricing_at`, the provider's time).
+    pricing = models.JSONField(default=dict, blank=True)
+    pricing_at = models.DateTimeField(null=True, blank=True)
 
     # Work tracking. Inbound: handled by its turn. Outbound: handed to the provider.
     # `locked_until` is a lease: a worker claims the row by moving it into the future with a
@@ -300,6 +322,20 @@ class Message(models.Model):
         return f"{self.get_direction_display()} {self.type}: {self.text[:40]}"
 
     @property
+    def marketing_template(self) -> bool:
+        """A marketing template: its category ("MARKETING", "UTILITY", "AUTHENTICATION", as
+        Meta names them) comes with the message, in `payload["template"]["category"]`."""
+        template = (self.payload or {}).get("template")
+        category = template.get("category") if isinstance(template, dict) else None
+        return self.type == MessageType.TEMPLATE and isinstance(category, str) and category.lower() == MARKETING
+
+    @property
+    def billable(self) -> bool | None:
+        """Whether the provider charges for the message (None: it has not said)."""
+        billable = self.pricing.get("billable")
+        return billable if isinstance(billable, bool) else None
+
+    @property
     def earlier_versions(self) -> list[tuple[str, datetime | None]]:
         """(text, when written) of each version before the current one, oldest first."""
         return [(v.get("text", ""), parse_datetime(v.get("at") or "")) for v in self.earlier_texts]
@@ -326,6 +362,7 @@ class StatusUpdate(models.Model):
     recipient_id = models.CharField(max_length=160, blank=True)  # a phone number or a BSUID
     errors = models.JSONField(default=list, blank=True)
     payload = models.JSONField(default=dict, blank=True)
+    pricing = models.JSONField(default=dict, blank=True)  # `StatusEvent.pricing`
     applied = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.db.models import F, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
+from django.db.models.fields.json import KT
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -25,11 +26,13 @@ from .models import (
     Conversation,
     ConversationNote,
     ConversationStatus,
+    Direction,
     Message,
     MessageType,
     Origin,
     Owner,
     QuickReply,
+    pricing_category_label,
 )
 
 PAGE_SIZE = 50
@@ -320,6 +323,25 @@ def messages_decorate(*, conversation_id: int, messages: list[Message]) -> None:
 
 def message_day(message: Message):
     return timezone.localtime(message.provider_timestamp or message.created_at).date()
+
+
+@dataclass
+class PricingRow:
+    category: str
+    label: str
+    messages: int  # messages WhatsApp priced in this category
+    billable: int  # of which it charges for
+
+
+def conversation_pricing(*, conversation_id: int) -> list[PricingRow]:
+    """What WhatsApp priced in the conversation, by category: one query (the thread index)."""
+    rows = (
+        Message.objects.filter(conversation_id=conversation_id, direction=Direction.OUTBOUND, pricing_at__isnull=False)
+        .values(category=KT("pricing__category"))
+        .annotate(messages=Count("id"), billable=Count("id", filter=Q(pricing__billable=True)))
+        .order_by("-billable", "category")
+    )
+    return [PricingRow(r["category"] or "", pricing_category_label(r["category"] or ""), r["messages"], r["billable"]) for r in rows]
 
 
 def conversation_notes(*, conversation_id: int) -> list[ConversationNote]:

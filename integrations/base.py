@@ -89,9 +89,10 @@ class PreferenceChange:
     phone_number_id: str
     customer: Identity
     category: str  # "marketing_messages"
-    value: str  # "stop", "resume", "signup"
-    timestamp: datetime
+    value: str  # "stop", "resume"
+    timestamp: datetime  # when the customer chose: the latest choice wins, whatever the arrival order
     payload: dict
+    detail: str = ""  # the provider's description, e.g. "User requested to stop marketing messages"
 
 
 @dataclass

@@ -17,6 +17,7 @@ from .models import (
     Confidence,
     FieldSource,
     ProfileFieldChange,
+    ProfilePreferenceChange,
 )
 from .selectors import profile_search_condition
 from .services import FieldValueError, field_value_clean, profile_field_set
@@ -64,6 +65,24 @@ class ProfileFieldChangeInline(admin.TabularInline):
         return False
 
 
+class ProfilePreferenceChangeInline(admin.TabularInline):
+    """What the customer chose about marketing messages, newest first, as WhatsApp reported it."""
+
+    model = ProfilePreferenceChange
+    fields = ["at", "category", "value", "detail", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-at", "-id"]
+    verbose_name_plural = _("history of marketing choices")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 class ClientProfileForm(forms.ModelForm):
     class Meta:
         model = ClientProfile
@@ -99,15 +118,16 @@ class CompletenessFilter(admin.SimpleListFilter):
 class ClientProfileAdmin(admin.ModelAdmin):
     form = ClientProfileForm
     list_display = ["display_name", "handle", "profile_name", "company", "email", "latest_order", "last_contact_at"]
-    list_filter = [CompletenessFilter, "language"]
+    list_filter = [CompletenessFilter, "marketing_messages", "language"]
     search_fields = ["=wa_id", "=user_id", "username", "profile_name", "first_name", "last_name", "company", "email"]
     date_hierarchy = "last_contact_at"
     paginator = CappedCountPaginator
     ordering = ["-last_contact_at", "-id"]
     show_full_result_count = False
-    inlines = [ProfileFieldChangeInline]
+    inlines = [ProfileFieldChangeInline, ProfilePreferenceChangeInline]
     readonly_fields = [
         "wa_id", "user_id", "parent_user_id", "username", "profile_name", "order_numbers", "extra", "language", "where_from",
+        "marketing_messages", "marketing_messages_at",
         "first_contact_at", "last_contact_at", "created_at", "updated_at",
     ]  # fmt: skip
     fieldsets = [
@@ -115,6 +135,8 @@ class ClientProfileAdmin(admin.ModelAdmin):
         (_("Collected details"), {"fields": [*EDITABLE_FIELDS, "order_numbers", "extra", "language"],
                                   "description": _("A value changed here counts as a staff edit: the AI will neither ask for it nor overwrite it.")}),
         (_("Where each value came from"), {"fields": ["where_from"]}),
+        (_("Marketing messages"), {"fields": ["marketing_messages", "marketing_messages_at"],
+                                   "description": _("The customer's latest choice in WhatsApp: a customer who stopped never receives a marketing template.")}),
         (_("Contact"), {"fields": ["first_contact_at", "last_contact_at", "created_at", "updated_at"]}),
     ]  # fmt: skip
 

@@ -34,6 +34,18 @@ class Confidence(models.TextChoices):
     GUESSED = "guessed", _("guessed")
 
 
+# The category of WhatsApp's marketing messages (marketing templates) in a customer's preferences.
+MARKETING_MESSAGES = "marketing_messages"
+
+
+class MarketingChoice(models.TextChoices):
+    """What a customer last said about marketing messages (WhatsApp's "Offers and
+    announcements" setting). Meta names no other value today; one it adds is kept as given."""
+
+    STOP = "stop", _("Stopped")
+    RESUME = "resume", _("Resumed")
+
+
 @dataclass(frozen=True)
 class ExtractedValue:
     """One value read out of a customer's text, with how sure the reader is of it. A plain
@@ -74,6 +86,11 @@ class ClientProfile(models.Model):
     provenance = models.JSONField(default=dict, blank=True)
     first_contact_at = models.DateTimeField(_("first contact"), null=True, blank=True)
     last_contact_at = models.DateTimeField(_("last contact"), null=True, blank=True)
+    # The customer's latest choice about marketing messages and when they made it (Meta's
+    # time, so a late delivery of an older choice changes nothing); empty: never said.
+    # Every choice is kept in `preference_changes`.
+    marketing_messages = models.CharField(_("marketing messages"), max_length=16, blank=True, choices=MarketingChoice.choices)
+    marketing_messages_at = models.DateTimeField(_("marketing messages chosen at"), null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -97,8 +114,13 @@ class ClientProfile(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         if not self.key:
-            self.key = self.user_id or self.wa_id
+            self.key = self.key_for(user_id=self.user_id, wa_id=self.wa_id)
         super().save(*args, **kwargs)
+
+    @staticmethod
+    def key_for(*, user_id: str, wa_id: str) -> str:
+        """The key of a new profile: its BSUID, or its phone number when Meta gave none."""
+        return user_id or wa_id
 
     @property
     def display_name(self) -> str:
@@ -118,6 +140,11 @@ class ClientProfile(models.Model):
         if not self.username:
             return ""
         return self.username if self.username.startswith("@") else f"@{self.username}"
+
+    @property
+    def marketing_stopped(self) -> bool:
+        """The customer stopped marketing messages: no marketing template may reach them."""
+        return self.marketing_messages == MarketingChoice.STOP
 
     @property
     def order_number(self) -> str:
@@ -152,6 +179,28 @@ class ProfileFieldChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.field}: {self.old_value!r} → {self.new_value!r} ({self.source})"
+
+
+class ProfilePreferenceChange(models.Model):
+    """A customer's choice about a category of messages, as WhatsApp reported it: the history
+    behind `ClientProfile.marketing_messages`. A redelivered choice is stored once."""
+
+    profile = models.ForeignKey(ClientProfile, on_delete=models.CASCADE, related_name="preference_changes")
+    category = models.CharField(_("category"), max_length=64)
+    value = models.CharField(_("choice"), max_length=16, choices=MarketingChoice.choices)
+    detail = models.CharField(_("detail"), max_length=255, blank=True)
+    at = models.DateTimeField(_("chosen at"))
+    created_at = models.DateTimeField(_("received at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("preference change")
+        verbose_name_plural = _("preference changes")
+        constraints = [
+            models.UniqueConstraint(fields=["profile", "category", "at", "value"], name="profile_preference_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category}: {self.value} ({self.at:%Y-%m-%d %H:%M})"
 
 
 class StaffPreference(models.Model):

@@ -7,12 +7,19 @@ import re
 from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
 
+from .models import ProfilePreferenceChange
+
 # One text per profile holding every searchable field, so a search is one trigram index scan
 # (`profile_search_trgm_idx`, migration profiles/0007, built on exactly this expression).
 PROFILE_SEARCH_SQL = (
     "UPPER(first_name || ' ' || last_name || ' ' || profile_name || ' ' || company || ' ' || email || ' ' || wa_id"
     " || ' ' || username)"
 )
+
+def profile_preference_changes(*, profile_id: int, limit: int = 5) -> list[ProfilePreferenceChange]:
+    """The customer's latest choices about categories of messages, newest first."""
+    return list(ProfilePreferenceChange.objects.filter(profile_id=profile_id).order_by("-at", "-id")[:limit])
+
 
 def profile_search_condition(query: str) -> Q:
     """A condition on ClientProfile: the query inside any of its searchable fields."""

@@ -70,6 +70,18 @@ def identity_example():
 
 
 @pytest.fixture
+def preference_example():
+    """Meta's `user_preferences` example, keyed "Resume marketing messages" (SOURCES.md)."""
+    return _copies("user-preferences.json")
+
+
+@pytest.fixture
+def pricing_example():
+    """Delivery statuses carrying `pricing`, keyed "Statuses with pricing" (SOURCES.md)."""
+    return _copies("status-pricing.json")
+
+
+@pytest.fixture
 def coexistence_example():
     """Webhook bodies of a number shared with the WhatsApp Business app (echoes, past chats,
     contacts), shaped as Meta's references describe them (SOURCES.md)."""

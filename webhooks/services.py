@@ -142,7 +142,7 @@ def _describe(event: WebhookEvent, delivery: Delivery, ingested: Ingested, chann
         event.detail = f"no active channel for phone_number_id {', '.join(ingested.unknown)}"
         if served or delivery.statuses:
             event.detail += f"; stored for the others: {_counts(delivery, ingested, served)}"
-    elif delivery.messages or delivery.statuses or delivery.contacts or delivery.history or delivery.rejected:
+    elif any((delivery.messages, delivery.statuses, delivery.preferences, delivery.contacts, delivery.history, delivery.rejected)):
         event.outcome = Outcome.PARTIAL if delivery.rejected else Outcome.PROCESSED
         event.detail = _counts(delivery, ingested, served)
     else:
@@ -164,7 +164,8 @@ def _describe(event: WebhookEvent, delivery: Delivery, ingested: Ingested, chann
 
 def _counts(delivery: Delivery, ingested: Ingested, served: list[str]) -> str:
     duplicates = len(served) - len(ingested.new_message_ids)
-    return f"{len(ingested.new_message_ids)} new message(s), {duplicates} duplicate(s), {len(delivery.statuses)} status(es)"
+    counts = f"{len(ingested.new_message_ids)} new message(s), {duplicates} duplicate(s), {len(delivery.statuses)} status(es)"
+    return counts + (f", {len(delivery.preferences)} preference(s)" if delivery.preferences else "")
 
 
 def webhook_event_replay(*, event: WebhookEvent) -> Receipt:

@@ -6,6 +6,7 @@ whitespace: a trailing space or newline pasted into a token is a classic cause o
 """
 
 import json
+import re
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -250,7 +251,11 @@ WHATSAPP_DISPLAY_NUMBER = env_str("WHATSAPP_DISPLAY_NUMBER")
 WHATSAPP_ACCOUNT_ID = env_str("WHATSAPP_ACCOUNT_ID")
 WHATSAPP_APP_SECRET = env_str("WHATSAPP_APP_SECRET")
 WHATSAPP_VERIFY_TOKEN = env_str("WHATSAPP_VERIFY_TOKEN")
-WHATSAPP_API_VERSION = env_str("WHATSAPP_API_VERSION", "v23.0")
+# The Graph API version of every channel that does not pin its own (admin): a current one (v26.0
+# came out on 29 July 2026; Meta keeps a version about two years). Named here and nowhere else.
+WHATSAPP_API_VERSION = env_str("WHATSAPP_API_VERSION") or "v26.0"
+if not re.fullmatch(r"v\d+\.\d+", WHATSAPP_API_VERSION):
+    raise ImproperlyConfigured(f"WHATSAPP_API_VERSION must look like v26.0, not {WHATSAPP_API_VERSION!r}.")
 WHATSAPP_API_BASE_URL = env_str("WHATSAPP_API_BASE_URL", "https://graph.facebook.com").rstrip("/")
 WHATSAPP_HTTP_CONNECT_TIMEOUT = env.float("WHATSAPP_HTTP_CONNECT_TIMEOUT", default=5.0)
 WHATSAPP_HTTP_READ_TIMEOUT = env.float("WHATSAPP_HTTP_READ_TIMEOUT", default=20.0)

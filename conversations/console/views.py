@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from conversations.roles import is_admin
 from profiles.models import FieldSource
+from profiles.selectors import profile_preference_changes
 from profiles.services import FieldValueError, profile_field_set
 
 from .. import selectors
@@ -162,6 +163,8 @@ def _thread_context(request: HttpRequest, conversation: Conversation) -> dict:
         "newest_id": thread.newest_id,
         "window": _window(conversation),
         "notes": selectors.conversation_notes(conversation_id=conversation.pk),
+        "preference_changes": profile_preference_changes(profile_id=conversation.profile_id),
+        "pricing": selectors.conversation_pricing(conversation_id=conversation.pk),
         "profile_fields": profile_fields,
         "missing_fields": [f.label for f in profile_fields if f.missing],
         "staff": selectors.staff_members(),

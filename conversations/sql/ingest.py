@@ -52,6 +52,19 @@ PROFILE_UPSERT = {
         for column in ("parent_user_id", "username")
     },
 }
+
+
+def profile_key_of(row: str) -> str:
+    """SQL: the key of the profile that a row (`row`: an alias with `user_id`, `wa_id` and
+    `key` columns) names: the one with its BSUID, else the one with its phone number, else
+    the key a new profile would get (the row's own)."""
+    profiles = table(ClientProfile)
+    return (
+        f"coalesce((SELECT p.key FROM {profiles} p WHERE {row}.user_id <> '' AND p.user_id = {row}.user_id), "
+        f"(SELECT p.key FROM {profiles} p WHERE {row}.wa_id <> '' AND p.wa_id = {row}.wa_id), {row}.key)"
+    )
+
+
 # How the rows of one customer in one statement fold into one (a customer named twice, by
 # its number in one message and by its BSUID in another): the earliest first contact, the
 # latest of everything else, a non-empty value over an empty one.
@@ -171,9 +184,7 @@ def _thread_rows_sql(profile_present: tuple[str, ...], message_present: tuple[st
     # its BSUID first, then by its phone number; a new one is keyed by what it carries.
     head = (
         f"WITH given AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS v(_ref integer, {_definitions(profile, profile_present)})), "
-        "resolved AS (SELECT g.*, coalesce("
-        f"(SELECT p.key FROM {profiles} p WHERE g.user_id <> '' AND p.user_id = g.user_id), "
-        f"(SELECT p.key FROM {profiles} p WHERE g.wa_id <> '' AND p.wa_id = g.wa_id), g.key) AS _key FROM given g), "
+        f"resolved AS (SELECT g.*, {profile_key_of('g')} AS _key FROM given g), "
         f"folded AS (SELECT r._key AS key, {folded} FROM resolved r GROUP BY r._key), "
         f"profile AS (INSERT INTO {profiles} ({profile.columns}) SELECT "
     )

@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from ..models import Origin, Owner
+from ..models import Origin, Owner, pricing_category_label
 
 register = template.Library()
 
@@ -93,6 +93,20 @@ def tick(message) -> str:
         return ""
     css, title, symbol = _TICKS[message.status]
     return format_html('<span class="tick {}" title="{}" data-status="{}">{}</span>', css, title, css, symbol)
+
+
+@register.filter
+def billing(message) -> str:
+    """A mark on an outgoing message WhatsApp priced: whether it charges for it, and the category."""
+    billable = message.billable if message.direction == "out" else None
+    if billable is None:
+        return ""
+    category = pricing_category_label(message.pricing.get("category", ""))
+    if billable:
+        title = _("Billable (%(category)s)") % {"category": category}
+        return format_html('<span class="billing billable" title="{}" data-billable="true">💳</span>', title)
+    title = _("Free (%(category)s)") % {"category": category}
+    return format_html('<span class="billing free" title="{}" data-billable="false">🆓</span>', title)
 
 
 @register.filter

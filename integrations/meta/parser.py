@@ -32,6 +32,7 @@ from ..base import (
     IdentityChange,
     InboundMessage,
     PayloadError,
+    PreferenceChange,
     Rejected,
     StatusEvent,
 )
@@ -49,6 +50,9 @@ OBJECT = "whatsapp_business_account"
 ID_MAX_LENGTH = 255
 PHONE = re.compile(r"\d{1,20}")
 USER_ID_MAX_LENGTH = 160  # a two-letter country code, ".", optionally "ENT.", up to 128 characters
+# What a status's `pricing` says besides `billable` (per-message pricing: "PMP"; a category such
+# as "marketing" or "service"; a type: "regular", "free_customer_service", "free_entry_point").
+PRICING_KEYS = ("pricing_model", "category", "type")
 
 # Meta's system messages saying a customer's identity moved: a new phone number (and with it a
 # new BSUID), or a new BSUID alone (the number changed and may not be shared).
@@ -297,13 +301,52 @@ def _messages(value: dict, delivery: Delivery) -> None:
             recipient=identity_of(raw.get("recipient_id"), raw.get("recipient_user_id"), raw.get("recipient_parent_user_id")),
             errors=raw.get("errors") if isinstance(raw.get("errors"), list) else [],
             payload=raw,
-            pricing=raw.get("pricing") if isinstance(raw.get("pricing"), dict) else {},
+            pricing=pricing_of(raw.get("pricing")),
         )
 
     delivery.messages += each(value, "messages", "message", delivery, message)
     delivery.statuses += each(value, "statuses", "status", delivery, status)
     if not value.get("messages") and not value.get("statuses"):
         delivery.ignored.append("messages:empty")
+
+
+def pricing_of(value: Any) -> dict:
+    """A status's `pricing`: `billable` (a boolean) and the keys that say which rate applies
+    (short strings); anything else in it is left out. Meta means to drop `billable`: without
+    it, a message is billable when its pricing type is "regular" (not a free one)."""
+    pricing = _object(value)
+    out: dict[str, Any] = {key: text_of(pricing[key])[:64] for key in PRICING_KEYS if pricing.get(key) not in (None, "")}
+    billable = pricing.get("billable")
+    if isinstance(billable, str):
+        billable = {"true": True, "false": False}.get(billable.lower())
+    if isinstance(billable, bool):
+        out["billable"] = billable
+    elif "type" in out:
+        out["billable"] = out["type"] == "regular"
+    return out
+
+
+def _user_preferences(value: dict, delivery: Delivery) -> None:
+    """A customer stopped or resumed marketing messages (the "Offers and announcements"
+    setting in WhatsApp)."""
+    phone_number_id = phone_number_id_of(value)
+    contacts = contacts_of(value, delivery)
+
+    def preference(raw: dict) -> PreferenceChange:
+        customer, _name = customer_of(contacts, raw.get("wa_id"), raw.get("user_id"))
+        category, choice = text_of(raw.get("category")).lower(), text_of(raw.get("value")).lower()
+        if not category or not choice:
+            raise ItemError("a preference without 'category' or 'value'")
+        at = timestamp_parse(raw.get("timestamp"))
+        if at is None:
+            # The time decides which of two choices is the customer's latest: without it, none.
+            raise ItemError("a preference without a readable 'timestamp'")
+        return PreferenceChange(
+            phone_number_id=phone_number_id, customer=customer, category=category[:64], value=choice[:16], timestamp=at,
+            payload=raw, detail=text_of(raw.get("detail"))[:255],
+        )  # fmt: skip
+
+    delivery.preferences += each(value, "user_preferences", "preference", delivery, preference)
 
 
 def message_parse(raw: dict, phone_number_id: str, customer: Identity) -> InboundMessage:
@@ -479,6 +522,7 @@ def _state_sync(value: dict, delivery: Delivery) -> None:
 # ignored (kept on the webhook's record): calls, groups, account and template updates, …
 FIELDS: dict[str, Callable[[dict, Delivery], None]] = {
     "messages": _messages,
+    "user_preferences": _user_preferences,
     "smb_message_echoes": _echoes,
     "history": _history,
     "smb_app_state_sync": _state_sync,

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from werkzeug import Request, Response
 
@@ -28,7 +29,7 @@ from conversations import delivery, runtime, turn
 from .factories import MessageFactory
 
 ITEMS_PATH = re.compile(r"^/v1/conversations/(?P<id>[^/]+)/items$")
-MESSAGES_PATH = "/v23.0/106540352242922/messages"
+MESSAGES_PATH = f"/{settings.WHATSAPP_API_VERSION}/106540352242922/messages"
 
 
 def text_output(text: str) -> dict:

@@ -37,7 +37,7 @@ class ChannelFactory(factory.django.DjangoModelFactory):
     access_token = ACCESS_TOKEN
     app_secret = APP_SECRET
     verify_token = "verify-me"
-    api_version = "v23.0"
+    api_version = ""  # WHATSAPP_API_VERSION
 
 
 class ConversationFactory(factory.django.DjangoModelFactory):

@@ -15,6 +15,7 @@ from conversations.services.sweeps import statuses_sweep
 from conversations.sql import pipelined_transaction
 from conversations.sql.status import statuses_store
 from integrations.base import Identity, StatusEvent
+from tests.conversations.conftest import MESSAGES_PATH
 from tests.conversations.factories import PHONE_NUMBER_ID, ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
@@ -235,7 +236,7 @@ def test_a_status_that_came_before_the_send_stored_its_wamid_is_applied_by_the_s
     """Meta can report a message delivered before the send's answer is written down."""
     from tests.conversations.conftest import deliver
 
-    graph_api.expect_request(f"/v23.0/{PHONE}/messages", method="POST").respond_with_json({"messages": [{"id": "wamid.early"}]})
+    graph_api.expect_request(MESSAGES_PATH, method="POST").respond_with_json({"messages": [{"id": "wamid.early"}]})
     statuses_apply(statuses=[_status("wamid.early", "delivered", 12), _status("wamid.early", "read", 14)])
     conversation = ConversationFactory(channel=channel)
     pending = MessageFactory(conversation=conversation, direction="out", author="staff", wamid=None, status=MessageStatus.PENDING)

@@ -3,6 +3,7 @@
 import logging
 
 import pytest
+from django.conf import settings
 
 from integrations.redaction import RedactSecretsFilter, redact
 
@@ -13,7 +14,7 @@ TOKEN = "EAAtesttoken0123456789abcdefghijklmnop"
     ("text", "secret"),
     [
         ("Authorization: Bearer abc.def-ghi_jkl", "abc.def-ghi_jkl"),
-        ("GET /v23.0/me?access_token=s3cr3t-value&fields=id", "s3cr3t-value"),
+        (f"GET /{settings.WHATSAPP_API_VERSION}/me?access_token=s3cr3t-value&fields=id", "s3cr3t-value"),
         ("api_key=xyz123 token=tok456 secret='shh789' password=pw000", "xyz123"),
         ("openai said: invalid key sk-proj-abcdefgh12345678", "sk-proj-abcdefgh12345678"),
         (f"Invalid OAuth access token - Cannot parse access token: {TOKEN}", TOKEN),
@@ -51,7 +52,7 @@ def test_the_filter_scrubs_a_records_message_and_arguments(settings):
 def test_the_filter_scrubs_the_traceback_of_an_exception(settings):
     settings.WHATSAPP_ACCESS_TOKEN = TOKEN
     try:
-        raise RuntimeError(f"calling https://graph.example/v23.0/x?access_token={TOKEN}")
+        raise RuntimeError(f"calling https://graph.example/{settings.WHATSAPP_API_VERSION}/x?access_token={TOKEN}")
     except RuntimeError:
         import sys
 

@@ -1,8 +1,9 @@
 """The client profiles' admin: where each value came from, staff edits, the list's cost."""
 
 import pytest
+from django.utils import timezone
 
-from profiles.models import Confidence, FieldSource
+from profiles.models import Confidence, FieldSource, ProfilePreferenceChange
 from profiles.services import profile_field_set
 from tests.conftest import ADMIN_LIST_MAX_QUERIES
 from tests.conversations.factories import ConversationFactory, MessageFactory
@@ -14,7 +15,9 @@ pytestmark = pytest.mark.django_db
 def change(client, profile, **fields):
     """Post the profile's change form: `fields`, every other editable field blank, no inline rows."""
     blank = {"first_name": "", "last_name": "", "company": "", "email": ""}
-    inlines = {"field_changes-TOTAL_FORMS": "0", "field_changes-INITIAL_FORMS": "0"}
+    inlines = {
+        f"{prefix}-{count}": "0" for prefix in ("field_changes", "preference_changes") for count in ("TOTAL_FORMS", "INITIAL_FORMS")
+    }
     return client.post(f"/admin/profiles/clientprofile/{profile.pk}/change/", {**blank, **fields, **inlines})
 
 
@@ -89,6 +92,28 @@ def test_admin_search_finds_a_profile_by_any_field(admin_member_client, channel)
     response = admin_member_client.get("/admin/profiles/clientprofile/?q=ortofrutta")
 
     assert list(response.context_data["cl"].result_list) == [wanted]
+
+
+def test_the_profile_page_and_list_show_the_customers_marketing_choices(admin_member_client):
+    profile = ClientProfileFactory(marketing_messages="stop", marketing_messages_at=timezone.now())
+    ProfilePreferenceChange.objects.create(
+        profile=profile, category="marketing_messages", value="resume", at=timezone.now() - timezone.timedelta(days=3)
+    )
+    ProfilePreferenceChange.objects.create(
+        profile=profile, category="marketing_messages", value="stop", detail="User requested to stop marketing messages",
+        at=timezone.now(),
+    )  # fmt: skip
+    ClientProfileFactory()
+
+    html = admin_member_client.get(f"/admin/profiles/clientprofile/{profile.pk}/change/").content.decode()
+    stopped = admin_member_client.get("/admin/profiles/clientprofile/?marketing_messages__exact=stop").content.decode()
+
+    latest = html.split("Marketing messages", 1)[1].split("</fieldset>")[0]
+    assert '<div class="readonly">Stopped</div>' in latest
+    history = html.split("History of marketing choices")[1]
+    assert "User requested to stop marketing messages" in history
+    assert history.index("Stopped") < history.index("Resumed")  # newest first
+    assert f"/admin/profiles/clientprofile/{profile.pk}/change/" in stopped and stopped.count("/change/") == 1
 
 
 def test_a_customer_without_a_number_is_listed_and_found_by_its_username(admin_member_client, channel):

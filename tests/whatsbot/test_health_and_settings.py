@@ -175,3 +175,34 @@ def test_health_is_503_when_the_broker_is_down(client, broker_down):
     response = client.get("/health/")
     assert response.status_code == 503
     assert response.json()["broker"] == "down" and response.json()["database"] == "ok"
+
+
+def test_the_default_graph_api_version_is_a_current_one_and_a_bad_one_is_refused():
+    result = run_django("print(s.WHATSAPP_API_VERSION)", DEBUG="true")
+    major, minor = result.stdout.strip().removeprefix("v").split(".")
+    assert int(major) >= 25 and minor == "0", result.stderr
+    assert run_django("print(s.WHATSAPP_API_VERSION)", DEBUG="true", WHATSAPP_API_VERSION="").stdout == result.stdout
+    result = run_django("print('started')", DEBUG="true", WHATSAPP_API_VERSION="23.0")
+    assert result.returncode != 0 and "WHATSAPP_API_VERSION must look like" in result.stderr
+
+
+# A Graph API version written out, as in a URL's path (a file name's `_vNN.0` is not one).
+GRAPH_VERSION = re.compile(r"(?<![\w.])v\d{2}\.\d\b")
+
+
+def test_the_graph_api_version_is_named_in_one_setting_only():
+    """Code, templates, docs, the bench and the tests take the version from
+    WHATSAPP_API_VERSION; a second copy would be left behind by the next upgrade."""
+    suffixes = {".py", ".html", ".md", ".txt", ".js", ".example", ".cfg", ".ini", ".toml", ".sh", ""}
+    skip = {".git", ".venv", "var", "locale", "static", "node_modules", "fixtures"}
+    found = []
+    for path in ROOT.rglob("*"):
+        relative = path.relative_to(ROOT)
+        if not path.is_file() or skip & set(relative.parts) or path.suffix not in suffixes:
+            continue
+        if relative.as_posix() == "whatsbot/settings.py" or path.stat().st_size > 1_000_000:
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if GRAPH_VERSION.search(line):
+                found.append(f"{relative}:{number}: {line.strip()}")
+    assert found == []

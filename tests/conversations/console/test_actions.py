@@ -12,7 +12,7 @@ from conversations.models import Author, Conversation, ConversationNote, Convers
 from conversations.services import console as actions
 from profiles.models import FieldSource
 from profiles.services import profile_field_set
-from tests.conversations.conftest import deliver
+from tests.conversations.conftest import MESSAGES_PATH, deliver
 from tests.conversations.factories import ConversationFactory
 
 from .conftest import client_for
@@ -128,7 +128,7 @@ def test_without_javascript_an_action_redirects_back_to_the_thread(agent_client,
 def test_a_staff_reply_is_stored_pending_takes_the_conversation_over_and_is_sent_by_the_task(
     agent_client, agent, conversation, graph_api
 ):
-    graph_api.expect_request("/v23.0/106540352242922/messages", method="POST").respond_with_json(
+    graph_api.expect_request(MESSAGES_PATH, method="POST").respond_with_json(
         {"messages": [{"id": "wamid.staff1"}]}
     )
     response = post(agent_client, f"/console/c/{conversation.pk}/reply/", {"text": "  Buongiorno, controllo subito  "})

@@ -13,7 +13,7 @@ from conversations.models import Author, Conversation, Message, MessageStatus, O
 from integrations.meta.signature import HEADER, sign
 from profiles.models import FieldSource
 from tests.browser import BROWSER_TEST, screenshot
-from tests.conversations.conftest import deliver
+from tests.conversations.conftest import MESSAGES_PATH, deliver
 from tests.conversations.factories import APP_SECRET, ChannelFactory, ConversationFactory, MessageFactory, UserFactory
 from webhooks.services import webhook_receive
 
@@ -110,7 +110,7 @@ def test_an_agent_logs_in_opens_a_thread_and_a_new_customer_message_appears_live
 def test_a_manual_reply_is_pending_then_sent_and_take_over_and_hand_back_work(browser, live_server, desk, graph_api):
     from playwright.sync_api import expect
 
-    graph_api.expect_request("/v23.0/106540352242922/messages", method="POST").respond_with_json(
+    graph_api.expect_request(MESSAGES_PATH, method="POST").respond_with_json(
         {"messages": [{"id": "wamid.from-the-console"}]}
     )
     conversation = desk["conversation"]

@@ -12,12 +12,10 @@ from werkzeug import Response
 
 from conversations.models import MessageStatus
 from conversations.services.outbound import backoff_seconds, message_send
-from tests.conversations.conftest import deliver
-from tests.conversations.factories import ACCESS_TOKEN, PHONE_NUMBER_ID, ConversationFactory
+from tests.conversations.conftest import MESSAGES_PATH, deliver
+from tests.conversations.factories import ACCESS_TOKEN, ConversationFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the delivery has a database connection of its own
-
-MESSAGES_PATH = f"/v23.0/{PHONE_NUMBER_ID}/messages"
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
+from django.conf import settings
 from werkzeug import Response
 
 from integrations import http
@@ -23,7 +24,8 @@ from integrations.meta import graph
 from integrations.meta.graph import GraphClient
 from tests.conversations.factories import ACCESS_TOKEN, PHONE_NUMBER_ID
 
-MESSAGES_PATH = f"/v23.0/{PHONE_NUMBER_ID}/messages"
+VERSION = settings.WHATSAPP_API_VERSION
+MESSAGES_PATH = f"/{VERSION}/{PHONE_NUMBER_ID}/messages"
 
 
 def run(call):
@@ -51,7 +53,7 @@ def sent(wamid: str = "wamid.out1") -> dict:
 @pytest.fixture
 def client(graph_api) -> GraphClient:
     # The stray whitespace of a pasted token is not sent.
-    return GraphClient(phone_number_id=PHONE_NUMBER_ID, access_token=f"  {ACCESS_TOKEN}\n", api_version="v23.0")
+    return GraphClient(phone_number_id=PHONE_NUMBER_ID, access_token=f"  {ACCESS_TOKEN}\n")
 
 
 def send_text(client: GraphClient, text: str = "x", **fields) -> str:
@@ -127,11 +129,12 @@ def test_the_fake_graph_api_refuses_a_send_meta_would_refuse(graph_api, address,
 
 
 def test_the_channels_api_version_and_base_url_are_used(graph_api, settings):
-    graph_api.expect_request(f"/v21.0/{PHONE_NUMBER_ID}/messages").respond_with_json(sent("wamid.v21"))
-    client = GraphClient(phone_number_id=PHONE_NUMBER_ID, access_token=ACCESS_TOKEN, api_version="v21.0")
+    pinned = f"v{int(settings.WHATSAPP_API_VERSION[1:].split('.')[0]) - 2}.0"  # a channel pinned to an older version
+    graph_api.expect_request(f"/{pinned}/{PHONE_NUMBER_ID}/messages").respond_with_json(sent("wamid.pinned"))
+    client = GraphClient(phone_number_id=PHONE_NUMBER_ID, access_token=ACCESS_TOKEN, api_version=pinned)
 
-    assert send_text(client) == "wamid.v21"
-    assert settings.WHATSAPP_API_VERSION and client.api_version == "v21.0"
+    assert send_text(client) == "wamid.pinned"
+    assert client.api_version == pinned != settings.WHATSAPP_API_VERSION
 
 
 def test_it_marks_read_with_a_typing_indicator_or_without(graph_api, client):
@@ -395,7 +398,7 @@ def media_info(url: str, content: bytes = MEDIA, **overrides) -> dict:
 
 def expect_lookup(graph_api, info: dict) -> None:
     graph_api.expect_ordered_request(
-        "/v23.0/media-1", method="GET", query_string={"phone_number_id": PHONE_NUMBER_ID},
+        f"/{VERSION}/media-1", method="GET", query_string={"phone_number_id": PHONE_NUMBER_ID},
         headers={"Authorization": f"Bearer {ACCESS_TOKEN}"},
     ).respond_with_json(info)  # fmt: skip
 
@@ -485,7 +488,7 @@ def test_a_look_up_without_a_url_is_a_temporary_error(graph_api, client):
 
 
 def test_a_look_up_meta_refuses_is_mapped_as_any_call(graph_api, client):
-    graph_api.expect_request("/v23.0/media-1").respond_with_response(graph_error(100, "Unsupported get request", status=400))
+    graph_api.expect_request(f"/{VERSION}/media-1").respond_with_response(graph_error(100, "Unsupported get request", status=400))
 
     error = fetch_refused(client)
 

@@ -389,3 +389,49 @@ def test_a_part_it_cannot_read_is_rejected_with_the_reason(raw, reason):
     assert delivery.messages == [] and delivery.statuses == []
     [rejected] = delivery.rejected
     assert reason in rejected.reason
+
+
+# --- user_preferences and pricing ----------------------------------------------------------
+
+
+def test_metas_user_preferences_example_is_one_marketing_choice_with_its_time(preference_example):
+    delivery = parse(body(preference_example("Resume marketing messages")))
+
+    assert delivery.messages == [] and delivery.statuses == [] and delivery.ignored == [] and delivery.rejected == []
+    [choice] = delivery.preferences
+    assert (choice.phone_number_id, choice.customer.phone, choice.category, choice.value) == (
+        PHONE_NUMBER_ID, SENDER, "marketing_messages", "resume"
+    )  # fmt: skip
+    assert choice.timestamp == datetime.fromtimestamp(1731705721, tz=timezone.utc)
+    assert choice.detail == "User requested to resume marketing messages"
+
+
+def test_a_preference_named_by_bsuid_alone_is_read_and_one_without_a_time_is_rejected(preference_example):
+    payload = preference_example("Resume marketing messages")
+    value = value_of(payload)
+    value["contacts"] = [{"user_id": "US.13491208655302741918", "profile": {"username": "@sheena"}}]
+    good = {"user_id": "US.13491208655302741918", "category": "marketing_messages", "value": "STOP", "timestamp": 1731705800}
+    value["user_preferences"] = [good, {**good, "timestamp": "yesterday"}, {**good, "value": ""}]
+
+    delivery = parse(body(payload))
+
+    [choice] = delivery.preferences
+    assert (choice.customer.user_id, choice.customer.phone, choice.customer.username, choice.value) == (
+        "US.13491208655302741918", "", "@sheena", "stop"
+    )  # fmt: skip
+    assert [r.reason for r in delivery.rejected] == [
+        "a preference without a readable 'timestamp'", "a preference without 'category' or 'value'"
+    ]  # fmt: skip
+
+
+def test_a_statuses_pricing_keeps_what_says_the_cost_and_billable_follows_the_type_without_it(pricing_example):
+    payload = pricing_example("Statuses with pricing")
+    marketing, service = value_of(payload)["statuses"]
+    del service["pricing"]["billable"]
+    service["pricing"]["price"] = {"nested": "left out"}
+
+    delivered, read = parse(body(payload)).statuses
+
+    assert delivered.pricing == {"billable": True, "pricing_model": "PMP", "type": "regular", "category": "marketing"}
+    assert read.pricing == {"billable": False, "pricing_model": "PMP", "type": "free_customer_service", "category": "service"}
+    assert delivered.recipient.user_id == "US.13491208655302741918"
