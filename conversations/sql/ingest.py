@@ -43,7 +43,7 @@ PROFILE_UPSERT = {
     "THEN EXCLUDED.last_contact_at ELSE T.last_contact_at END",
     **{
         column: f"CASE WHEN EXCLUDED.{column} <> '' AND T.{column} <> EXCLUDED.{column} AND NOT EXISTS "
-        f"(SELECT 1 FROM {{profiles}} o WHERE o.{column} = EXCLUDED.{column} AND o.key <> T.key) "
+        f"(SELECT 1 FROM {{profiles}} o WHERE o.{column} <> '' AND o.{column} = EXCLUDED.{column} AND o.key <> T.key) "
         f"THEN EXCLUDED.{column} ELSE T.{column} END"
         for column in ("wa_id", "user_id")
     },
@@ -54,14 +54,20 @@ PROFILE_UPSERT = {
 }
 
 
+# A profile's phone number and BSUID are unique where known: partial indexes that PostgreSQL
+# uses only when a query repeats their condition on the profile's column (a condition on the
+# value looked for proves nothing to the planner), so every lookup says it.
+KNOWN = "{} <> ''"
+
+
 def profile_key_of(row: str) -> str:
     """SQL: the key of the profile that a row (`row`: an alias with `user_id`, `wa_id` and
     `key` columns) names: the one with its BSUID, else the one with its phone number, else
     the key a new profile would get (the row's own)."""
     profiles = table(ClientProfile)
     return (
-        f"coalesce((SELECT p.key FROM {profiles} p WHERE {row}.user_id <> '' AND p.user_id = {row}.user_id), "
-        f"(SELECT p.key FROM {profiles} p WHERE {row}.wa_id <> '' AND p.wa_id = {row}.wa_id), {row}.key)"
+        f"coalesce((SELECT p.key FROM {profiles} p WHERE {KNOWN.format('p.user_id')} AND p.user_id = {row}.user_id), "
+        f"(SELECT p.key FROM {profiles} p WHERE {KNOWN.format('p.wa_id')} AND p.wa_id = {row}.wa_id), {row}.key)"
     )
 
 
@@ -244,7 +250,7 @@ def _identity_move_sql() -> str:
     profiles = table(ClientProfile)
     # `%(old_…)s` find the profile as a message would (its BSUID first, then its number); an
     # identity another profile holds already is not taken (the unique indexes would refuse it).
-    taken = f"NOT EXISTS (SELECT 1 FROM {profiles} o WHERE o.{{column}} = %({{param}})s)"
+    taken = f"NOT EXISTS (SELECT 1 FROM {profiles} o WHERE o.{{column}} <> '' AND o.{{column}} = %({{param}})s)"
     return (
         f"UPDATE {profiles} p SET "
         "user_id = CASE WHEN m.take_user THEN %(new_user_id)s ELSE p.user_id END, "
@@ -258,8 +264,8 @@ def _identity_move_sql() -> str:
         "%(new_user_id)s <> '' AND %(new_user_id)s <> q.user_id AND "
         f"{taken.format(column='user_id', param='new_user_id')} AS take_user, "
         f"%(new_phone)s <> '' AND %(new_phone)s <> q.wa_id AND {taken.format(column='wa_id', param='new_phone')} AS take_phone "
-        f"FROM {profiles} q WHERE (%(old_user_id)s <> '' AND q.user_id = %(old_user_id)s) "
-        "OR (%(old_phone)s <> '' AND q.wa_id = %(old_phone)s) "
+        f"FROM {profiles} q WHERE (q.user_id <> '' AND q.user_id = %(old_user_id)s) "
+        "OR (q.wa_id <> '' AND q.wa_id = %(old_phone)s) "
         "ORDER BY q.user_id = %(old_user_id)s DESC LIMIT 1) m "
         "WHERE p.id = m.id"
     )
@@ -322,8 +328,8 @@ def _profiles_add_sql(present: tuple[str, ...]) -> str:
     return (
         f"INSERT INTO {profiles} ({_plan(ClientProfile).columns}) SELECT {{select}} "
         f"FROM jsonb_to_recordset(%s::jsonb) AS v({_definitions(_plan(ClientProfile), present)}) "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {profiles} p WHERE (v.user_id <> '' AND p.user_id = v.user_id) "
-        "OR (v.wa_id <> '' AND p.wa_id = v.wa_id)) ORDER BY v.key ON CONFLICT DO NOTHING"
+        f"WHERE NOT EXISTS (SELECT 1 FROM {profiles} p WHERE (p.user_id <> '' AND p.user_id = v.user_id) "
+        "OR (p.wa_id <> '' AND p.wa_id = v.wa_id)) ORDER BY v.key ON CONFLICT DO NOTHING"
     )
 
 
@@ -339,7 +345,8 @@ def profiles_locked(cursor: psycopg.Cursor, *, identities: Sequence[dict]) -> li
     phones = sorted({i["wa_id"] for i in identities if i["wa_id"]})
     user_ids = sorted({i["user_id"] for i in identities if i["user_id"]})
     cursor.execute(
-        f"SELECT {picked.sql} FROM {table(ClientProfile)} p WHERE p.wa_id = ANY(%s::text[]) OR p.user_id = ANY(%s::text[]) "
+        f"SELECT {picked.sql} FROM {table(ClientProfile)} p WHERE (p.wa_id <> '' AND p.wa_id = ANY(%s::text[])) "
+        "OR (p.user_id <> '' AND p.user_id = ANY(%s::text[])) "
         "ORDER BY p.key FOR UPDATE",
         [phones, user_ids],
         prepare=True,
