@@ -405,9 +405,11 @@ def _revisions_apply_sql() -> str:
     return f"""
 WITH params AS (SELECT %s::jsonb AS doc),
 original AS (
-    -- The messages, locked in id order (as every path that locks several does: no deadlock).
+    -- The messages that have an edit or a deletion (most new messages have none: nothing is
+    -- locked for them), locked in id order (as every path that locks several does: no deadlock).
     SELECT m.id, m.wamid, m.conversation_id FROM {messages} m
     WHERE m.wamid IN (SELECT jsonb_array_elements_text(doc -> 'wamids') FROM params) AND m.type NOT IN {revisions}
+      AND EXISTS (SELECT 1 FROM {messages} e WHERE e.context_wamid = m.wamid AND e.type IN {revisions})
     ORDER BY m.id FOR UPDATE
 ),
 revision AS (
