@@ -126,9 +126,9 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
         try:
             with pipelined_transaction(health_check=False) as cursor:
                 _identities_move(cursor, jobs)
-                inserted, sent = _rows_store(cursor, jobs), True
+                (inserted, revised), sent = _rows_store(cursor, jobs), True
                 ingest_sql.threads_update(cursor, _threads(jobs, inserted))
-                revising = ingest_sql.revisions_apply(cursor, _revised_wamids(jobs, inserted))
+                revising = ingest_sql.revisions_apply(cursor, _revised_wamids(jobs, inserted, revised))
                 statuses_store(cursor, [s for job in jobs for s in job.statuses])
                 preferences_store(cursor, [p for job in jobs for p in job.preferences])
                 contacts_apply(cursor, [c for job in jobs for c in job.contacts])
@@ -181,13 +181,15 @@ def _identities_move(cursor, jobs: Sequence[_Job]) -> None:
                         m.customer = change.new
 
 
-def _rows_store(cursor, jobs: Sequence[_Job]) -> list[tuple]:
-    """The messages of every job, one statement per channel: (id, wamid, conversation id) of the new ones."""
+def _rows_store(cursor, jobs: Sequence[_Job]) -> tuple[list[tuple], set[str]]:
+    """The messages of every job, one statement per channel: (id, wamid, conversation id) of
+    the new ones, and the wamids of those an edit or a deletion stored earlier names."""
     by_channel: dict[int, tuple[Channel, list[InboundMessage]]] = {}
     for job in jobs:
         for channel, messages in job.by_channel:
             by_channel.setdefault(channel.pk, (channel, []))[1].extend(messages)
     inserted: list[tuple] = []
+    revised: set[str] = set()
     now = timezone.now()
     for channel, messages in by_channel.values():
         profiles: dict[Identity, dict] = {}
@@ -214,8 +216,13 @@ def _rows_store(cursor, jobs: Sequence[_Job]) -> list[tuple]:
             }
             for m in messages
         ]
-        inserted += ingest_sql.thread_rows_store(cursor, channel_id=channel.pk, profiles=list(profiles.values()), messages=rows)
-    return inserted
+        for pk, wamid, conversation, named in ingest_sql.thread_rows_store(
+            cursor, channel_id=channel.pk, profiles=list(profiles.values()), messages=rows
+        ):
+            inserted.append((pk, wamid, conversation))
+            if named:
+                revised.add(wamid)
+    return inserted, revised
 
 
 def _written(m: InboundMessage, now) -> dict:
@@ -277,17 +284,19 @@ def _threads(jobs: Sequence[_Job], inserted: list[tuple]) -> list[dict]:
     return threads
 
 
-def _revised_wamids(jobs: Sequence[_Job], inserted: list[tuple]) -> list[str]:
-    """The messages that new edits and deletions name, and the new messages (an edit may have
-    come before the message it edits): `revisions_apply` applies what each has."""
+def _revised_wamids(jobs: Sequence[_Job], inserted: list[tuple], revised: set[str]) -> list[str]:
+    """The messages that new edits and deletions name, and the new messages an edit or a
+    deletion stored earlier names (`revised`: it came before its message): `revisions_apply`
+    applies what each has. Most deliveries have neither, and no statement."""
     new = {wamid for _pk, wamid, _conversation in inserted}
-    return [
-        m.context_id if m.type in REVISION_TYPES else m.provider_id
+    named = [
+        m.context_id
         for job in jobs
         for _channel, messages in job.by_channel
         for m in messages
-        if m.provider_id in new
+        if m.type in REVISION_TYPES and m.provider_id in new
     ]
+    return named + sorted(revised)
 
 
 def _previews_revise(revised: list[ingest_sql.Revised]) -> None:

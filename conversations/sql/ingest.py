@@ -214,14 +214,19 @@ def _thread_rows_sql(profile_present: tuple[str, ...], message_present: tuple[st
         "ORDER BY v._position "
         f"ON CONFLICT ({quote('wamid')}) DO NOTHING "
         f"RETURNING {quote('id')}, {quote('wamid')}, {quote('conversation_id')}) "
-        "SELECT id, wamid, conversation_id FROM message ORDER BY id"
+        # Whether an edit or a deletion of the message was stored before it (Meta redelivers
+        # out of order): only then has `revisions_apply` anything to do for it.
+        "SELECT id, wamid, conversation_id, EXISTS "
+        f"(SELECT 1 FROM {table(Message)} e WHERE e.context_wamid = message.wamid AND e.type IN {REVISION_TYPES_SQL}) "
+        "FROM message ORDER BY id"
     )
     return head, middle, after_conversation, tail
 
 
 def thread_rows_store(cursor: psycopg.Cursor, *, channel_id: int, profiles: Sequence[dict], messages: Sequence[dict]) -> list[tuple]:
     """Upsert profiles and their conversations on the channel, and insert messages, in ONE
-    statement: `[(message id, wamid, conversation id)]` of the new messages, by id.
+    statement: `[(message id, wamid, conversation id, revised)]` of the new messages, by id;
+    `revised`: an edit or a deletion of it was stored already.
 
     `profiles`: one dict per customer of the batch, with its identities (`wa_id`, `user_id`,
     `parent_user_id`, `username`, any may be empty) and `key`, the key a new profile gets.
