@@ -7,6 +7,7 @@ import pytest
 from conversations.ingest import HANDOFF_BUSINESS_APP
 from conversations.models import Conversation, Message, MessageStatus, Origin, Owner
 from conversations.selectors import thread_messages
+from conversations.services.memory import latest_texts
 from profiles.models import BUSINESS_APP, ClientProfile, FieldSource, ProfileFieldChange
 from profiles.services import profile_field_set
 from webhooks.models import Outcome, WebhookEvent
@@ -137,6 +138,12 @@ def test_chunks_in_any_order_and_replayed_are_imported_once_and_read_in_time_ord
     assert conversation.last_inbound_at == live.provider_timestamp == conversation.last_message_at
     assert conversation.last_message_preview == "Does it come in another color?" and conversation.unread_count == 1
     assert len(redis_queue) == 0
+    # What the agent remembers reads the same way: the past chats, then the live message.
+    remembered = latest_texts(conversation_id=live.conversation_id, before_id=live.pk + 1, limit=10)
+    assert [text for _customer, _at, text in remembered] == [m.text for m in thread.messages]
+    assert [text for _customer, _at, text in latest_texts(conversation_id=live.conversation_id, before_id=live.pk + 1, limit=2)] == [
+        "Yes, we do. Would you like one?", "Does it come in another color?",
+    ]  # fmt: skip
 
 
 @pytest.mark.django_db
