@@ -7,6 +7,7 @@ use that shuts down within MODEL_SHUTDOWN_NOTICE, or that OpenAI does not list, 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -20,6 +21,8 @@ from .alerts import alert_raise, alerts_resolve
 
 CACHE_KEY = "openai:model-shutdowns"
 MODEL_SHUTDOWN_NOTICE = timedelta(days=30)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,13 @@ def _shutdown_alert_text(*, model: str, dates: dict[str, date | None], today: da
 
 
 def model_shutdowns_known() -> ModelShutdowns | None:
-    """What the last check read, without asking OpenAI; None before the first one."""
-    kept = cache.get(CACHE_KEY)
+    """What the last check read, without asking OpenAI; None before the first one, or when
+    the cache cannot be read (the bot configuration page still opens with Redis down)."""
+    try:
+        kept = cache.get(CACHE_KEY)
+    except Exception:  # any cache backend's own error: what it kept is simply not known now
+        logger.warning("the models' shutdown dates could not be read from the cache", exc_info=True)
+        return None
     if not kept:
         return None
     dates = {model: date.fromisoformat(day) if day else None for model, day in kept["dates"].items()}

@@ -125,6 +125,17 @@ def test_admin_shows_each_configured_model_s_shutdown_date_as_openai_lists_it(fa
 
 
 @pytest.mark.django_db
+def test_the_bot_configuration_page_opens_when_the_cache_cannot_be_read(admin_client, settings):
+    config = bot_config_for_channel(channel=ChannelFactory()).config
+    # Nothing listens on port 1: every read of the cache fails at once.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}}
+
+    response = admin_client.get(f"/admin/conversations/botconfig/{config.pk}/change/")
+
+    assert response.status_code == 200 and "not checked yet" in response.content.decode()
+
+
+@pytest.mark.django_db
 def test_a_model_in_use_that_shuts_down_within_30_days_is_an_alert_until_it_is_replaced(fake_openai, admin_client):
     config = bot_config_save(config=BotConfig(name="Negozio", channel=ChannelFactory(), model="gpt-4.1")).config
     fake_openai.models = {DEFAULT_MODEL: None, "gpt-4.1": days_from_today(20), "gpt-4o": days_from_today(20)}
