@@ -242,9 +242,7 @@ def _written(m: InboundMessage, now) -> dict:
 def _profile_row(customer: Identity, at, now) -> dict:
     """A customer's profile as a message shows it; `key` is what a new one is keyed by."""
     return {
-        "key": customer.user_id or customer.phone,
-        "wa_id": customer.phone,
-        "user_id": customer.user_id,
+        **ingest_sql.identity_row(customer),
         "parent_user_id": customer.parent_user_id,
         "username": customer.username,
         "profile_name": "",

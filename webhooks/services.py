@@ -142,7 +142,7 @@ def _describe(event: WebhookEvent, delivery: Delivery, ingested: Ingested, chann
         event.detail = f"no active channel for phone_number_id {', '.join(ingested.unknown)}"
         if served or delivery.statuses:
             event.detail += f"; stored for the others: {_counts(delivery, ingested, served)}"
-    elif any((delivery.messages, delivery.statuses, delivery.preferences, delivery.contacts, delivery.history, delivery.rejected)):
+    elif delivery.items or delivery.rejected:
         event.outcome = Outcome.PARTIAL if delivery.rejected else Outcome.PROCESSED
         event.detail = _counts(delivery, ingested, served)
     else:

@@ -32,9 +32,7 @@ def contacts_apply(cursor: psycopg.Cursor, updates: Sequence[ContactUpdate]) -> 
     """Each saved (or removed) contact's name onto its customer's profile, oldest first."""
     if not updates:
         return
-    identities = [
-        {"key": u.customer.user_id or u.customer.phone, "wa_id": u.customer.phone, "user_id": u.customer.user_id} for u in updates
-    ]
+    identities = [ingest_sql.identity_row(u.customer) for u in updates]
     profiles = ingest_sql.profiles_locked(cursor, identities=identities)
     by_user_id = {p.user_id: p for p in profiles if p.user_id}
     by_phone = {p.wa_id: p for p in profiles if p.wa_id}

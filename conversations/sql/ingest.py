@@ -327,6 +327,16 @@ def threads_update(cursor: psycopg.Cursor, threads: Sequence[dict]) -> None:
         cursor.execute(_threads_update_sql(), [json_text(rows)], prepare=True)
 
 
+def identity_row(customer: Identity) -> dict:
+    """A customer's identities as the statements here take them: its phone number, its BSUID,
+    and `key`, what a new profile of it is keyed by (`ClientProfile.key_for`)."""
+    return {
+        "key": ClientProfile.key_for(user_id=customer.user_id, wa_id=customer.phone),
+        "wa_id": customer.phone,
+        "user_id": customer.user_id,
+    }
+
+
 @lru_cache(maxsize=1)
 def _profiles_add_sql(present: tuple[str, ...]) -> str:
     profiles = table(ClientProfile)

@@ -25,7 +25,7 @@ from profiles.models import MARKETING_MESSAGES, ClientProfile, MarketingChoice, 
 
 from ..database import json_text
 from . import literal, table
-from .ingest import profile_key_of, profiles_locked
+from .ingest import identity_row, profile_key_of, profiles_locked
 
 
 def preferences_store(cursor: psycopg.Cursor, preferences: Sequence[PreferenceChange]) -> None:
@@ -33,14 +33,7 @@ def preferences_store(cursor: psycopg.Cursor, preferences: Sequence[PreferenceCh
     statement, queued: the history and each profile's latest choice."""
     if not preferences:
         return
-    identities = [
-        {
-            "key": ClientProfile.key_for(user_id=p.customer.user_id, wa_id=p.customer.phone),
-            "wa_id": p.customer.phone,
-            "user_id": p.customer.user_id,
-        }
-        for p in preferences
-    ]
+    identities = [identity_row(p.customer) for p in preferences]
     profiles_locked(cursor, identities=identities)
     rows = [
         {**identity, "category": p.category, "value": p.value, "detail": p.detail, "at": p.timestamp}
