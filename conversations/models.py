@@ -282,6 +282,8 @@ class Message(models.Model):
     cached_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    # A voice note's words, as transcribed (answered like a text); empty when not transcribed.
+    transcript = models.TextField(_("transcript"), blank=True)
 
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -339,6 +341,57 @@ class Message(models.Model):
     def earlier_versions(self) -> list[tuple[str, datetime | None]]:
         """(text, when written) of each version before the current one, oldest first."""
         return [(v.get("text", ""), parse_datetime(v.get("at") or "")) for v in self.earlier_texts]
+
+
+class MediaState(models.TextChoices):
+    PENDING = "pending", _("Not fetched yet")
+    STORED = "stored", _("Stored")
+    EXPIRED = "expired", _("Expired at the provider")  # the provider no longer has it
+    REFUSED = "refused", _("Refused")  # does not match its sha256, too large, a type not taken
+    FAILED = "failed", _("Could not be fetched")  # gave up after MEDIA_FETCH_MAX_ATTEMPTS
+    DELETED = "deleted", _("Deleted (retention)")
+
+
+def media_path(instance: "MediaFile", filename: str) -> str:
+    """Where a media file goes in the storage: by day and message, never by the customer's
+    name or number (the path can end up in a storage provider's logs)."""
+    day = timezone.now().strftime("%Y/%m/%d")
+    return f"whatsapp/{day}/{instance.message_id}-{filename}"
+
+
+class MediaFile(models.Model):
+    """The bytes of a message's image, audio, video, document or sticker, kept in Django's
+    default storage (never a public URL: the console serves them to logged-in staff). One per
+    media message, either way: a customer's, fetched from the provider; staff's, uploaded
+    to it (`provider_media_id`)."""
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, primary_key=True, related_name="media_file")
+    state = models.CharField(_("state"), max_length=8, choices=MediaState.choices, default=MediaState.PENDING)
+    file = models.FileField(_("file"), upload_to=media_path, max_length=255, blank=True)
+    mime_type = models.CharField(_("type"), max_length=128, blank=True)
+    size = models.PositiveBigIntegerField(_("size (bytes)"), null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)  # hex, of the stored bytes
+    filename = models.CharField(_("file name"), max_length=255, blank=True)
+    error = models.CharField(_("error"), max_length=255, blank=True)  # why it is expired, refused or failed
+    attempts = models.PositiveSmallIntegerField(default=0)
+    locked_until = models.DateTimeField(null=True, blank=True)  # a fetch's lease, as on Message
+    provider_media_id = models.CharField(max_length=128, blank=True)  # outbound: the id the provider gave the upload
+    stored_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)  # removed by retention (MEDIA_RETENTION_DAYS)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("media file")
+        verbose_name_plural = _("media files")
+        indexes = [
+            # Retention's oldest stored files.
+            models.Index(fields=["stored_at"], name="media_stored_idx", condition=models.Q(state="stored")),
+            # The sweeper's media still to fetch.
+            models.Index(fields=["created_at"], name="media_pending_idx", condition=models.Q(state="pending")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_state_display()}: {self.filename or self.mime_type or self.message_id}"
 
 
 # How long a claimed message is a worker's before another may take it over (LEASE_SECONDS).
