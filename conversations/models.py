@@ -570,9 +570,9 @@ class MessageTemplate(models.Model):
     template_id = models.CharField(_("Meta's template id"), max_length=64, blank=True)
     name = models.CharField(_("name"), max_length=512)
     language = models.CharField(_("language"), max_length=16)
-    category = models.CharField(_("category"), max_length=32, blank=True)
+    category = models.CharField(_("category"), max_length=32, choices=TemplateCategory.choices, blank=True)
     category_at = models.DateTimeField(null=True, blank=True)
-    status = models.CharField(_("status"), max_length=24, blank=True)
+    status = models.CharField(_("status"), max_length=24, choices=TemplateStatus.choices, blank=True)
     reason = models.TextField(_("reason"), blank=True)  # why rejected, paused or disabled (Meta's words)
     status_at = models.DateTimeField(null=True, blank=True)
     quality_score = models.CharField(_("quality"), max_length=16, blank=True)  # GREEN, YELLOW, RED, UNKNOWN
