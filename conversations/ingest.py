@@ -68,6 +68,8 @@ class Ingested:
 
     new_message_ids: list[int] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)  # numbers with no active channel: their items are dropped
+    templates: int = 0  # template updates applied
+    unknown_accounts: list[str] = field(default_factory=list)  # business accounts no active channel has: their template updates are dropped
 
 
 @dataclass
@@ -83,6 +85,7 @@ class _Job:
     templates: list[TemplateUpdate] = field(default_factory=list)
     # The channel whose credentials sync each business account the templates belong to.
     accounts: dict[str, int] = field(default_factory=dict)
+    unknown_accounts: list[str] = field(default_factory=list)
 
 
 def delivery_ingest(
@@ -113,6 +116,7 @@ def delivery_ingest(
     accounts = {c.business_account_id: c.pk for c in sorted(channels.values(), key=lambda c: -c.pk) if c.business_account_id}
     job.templates = [t for t in delivery.templates if t.business_account_id in accounts]
     job.accounts = {t.business_account_id: accounts[t.business_account_id] for t in job.templates}
+    job.unknown_accounts = sorted({t.business_account_id for t in delivery.templates} - set(accounts))
     if connection.in_atomic_block:
         return _store([job])[0]
     return _group_commit.run(job)
@@ -131,7 +135,7 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
     # and run the transaction again, once.
     for attempt in (1, 2):
         # Fresh each attempt: what a rolled-back attempt found new was never stored.
-        results = [Ingested(unknown=job.unknown) for job in jobs]
+        results = [Ingested(unknown=job.unknown, templates=len(job.templates), unknown_accounts=job.unknown_accounts) for job in jobs]
         sent = False
         try:
             with pipelined_transaction(health_check=False) as cursor:

@@ -87,5 +87,5 @@ class MessageTemplateAdmin(admin.ModelAdmin):
                 text += " " + gettext("Skipped: %(items)s.") % {"items": "; ".join(result.skipped)}
             if not result.complete:
                 text += " " + gettext("The list had more pages than are read: nothing was removed.")
-            messages.success(request, text) if not result.skipped else messages.warning(request, text)
+            (messages.warning if result.skipped else messages.success)(request, text)
         return redirect("admin:conversations_messagetemplate_changelist")

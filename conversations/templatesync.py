@@ -40,7 +40,9 @@ def templates_sync(*, channel: Channel) -> SyncResult:
     provider = provider_for(channel)
     if not hasattr(provider, "templates_list"):
         raise ProviderError(f"The {channel.get_provider_display()} provider keeps no templates", permanent=True)
-    fetched_at = timezone.now()
+    # Meta stamps its events to the second: a listing asked for within the same second as an
+    # event is not taken for newer than it (ties go to the event).
+    fetched_at = timezone.now().replace(microsecond=0)
     listing = runtime.run(provider.templates_list, account)
     result = templates_store(business_account_id=account, listing=listing, fetched_at=fetched_at)
     for skipped in result.skipped:

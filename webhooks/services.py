@@ -148,7 +148,7 @@ def _describe(event: WebhookEvent, delivery: Delivery, ingested: Ingested, chann
         event.detail = f"no active channel for phone_number_id {', '.join(ingested.unknown)}"
         if served or delivery.statuses:
             event.detail += f"; stored for the others: {_counts(delivery, ingested, served)}"
-    elif delivery.items or delivery.templates or delivery.rejected:
+    elif delivery.items or ingested.templates or delivery.rejected:
         event.outcome = Outcome.PARTIAL if delivery.rejected else Outcome.PROCESSED
         event.detail = _counts(delivery, ingested, served)
     else:
@@ -156,6 +156,8 @@ def _describe(event: WebhookEvent, delivery: Delivery, ingested: Ingested, chann
         event.detail = "nothing to act on: " + ", ".join(delivery.ignored)[:500]
     if delivery.contacts:
         event.detail += f"; {len(delivery.contacts)} contact(s) of the WhatsApp Business app"
+    if ingested.unknown_accounts:
+        event.detail += f"; template update(s) of business account(s) no active channel has: {', '.join(ingested.unknown_accounts)}"
     for chunk in delivery.history:
         # How far the import of past chats has come, for staff looking at the events.
         done = f"phase {chunk.phase}, chunk {chunk.chunk_order}, {chunk.progress}% done"
@@ -172,7 +174,7 @@ def _counts(delivery: Delivery, ingested: Ingested, served: list[str]) -> str:
     duplicates = len(served) - len(ingested.new_message_ids)
     counts = f"{len(ingested.new_message_ids)} new message(s), {duplicates} duplicate(s), {len(delivery.statuses)} status(es)"
     counts += f", {len(delivery.preferences)} preference(s)" if delivery.preferences else ""
-    return counts + (f", {len(delivery.templates)} template update(s)" if delivery.templates else "")
+    return counts + (f", {ingested.templates} template update(s)" if ingested.templates else "")
 
 
 def webhook_event_replay(*, event: WebhookEvent) -> Receipt:
