@@ -133,7 +133,7 @@ def template_variables(template: MessageTemplate) -> list[Variable]:
     example = body.get("example") if isinstance(body.get("example"), dict) else {}
     samples = _examples(example, "body_text", "body_text_named_params")
     for name in _names(body.get("text", "")):
-        variables.append(Variable(f"body.{name}", "body", name, "text", samples.get(name, ""), name))
+        variables.append(Variable(f"body.{name}", "body", name, "text", samples.get(name, ""), _("Body: %(name)s") % {"name": name}))
     for index, button in enumerate(_component(template, "BUTTONS").get("buttons", [])):
         if str(button.get("type", "")).upper() == "URL" and PLACEHOLDER.search(str(button.get("url", ""))):
             sample = (button.get("example") or [""])[0] if isinstance(button.get("example"), list) else ""

@@ -308,7 +308,7 @@ def test_a_missing_variable_is_refused_with_a_clear_message_and_nothing_is_store
 
     html = response.content.decode()
     assert response["HX-Retarget"] == "#template-form"
-    assert 'data-error="body.2"' in html and "Fill in “2”." in html
+    assert 'data-error="body.2"' in html and "Fill in “Body: 2”." in html
     assert not Message.objects.filter(type=MessageType.TEMPLATE).exists()
     with pytest.raises(actions.TemplateNotFilled) as refused:
         actions.conversation_template_send(
