@@ -29,6 +29,7 @@ from profiles.models import ClientProfile
 from profiles.selectors import profile_search_condition
 
 from . import botconfig_admin  # noqa: F401  (registers BotConfig)
+from . import templates_admin  # noqa: F401  (registers MessageTemplate)
 from .models import (
     Alert,
     Channel,

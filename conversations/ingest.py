@@ -3,8 +3,9 @@
 The webhook hands over a parsed `Delivery`, the active channels it may concern and its own
 record of the delivery (the raw event, which the webhook owns); this service stores the
 customer messages (profiles, conversations, thread state), the delivery statuses, the
-customers' preferences and the record together, and queues a turn for each new message
-once they are committed. A message stored already (providers redeliver for days) is not
+customers' preferences, what Meta said about the business account's message templates
+(status, quality, category: `sql.templates`) and the record together, and queues a turn for
+each new message once they are committed. A message stored already (providers redeliver for days) is not
 stored, queued or answered again.
 
 Edits and deletions of messages (`REVISION_TYPES`, stored as messages of their own) are
@@ -34,12 +35,14 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import OperationalError, connection
 from django.db.models import Model
 from django.utils import timezone
 
 from integrations import base
-from integrations.base import ContactUpdate, Delivery, Identity, IdentityChange, InboundMessage
+from integrations.base import ContactUpdate, Delivery, Identity, IdentityChange, InboundMessage, TemplateUpdate
 
 from . import queueing
 from .groupcommit import GroupCommit
@@ -49,6 +52,7 @@ from .sql import ingest as ingest_sql
 from .sql import pipelined_transaction
 from .sql.preferences import preferences_store
 from .sql.status import statuses_store
+from .sql.templates import templates_apply
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +68,8 @@ class Ingested:
 
     new_message_ids: list[int] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)  # numbers with no active channel: their items are dropped
+    templates: int = 0  # template updates applied
+    unknown_accounts: list[str] = field(default_factory=list)  # business accounts no active channel has: their template updates are dropped
 
 
 @dataclass
@@ -76,6 +82,10 @@ class _Job:
     record: Model | None
     describe: Callable[[Model, Ingested], None] | None
     identity_changes: list[IdentityChange] = field(default_factory=list)
+    templates: list[TemplateUpdate] = field(default_factory=list)
+    # The channel whose credentials sync each business account the templates belong to.
+    accounts: dict[str, int] = field(default_factory=dict)
+    unknown_accounts: list[str] = field(default_factory=list)
 
 
 def delivery_ingest(
@@ -103,6 +113,10 @@ def delivery_ingest(
         describe=describe,
         identity_changes=[c for c in delivery.identity_changes if c.phone_number_id in channels],
     )
+    accounts = {c.business_account_id: c.pk for c in sorted(channels.values(), key=lambda c: -c.pk) if c.business_account_id}
+    job.templates = [t for t in delivery.templates if t.business_account_id in accounts]
+    job.accounts = {t.business_account_id: accounts[t.business_account_id] for t in job.templates}
+    job.unknown_accounts = sorted({t.business_account_id for t in delivery.templates} - set(accounts))
     if connection.in_atomic_block:
         return _store([job])[0]
     return _group_commit.run(job)
@@ -121,7 +135,7 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
     # and run the transaction again, once.
     for attempt in (1, 2):
         # Fresh each attempt: what a rolled-back attempt found new was never stored.
-        results = [Ingested(unknown=job.unknown) for job in jobs]
+        results = [Ingested(unknown=job.unknown, templates=len(job.templates), unknown_accounts=job.unknown_accounts) for job in jobs]
         sent = False
         try:
             with pipelined_transaction(health_check=False) as cursor:
@@ -132,6 +146,7 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
                 statuses_store(cursor, [s for job in jobs for s in job.statuses])
                 preferences_store(cursor, [p for job in jobs for p in job.preferences])
                 contacts_apply(cursor, [c for job in jobs for c in job.contacts])
+                unsynced = {a.business_account_id for a in templates_apply(cursor, _template_rows(jobs)) if not a.synced}
                 owner: dict[str, int] = {}
                 for n, job in enumerate(jobs):
                     for _channel, messages in job.by_channel:
@@ -155,8 +170,41 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
         ingest_sql.records_saved(cursor, records)
     answered = {m.provider_id for job in jobs for _channel, messages in job.by_channel for m in messages if _answered(m)}
     queueing.enqueue_on_commit(queueing.INBOUND_HANDLE, sorted(pk for pk, wamid, _conversation in inserted if wamid in answered))
+    _templates_sync_queue(jobs, unsynced)
     _previews_revise(ingest_sql.revised_read(revising))
     return results
+
+
+def _template_rows(jobs: Sequence[_Job]) -> list[dict]:
+    """The template updates as `sql.templates` rows: only the parts each one carries, each
+    with the event's time (an older one than what is stored changes nothing)."""
+    rows = []
+    for update in (t for job in jobs for t in job.templates):
+        row = {"business_account_id": update.business_account_id, "name": update.name, "language": update.language, "template_id": update.template_id}
+        if update.status:
+            row.update(status=update.status, reason=update.reason, status_at=update.timestamp)
+        if update.quality:
+            row.update(quality_score=update.quality, quality_at=update.timestamp)
+        if update.category:
+            row.update(category=update.category, category_at=update.timestamp)
+        rows.append(row)
+    return rows
+
+
+def _templates_sync_queue(jobs: Sequence[_Job], unsynced: set[str]) -> None:
+    """An update named a template no sync has listed yet: it is kept (the row has what the
+    update said), and its account is synced after the commit for the rest (components), at
+    most once per TEMPLATES_SYNC_ON_UPDATE_SECONDS however many such updates come."""
+    accounts = {account: pk for job in jobs for account, pk in job.accounts.items() if account in unsynced}
+    wanted = []
+    for account, pk in accounts.items():
+        try:
+            due = cache.add(f"whatsbot:templates-sync:{account}", 1, settings.TEMPLATES_SYNC_ON_UPDATE_SECONDS)
+        except Exception:  # Redis down: the delivery is stored; a sync too many does no harm
+            due = True
+        if due:
+            wanted.append(pk)
+    queueing.enqueue_on_commit(queueing.TEMPLATES_SYNC, wanted)
 
 
 def _answered(m: InboundMessage) -> bool:
@@ -309,7 +357,10 @@ def _previews_revise(revised: list[ingest_sql.Revised]) -> None:
 
 
 def _weight(job: _Job) -> int:
-    return sum(len(messages) for _, messages in job.by_channel) + len(job.statuses) + len(job.preferences) + len(job.contacts)
+    return (
+        sum(len(messages) for _, messages in job.by_channel) + len(job.statuses) + len(job.preferences) + len(job.contacts)
+        + len(job.templates)
+    )  # fmt: skip
 
 
 _group_commit: GroupCommit[_Job, Ingested] = GroupCommit(_store, weight=_weight, max_weight=GROUP_COMMIT_MAX_ITEMS)

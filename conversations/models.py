@@ -533,3 +533,72 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.subject}"
+
+
+class TemplateStatus(models.TextChoices):
+    """A template's status as Meta names it (`message_template_status_update`'s events)."""
+
+    APPROVED = "APPROVED", _("Approved")
+    PENDING = "PENDING", _("In review")
+    REJECTED = "REJECTED", _("Rejected")
+    PAUSED = "PAUSED", _("Paused")
+    DISABLED = "DISABLED", _("Disabled")
+    IN_APPEAL = "IN_APPEAL", _("In appeal")
+    ARCHIVED = "ARCHIVED", _("Archived")
+    PENDING_DELETION = "PENDING_DELETION", _("Being deleted")
+    DELETED = "DELETED", _("Deleted")
+
+
+class TemplateCategory(models.TextChoices):
+    MARKETING = "MARKETING", _("Marketing")
+    UTILITY = "UTILITY", _("Utility")
+    AUTHENTICATION = "AUTHENTICATION", _("Authentication")
+
+
+class MessageTemplate(models.Model):
+    """A message template of a WhatsApp Business Account, as Meta last said: listed by the
+    sync (`GET /{waba-id}/message_templates`), changed at once by the template webhooks. The
+    only message a business may send once the 24-hour window has closed.
+
+    Each of status, quality and category keeps the time of what set it (`*_at`: Meta's
+    event time, or when a sync read the list), so an update older than what is known is
+    never applied over it, whatever order the webhooks arrive in (`sql.templates`). A row
+    a webhook created before any sync has no components yet (`synced_at` empty): it is
+    kept, and shown once a sync brings the rest."""
+
+    business_account_id = models.CharField(_("business account id"), max_length=64)
+    template_id = models.CharField(_("Meta's template id"), max_length=64, blank=True)
+    name = models.CharField(_("name"), max_length=512)
+    language = models.CharField(_("language"), max_length=16)
+    category = models.CharField(_("category"), max_length=32, choices=TemplateCategory.choices, blank=True)
+    category_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(_("status"), max_length=24, choices=TemplateStatus.choices, blank=True)
+    reason = models.TextField(_("reason"), blank=True)  # why rejected, paused or disabled (Meta's words)
+    status_at = models.DateTimeField(null=True, blank=True)
+    quality_score = models.CharField(_("quality"), max_length=16, blank=True)  # GREEN, YELLOW, RED, UNKNOWN
+    quality_at = models.DateTimeField(null=True, blank=True)
+    components = models.JSONField(_("components"), default=list, blank=True)  # as Meta gives them
+    parameter_format = models.CharField(_("parameter format"), max_length=16, blank=True)  # POSITIONAL, NAMED
+    synced_at = models.DateTimeField(_("last synced"), null=True, blank=True)
+    deleted_at = models.DateTimeField(_("no longer listed"), null=True, blank=True)  # Meta's list no longer has it
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("message template")
+        verbose_name_plural = _("message templates")
+        ordering = ["name", "language"]
+        constraints = [
+            models.UniqueConstraint(fields=["business_account_id", "name", "language"], name="template_account_name_language_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.language})"
+
+    @property
+    def marketing(self) -> bool:
+        return self.category.upper() == TemplateCategory.MARKETING
+
+    @property
+    def sendable(self) -> bool:
+        return self.status == TemplateStatus.APPROVED and self.deleted_at is None and self.synced_at is not None

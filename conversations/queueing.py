@@ -40,6 +40,8 @@ INBOUND_SWEEP = "conversations.tasks.inbound_sweep"
 OUTBOUND_SWEEP = "conversations.tasks.outbound_sweep"
 STATUS_SWEEP = "conversations.tasks.status_sweep"
 MODEL_SHUTDOWNS_CHECK = "conversations.tasks.model_shutdowns_check"
+TEMPLATES_SYNC = "conversations.tasks.templates_sync"
+TEMPLATES_SYNC_ALL = "conversations.tasks.templates_sync_all"
 
 
 def _task(task: Task | str) -> Task:

@@ -16,6 +16,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.db.models.fields.json import KT
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext
 
 from profiles.models import STANDARD_FIELDS, ClientProfile
 from profiles.selectors import profile_search_condition
@@ -28,12 +29,15 @@ from .models import (
     ConversationStatus,
     Direction,
     Message,
+    MessageTemplate,
     MessageType,
     Origin,
     Owner,
     QuickReply,
+    TemplateStatus,
     pricing_category_label,
 )
+from .services.templates import template_unsupported
 
 PAGE_SIZE = 50
 THREAD_PAGE_SIZE = 40
@@ -430,3 +434,34 @@ def profile_field_keys(*, conversation: Conversation) -> set[str]:
     keys.update(STANDARD_FIELDS)
     keys.update(conversation.profile.extra)
     return keys
+
+
+def _language_base(code: str) -> str:
+    return code.lower().replace("-", "_").split("_")[0]
+
+
+def templates_offered(*, conversation: Conversation) -> list[MessageTemplate]:
+    """The approved templates of the conversation's business account, in the customer's
+    language first; each with `disabled_reason` ("" when it can be sent to this customer)."""
+    account = conversation.channel.business_account_id
+    if not account:
+        return []
+    templates = list(
+        MessageTemplate.objects.filter(
+            business_account_id=account, status=TemplateStatus.APPROVED, deleted_at__isnull=True, synced_at__isnull=False
+        )
+    )
+    language = _language_base(conversation.profile.language or "")
+    templates.sort(key=lambda t: (not language or _language_base(t.language) != language, t.name, t.language))
+    for template in templates:
+        template.disabled_reason = template_unsupported(template)
+        if not template.disabled_reason and template.marketing and conversation.profile.marketing_stopped:
+            template.disabled_reason = gettext("The customer stopped marketing messages: a marketing template is not sent to them.")
+    return templates
+
+
+def template_offered(*, conversation: Conversation, template_id) -> MessageTemplate | None:
+    for template in templates_offered(conversation=conversation):
+        if str(template.pk) == str(template_id):
+            return template
+    return None

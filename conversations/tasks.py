@@ -9,9 +9,12 @@ import logging
 
 from celery import shared_task
 
-from . import delivery, queueing, runtime, turn
+from integrations.base import ProviderError
+
+from . import delivery, queueing, runtime, templatesync, turn
 from .agent import openai_client
 from .agent.openai_client import AIError
+from .models import Channel
 from .services import openai_models, sweeps
 
 logger = logging.getLogger(__name__)
@@ -64,3 +67,23 @@ def model_shutdowns_check() -> int:
         logger.warning("could not read OpenAI's model shutdown dates: %s", exc)
         return 0
     return len(openai_models.model_shutdowns_record(dates=dates))
+
+
+@shared_task(name=queueing.TEMPLATES_SYNC_ALL, ignore_result=True)
+def templates_sync_all() -> int:
+    # Once per TEMPLATES_SYNC_INTERVAL_SECONDS; an account Meta cannot list now waits for the next.
+    return sum(1 for sync in templatesync.templates_sync_all() if sync.error is None)
+
+
+@shared_task(name=queueing.TEMPLATES_SYNC, ignore_result=True)
+def templates_sync(channel_id: int) -> int:
+    # Asked for by a webhook naming a template no sync has listed; not retried (the periodic sync follows).
+    channel = Channel.objects.filter(pk=channel_id, is_active=True).first()
+    if channel is None:
+        return 0
+    try:
+        result = templatesync.templates_sync(channel=channel)
+    except ProviderError as exc:
+        logger.warning("templates of channel %s could not be listed: %s", channel_id, exc)
+        return 0
+    return result.created + result.updated

@@ -9,6 +9,7 @@ A provider is a folder of `integrations/` with a class that has these calls:
 | `await send(outgoing, to) -> str` | the provider's id for the sent message (`to` is an `Identity`); raises `ProviderError` |
 | `await mark_read(provider_id, typing)` | read receipt (and typing indicator) for a customer message |
 | `await fetch_media(ref) -> Media` | the bytes of a media item the customer sent |
+| `await templates_list(business_account_id) -> TemplateListing` | the message templates of a business account (providers that keep them) |
 
 Nothing outside a provider's folder knows the shape of its payloads: the types below are
 what crosses the boundary. A provider raises `ProviderError`, whose `permanent` flag says
@@ -132,6 +133,41 @@ class IdentityChange:
 
 
 @dataclass
+class TemplateUpdate:
+    """What the provider said about one of a business account's message templates (Meta's
+    `message_template_status_update`, `message_template_quality_update`,
+    `template_category_update`). Only the parts the event carries are set; `timestamp`,
+    when the provider raised it, decides whether it is newer than what is known."""
+
+    business_account_id: str
+    name: str
+    language: str
+    timestamp: datetime
+    template_id: str = ""
+    status: str = ""  # APPROVED, REJECTED, PAUSED, DISABLED, PENDING, ... ("" when the event does not change it)
+    reason: str = ""  # why it was rejected, paused or disabled
+    quality: str = ""  # GREEN, YELLOW, RED, UNKNOWN
+    category: str = ""  # MARKETING, UTILITY, AUTHENTICATION
+    payload: dict = field(default_factory=dict)
+
+
+@dataclass
+class Template:
+    """A message template as the provider lists it. `components` stay in the provider's
+    shape (header, body, footer, buttons): they are what a send fills in."""
+
+    template_id: str
+    name: str
+    language: str
+    category: str
+    status: str
+    quality: str = ""
+    reason: str = ""
+    parameter_format: str = "POSITIONAL"  # or NAMED
+    components: list = field(default_factory=list)
+
+
+@dataclass
 class Rejected:
     """An item the provider delivered that could not be read: skipped, with the reason kept
     on the delivery's record; the other items of the delivery are handled."""
@@ -151,6 +187,7 @@ class Delivery:
     contacts: list[ContactUpdate] = field(default_factory=list)
     identity_changes: list[IdentityChange] = field(default_factory=list)
     history: list[HistoryChunk] = field(default_factory=list)
+    templates: list[TemplateUpdate] = field(default_factory=list)  # of a business account, not a number
     rejected: list[Rejected] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # well formed, nothing to act on
 
@@ -172,6 +209,17 @@ class Outgoing:
     reply_to: str = ""  # the provider id of the message this one answers
     media: dict = field(default_factory=dict)  # {"id": ...} or {"link": ...}, "filename"
     template: dict = field(default_factory=dict)  # {"name", "language": {"code"}, "components"}
+
+
+@dataclass
+class TemplateListing:
+    """A business account's templates; `rejected`: items that could not be read (skipped,
+    with the reason); `complete`: every page was read (a template missing from an incomplete
+    listing may still exist)."""
+
+    templates: list[Template] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    complete: bool = True
 
 
 @dataclass

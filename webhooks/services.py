@@ -97,7 +97,7 @@ def webhook_process(*, event: WebhookEvent, channels: dict[str, Channel], signer
         return _failed(event, exc)
     foreign = sorted(
         pid for pid in delivery.phone_number_ids if signer and pid in channels and channels[pid].app_secret != signer.app_secret
-    )
+    ) + sorted({t.business_account_id for t in delivery.templates if signer and _foreign_account(t.business_account_id, channels, signer)})
     if foreign:
         # Signed with another app's secret than the one this number belongs to.
         event.signature_valid = False
@@ -112,6 +112,12 @@ def webhook_process(*, event: WebhookEvent, channels: dict[str, Channel], signer
     except Exception as exc:
         return _failed(event, exc)
     return Receipt(200, event, ingested.new_message_ids)
+
+
+def _foreign_account(account: str, channels: dict[str, Channel], signer: Channel) -> bool:
+    """The business account is ours but none of its numbers belongs to the app that signed."""
+    secrets = {c.app_secret for c in channels.values() if c.business_account_id == account}
+    return bool(secrets) and signer.app_secret not in secrets
 
 
 def _failed(event: WebhookEvent, exc: Exception) -> Receipt:
@@ -142,7 +148,7 @@ def _describe(event: WebhookEvent, delivery: Delivery, ingested: Ingested, chann
         event.detail = f"no active channel for phone_number_id {', '.join(ingested.unknown)}"
         if served or delivery.statuses:
             event.detail += f"; stored for the others: {_counts(delivery, ingested, served)}"
-    elif delivery.items or delivery.rejected:
+    elif delivery.items or ingested.templates or delivery.rejected:
         event.outcome = Outcome.PARTIAL if delivery.rejected else Outcome.PROCESSED
         event.detail = _counts(delivery, ingested, served)
     else:
@@ -150,6 +156,8 @@ def _describe(event: WebhookEvent, delivery: Delivery, ingested: Ingested, chann
         event.detail = "nothing to act on: " + ", ".join(delivery.ignored)[:500]
     if delivery.contacts:
         event.detail += f"; {len(delivery.contacts)} contact(s) of the WhatsApp Business app"
+    if ingested.unknown_accounts:
+        event.detail += f"; template update(s) of business account(s) no active channel has: {', '.join(ingested.unknown_accounts)}"
     for chunk in delivery.history:
         # How far the import of past chats has come, for staff looking at the events.
         done = f"phase {chunk.phase}, chunk {chunk.chunk_order}, {chunk.progress}% done"
@@ -165,7 +173,8 @@ def _describe(event: WebhookEvent, delivery: Delivery, ingested: Ingested, chann
 def _counts(delivery: Delivery, ingested: Ingested, served: list[str]) -> str:
     duplicates = len(served) - len(ingested.new_message_ids)
     counts = f"{len(ingested.new_message_ids)} new message(s), {duplicates} duplicate(s), {len(delivery.statuses)} status(es)"
-    return counts + (f", {len(delivery.preferences)} preference(s)" if delivery.preferences else "")
+    counts += f", {len(delivery.preferences)} preference(s)" if delivery.preferences else ""
+    return counts + (f", {ingested.templates} template update(s)" if ingested.templates else "")
 
 
 def webhook_event_replay(*, event: WebhookEvent) -> Receipt:

@@ -4,7 +4,7 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 
-from conversations.queueing import INBOUND_SWEEP, MODEL_SHUTDOWNS_CHECK, OUTBOUND_SWEEP, STATUS_SWEEP
+from conversations.queueing import INBOUND_SWEEP, MODEL_SHUTDOWNS_CHECK, OUTBOUND_SWEEP, STATUS_SWEEP, TEMPLATES_SYNC_ALL
 from whatsbot import gctune
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "whatsbot.settings")
@@ -22,6 +22,8 @@ app.conf.beat_schedule = {
     "sweep-early-statuses": {"task": STATUS_SWEEP, "schedule": 30.0},
     # OpenAI's shutdown dates of the models in use, for admin and its alerts.
     "check-model-shutdowns": {"task": MODEL_SHUTDOWNS_CHECK, "schedule": 3600.0},
+    # The message templates of every channel's business account, as Meta lists them.
+    "sync-templates": {"task": TEMPLATES_SYNC_ALL, "schedule": float(settings.TEMPLATES_SYNC_INTERVAL_SECONDS)},
 }
 
 

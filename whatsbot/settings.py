@@ -262,6 +262,13 @@ WHATSAPP_HTTP_READ_TIMEOUT = env.float("WHATSAPP_HTTP_READ_TIMEOUT", default=20.
 WHATSAPP_SEND_MAX_ATTEMPTS = env.int("WHATSAPP_SEND_MAX_ATTEMPTS", default=5)
 WHATSAPP_RETRY_BASE_SECONDS = env.float("WHATSAPP_RETRY_BASE_SECONDS", default=1.0)
 WHATSAPP_RETRY_MAX_SECONDS = env.float("WHATSAPP_RETRY_MAX_SECONDS", default=60.0)
+# Seconds between two syncs of every channel's message templates (beat); a template webhook
+# keeps them current in between. At most one sync per TEMPLATES_SYNC_ON_UPDATE_SECONDS is
+# asked for by webhooks that name a template not synced yet.
+TEMPLATES_SYNC_INTERVAL_SECONDS = env.int("TEMPLATES_SYNC_INTERVAL_SECONDS", default=6 * 3600)
+TEMPLATES_SYNC_ON_UPDATE_SECONDS = env.int("TEMPLATES_SYNC_ON_UPDATE_SECONDS", default=60)
+if TEMPLATES_SYNC_INTERVAL_SECONDS < 60 or TEMPLATES_SYNC_ON_UPDATE_SECONDS < 1:
+    raise ImproperlyConfigured("TEMPLATES_SYNC_INTERVAL_SECONDS must be at least 60, TEMPLATES_SYNC_ON_UPDATE_SECONDS at least 1.")
 if not (DEBUG or TESTING) and WHATSAPP_PHONE_ID and not WHATSAPP_APP_SECRET:
     raise ImproperlyConfigured(
         "WHATSAPP_PHONE_ID is set but WHATSAPP_APP_SECRET is not: webhooks could not be verified."

@@ -21,5 +21,8 @@ urlpatterns = [
     path("c/<int:pk>/reopen/", views.reopen, name="reopen"),
     path("c/<int:pk>/assign/", views.assign, name="assign"),
     path("c/<int:pk>/notes/", views.note_add, name="note_add"),
+    path("c/<int:pk>/template/", views.template_form, name="template_form"),
+    path("c/<int:pk>/template/preview/", views.template_preview, name="template_preview"),
+    path("c/<int:pk>/template/send/", views.template_send, name="template_send"),
     path("c/<int:pk>/profile/<slug:key>/", views.profile_field, name="profile_field"),
 ]

@@ -32,6 +32,7 @@ from profiles.services import FieldValueError, profile_field_set
 from .. import selectors
 from ..models import Conversation, ConversationStatus
 from ..services import console as actions
+from ..services.templates import template_render, template_variables
 from ..templatetags import console_tags
 from .access import staff_required
 from .forms import ListForm, NoteForm, ReplyForm
@@ -153,15 +154,43 @@ def _window(conversation: Conversation) -> dict:
     return {"open": conversation.window_open(now), "closes_at": closes}
 
 
+def _templates_context(conversation: Conversation, window: dict, chosen: str = "") -> dict:
+    """The template composer of a conversation whose window is closed: the templates it may
+    send and, once one is chosen, its form."""
+    if window["open"]:
+        return {}
+    templates = selectors.templates_offered(conversation=conversation)
+    template = next((t for t in templates if str(t.pk) == chosen and not t.disabled_reason), None)
+    return {"templates": templates, **(_template_form_context(template, {}) if template else {})}
+
+
+def _template_form_context(template, values: dict, errors: dict | None = None) -> dict:
+    """A chosen template's form: one input per variable (value, error) and the preview."""
+    errors = errors or {}
+    fields = [{"variable": v, "value": values.get(v.key, ""), "error": errors.get(v.key, "")} for v in template_variables(template)]
+    return {
+        "template": template,
+        "template_fields": fields,
+        "template_error": errors.get("", ""),
+        **_template_preview_context(template, values),
+    }
+
+
+def _template_preview_context(template, values: dict) -> dict:
+    return {"preview": template_render(template, values), "preview_link": values.get("header.link", "")}
+
+
 def _thread_context(request: HttpRequest, conversation: Conversation) -> dict:
     thread = selectors.thread_messages(conversation_id=conversation.pk)
     profile_fields = selectors.profile_panel(conversation=conversation)
+    window = _window(conversation)
     return {
+        **_templates_context(conversation, window, request.GET.get("template", "")),
         "conversation": conversation,
         "urls": thread_urls(conversation.pk),
         "thread": thread,
         "newest_id": thread.newest_id,
-        "window": _window(conversation),
+        "window": window,
         "notes": selectors.conversation_notes(conversation_id=conversation.pk),
         "preference_changes": profile_preference_changes(profile_id=conversation.profile_id),
         "pricing": selectors.conversation_pricing(conversation_id=conversation.pk),
@@ -215,17 +244,19 @@ def thread_poll(request: HttpRequest, pk: int) -> HttpResponse:
         # (A re-drawn message keeps its own; the page keeps only the first separator of each day.)
         new.messages[0].show_day = new.messages[0].day != recent.messages[-1].day
     window = _window(conversation)
+    window_changed = str(int(window["open"])) != request.GET.get("win")
     return render(
         request,
         "console/thread.html#thread_update",
         {
+            **(_templates_context(conversation, window) if window_changed else {}),
             "conversation": conversation,
             "urls": thread_urls(pk),
             "new_messages": new.messages,
             "recent_messages": recent.messages if recent else [],
             "newest_id": new.newest_id or after,
             "window": window,
-            "window_changed": str(int(window["open"])) != request.GET.get("win"),
+            "window_changed": window_changed,
             "quick_replies": selectors.quick_replies_active() if window["open"] else [],
             "staff": selectors.staff_members(),
         },
@@ -360,6 +391,77 @@ def note_add(request: HttpRequest, pk: int) -> HttpResponse:
             "note_error": error,
         },
     )
+
+
+# --- Templates (the composer once the 24-hour window has closed) ---------------------------------
+
+
+def _template_or_404(conversation: Conversation, template_id: str):
+    template = selectors.template_offered(conversation=conversation, template_id=template_id)
+    if template is None or template.disabled_reason:
+        raise Http404
+    return template
+
+
+def _template_values(request: HttpRequest, template) -> dict:
+    return {v.key: request.POST.get(v.key, "") for v in template_variables(template)}
+
+
+@staff_required
+@require_GET
+@never_cache
+def template_form(request: HttpRequest, pk: int) -> HttpResponse:
+    """The chosen template's form (htmx); without JavaScript, the thread page with it."""
+    chosen = request.GET.get("template", "")
+    if not request.htmx:
+        return redirect(f"{pk_url('console:thread', pk)}?template={chosen}" if chosen.isdigit() else pk_url("console:thread", pk))
+    conversation = _conversation_or_404(pk)
+    context = {"conversation": conversation, "urls": thread_urls(pk)}
+    if chosen:
+        context.update(_template_form_context(_template_or_404(conversation, chosen), {}))
+    return render(request, "console/thread.html#template_form", context)
+
+
+@staff_required
+@require_POST
+@never_cache
+def template_preview(request: HttpRequest, pk: int) -> HttpResponse:
+    """What the customer will read with the values typed so far (the renderer the sent
+    message's text comes from)."""
+    template = _template_or_404(_conversation_or_404(pk), request.POST.get("template", ""))
+    return render(request, "console/thread.html#template_preview", _template_preview_context(template, _template_values(request, template)))
+
+
+@conversation_action
+def template_send(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = _conversation_or_404(pk)
+    template_id = request.POST.get("template", "")
+    template = selectors.template_offered(conversation=conversation, template_id=template_id)
+    values = _template_values(request, template) if template is not None else {}
+    try:
+        actions.conversation_template_send(
+            conversation_id=pk, user=request.user, template_id=int(template_id) if template_id.isdigit() else 0, values=values
+        )
+    except actions.TemplateNotFilled as exc:
+        if not request.htmx or template is None:
+            return _action_done(request, pk, error=str(exc))
+        # The form again, each error beside its input.
+        context = {"conversation": conversation, "urls": thread_urls(pk), **_template_form_context(template, values, exc.errors)}
+        response = render(request, "console/thread.html#template_form", context)
+        response["HX-Retarget"], response["HX-Reswap"] = "#template-form", "outerHTML"
+        return response
+    except actions.ConsoleActionError as exc:
+        return _action_done(request, pk, error=str(exc))
+    if not request.htmx:
+        return _action_done(request, pk, ok=_("Template sent."))
+    # A fresh composer (no template chosen), and the thread polls at once for the message.
+    conversation = _conversation_or_404(pk)
+    window = _window(conversation)
+    context = {"conversation": conversation, "urls": thread_urls(pk), "window": window, **_templates_context(conversation, window)}
+    response = render(request, "console/thread.html#composer", context)
+    response["HX-Retarget"], response["HX-Reswap"] = "#composer", "outerHTML"
+    response["HX-Trigger"] = json.dumps({"poll-now": True})
+    return response
 
 
 # --- Client profile ------------------------------------------------------------------------------

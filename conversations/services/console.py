@@ -1,4 +1,5 @@
-"""What staff do in the console: take over, hand back, resolve, reopen, assign, reply, notes.
+"""What staff do in the console: take over, hand back, resolve, reopen, assign, reply, send a
+template, notes.
 
 Ownership changes are conditional updates, never check-then-set: when two staff members
 press "Take over" at the same moment, PostgreSQL serialises the two UPDATEs on the row and
@@ -8,6 +9,7 @@ is 1 and the other caller learns who got there first.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -24,9 +26,12 @@ from ..models import (
     ConversationNote,
     ConversationStatus,
     Message,
+    MessageTemplate,
+    MessageType,
     Owner,
 )
 from .outbound import message_send
+from .templates import TemplateValuesError, template_components, template_render, template_unsupported, template_values_check
 
 NOTE_MAX_LENGTH = 4000
 # WhatsApp's limit for a text message body.
@@ -150,6 +155,47 @@ def conversation_reply(*, conversation_id: int, user, text: str) -> Message:
             raise TakenByOther(taken.holder)
         conversation.refresh_from_db()
         return message_send(conversation=conversation, text=text, author=Author.STAFF, user=user)
+
+
+class TemplateNotFilled(ConsoleActionError):
+    """Values the template cannot be sent with: `errors` by variable key."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__(" ".join(errors.values()))
+
+
+def conversation_template_send(*, conversation_id: int, user, template_id: int, values: Mapping[str, str]) -> Message:
+    """A staff member sends an approved template, the only message WhatsApp allows once the
+    24-hour window has closed: every variable checked, the message stored with the text the
+    customer reads and, in `payload["template"]`, the template, its language and category
+    (the delivery's marketing guard reads it there), the components as sent and the values;
+    delivered like a reply. Sending takes the conversation over."""
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().select_related("channel").get(pk=conversation_id)
+        account = conversation.channel.business_account_id
+        template = MessageTemplate.objects.filter(pk=template_id, business_account_id=account).first() if account else None
+        if template is None or not template.sendable:
+            raise ConsoleActionError(_("This template cannot be sent: it is not approved, or no longer exists."))
+        unsupported = template_unsupported(template)
+        if unsupported:
+            raise ConsoleActionError(unsupported)
+        try:
+            checked = template_values_check(template, values)
+        except TemplateValuesError as exc:
+            raise TemplateNotFilled(exc.errors) from None
+        taken = conversation_take_over(conversation_id=conversation_id, user=user)
+        if not taken.won:
+            raise TakenByOther(taken.holder)
+        conversation.refresh_from_db()
+        sent = {
+            "name": template.name, "language": {"code": template.language}, "category": template.category,
+            "components": template_components(template, checked), "values": checked,
+        }  # fmt: skip
+        return message_send(
+            conversation=conversation, type=MessageType.TEMPLATE, text=template_render(template, checked), author=Author.STAFF,
+            user=user, payload={"template": sent},
+        )  # fmt: skip
 
 
 def staff_language_set(*, user, language: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from ..base import Delivery, Identity, Media, Outgoing
+from ..base import Delivery, Identity, Media, Outgoing, TemplateListing
 from . import parser
 from .graph import GraphClient
 from .signature import HEADER, signature_valid
@@ -39,3 +39,6 @@ class MetaProvider(MetaWebhooks):
 
     async def fetch_media(self, ref: str) -> Media:
         return await self.graph.fetch_media(ref)
+
+    async def templates_list(self, business_account_id: str) -> TemplateListing:
+        return await self.graph.templates_list(business_account_id)

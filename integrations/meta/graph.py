@@ -1,4 +1,4 @@
-"""Meta's Graph API for WhatsApp (Cloud API): send, mark read, fetch media.
+"""Meta's Graph API for WhatsApp (Cloud API): send, mark read, fetch media, list templates.
 
 Each call makes one attempt and raises `ProviderError` on failure, saying whether trying
 again can help (`permanent`) and how long Meta asked us to wait (`retry_after`); the caller
@@ -15,14 +15,15 @@ import json
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from django.conf import settings
 
 from .. import http
-from ..base import Identity, Media, Outgoing, ProviderError
+from ..base import Identity, Media, Outgoing, ProviderError, Rejected, TemplateListing
 from ..redaction import redact
-from .parser import MEDIA_TYPES
+from .parser import MEDIA_TYPES, ItemError, template_of
 
 # Meta error codes where waiting and trying again helps (rate limits, transient faults).
 TEMPORARY_CODES = {
@@ -49,7 +50,20 @@ REASONS = {
     368: "Temporarily blocked for policy violations.",
     131031: "The business account has been locked.",
     100: "Invalid parameter in the request.",
+    # Templates (Meta's error codes reference).
+    131050: "The customer stopped marketing messages from this business.",
+    132000: "The number of template variables does not match the template.",
+    132001: "The template does not exist in this language, or is not approved yet.",
+    132005: "The template's text with its variables filled in is too long.",
+    132007: "The template's content breaks WhatsApp's policy.",
+    132012: "A template variable has the wrong format (e.g. text where the header expects an image).",
+    132015: "The template is paused because of its low quality: it cannot be sent for now.",
+    132016: "The template is disabled because of its low quality: it cannot be sent any more.",
 }
+# What a listing of templates asks for, how many a page, and at most how many pages are read.
+TEMPLATE_FIELDS = "id,name,language,category,status,quality_score,components,parameter_format,rejected_reason"
+TEMPLATE_PAGE_SIZE = 100
+TEMPLATE_PAGES_MAX = 60  # WhatsApp allows a business account at most 6,000 templates
 # Largest media file fetched (WhatsApp's own limit for documents is 100 MB).
 MEDIA_MAX_BYTES = 100 * 1024 * 1024
 
@@ -98,6 +112,32 @@ class GraphClient:
         if expected and expected.lower() != digest.hexdigest() and expected != base64.b64encode(digest.digest()).decode():
             raise ProviderError("The media downloaded does not match its sha256", permanent=False)
         return Media(content=content, mime_type=str(info.get("mime_type") or mime_type), sha256=digest.hexdigest())
+
+    async def templates_list(self, business_account_id: str) -> TemplateListing:
+        """Every message template of the business account, page after page (Meta's `after`
+        cursor), at most TEMPLATE_PAGES_MAX pages. A template that cannot be read is skipped
+        with the reason; the others are listed."""
+        listing = TemplateListing()
+        after = ""
+        for _page in range(TEMPLATE_PAGES_MAX):
+            query = {"fields": TEMPLATE_FIELDS, "limit": str(TEMPLATE_PAGE_SIZE), **({"after": after} if after else {})}
+            data = await self._request("GET", f"{quote(business_account_id, safe='')}/message_templates?{urlencode(query)}")
+            raw_items = data.get("data")
+            if not isinstance(raw_items, list):
+                raise ProviderError("Graph API listed templates without a 'data' list", permanent=False)
+            for raw in raw_items:
+                try:
+                    listing.templates.append(template_of(raw))
+                except ItemError as exc:
+                    item_id = str(raw.get("id") or "")[:64] if isinstance(raw, dict) else ""
+                    listing.rejected.append(Rejected("template", str(exc)[:500], item_id))
+            paging = data.get("paging") if isinstance(data.get("paging"), dict) else {}
+            cursors = paging.get("cursors") if isinstance(paging.get("cursors"), dict) else {}
+            after = str(cursors.get("after") or "")
+            if not paging.get("next") or not after:
+                return listing
+        listing.complete = False
+        return listing
 
     # --- transport -------------------------------------------------------------------------
     def _timeout(self) -> aiohttp.ClientTimeout:

@@ -35,6 +35,8 @@ from ..base import (
     PreferenceChange,
     Rejected,
     StatusEvent,
+    Template,
+    TemplateUpdate,
 )
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
@@ -127,16 +129,20 @@ def parse(body: bytes) -> Delivery:
             continue
         for change in changes:
             try:
-                _change_parse(change, delivery)
+                _change_parse(change, delivery, entry)
             except ItemError as exc:
                 delivery.rejected.append(Rejected("change", str(exc)))
     return delivery
 
 
-def _change_parse(change: Any, delivery: Delivery) -> None:
+def _change_parse(change: Any, delivery: Delivery, entry: dict) -> None:
     if not isinstance(change, dict) or not isinstance(change.get("value"), dict):
         raise ItemError("a change without a value object")
     field_name = change.get("field")
+    account_read = ACCOUNT_FIELDS.get(field_name) if isinstance(field_name, str) else None
+    if account_read is not None:
+        account_read(storable(change["value"]), storable({"id": entry.get("id"), "time": entry.get("time")}), delivery)
+        return
     read = FIELDS.get(field_name) if isinstance(field_name, str) else None
     if read is None:
         delivery.ignored.append(storable(str(field_name))[:100])
@@ -518,8 +524,109 @@ def _state_sync(value: dict, delivery: Delivery) -> None:
     delivery.contacts += [c for c in each(value, "state_sync", "contact", delivery, contact) if c is not None]
 
 
+# --- Message templates: webhooks of the business account, not of a number -------------------
+
+# A status event → the status it leaves the template in; an event not listed changes no
+# status (FLAGGED, LOCKED, UNLOCKED, LIMIT_EXCEEDED: the template is as sendable as before)
+# and only its reason is kept.
+TEMPLATE_STATUS_EVENTS = {
+    "APPROVED": "APPROVED", "REJECTED": "REJECTED", "PENDING": "PENDING", "PAUSED": "PAUSED", "DISABLED": "DISABLED",
+    "IN_APPEAL": "IN_APPEAL", "ARCHIVED": "ARCHIVED", "UNARCHIVED": "APPROVED", "REINSTATED": "APPROVED",
+    "DELETED": "DELETED", "PENDING_DELETION": "PENDING_DELETION",
+}  # fmt: skip
+TEMPLATE_NAME_MAX_LENGTH = 512
+TEMPLATE_LANGUAGE_MAX_LENGTH = 16
+
+
+def _template_update(value: dict, entry: dict, kind: str) -> TemplateUpdate:
+    """The template a change names (its account: the entry's id; its time: the entry's)."""
+    account = text_of(entry.get("id"))
+    if not account or len(account) > 64:
+        raise ItemError(f"a {kind} without the business account's id")
+    name, language = text_of(value.get("message_template_name")), text_of(value.get("message_template_language"))
+    if not name or not language:
+        raise ItemError(f"a {kind} without message_template_name or message_template_language")
+    if len(name) > TEMPLATE_NAME_MAX_LENGTH or len(language) > TEMPLATE_LANGUAGE_MAX_LENGTH:
+        raise ItemError(f"a {kind} whose template name or language is too long")
+    at = timestamp_parse(entry.get("time"))
+    if at is None:
+        # The time decides whether the update is newer than what is known: without it, none.
+        raise ItemError(f"a {kind} without a readable entry 'time'")
+    return TemplateUpdate(
+        business_account_id=account, name=name, language=language, timestamp=at,
+        template_id=text_of(value.get("message_template_id"))[:64], payload=value,
+    )  # fmt: skip
+
+
+def _template_status(value: dict, entry: dict, delivery: Delivery) -> None:
+    """`message_template_status_update`: approved, rejected, paused, disabled, … with the
+    reason (`reason`, and for a pause or a lock `other_info.description`)."""
+    update = _template_update(value, entry, "template status")
+    event = text_of(value.get("event")).upper()
+    if not event:
+        raise ItemError("a template status without 'event'")
+    update.status = TEMPLATE_STATUS_EVENTS.get(event, "")
+    other, rejection = _object(value.get("other_info")), _object(value.get("rejection_info"))
+    reasons = [text_of(value.get("reason")), text_of(other.get("description")), text_of(rejection.get("reason"))]
+    update.reason = "; ".join(r for r in reasons if r and r.upper() not in ("NONE", "NULL"))[:1000]
+    update.category = text_of(value.get("message_template_category")).upper()[:32]
+    delivery.templates.append(update)
+
+
+def _template_quality(value: dict, entry: dict, delivery: Delivery) -> None:
+    """`message_template_quality_update`: GREEN, YELLOW, RED or UNKNOWN."""
+    update = _template_update(value, entry, "template quality")
+    update.quality = text_of(value.get("new_quality_score")).upper()[:16]
+    if not update.quality:
+        raise ItemError("a template quality without 'new_quality_score'")
+    delivery.templates.append(update)
+
+
+def _template_category(value: dict, entry: dict, delivery: Delivery) -> None:
+    """`template_category_update`: the category a template has now (`new_category`; an
+    impending change names the current one there too, and the coming one in
+    `correct_category`, applied when Meta says it is done)."""
+    update = _template_update(value, entry, "template category")
+    update.category = text_of(value.get("new_category")).upper()[:32]
+    if not update.category:
+        raise ItemError("a template category without 'new_category'")
+    delivery.templates.append(update)
+
+
+def template_of(raw: Any) -> Template:
+    """One template of `GET /{waba-id}/message_templates`; `ItemError` when it cannot be used."""
+    if not isinstance(raw, dict):
+        raise ItemError("a template that is not an object")
+    name, language = text_of(raw.get("name")), text_of(raw.get("language"))
+    if not name or not language:
+        raise ItemError("a template without 'name' or 'language'")
+    if len(name) > TEMPLATE_NAME_MAX_LENGTH or len(language) > TEMPLATE_LANGUAGE_MAX_LENGTH:
+        raise ItemError(f"template {name[:60]!r}: name or language too long")
+    components = raw.get("components", [])
+    if not isinstance(components, list) or not all(isinstance(c, dict) for c in components):
+        raise ItemError(f"template {name[:60]!r}: 'components' is not a list of objects")
+    quality = _object(raw.get("quality_score"))
+    rejected = text_of(raw.get("rejected_reason"))
+    return Template(
+        template_id=text_of(raw.get("id"))[:64], name=name, language=language,
+        category=text_of(raw.get("category")).upper()[:32], status=text_of(raw.get("status")).upper()[:24],
+        quality=text_of(quality.get("score")).upper()[:16],
+        reason="" if rejected.upper() in ("", "NONE") else rejected[:1000],
+        parameter_format=text_of(raw.get("parameter_format")).upper()[:16] or "POSITIONAL",
+        components=storable(components),
+    )  # fmt: skip
+
+
+# Each webhook field of a business account (its entry's `id` is the account's, and its
+# `time` when Meta raised the event) this parser reads, and how.
+ACCOUNT_FIELDS: dict[str, Callable[[dict, dict, Delivery], None]] = {
+    "message_template_status_update": _template_status,
+    "message_template_quality_update": _template_quality,
+    "template_category_update": _template_category,
+}
+
 # Each webhook field this parser reads, and how. A field not listed here is well formed and
-# ignored (kept on the webhook's record): calls, groups, account and template updates, …
+# ignored (kept on the webhook's record): calls, groups, account updates, …
 FIELDS: dict[str, Callable[[dict, Delivery], None]] = {
     "messages": _messages,
     "user_preferences": _user_preferences,

@@ -220,7 +220,8 @@ def test_only_a_failure_of_the_database_is_answered_5xx(channel, post_view, data
 # --- fields the product does not handle -------------------------------------------------------
 
 # Each as Meta's webhook references show it (tests/fixtures/SOURCES.md).
-FIELDS_NOT_HANDLED = ["calls", "account_update", "message_template_status_update", "a_field_meta_adds_tomorrow"]
+# (`message_template_status_update` is handled now: tests/conversations/test_templates.py.)
+FIELDS_NOT_HANDLED = ["calls", "account_update", "a_field_meta_adds_tomorrow"]
 
 
 @pytest.fixture(scope="module")

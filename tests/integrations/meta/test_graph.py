@@ -266,7 +266,7 @@ def test_an_error_carries_metas_title_details_and_a_plain_reason_for_staff(graph
 
 
 def test_without_a_plain_reason_the_reason_is_metas_title(graph_api, client):
-    graph_api.expect_request(MESSAGES_PATH).respond_with_response(graph_error(132000, "Number of parameters does not match"))
+    graph_api.expect_request(MESSAGES_PATH).respond_with_response(graph_error(131009, "Parameter value is not valid"))
 
     error = refusal(client)
 
