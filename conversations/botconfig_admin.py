@@ -24,7 +24,7 @@ from django.utils.translation import gettext as _
 from profiles.models import STANDARD_FIELDS
 from profiles.services import DEFAULT_ORDER_NUMBER_PATTERN
 
-from .agent.prompts import FIELD_LABELS
+from .agent.prompts import FIELD_LABELS, MEDIA_ACKNOWLEDGEMENTS
 from .agent.replies import model_for
 from .models import BotConfig
 from .services.alerts import alerts_open
@@ -37,6 +37,10 @@ from .services.botconfig import (
     bot_config_save,
 )
 from .services.openai_models import model_shutdowns_known
+
+
+# A language code as profiles keep it (ISO 639-1).
+LANGUAGE_KEY = re.compile(r"[a-z]{2}")
 
 
 class BotConfigForm(forms.ModelForm):
@@ -61,6 +65,12 @@ class BotConfigForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["model"].help_text = f"Empty: OPENAI_MODEL (now {settings.OPENAI_MODEL})."
+        built_in = json.dumps(MEDIA_ACKNOWLEDGEMENTS, ensure_ascii=False)
+        self.fields["media_acknowledgements"].help_text = _(
+            "The answer to a video, a document, a sticker (and a voice note or an image the bot cannot understand), by the "
+            "customer's language; {type} names the media type in that language. A language without a text here gets the "
+            "built-in one: %(built_in)s"
+        ) % {"built_in": built_in}
 
     def clean_extra_fields(self):
         value = self.cleaned_data.get("extra_fields") or []
@@ -73,6 +83,14 @@ class BotConfigForm(forms.ModelForm):
                     f"Bad key {key!r}: lowercase letters, digits and _, starting with a letter, not a standard field."
                 )
         return value
+
+    def clean_media_acknowledgements(self):
+        value = self.cleaned_data.get("media_acknowledgements") or {}
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and LANGUAGE_KEY.fullmatch(k) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise forms.ValidationError(_('An object of texts by two-letter language code: {"it": "…", "en": "…"}.'))
+        return {k: v.strip() for k, v in value.items() if v.strip()}
 
     def clean_vector_store_ids(self):
         value = self.cleaned_data.get("vector_store_ids") or []
@@ -100,7 +118,7 @@ class BotConfigAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "channel", "is_active", "version", "updated_at", "updated_by")}),
         ("Model", {"fields": ("model", "model_in_force", "model_shutdown", "instructions", "temperature", "max_output_tokens")}),
         ("Knowledge and data to collect", {"fields": ("vector_store_ids", "fields_to_collect", "extra_fields", "order_number_pattern")}),
-        ("Messages", {"fields": ("holding_message", "handoff_message")}),
+        ("Messages", {"fields": ("holding_message", "handoff_message", "media_acknowledgements")}),
         ("History (newest first)", {"fields": ("history",)}),
     )
 

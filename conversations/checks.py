@@ -1,5 +1,5 @@
 """Start-up checks: with DEBUG off, refuse to run a channel whose webhooks cannot be verified;
-say what became of OPENAI_PROMPT_ID."""
+say what became of OPENAI_PROMPT_ID and ACK_MEDIA_REPLY."""
 
 from django.conf import settings
 from django.core import checks
@@ -44,5 +44,20 @@ def check_stored_prompt_retired(app_configs, **kwargs):
             "the bot answers with the instructions of its bot configuration, and this prompt is not used.",
             hint=f"{STORED_PROMPT_HINT} Then remove OPENAI_PROMPT_ID from the environment.",
             id="whatsbot.W001",
+        )
+    ]
+
+
+@checks.register()
+def check_media_acknowledgement_retired(app_configs, **kwargs):
+    if not settings.ACK_MEDIA_REPLY:
+        return []
+    return [
+        checks.Warning(
+            "ACK_MEDIA_REPLY is set, but it is no longer read: the answer to media the bot cannot understand is written per "
+            "bot configuration and per language (built-in Italian and English texts otherwise).",
+            hint="Copy the text into the Media acknowledgements of the bot configuration (admin, Bot configurations), as "
+            '{"it": "…"}, and save. Then remove ACK_MEDIA_REPLY from the environment.',
+            id="whatsbot.W002",
         )
     ]

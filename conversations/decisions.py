@@ -36,21 +36,22 @@ class Action(StrEnum):
     NOTHING = "nothing"  # a reaction or a system notice
     REVISED = "revised"  # an edit or a deletion (applied to its message when stored): no reply, no read receipt
     LEAVE = "leave"  # a person owns the conversation
-    ACKNOWLEDGE = "acknowledge"  # media and the like, in a bot-owned conversation
+    ACKNOWLEDGE = "acknowledge"  # media the bot cannot understand, in a bot-owned conversation
     COMMAND = "command"  # /reset, /history, /info
-    ANSWER = "answer"  # words for the agent
+    ANSWER = "answer"  # words for the agent (a text, a voice note, an image)
 
 
-def inbound_action(*, type: str, owner: str, command: tuple[str, str] | None) -> Action:
+def inbound_action(*, type: str, owner: str, command: tuple[str, str] | None, understood: bool = False) -> Action:
+    """`understood`: media the model can take (a stored voice note or image, an AI configured)."""
     if type in REVISION_TYPES:
         return Action.REVISED
-    if type in TEXT_TYPES:
-        if owner != Owner.BOT:
-            return Action.LEAVE
-        return Action.COMMAND if command and type == MessageType.TEXT else Action.ANSWER
     if type in SILENT_TYPES:
         return Action.NOTHING
-    return Action.LEAVE if owner != Owner.BOT else Action.ACKNOWLEDGE
+    if owner != Owner.BOT:
+        return Action.LEAVE
+    if type in TEXT_TYPES:
+        return Action.COMMAND if command and type == MessageType.TEXT else Action.ANSWER
+    return Action.ANSWER if understood else Action.ACKNOWLEDGE
 
 
 def burst_not_ours(*, message_id: int, burst_ids: list[int]) -> Outcome | None:

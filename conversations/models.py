@@ -168,6 +168,9 @@ class Origin(models.TextChoices):
 
 # Types that are the customer talking to us in words (what the agent answers).
 TEXT_TYPES = (MessageType.TEXT, MessageType.INTERACTIVE, MessageType.BUTTON)
+# Media the agent can understand: a voice note once transcribed, an image given to the model
+# (with its caption) once stored. Other media get the acknowledgement.
+UNDERSTOOD_MEDIA_TYPES = (MessageType.AUDIO, MessageType.IMAGE)
 # Types that need no answer at all.
 SILENT_TYPES = (MessageType.REACTION, MessageType.SYSTEM)
 # Types that change another message (the one their `context_wamid` names) instead of adding
@@ -324,6 +327,13 @@ class Message(models.Model):
         return f"{self.get_direction_display()} {self.type}: {self.text[:40]}"
 
     @property
+    def words(self) -> str:
+        """What the customer said in it: a voice note's transcript, else its text (a media
+        message's caption). The turn reads a customer's words here and only here; the same
+        rule for a query is `WORDS`."""
+        return self.transcript if self.type == MessageType.AUDIO else self.text
+
+    @property
     def marketing_template(self) -> bool:
         """A marketing template: its category ("MARKETING", "UTILITY", "AUTHENTICATION", as
         Meta names them) comes with the message, in `payload["template"]["category"]`."""
@@ -341,6 +351,10 @@ class Message(models.Model):
     def earlier_versions(self) -> list[tuple[str, datetime | None]]:
         """(text, when written) of each version before the current one, oldest first."""
         return [(v.get("text", ""), parse_datetime(v.get("at") or "")) for v in self.earlier_texts]
+
+
+# `Message.words` in a query (the agent's memory reads many messages' words at once).
+WORDS = models.Case(models.When(type=MessageType.AUDIO, then=models.F("transcript")), default=models.F("text"))
 
 
 class MediaState(models.TextChoices):
@@ -444,6 +458,12 @@ class BotConfig(models.Model):
     max_output_tokens = models.PositiveIntegerField(_("max output tokens"), null=True, blank=True)
     holding_message = models.TextField(_("holding message"), blank=True)
     handoff_message = models.TextField(_("hand-off message"), blank=True)
+    # {"it": "Grazie, abbiamo ricevuto il tuo {type}…", "en": "…"}: a language without a text
+    # here gets the built-in one (conversations.agent.prompts.MEDIA_ACKNOWLEDGEMENTS).
+    media_acknowledgements = models.JSONField(
+        _("media acknowledgements"), default=dict, blank=True,
+        help_text=_("The answer to media the bot cannot understand, by the customer's language; {type} names the media type."),
+    )  # fmt: skip
     is_active = models.BooleanField(_("active"), default=True)
     version = models.PositiveIntegerField(default=1, editable=False)
     updated_at = models.DateTimeField(auto_now=True)

@@ -3,14 +3,16 @@
 `message_handle` (a stored customer message): claim it and read everything at once. An
 edit or a deletion (applied to its message when stored, by ingest) is not a new message:
 no reply, no read receipt; a customer's edit has the edited message's details extracted
-again. Anything else: mark it read; then, by what it asks for (`decisions.inbound_action`):
-nothing; leave it to the person who owns the conversation (a text's details are still
-extracted); acknowledge media; answer a command at once; or, for words, extract the
-customer's details and answer — after REPLY_DEBOUNCE_SECONDS of quiet (`burst_reply`,
-queued as the debounced task) or at once.
+again. Anything else: mark it read; a voice note (stored, with an AI) is transcribed and its
+transcript is its words from then on (`Message.words`); then, by what it asks for
+(`decisions.inbound_action`): nothing; leave it to the person who owns the conversation (its
+words' details are still extracted); acknowledge media the bot cannot understand, in the
+customer's language; answer a command at once; or, for words (a text, a transcribed voice
+note, a stored image with its caption), extract the customer's details and answer — after
+REPLY_DEBOUNCE_SECONDS of quiet (`burst_reply`, queued as the debounced task) or at once.
 
-`burst_reply` answers every unhandled text of the burst up to its message, unless a newer
-one waits (its own task answers then). The customer asking for a person hands over without
+`burst_reply` answers every unhandled message of the burst up to its message, unless a newer
+one waits (its own task answers then); an image goes to the model as an image. The customer asking for a person hands over without
 a model call; the model (or the offline agent) otherwise writes the reply, and an AI that
 fails for good gets the holding message and the human queue (a model OpenAI refuses is an
 alert for the admins too). The reply and the burst's
@@ -40,15 +42,16 @@ from profiles.services import (
 )
 
 from . import decisions, delivery, queueing, runtime
-from .agent import extraction, offline, openai_client, replies
+from .agent import extraction, offline, openai_client, replies, transcription
 from .agent.commands import command_parse
 from .agent.openai_client import AIError
-from .agent.prompts import DEFAULT_HANDOFF_MESSAGE, DEFAULT_HOLDING_MESSAGE
+from .agent.prompts import DEFAULT_HANDOFF_MESSAGE, DEFAULT_HOLDING_MESSAGE, Said, image_data_url, media_acknowledgement
 from .decisions import Action, Outcome
 from .models import (
     LEASE,
     REVISION_TYPES,
     TEXT_TYPES,
+    UNDERSTOOD_MEDIA_TYPES,
     AlertKind,
     Author,
     Message,
@@ -66,11 +69,16 @@ from .services.botconfig import (
     bot_config_for_channel,
 )
 from .services.commands import command_answer
+from .services.media_content import media_contents, media_stored
+from .services.openai_models import model_replace_hint
 from .services.outbound import message_build
 from .sql import claim as claim_sql
 from .sql import reply as reply_sql
 
 logger = logging.getLogger(__name__)
+
+# The largest audio file OpenAI's transcription takes (25 MB); WhatsApp's own limit is 16 MB.
+TRANSCRIPTION_MAX_BYTES = 25 * 1024 * 1024
 
 
 async def message_handle(message_id: int) -> Outcome:
@@ -87,18 +95,29 @@ async def message_handle(message_id: int) -> Outcome:
         conversation = message.conversation
         active = await _active_config(conversation)
         command = command_parse(message.text) if message.type == MessageType.TEXT else None
-        action = decisions.inbound_action(type=message.type, owner=conversation.owner, command=command)
+        media = await _media_understandable(message)
+        action = decisions.inbound_action(type=message.type, owner=conversation.owner, command=command, understood=media)
         if action == Action.REVISED:
             return await _commit(message, [message], check_newer=False, usage=await _extract_again(message, active))
         _read_receipt(message)
         if action == Action.NOTHING:
             return await _commit(message, [message], check_newer=False)
+        failure = None
+        if media and message.type == MessageType.AUDIO:
+            failure = await _transcribe(message)
+            if failure:  # not understood after all: as any media the bot cannot understand
+                action = decisions.inbound_action(type=message.type, owner=conversation.owner, command=None, understood=False)
         if action == Action.LEAVE:
-            usage = await _extract(message, active) if message.type in TEXT_TYPES else {}
-            return await _commit(message, [message], check_newer=False, usage=usage)
+            usage = await _extract(message, active) if message.type in TEXT_TYPES or media else {}
+            return await _commit(message, [message], check_newer=False, usage=usage, error=failure)
         if action == Action.ACKNOWLEDGE:
-            text = settings.ACK_MEDIA_REPLY.format(type=message.get_type_display().lower())
-            return await _commit(message, [message], reply=replies.Reply(text=text), active=active, check_newer=False, spoken=Outcome.ACKNOWLEDGED)
+            text = media_acknowledgement(
+                type=message.type, language=conversation.profile.language, configured=active.config.media_acknowledgements
+            )
+            return await _commit(
+                message, [message], reply=replies.Reply(text=text), active=active, check_newer=False, error=failure,
+                spoken=Outcome.ACKNOWLEDGED,
+            )  # fmt: skip
         if action == Action.COMMAND:
             fields = bot_config_fields(config=active.config)
             text = await runtime.sync(
@@ -107,6 +126,42 @@ async def message_handle(message_id: int) -> Outcome:
             )  # fmt: skip
             return await _commit(message, [message], reply=replies.Reply(text=text), active=active, check_newer=False)
         return await _words(message, burst, active)
+
+
+async def _media_understandable(message: Message) -> bool:
+    """A voice note or an image the model can take: stored, and an AI configured (the
+    offline agent acknowledges them)."""
+    if message.type not in UNDERSTOOD_MEDIA_TYPES or not openai_client.ai_configured():
+        return False
+    return await runtime.sync(media_stored, message_id=message.pk)
+
+
+async def _transcribe(message: Message) -> dict | None:
+    """A voice note's words stored on it (its `transcript`, one statement that also moves the
+    conversation for the console). None when it has them; else why not, as the message's
+    error fields (the voice note stays stored, for a person to hear)."""
+    if message.transcript:
+        return None  # a turn run again: transcribed by the first
+    stored = (await runtime.sync(media_contents, message_ids=[message.pk], max_bytes=TRANSCRIPTION_MAX_BYTES)).get(message.pk)
+    if stored is None:
+        return _transcription_failure("The voice note could not be read from the storage.")
+    language = message.conversation.profile.language
+    try:
+        heard = await transcription.transcribe(audio=stored.content, mime_type=stored.mime_type, language=language)
+    except AIError as exc:
+        logger.warning("message %s: the voice note could not be transcribed: %s", message.pk, exc)
+        await _model_refused(exc)
+        return _transcription_failure(f"{exc} (after {exc.attempts} attempt(s))", code=f"openai_{exc.http_status or 'error'}")
+    if not heard.text:
+        return _transcription_failure("The transcription has no words.")
+    await reply_sql.transcript_set(message_id=message.pk, transcript=heard.text, now=timezone.now())
+    message.transcript = heard.text
+    logger.info("message %s: voice note transcribed by %s (%s s)", message.pk, heard.model, heard.seconds)
+    return None
+
+
+def _transcription_failure(detail: str, *, code: str = "transcription") -> dict:
+    return {"error_code": code[:32], "error_title": "The voice note could not be transcribed.", "error_detail": detail}
 
 
 async def _claim_failed(message_id: int, error: Exception) -> None:
@@ -166,7 +221,7 @@ async def _answer(message: Message, burst: list[Message], active: ActiveConfig, 
             # A person owns it: nothing to say, so the commit's HANDLED is the turn's HUMAN.
             outcome = await _commit(message, burst, check_newer=False)
             return Outcome.HUMAN if outcome == Outcome.HANDLED else outcome
-        if decisions.handoff_asked([m.text for m in burst]):
+        if decisions.handoff_asked([m.words for m in burst]):
             return await _handoff(message, burst, active, reason=replies.HANDOFF_ASKED)
         try:
             reply = await _reply_generate(message, burst, active)
@@ -188,7 +243,7 @@ async def _reply_generate(message: Message, burst: list[Message], active: Active
     profile, config = conversation.profile, active.config
     fields = bot_config_fields(config=config)
     known, missing = profile_known_fields(profile=profile, fields=fields), profile_missing_fields(profile=profile, fields=fields)
-    texts = [m.text for m in burst]
+    texts = [m.words for m in burst]
     if not openai_client.ai_configured():
         burst_ids = {m.pk for m in burst}
         return replies.offline_reply(
@@ -200,8 +255,9 @@ async def _reply_generate(message: Message, burst: list[Message], active: Active
         )  # fmt: skip
     openai_conversation = await _openai_conversation(message, burst, active)
     request = replies.reply_request(
-        config=config, texts=texts, known=known, missing=missing, summary=conversation.summary, openai_conversation=openai_conversation
-    )
+        config=config, said=await _said(burst), known=known, missing=missing, summary=conversation.summary,
+        openai_conversation=openai_conversation,
+    )  # fmt: skip
     reply = replies.reply_read(await openai_client.response_create(**request))
     for call_id in reply.tool_calls:
         try:
@@ -209,6 +265,17 @@ async def _reply_generate(message: Message, burst: list[Message], active: Active
         except AIError as exc:
             logger.warning("could not record the hand-off's tool output in %s: %s", openai_conversation, exc)
     return reply
+
+
+async def _said(burst: list[Message]) -> list[Said]:
+    """What the customer said in each message of the burst: its words, and an image as the
+    image itself (read from the storage; one too large goes as its caption only)."""
+    images = [m.pk for m in burst if m.type == MessageType.IMAGE]
+    stored = await runtime.sync(media_contents, message_ids=images, max_bytes=settings.OPENAI_IMAGE_MAX_BYTES) if images else {}
+    return [
+        Said(words=m.words, image_url=image_data_url(content=stored[m.pk].content, mime_type=stored[m.pk].mime_type) if m.pk in stored else "")
+        for m in burst
+    ]
 
 
 async def _openai_conversation(message: Message, burst: list[Message], active: ActiveConfig) -> str:
@@ -272,7 +339,7 @@ async def _model_refused(error: AIError) -> None:
     someone chooses another."""
     if not error.refused_model:
         return
-    text = f"OpenAI refuses {error.refused_model}: {error} Choose another model in the bot configuration (or OPENAI_MODEL)."
+    text = f"OpenAI refuses {error.refused_model}: {error} {model_replace_hint(error.refused_model)}"
     try:
         await runtime.sync(alert_raise, kind=AlertKind.MODEL_REFUSED, subject=error.refused_model, text=text)
     except Exception:
@@ -317,20 +384,20 @@ async def _active_config(conversation) -> ActiveConfig:
 
 
 async def _extract(message: Message, active: ActiveConfig) -> dict:
-    """The customer's details in `message`, stored on the profile (validated, with
+    """The customer's details in `message`'s words (an image's: its caption), stored on the profile (validated, with
     provenance); the model call's usage ({} without one, or when it failed). Never raises:
     a failing extraction is logged and the turn goes on."""
     fields = bot_config_fields(config=active.config)
-    if not message.text.strip() or not fields:
+    if not message.words.strip() or not fields:
         return {}
     usage: dict = {}
     try:
         if openai_client.ai_configured():
-            request = extraction.extraction_request(text=message.text, config=active.config, fields=fields)
+            request = extraction.extraction_request(text=message.words, config=active.config, fields=fields)
             response = await openai_client.response_create(**request)
             values, usage = extraction.extraction_result(response, config=active.config, fields=fields)
         else:
-            values = offline.details_extract(text=message.text)
+            values = offline.details_extract(text=message.words)
     except AIError as exc:
         logger.warning("message %s: extraction failed: %s", message.pk, exc)
         await _model_refused(exc)

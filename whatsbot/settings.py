@@ -274,10 +274,9 @@ if not (DEBUG or TESTING) and WHATSAPP_PHONE_ID and not WHATSAPP_APP_SECRET:
         "WHATSAPP_PHONE_ID is set but WHATSAPP_APP_SECRET is not: webhooks could not be verified."
     )
 
-# The answer to media (images, audio, documents...): the agent answers text. `{type}` is the message type.
-ACK_MEDIA_REPLY = env_str(
-    "ACK_MEDIA_REPLY", "Grazie, abbiamo ricevuto il tuo contenuto ({type}). Un operatore lo esaminerà al più presto."
-)
+# Read only to say what became of it: the answer to media the bot cannot understand is now per
+# bot configuration and per language (admin; conversations/checks.py warns while it is set).
+ACK_MEDIA_REPLY = env_str("ACK_MEDIA_REPLY")
 # Stored inbound messages not handled after this many seconds are queued again by beat.
 INBOUND_SWEEP_AFTER_SECONDS = env.int("INBOUND_SWEEP_AFTER_SECONDS", default=60)
 # Seconds a claimed message is a worker's before another may take it over; the worker keeps
@@ -299,6 +298,16 @@ OPENAI_PROMPT_ID = env_str("OPENAI_PROMPT_ID")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/")
 # Model for structured extraction of customer details; empty: the bot configuration's model.
 OPENAI_EXTRACTION_MODEL = env_str("OPENAI_EXTRACTION_MODEL")
+# The model that writes a voice note's words (`/audio/transcriptions`). whisper-1 and the
+# gpt-4o-*-transcribe models shut down on 2027-02-26; gpt-transcribe is OpenAI's replacement.
+OPENAI_TRANSCRIBE_MODEL = env_str("OPENAI_TRANSCRIBE_MODEL") or "gpt-transcribe"
+# How closely the model looks at a customer's image: auto, low, high or original (OpenAI's `detail`).
+OPENAI_IMAGE_DETAIL = env_str("OPENAI_IMAGE_DETAIL", "auto")
+if OPENAI_IMAGE_DETAIL not in ("auto", "low", "high", "original"):
+    raise ImproperlyConfigured("OPENAI_IMAGE_DETAIL must be auto, low, high or original.")
+# The largest image (bytes) given to the model, inline as base64; WhatsApp's own limit is 5 MB.
+# A larger one reaches the model as its caption only.
+OPENAI_IMAGE_MAX_BYTES = env.int("OPENAI_IMAGE_MAX_BYTES", default=5 * 1024 * 1024)
 # One call waits at most this long (read); connecting at most OPENAI_CONNECT_TIMEOUT_SECONDS.
 OPENAI_TIMEOUT_SECONDS = env.float("OPENAI_TIMEOUT_SECONDS", default=30.0)
 OPENAI_CONNECT_TIMEOUT_SECONDS = env.float("OPENAI_CONNECT_TIMEOUT_SECONDS", default=5.0)

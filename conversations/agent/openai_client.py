@@ -128,6 +128,12 @@ async def response_create(**request) -> Response:
     return await _call("responses.create", _client().responses.create(**_as_is(request)), model=str(request.get("model") or ""))
 
 
+async def transcription_create(**request) -> Any:
+    """`POST /audio/transcriptions` (multipart: the SDK builds it from `file`, a (name, bytes,
+    type) tuple, and the other fields)."""
+    return await _call("audio.transcriptions.create", _client().audio.transcriptions.create(**request), model=str(request.get("model") or ""))
+
+
 async def conversation_create(*, items: list[dict], metadata: dict[str, str]) -> str:
     conversation = await _call("conversations.create", _client().conversations.create(**_as_is({"items": items, "metadata": metadata})))
     return conversation.id

@@ -3,6 +3,9 @@ per-turn context (what the profile holds, what is missing), tools."""
 
 from __future__ import annotations
 
+import base64
+from dataclasses import dataclass
+
 DEFAULT_INSTRUCTIONS = """\
 Sei un agente WhatsApp incaricato dell'assistenza clienti e dell'acquisizione delle informazioni di base del contatto.
 
@@ -77,10 +80,37 @@ def fields_context(*, known: dict[str, str], missing: list[str], extra_fields: l
 CUSTOMER_TEXT_MAX = 4096
 
 
-def customer_input(texts: list[str]) -> list[dict]:
-    """The customer's texts as the model's input, each at most CUSTOMER_TEXT_MAX characters
-    (the stored message keeps its whole text)."""
-    return [{"role": "user", "content": text[:CUSTOMER_TEXT_MAX]} for text in texts]
+@dataclass(frozen=True)
+class Said:
+    """One customer message as the model reads it: its words (a text, a caption, a voice
+    note's transcript) and, for an image, the image as a `data:` URL (OpenAI cannot reach
+    our storage)."""
+
+    words: str
+    image_url: str = ""
+
+
+def image_data_url(*, content: bytes, mime_type: str) -> str:
+    """An image as a `data:` URL, the way OpenAI takes an image it cannot fetch."""
+    return f"data:{mime_type or 'image/jpeg'};base64,{base64.b64encode(content).decode('ascii')}"
+
+
+def customer_input(said: list[str | Said], *, image_detail: str = "auto") -> list[dict]:
+    """The customer's messages as the model's input, their words at most CUSTOMER_TEXT_MAX
+    characters each (the stored message keeps its whole text); an image is an `input_image`
+    part, with the caption after it as `input_text`."""
+    items = []
+    for one in said:
+        one = one if isinstance(one, Said) else Said(words=one)
+        words = one.words[:CUSTOMER_TEXT_MAX]
+        if not one.image_url:
+            items.append({"role": "user", "content": words})
+            continue
+        content: list[dict] = [{"type": "input_image", "image_url": one.image_url, "detail": image_detail}]
+        if words.strip():
+            content.append({"type": "input_text", "text": words})
+        items.append({"role": "user", "content": content})
+    return items
 
 
 def instructions_with_context(*, instructions: str, context: dict[str, str], summary: str = "") -> str:
@@ -130,3 +160,34 @@ order number exactly as written. `language` is the ISO 639-1 code of the languag
 SUMMARY_INSTRUCTIONS = """\
 Riassumi in italiano, in al massimo 5 frasi, la conversazione seguente tra un cliente e l'assistenza: \
 chi è il cliente, cosa ha chiesto, cosa è stato risposto, cosa resta in sospeso. Solo il riassunto."""
+
+
+# The answer to media the bot cannot understand (a video, a document, a sticker; a voice note
+# or an image without an AI, or when it failed), in the customer's language; `{type}` is the
+# media type named in that language. A bot configuration's own texts come first
+# (`BotConfig.media_acknowledgements`).
+MEDIA_ACKNOWLEDGEMENTS = {
+    "it": "Grazie, abbiamo ricevuto il tuo contenuto ({type}). Un operatore lo esaminerà al più presto.",
+    "en": "Thank you, we have received your {type}. A colleague will look at it shortly.",
+}
+MEDIA_TYPE_NAMES = {
+    "it": {
+        "image": "immagine", "audio": "messaggio vocale", "video": "video", "document": "documento", "sticker": "sticker",
+        "location": "posizione", "contacts": "contatto", "order": "ordine", "_": "contenuto",
+    },
+    "en": {
+        "image": "image", "audio": "voice message", "video": "video", "document": "document", "sticker": "sticker",
+        "location": "location", "contacts": "contact card", "order": "order", "_": "message",
+    },
+}  # fmt: skip
+
+
+def media_acknowledgement(*, type: str, language: str, configured: dict | None) -> str:
+    """The acknowledgement of a `type` message for a customer speaking `language` (ISO 639-1;
+    unknown or without a text of its own: Italian, as the offline agent speaks)."""
+    configured = {k: v for k, v in (configured or {}).items() if isinstance(v, str) and v.strip()}
+    lang = language if language in configured or language in MEDIA_ACKNOWLEDGEMENTS else "it"
+    text = configured.get(lang) or MEDIA_ACKNOWLEDGEMENTS.get(lang) or MEDIA_ACKNOWLEDGEMENTS["it"]
+    names = MEDIA_TYPE_NAMES.get(lang) or MEDIA_TYPE_NAMES["en"]
+    # A plain replacement, not str.format: an admin's text may hold other braces.
+    return text.replace("{type}", names.get(type) or names["_"])

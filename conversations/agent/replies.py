@@ -16,6 +16,7 @@ from . import offline
 from .openai_client import AIError
 from .prompts import (
     SUMMARY_INSTRUCTIONS,
+    Said,
     customer_input,
     fields_context,
     instructions_with_context,
@@ -82,16 +83,17 @@ def usage_fields(response) -> dict:
 
 
 def reply_request(
-    *, config, texts: list[str], known: dict[str, str], missing: list[str], summary: str, openai_conversation: str
+    *, config, said: list[Said], known: dict[str, str], missing: list[str], summary: str, openai_conversation: str
 ) -> dict:
-    """The `responses.create` arguments for the reply to a burst of `texts`. `known` and
-    `missing`: the profile's fields as read with the burst (the extraction of the newest text
-    may be running at the same moment: the instructions say so)."""
+    """The `responses.create` arguments for the reply to a burst: what the customer `said` in
+    each message (words, an image). `known` and `missing`: the profile's fields as read with
+    the burst (the extraction of the newest text may be running at the same moment: the
+    instructions say so)."""
     context = fields_context(known=known, missing=missing, extra_fields=config.extra_fields)
     request: dict = {
         "model": model_for(config),
         "conversation": openai_conversation,
-        "input": customer_input(texts),
+        "input": customer_input(said, image_detail=settings.OPENAI_IMAGE_DETAIL),
         "tools": reply_tools(vector_store_ids=config.vector_store_ids or []),
         "instructions": instructions_with_context(instructions=config.instructions, context=context, summary=summary),
     }

@@ -36,6 +36,7 @@ VERSIONED_FIELDS = (
     "max_output_tokens",
     "holding_message",
     "handoff_message",
+    "media_acknowledgements",
     "is_active",
 )
 

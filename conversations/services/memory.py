@@ -8,7 +8,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from ..models import REVISION_TYPES, Author, Conversation, Message, Origin
+from ..models import REVISION_TYPES, WORDS, Author, Conversation, Message, Origin
 
 SUMMARY_MESSAGES = 40
 
@@ -24,18 +24,18 @@ def previous_message_at(*, conversation_id: int, before_id: int) -> datetime | N
 
 
 def latest_texts(*, conversation_id: int, before_id: int, limit: int) -> list[tuple[bool, datetime, str]]:
-    """(from the customer, written at, text) of the latest `limit` messages with a text
-    before `before_id`, oldest first; an edited message as it reads now, a deleted one not
-    at all (the customer took it back). Past chats imported from the WhatsApp Business app
+    """(from the customer, written at, words) of the latest `limit` messages with words
+    (`Message.words`: a voice note's are its transcript) before `before_id`, oldest first; an
+    edited message as it reads now, a deleted one not at all (the customer took it back). Past chats imported from the WhatsApp Business app
     are older than every live message whatever their ids (they are imported after the first
     live ones): they come before them, in the order they were written."""
-    texts = Message.objects.filter(conversation_id=conversation_id, deleted_at__isnull=True).exclude(text="")
+    texts = Message.objects.filter(conversation_id=conversation_id, deleted_at__isnull=True).annotate(words=WORDS).exclude(words="")
     texts = texts.exclude(type__in=REVISION_TYPES)
     live = texts.filter(pk__lt=before_id).exclude(origin=Origin.HISTORY).order_by("-pk")
-    rows = list(live.values_list("author", "created_at", "text")[:limit])
+    rows = list(live.values_list("author", "created_at", "words")[:limit])
     if len(rows) < limit:
         past = texts.filter(origin=Origin.HISTORY).order_by("-provider_timestamp", "-pk")
-        rows += past.values_list("author", "provider_timestamp", "text")[: limit - len(rows)]
+        rows += past.values_list("author", "provider_timestamp", "words")[: limit - len(rows)]
     return [(author == Author.CUSTOMER, at, text) for author, at, text in reversed(rows)]
 
 

@@ -35,12 +35,13 @@ class ModelShutdowns:
 
 
 def models_in_use() -> set[str]:
-    """The models the bot answers and extracts with: each active configuration's,
-    OPENAI_MODEL (a blank one's) and OPENAI_EXTRACTION_MODEL."""
+    """The models the bot answers, extracts and transcribes with: each active configuration's,
+    OPENAI_MODEL (a blank one's), OPENAI_EXTRACTION_MODEL and OPENAI_TRANSCRIBE_MODEL."""
     models = {model_for(config) for config in BotConfig.objects.filter(is_active=True).only("model")}
     models.add(settings.OPENAI_MODEL)
     if settings.OPENAI_EXTRACTION_MODEL:
         models.add(settings.OPENAI_EXTRACTION_MODEL)
+    models.add(settings.OPENAI_TRANSCRIBE_MODEL)
     return models
 
 
@@ -63,12 +64,19 @@ def model_shutdowns_record(*, dates: dict[str, date | None]) -> list[str]:
 
 def _shutdown_alert_text(*, model: str, dates: dict[str, date | None], today: date) -> str:
     if model not in dates:
-        return f"OpenAI does not list {model} among the models this API key may use: its requests will be refused. Choose another model."
+        return f"OpenAI does not list {model} among the models this API key may use: its requests will be refused. {model_replace_hint(model)}"
     day = dates[model]
     if day is None or day - today > MODEL_SHUTDOWN_NOTICE:
         return ""
     when = "was shut down" if day <= today else f"shuts down in {(day - today).days} day(s)"
-    return f"OpenAI {when} on {day.isoformat()}: {model}. Choose another model in the bot configuration (or OPENAI_MODEL)."
+    return f"OpenAI {when} on {day.isoformat()}: {model}. {model_replace_hint(model)}"
+
+
+def model_replace_hint(model: str) -> str:
+    """Where an admin changes `model`: the transcription model is a setting of its own."""
+    if model == settings.OPENAI_TRANSCRIBE_MODEL:
+        return "Choose another transcription model (OPENAI_TRANSCRIBE_MODEL)."
+    return "Choose another model in the bot configuration (or OPENAI_MODEL)."
 
 
 def model_shutdowns_known() -> ModelShutdowns | None:

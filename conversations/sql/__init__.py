@@ -23,7 +23,7 @@ import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import BinaryField, JSONField, Model
 
-from ..models import REVISION_TYPES, TEXT_TYPES
+from ..models import REVISION_TYPES, TEXT_TYPES, MediaFile, MediaState, MessageType
 
 
 @lru_cache(maxsize=1)
@@ -50,6 +50,16 @@ def literal(value: str) -> str:
 
 TEXT_TYPES_SQL = "(" + ", ".join(literal(t) for t in TEXT_TYPES) + ")"
 REVISION_TYPES_SQL = "(" + ", ".join(literal(t) for t in REVISION_TYPES) + ")"
+
+
+def words_sql(alias: str) -> str:
+    """Whether the message `alias` is words the agent answers: a text, a voice note once
+    transcribed, an image once stored (`Message.words`; UNDERSTOOD_MEDIA_TYPES). The burst
+    and the commit's "a newer one waits" both ask it."""
+    return f"""({alias}.type IN {TEXT_TYPES_SQL}
+        OR ({alias}.type = {literal(MessageType.AUDIO)} AND {alias}.transcript <> '')
+        OR ({alias}.type = {literal(MessageType.IMAGE)} AND EXISTS (
+            SELECT 1 FROM {table(MediaFile)} f WHERE f.message_id = {alias}.id AND f.state = {literal(MediaState.STORED)})))"""
 
 
 @dataclass(frozen=True)

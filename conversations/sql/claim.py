@@ -4,7 +4,8 @@ The claim is a conditional update of the message's lease (`locked_until`): it su
 while no worker holds the message and it is not handled yet, and it counts the attempt
 (the sweeper stops re-queueing a message that keeps failing). The same statement returns
 the message with its conversation, channel and profile, and the burst: every unanswered
-customer text of the conversation, by id.
+customer message of the conversation that is words (`words_sql`: texts, transcribed voice
+notes, stored images), and the claimed message itself, by id.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from profiles.models import ClientProfile
 
 from .. import database
 from ..models import Channel, Conversation, Direction, Message
-from . import TEXT_TYPES_SQL, Columns, columns, literal, table
+from . import Columns, columns, literal, table, words_sql
 
 # Big columns a turn never reads (deferred: read on access).
 _DEFERRED = ("payload", "media", "referral", "earlier_texts")
@@ -29,7 +30,7 @@ _DEFERRED = ("payload", "media", "referral", "earlier_texts")
 @dataclass
 class Claimed:
     message: Message  # with its conversation, channel and profile loaded
-    burst: list[Message]  # every unanswered customer text of the conversation, by id (this one included)
+    burst: list[Message]  # every unanswered customer message that is words, by id (this one included)
 
 
 @lru_cache(maxsize=2)
@@ -49,9 +50,9 @@ def _statement(claim: bool) -> tuple[str, tuple[Columns, ...]]:
     sql = f"""
 WITH m AS ({m})
 SELECT {message.sql}, {conversation.sql}, {channel.sql}, {profile.sql},
-    (SELECT json_agg(json_build_array(b.id, b.type, b.text) ORDER BY b.id) FROM {messages} b
+    (SELECT json_agg(json_build_array(b.id, b.type, b.text, b.transcript) ORDER BY b.id) FROM {messages} b
      WHERE b.conversation_id = m.conversation_id AND b.direction = {literal(Direction.INBOUND)}
-       AND b.type IN {TEXT_TYPES_SQL} AND b.handled_at IS NULL)
+       AND b.handled_at IS NULL AND (b.id = m.id OR {words_sql("b")}))
 FROM m
 JOIN {table(Conversation)} c ON c.id = m.conversation_id
 JOIN {table(Channel)} ch ON ch.id = c.channel_id
@@ -94,7 +95,9 @@ def _claimed(row: list, parts: tuple[Columns, ...]) -> Claimed:
     burst = [
         message
         if pk == message.pk
-        else Message.from_db(DEFAULT_DB_ALIAS, ("id", "conversation_id", "type", "text"), [pk, conversation.pk, kind, text])
-        for pk, kind, text in row[start] or []  # json_agg: decoded by psycopg; NULL when none
+        else Message.from_db(
+            DEFAULT_DB_ALIAS, ("id", "conversation_id", "type", "text", "transcript"), [pk, conversation.pk, kind, text, transcript]
+        )
+        for pk, kind, text, transcript in row[start] or []  # json_agg: decoded by psycopg; NULL when none
     ]
     return Claimed(message=message, burst=burst)

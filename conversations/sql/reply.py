@@ -1,5 +1,5 @@
 """The end of a turn: the burst marked handled with the bot's reply (or a hand-off), "sent",
-the extraction's usage, and the leases of the work in flight.
+the extraction's usage, a voice note's transcript, and the leases of the work in flight.
 
 `commit` is one transaction, sent in one round trip (pipeline): a first statement locks the
 conversation row; the webhook updates that row in the transaction that stores a new customer
@@ -28,7 +28,7 @@ from ..models import (
     Owner,
     StatusUpdate,
 )
-from . import TEXT_TYPES_SQL, backend, literal, quote, row_values, table
+from . import backend, literal, quote, row_values, table, words_sql
 
 USAGE_FIELDS = ("ai_model", "input_tokens", "cached_tokens", "output_tokens", "cost_usd")
 
@@ -73,7 +73,7 @@ WITH state AS MATERIALIZED (
             = cardinality(%(ids)s::bigint[]) AS unhandled,
         EXISTS (SELECT 1 FROM {messages} n
                 WHERE n.conversation_id = %(conversation_id)s::bigint AND n.direction = {literal(Direction.INBOUND)}
-                  AND n.type IN {TEXT_TYPES_SQL} AND n.handled_at IS NULL AND n.id > %(last_id)s::bigint) AS newer
+                  AND n.handled_at IS NULL AND n.id > %(last_id)s::bigint AND {words_sql("n")}) AS newer
     FROM {conversations} c WHERE c.id = %(conversation_id)s::bigint),
 go AS MATERIALIZED (
     SELECT unhandled AND NOT (%(check_newer)s::boolean AND newer) AS done, newer, bot_owned FROM state),
@@ -169,6 +169,26 @@ async def usage_set(*, message_id: int, usage: dict) -> None:
 
     async def work(conn):
         await conn.execute(_usage_sql(), params, prepare=True)
+
+    await database.statement(work)
+
+
+@lru_cache(maxsize=1)
+def _transcript_sql() -> str:
+    return f"""
+WITH heard AS (
+    UPDATE {table(Message)} m SET transcript = %(transcript)s::text WHERE m.id = %(message_id)s::bigint RETURNING m.conversation_id)
+UPDATE {table(Conversation)} c SET revision = c.revision + 1, changed_at = %(now)s::timestamptz
+FROM heard WHERE c.id = heard.conversation_id"""
+
+
+async def transcript_set(*, message_id: int, transcript: str, now: datetime) -> None:
+    """A voice note's words on its message, and its conversation's revision moved so the
+    console shows them (one statement)."""
+    params = database.params(message_id=message_id, transcript=transcript, now=now)
+
+    async def work(conn):
+        await conn.execute(_transcript_sql(), params, prepare=True)
 
     await database.statement(work)
 

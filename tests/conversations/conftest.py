@@ -59,7 +59,8 @@ class FakeOpenAI:
     `reply_failures` / `extract_failures` are statuses returned before the next success
     (`always_fail` makes every `/responses` call fail). A request for a model in
     `refused_models` gets OpenAI's answer for a model it does not serve; `models` is what
-    `GET /v1/models` lists (model id → its `shutdown_date`)."""
+    `GET /v1/models` lists (model id → its `shutdown_date`). `/audio/transcriptions` answers
+    `transcript` (`transcription_failures`: statuses first)."""
 
     def __init__(self, server, validators):
         self.server = server
@@ -76,6 +77,8 @@ class FakeOpenAI:
         self.summary_text = "Il cliente Mario Rossi ha chiesto dell'ordine A-1234."
         self.refused_models: set[str] = set()
         self.models: dict[str, str | None] = {}
+        self.transcript = "Buongiorno, sono Mario Rossi e vorrei sapere dove è il mio ordine."
+        self.transcription_failures: deque[int] = deque()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -94,6 +97,10 @@ class FakeOpenAI:
     @property
     def conversations_created(self) -> list[dict]:
         return self.bodies("conversation")
+
+    @property
+    def transcription_requests(self) -> list[dict]:
+        return self.bodies("transcription")
 
     # --- the server side --------------------------------------------------------------------
     def _validate(self, kind: str, body: dict) -> None:
@@ -166,6 +173,20 @@ class FakeOpenAI:
             },
         }
 
+    def handle_transcriptions(self, request: Request) -> Response:
+        # Multipart: its fields, and the file's part as its name (what the spec's schema can check).
+        fields = {key: request.form.get(key) for key in request.form}
+        upload = request.files.get("file")
+        self._validate("transcriptions", {**fields, **({"file": upload.filename} if upload else {})})
+        body = {**fields, "file": (upload.filename, upload.read(), upload.mimetype) if upload else None}
+        with self._lock:
+            self.calls.append(("transcription", body))
+        if fields.get("model") in self.refused_models:
+            return self._model_refused(fields["model"])
+        if self.transcription_failures:
+            return self._error(self.transcription_failures.popleft())
+        return self._json({"text": self.transcript, "usage": {"type": "duration", "seconds": 4}})
+
     def _model_refused(self, model: str) -> Response:
         # What OpenAI answers for a model it does not serve (unknown, or shut down).
         message = f"The model `{model}` does not exist or you do not have access to it."
@@ -207,6 +228,7 @@ def fake_openai_serving(server, validators) -> Iterator[FakeOpenAI]:
     server.expect_request("/v1/conversations", method="POST").respond_with_handler(fake.handle_conversations)
     server.expect_request(ITEMS_PATH, method="POST").respond_with_handler(fake.handle_items)
     server.expect_request("/v1/models", method="GET").respond_with_handler(fake.handle_models)
+    server.expect_request("/v1/audio/transcriptions", method="POST").respond_with_handler(fake.handle_transcriptions)
     yield fake
     assert not fake.invalid, "bodies that do not match OpenAI's spec:\n" + "\n".join(fake.invalid)
 

@@ -24,6 +24,7 @@ from tests.conversations.factories import ChannelFactory, ConversationFactory, U
 from .conftest import bot_texts, customer_says, reply, sent_to_whatsapp
 
 DEFAULT_MODEL = "gpt-6-luna"
+TRANSCRIBE_MODEL = "gpt-transcribe"  # OPENAI_TRANSCRIBE_MODEL's default
 
 
 @pytest.fixture(autouse=True)
@@ -109,7 +110,7 @@ def test_admin_shows_the_page_in_italian_too(admin_client, settings):
 def test_admin_shows_each_configured_model_s_shutdown_date_as_openai_lists_it(fake_openai, admin_client):
     default = bot_config_for_channel(channel=ChannelFactory()).config
     own = bot_config_save(config=BotConfig(name="Negozio", channel=ChannelFactory(phone_number_id="200"), model="gpt-4.1")).config
-    fake_openai.models = {DEFAULT_MODEL: None, "gpt-4.1": "2027-01-14", "gpt-4o": "2027-01-14"}
+    fake_openai.models = {DEFAULT_MODEL: None, TRANSCRIBE_MODEL: None, "gpt-4.1": "2027-01-14", "gpt-4o": "2027-01-14"}
 
     assert "not checked yet" in admin_client.get("/admin/conversations/botconfig/").content.decode()
     model_shutdowns_check()
@@ -138,7 +139,7 @@ def test_the_bot_configuration_page_opens_when_the_cache_cannot_be_read(admin_cl
 @pytest.mark.django_db
 def test_a_model_in_use_that_shuts_down_within_30_days_is_an_alert_until_it_is_replaced(fake_openai, admin_client):
     config = bot_config_save(config=BotConfig(name="Negozio", channel=ChannelFactory(), model="gpt-4.1")).config
-    fake_openai.models = {DEFAULT_MODEL: None, "gpt-4.1": days_from_today(20), "gpt-4o": days_from_today(20)}
+    fake_openai.models = {DEFAULT_MODEL: None, TRANSCRIBE_MODEL: None, "gpt-4.1": days_from_today(20), "gpt-4o": days_from_today(20)}
 
     assert model_shutdowns_check() == 1
     model_shutdowns_check()  # every hour: the same alert, counted
@@ -161,7 +162,7 @@ def test_a_model_in_use_that_shuts_down_within_30_days_is_an_alert_until_it_is_r
 @pytest.mark.django_db
 def test_a_model_in_use_that_openai_does_not_list_is_an_alert(fake_openai, settings):
     settings.OPENAI_EXTRACTION_MODEL = "gpt-4.1-nano"  # shut down on 2026-10-23
-    fake_openai.models = {DEFAULT_MODEL: None}
+    fake_openai.models = {DEFAULT_MODEL: None, TRANSCRIBE_MODEL: None}
 
     model_shutdowns_check()
 
@@ -170,8 +171,20 @@ def test_a_model_in_use_that_openai_does_not_list_is_an_alert(fake_openai, setti
 
 
 @pytest.mark.django_db
+def test_a_transcription_model_that_shuts_down_is_an_alert_naming_its_setting(fake_openai, settings):
+    settings.OPENAI_TRANSCRIBE_MODEL = "whisper-1"  # shuts down on 2027-02-26
+    fake_openai.models = {DEFAULT_MODEL: None, "whisper-1": days_from_today(10)}
+
+    assert model_shutdowns_check() == 1
+
+    alert = Alert.objects.get()
+    assert (alert.kind, alert.subject) == (AlertKind.MODEL_SHUTDOWN, "whisper-1")
+    assert "shuts down in 10 day(s)" in alert.text and "OPENAI_TRANSCRIBE_MODEL" in alert.text
+
+
+@pytest.mark.django_db
 def test_openai_unreachable_leaves_the_last_dates_and_the_admin_page_does_not_wait(fake_openai, admin_client, settings):
-    fake_openai.models = {DEFAULT_MODEL: "2027-06-30"}
+    fake_openai.models = {DEFAULT_MODEL: "2027-06-30", TRANSCRIBE_MODEL: "2027-06-30"}
     model_shutdowns_check()
     config = bot_config_for_channel(channel=ChannelFactory()).config
 
