@@ -168,6 +168,8 @@ class Origin(models.TextChoices):
 
 # Types that are the customer talking to us in words (what the agent answers).
 TEXT_TYPES = (MessageType.TEXT, MessageType.INTERACTIVE, MessageType.BUTTON)
+# Types whose message carries a file (the provider's media id in `Message.media["id"]`).
+MEDIA_TYPES = (MessageType.IMAGE, MessageType.AUDIO, MessageType.VIDEO, MessageType.DOCUMENT, MessageType.STICKER)
 # Types that need no answer at all.
 SILENT_TYPES = (MessageType.REACTION, MessageType.SYSTEM)
 # Types that change another message (the one their `context_wamid` names) instead of adding

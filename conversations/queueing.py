@@ -36,9 +36,12 @@ PUBLISH_BATCH_SIZE = 200
 INBOUND_HANDLE = "conversations.tasks.inbound_handle"
 AGENT_REPLY = "conversations.tasks.agent_reply"
 MESSAGE_DELIVER = "conversations.tasks.message_deliver"
+MEDIA_FETCH = "conversations.tasks.media_fetch"
 INBOUND_SWEEP = "conversations.tasks.inbound_sweep"
 OUTBOUND_SWEEP = "conversations.tasks.outbound_sweep"
 STATUS_SWEEP = "conversations.tasks.status_sweep"
+MEDIA_SWEEP = "conversations.tasks.media_sweep"
+MEDIA_RETENTION = "conversations.tasks.media_retention"
 MODEL_SHUTDOWNS_CHECK = "conversations.tasks.model_shutdowns_check"
 
 
