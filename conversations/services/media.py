@@ -62,9 +62,10 @@ def media_claim(*, message_id: int) -> Claimed | None:
     if message is None or not (message.media or {}).get("id"):
         return None
     now = timezone.now()
-    # Ingest stores the pending row with its message; one stored otherwise (before media were
-    # fetched, or by hand) gets it here.
-    MediaFile.objects.bulk_create([MediaFile(message_id=message_id, created_at=now)], ignore_conflicts=True)
+    if not MediaFile.objects.filter(pk=message_id).exists():
+        # Ingest stores the pending row with its message; one stored otherwise (before media
+        # were fetched, or by hand) gets it here.
+        MediaFile.objects.bulk_create([MediaFile(message_id=message_id, created_at=now)], ignore_conflicts=True)
     with transaction.atomic():
         took = (
             MediaFile.objects.filter(pk=message_id, state=MediaState.PENDING, attempts__lt=settings.MEDIA_FETCH_MAX_ATTEMPTS)
