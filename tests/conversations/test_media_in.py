@@ -9,11 +9,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import time
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from werkzeug import Response
@@ -117,8 +120,8 @@ def test_a_customers_photo_is_fetched_stored_shown_to_staff_and_then_acknowledge
     assert str(media_root) in media_file.file.path and "Sheena" not in media_file.file.name  # never the customer's name
     # The look-up, the bytes, then the turn: read receipt and the acknowledgement.
     paths = meta.paths()
-    assert paths.index(f"/cdn/media-1") < paths.index(MESSAGES_PATH)
-    assert sent_to_whatsapp(meta.server) == ["Ricevuto: immagine."] or sent_to_whatsapp(meta.server) == ["Ricevuto: image."]
+    assert paths.index("/cdn/media-1") < paths.index(MESSAGES_PATH)
+    assert sent_to_whatsapp(meta.server) == [f"Ricevuto: {message.get_type_display().lower()}."]
     message.refresh_from_db()
     assert message.handled_at is not None and message.locked_until is None
 
@@ -275,8 +278,6 @@ def test_retention_deletes_old_files_and_the_thread_says_so(channel_, meta, cust
 
     gone = MediaFile.objects.get(pk=old.pk)
     assert gone.state == MediaState.DELETED and gone.deleted_at and not gone.file
-    import os
-
     assert not os.path.exists(path)
     assert MediaFile.objects.get(pk=recent.pk).state == MediaState.STORED
     assert staff.get(media_url(old)).status_code == 404
@@ -320,22 +321,16 @@ def test_an_echo_with_media_is_fetched_and_gets_no_turn(channel_, meta, post_web
     assert sent_to_whatsapp(meta.server) == []  # no acknowledgement of the business's own photo
 
 
-def test_the_thread_shows_each_media_without_a_query_per_message(channel_, staff, django_assert_max_num_queries):
+def test_the_thread_shows_each_media_without_a_query_per_message(channel_, staff):
     conversation = ConversationFactory(channel=channel_)
-    for n in range(10):
-        message = MessageFactory(conversation=conversation, type="image", text="", media={"id": f"m{n}"})
-        MediaFile.objects.create(message=message, state=MediaState.EXPIRED, error="gone")
-    baseline = staff.get(reverse("console:thread", args=(conversation.pk,)))
-    assert baseline.content.decode().count("Media expired") == 10
 
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
+    def thread_queries(count: int) -> int:
+        for n in range(count):
+            message = MessageFactory(conversation=conversation, type="image", text="", media={"id": f"m{n}"})
+            MediaFile.objects.create(message=message, state=MediaState.EXPIRED, error="gone")
+        with CaptureQueriesContext(connection) as queries:
+            page = staff.get(reverse("console:thread", args=(conversation.pk,)))
+        assert page.content.decode().count("Media expired") == MediaFile.objects.count()
+        return len(queries)
 
-    with CaptureQueriesContext(connection) as ten:
-        staff.get(reverse("console:thread", args=(conversation.pk,)))
-    for n in range(10, 20):
-        message = MessageFactory(conversation=conversation, type="image", text="", media={"id": f"m{n}"})
-        MediaFile.objects.create(message=message, state=MediaState.EXPIRED, error="gone")
-    with CaptureQueriesContext(connection) as twenty:
-        staff.get(reverse("console:thread", args=(conversation.pk,)))
-    assert len(twenty) == len(ten)
+    assert thread_queries(10) == thread_queries(10)  # 10 media bubbles, then 20: the same queries
