@@ -28,6 +28,9 @@ class Outcome(StrEnum):
     ACKNOWLEDGED = "acknowledged"  # media and the like: the configured acknowledgement
     FAILED = "failed"  # the provider refused the message for good
     RETRY = "retry"  # the provider refused for now: another attempt is queued
+    STORED = "stored"  # a message's media fetched and kept
+    EXPIRED = "expired"  # the provider no longer has the media
+    REFUSED = "refused"  # the media is not the one announced, or too large
 
 
 class Action(StrEnum):

@@ -46,7 +46,7 @@ from integrations.base import ContactUpdate, Delivery, Identity, IdentityChange,
 
 from . import queueing
 from .groupcommit import GroupCommit
-from .models import REVISION_TYPES, STATUS_RANK, Author, Channel, Direction, MessageStatus, Origin, message_preview
+from .models import MEDIA_TYPES, REVISION_TYPES, STATUS_RANK, Author, Channel, Direction, MessageStatus, Origin, message_preview
 from .services.contacts import contacts_apply
 from .sql import ingest as ingest_sql
 from .sql import pipelined_transaction
@@ -142,6 +142,8 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
                 _identities_move(cursor, jobs)
                 (inserted, revised), sent = _rows_store(cursor, jobs), True
                 ingest_sql.threads_update(cursor, _threads(jobs, inserted))
+                fetched = _with_media(jobs)
+                ingest_sql.media_pending_store(cursor, [pk for pk, wamid, _conversation in inserted if wamid in fetched])
                 revising = ingest_sql.revisions_apply(cursor, _revised_wamids(jobs, inserted, revised))
                 statuses_store(cursor, [s for job in jobs for s in job.statuses])
                 preferences_store(cursor, [p for job in jobs for p in job.preferences])
@@ -169,7 +171,12 @@ def _store(jobs: Sequence[_Job]) -> list[Ingested]:
     if records:
         ingest_sql.records_saved(cursor, records)
     answered = {m.provider_id for job in jobs for _channel, messages in job.by_channel for m in messages if _answered(m)}
-    queueing.enqueue_on_commit(queueing.INBOUND_HANDLE, sorted(pk for pk, wamid, _conversation in inserted if wamid in answered))
+    # A message with a file has its media fetched first; a customer's then gets its turn (the
+    # fetch queues it once the media is stored or given up), so the turn finds the bytes.
+    queueing.enqueue_on_commit(
+        queueing.INBOUND_HANDLE, sorted(pk for pk, wamid, _conversation in inserted if wamid in answered and wamid not in fetched)
+    )
+    queueing.enqueue_on_commit(queueing.MEDIA_FETCH, sorted(pk for pk, wamid, _conversation in inserted if wamid in fetched))
     _templates_sync_queue(jobs, unsynced)
     _previews_revise(ingest_sql.revised_read(revising))
     return results
@@ -210,6 +217,17 @@ def _templates_sync_queue(jobs: Sequence[_Job], unsynced: set[str]) -> None:
 def _answered(m: InboundMessage) -> bool:
     """A customer's live message gets a turn; the business's own and past chats none."""
     return m.author == base.Author.CUSTOMER and not m.history
+
+
+def _with_media(jobs: Sequence[_Job]) -> set[str]:
+    """The provider ids of the messages that carry a file to fetch (any author, past chats too)."""
+    return {
+        m.provider_id
+        for job in jobs
+        for _channel, messages in job.by_channel
+        for m in messages
+        if m.type in MEDIA_TYPES and m.media.get("id")
+    }
 
 
 def _identities_move(cursor, jobs: Sequence[_Job]) -> None:

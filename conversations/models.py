@@ -168,6 +168,8 @@ class Origin(models.TextChoices):
 
 # Types that are the customer talking to us in words (what the agent answers).
 TEXT_TYPES = (MessageType.TEXT, MessageType.INTERACTIVE, MessageType.BUTTON)
+# Types whose message carries a file (the provider's media id in `Message.media["id"]`).
+MEDIA_TYPES = (MessageType.IMAGE, MessageType.AUDIO, MessageType.VIDEO, MessageType.DOCUMENT, MessageType.STICKER)
 # Media the agent can understand: a voice note once transcribed, an image given to the model
 # (with its caption) once stored. Other media get the acknowledgement.
 UNDERSTOOD_MEDIA_TYPES = (MessageType.AUDIO, MessageType.IMAGE)

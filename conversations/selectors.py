@@ -28,6 +28,8 @@ from .models import (
     ConversationNote,
     ConversationStatus,
     Direction,
+    MediaFile,
+    MediaState,
     Message,
     MessageTemplate,
     MessageType,
@@ -266,7 +268,8 @@ def thread_messages(
     by id (`msg_thread_idx`, as before), and a page crosses from one to the other. The poll
     brings live messages only."""
     queryset = Message.objects.filter(conversation_id=conversation_id).exclude(type__in=[MessageType.REACTION, *REVISION_TYPES])
-    queryset = queryset.select_related("sent_by")
+    # The media's row with each message (a join, not a query per media bubble).
+    queryset = queryset.select_related("sent_by", "media_file")
     live, past = queryset.exclude(origin=Origin.HISTORY), queryset.filter(origin=Origin.HISTORY)
     past = past.order_by(F("provider_timestamp").desc(), "-pk")
     if after_id is not None:
@@ -294,6 +297,17 @@ def thread_messages(
         has_older=has_older,
         oldest_id=rows[0].pk if rows else before_id,
         newest_id=rows[-1].pk if rows else after_id,
+    )
+
+
+def media_stored(*, conversation_id: int, message_id: int) -> MediaFile | None:
+    """A message's stored media, if the message is in that conversation (None otherwise)."""
+    return (
+        MediaFile.objects.select_related("message")
+        .only("pk", "file", "mime_type", "filename", "size", "message__type", "message__conversation_id")
+        .filter(pk=message_id, message__conversation_id=conversation_id, state=MediaState.STORED)
+        .exclude(file="")
+        .first()
     )
 
 

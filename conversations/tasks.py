@@ -1,6 +1,6 @@
 """Celery entry points: thin, take ids, hand the work over, own their retry policy.
 
-A customer's turn and a delivery run on the worker's event loop (`runtime.dispatch`: the
+A customer's turn, a delivery and a media fetch run on the worker's event loop (`runtime.dispatch`: the
 task returns once the loop has the id; run to the end when the task runs eagerly). The
 sweeps and the check of the models' shutdown dates run on the pool's threads.
 """
@@ -11,10 +11,11 @@ from celery import shared_task
 
 from integrations.base import ProviderError
 
-from . import delivery, queueing, runtime, templatesync, turn
+from . import delivery, media, queueing, runtime, templatesync, turn
 from .agent import openai_client
 from .agent.openai_client import AIError
 from .models import Channel
+from .services import media as media_services
 from .services import openai_models, sweeps
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,23 @@ def message_deliver(self, message_id: int) -> str:
     # Bounded by WHATSAPP_SEND_MAX_ATTEMPTS, counted on the message row; a retry is queued
     # again with its countdown by the delivery itself.
     return runtime.dispatch(self.request, delivery.message_deliver, message_id)
+
+
+@shared_task(name=queueing.MEDIA_FETCH, bind=True, acks_late=True, ignore_result=True)
+def media_fetch(self, message_id: int) -> str:
+    # Bounded by MEDIA_FETCH_MAX_ATTEMPTS, counted on the media row; a retry is queued again
+    # with its countdown by the fetch itself. A customer's message gets its turn afterwards.
+    return runtime.dispatch(self.request, media.media_fetch, message_id)
+
+
+@shared_task(name=queueing.MEDIA_SWEEP, ignore_result=True)
+def media_sweep() -> int:
+    return sweeps.media_sweep()
+
+
+@shared_task(name=queueing.MEDIA_RETENTION, ignore_result=True)
+def media_retention() -> int:
+    return media_services.media_retention_apply()
 
 
 @shared_task(name=queueing.INBOUND_SWEEP, ignore_result=True)

@@ -8,7 +8,7 @@ A provider is a folder of `integrations/` with a class that has these calls:
 | `parse(body) -> Delivery` | the delivery's items (messages, statuses, preferences, contacts, identity changes, history progress), what was rejected and why, what was ignored |
 | `await send(outgoing, to) -> str` | the provider's id for the sent message (`to` is an `Identity`); raises `ProviderError` |
 | `await mark_read(provider_id, typing)` | read receipt (and typing indicator) for a customer message |
-| `await fetch_media(ref) -> Media` | the bytes of a media item the customer sent |
+| `await fetch_media(ref, url, sha256, max_bytes) -> Media` | the bytes of a media item a message carried; `MediaExpired` when the provider no longer has them, `MediaRefused` when they are not what was announced or too large |
 | `await templates_list(business_account_id) -> TemplateListing` | the message templates of a business account (providers that keep them) |
 
 Nothing outside a provider's folder knows the shape of its payloads: the types below are
@@ -253,6 +253,15 @@ class ProviderError(Exception):
         return self.reason_text or self.title or self.message
 
 
+class MediaExpired(ProviderError):
+    """The provider no longer has the media (it keeps them for a limited time): permanent."""
+
+
+class MediaRefused(ProviderError):
+    """The media arrived but is not taken: its bytes do not match the announced sha256, or
+    they are larger than the limit for their type. Permanent."""
+
+
 class Provider(Protocol):
     def verify(self, body: bytes, headers: Mapping[str, str]) -> bool: ...
 
@@ -262,4 +271,4 @@ class Provider(Protocol):
 
     async def mark_read(self, provider_id: str, *, typing: bool = True) -> None: ...
 
-    async def fetch_media(self, ref: str) -> Media: ...
+    async def fetch_media(self, ref: str, *, url: str = "", sha256: str = "", max_bytes: int | None = None) -> Media: ...

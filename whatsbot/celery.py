@@ -4,7 +4,9 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 
-from conversations.queueing import INBOUND_SWEEP, MODEL_SHUTDOWNS_CHECK, OUTBOUND_SWEEP, STATUS_SWEEP, TEMPLATES_SYNC_ALL
+from conversations.queueing import (
+    INBOUND_SWEEP, MEDIA_RETENTION, MEDIA_SWEEP, MODEL_SHUTDOWNS_CHECK, OUTBOUND_SWEEP, STATUS_SWEEP, TEMPLATES_SYNC_ALL,
+)
 from whatsbot import gctune
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "whatsbot.settings")
@@ -20,6 +22,9 @@ app.conf.beat_schedule = {
     "sweep-unsent-outbound": {"task": OUTBOUND_SWEEP, "schedule": 30.0},
     # Delivery statuses that Meta reported before the send had stored the message's wamid.
     "sweep-early-statuses": {"task": STATUS_SWEEP, "schedule": 30.0},
+    # Media whose fetch was lost (broker down, worker killed); stored media past MEDIA_RETENTION_DAYS.
+    "sweep-pending-media": {"task": MEDIA_SWEEP, "schedule": 30.0},
+    "delete-old-media": {"task": MEDIA_RETENTION, "schedule": 3600.0},
     # OpenAI's shutdown dates of the models in use, for admin and its alerts.
     "check-model-shutdowns": {"task": MODEL_SHUTDOWNS_CHECK, "schedule": 3600.0},
     # The message templates of every channel's business account, as Meta lists them.

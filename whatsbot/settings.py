@@ -222,8 +222,16 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)
 WHITENOISE_USE_FINDERS = DEBUG or TESTING
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Customers' media (images, voice notes, documents): a folder under var/ by default, never
+# served by URL (no MEDIA_URL route: the console serves them to logged-in staff only), or any
+# Django storage backend by dotted path, with its options as JSON (an S3 bucket, say).
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or VAR_DIR / "media")
+MEDIA_STORAGE_BACKEND = env_str("MEDIA_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage")
+MEDIA_STORAGE_OPTIONS = env.json("MEDIA_STORAGE_OPTIONS", default={})
+if not isinstance(MEDIA_STORAGE_OPTIONS, dict):
+    raise ImproperlyConfigured("MEDIA_STORAGE_OPTIONS must be a JSON object, e.g. {\"bucket_name\": \"whatsbot-media\"}.")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": {"BACKEND": MEDIA_STORAGE_BACKEND, "OPTIONS": MEDIA_STORAGE_OPTIONS},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not (DEBUG or TESTING)
@@ -277,6 +285,13 @@ if not (DEBUG or TESTING) and WHATSAPP_PHONE_ID and not WHATSAPP_APP_SECRET:
 # Read only to say what became of it: the answer to media the bot cannot understand is now per
 # bot configuration and per language (admin; conversations/checks.py warns while it is set).
 ACK_MEDIA_REPLY = env_str("ACK_MEDIA_REPLY")
+# Media a message carried: tries of fetching it before it is marked failed (temporary
+# failures wait WHATSAPP_RETRY_BASE_SECONDS, doubling); stored files older than
+# MEDIA_RETENTION_DAYS days are deleted by beat (0 keeps them for ever).
+MEDIA_FETCH_MAX_ATTEMPTS = env.int("MEDIA_FETCH_MAX_ATTEMPTS", default=5)
+MEDIA_RETENTION_DAYS = env.int("MEDIA_RETENTION_DAYS", default=90)
+if MEDIA_FETCH_MAX_ATTEMPTS < 1 or MEDIA_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured("MEDIA_FETCH_MAX_ATTEMPTS must be >= 1 and MEDIA_RETENTION_DAYS >= 0.")
 # Stored inbound messages not handled after this many seconds are queued again by beat.
 INBOUND_SWEEP_AFTER_SECONDS = env.int("INBOUND_SWEEP_AFTER_SECONDS", default=60)
 # Seconds a claimed message is a worker's before another may take it over; the worker keeps

@@ -15,7 +15,7 @@ from datetime import timezone as dt_timezone
 
 from django.contrib import messages as flash
 from django.contrib.auth import get_user_model
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -30,7 +30,7 @@ from profiles.selectors import profile_preference_changes
 from profiles.services import FieldValueError, profile_field_set
 
 from .. import selectors
-from ..models import Conversation, ConversationStatus
+from ..models import Conversation, ConversationStatus, MessageType
 from ..services import console as actions
 from ..services.templates import template_render, template_variables
 from ..templatetags import console_tags
@@ -275,6 +275,38 @@ def thread_older(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request, "console/thread.html#older", {"conversation": {"pk": pk}, "urls": thread_urls(pk), "thread": thread}
     )
+
+
+# Served inline (shown, played) only when the browser can only show them; anything else (an
+# SVG, HTML, a PDF: files that can carry script) is a download.
+MEDIA_INLINE_TYPES = {
+    "image/jpeg", "image/png", "image/webp", "image/gif", "audio/ogg", "audio/mpeg", "audio/mp4", "audio/aac", "audio/amr",
+    "audio/webm", "video/mp4", "video/3gpp", "video/webm",
+}  # fmt: skip
+# What a served file may do if opened on its own: nothing (no script, no requests, a sandbox).
+MEDIA_CSP = "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; sandbox"
+
+
+@staff_required
+@require_GET
+def media(request: HttpRequest, pk: int, message_id: int) -> HttpResponse:
+    """A message's stored media, to logged-in staff only (`staff_required`: never a public URL),
+    and only through the conversation it belongs to."""
+    media_file = selectors.media_stored(conversation_id=pk, message_id=message_id)
+    if media_file is None:
+        raise Http404
+    try:
+        handle = media_file.file.open("rb")
+    except OSError:  # gone from the storage (deleted by hand, another backend's outage)
+        raise Http404 from None
+    mime_type = media_file.mime_type or "application/octet-stream"
+    inline = media_file.message.type != MessageType.DOCUMENT and mime_type.split(";")[0].strip().lower() in MEDIA_INLINE_TYPES
+    filename = media_file.filename or media_file.file.name.rsplit("/", 1)[-1]
+    response = FileResponse(handle, content_type=mime_type, as_attachment=not inline, filename=filename)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=3600"
+    response["Content-Security-Policy"] = MEDIA_CSP
+    return response
 
 
 # --- Actions -------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ from .. import queueing
 from ..models import (
     Conversation,
     Direction,
+    MediaFile,
+    MediaState,
     Message,
     MessageStatus,
     Owner,
@@ -29,6 +31,7 @@ from ..models import (
     lease_free,
 )
 from ..sql import status as status_sql
+from .media import media_give_up, media_settle
 from .outbound import accepted_recall, message_mark_failed
 
 logger = logging.getLogger(__name__)
@@ -108,6 +111,21 @@ def outbound_sweep() -> int:
     if ids:
         logger.info("sweeper: queueing %d pending outbound message(s)", len(ids))
     return queueing.enqueue(queueing.MESSAGE_DELIVER, ids)
+
+
+def media_sweep() -> int:
+    """Queue the media fetches left pending (the broker was down, a worker was lost); give up
+    the ones out of attempts (their messages' turns are queued)."""
+    due = _due(MediaFile.objects.filter(state=MediaState.PENDING))
+    for media_file in due.filter(attempts__gte=settings.MEDIA_FETCH_MAX_ATTEMPTS).select_related("message")[:SWEEP_LIMIT]:
+        reason = f"Not fetched after {media_file.attempts} attempts: see the worker's log."
+        if media_give_up(message=media_file.message, state=MediaState.FAILED, error=reason):
+            logger.error("message %s: media not fetched after %d attempts, marked failed", media_file.pk, media_file.attempts)
+            media_settle(message_id=media_file.pk)
+    ids = list(due.filter(attempts__lt=settings.MEDIA_FETCH_MAX_ATTEMPTS).values_list("pk", flat=True)[:SWEEP_LIMIT])
+    if ids:
+        logger.info("sweeper: queueing %d pending media fetch(es)", len(ids))
+    return queueing.enqueue(queueing.MEDIA_FETCH, ids)
 
 
 def statuses_sweep() -> int:

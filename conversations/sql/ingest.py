@@ -26,7 +26,7 @@ from integrations.base import Identity
 from profiles.models import ClientProfile
 
 from ..database import json_text
-from ..models import Conversation, ConversationStatus, Direction, Message, MessageType, Owner
+from ..models import Conversation, ConversationStatus, Direction, MediaFile, MediaState, Message, MessageType, Owner
 from . import REVISION_TYPES_SQL, backend, columns, literal, quote, row_values, table
 
 # `T.col` in an upsert's SET clause: the existing row's value.
@@ -395,6 +395,23 @@ def _records_insert_sql(model: type[models.Model]) -> str:
         "ORDER BY v._position "
         f"RETURNING {quote('id')}"
     )
+
+
+@lru_cache(maxsize=1)
+def _media_pending_sql() -> str:
+    return (
+        f"INSERT INTO {table(MediaFile)} (message_id, state, file, mime_type, sha256, filename, error, attempts, provider_media_id, "
+        f"created_at) SELECT id, {literal(MediaState.PENDING)}, '', '', '', '', '', 0, '', %s::timestamptz "
+        "FROM unnest(%s::bigint[]) AS id ON CONFLICT (message_id) DO NOTHING"
+    )
+
+
+def media_pending_store(cursor: psycopg.Cursor, message_ids: Sequence[int]) -> None:
+    """A pending media row for each new message that carries a file, in the delivery's
+    transaction: a fetch whose task was lost (broker down at commit) is found by the media
+    sweeper. None at all (no statement) in a delivery without media."""
+    if message_ids:
+        cursor.execute(_media_pending_sql(), [timezone.now(), sorted(message_ids)], prepare=True)
 
 
 def records_insert(cursor: psycopg.Cursor, records: Sequence[models.Model]) -> None:

@@ -148,3 +148,11 @@ def sender_label(message) -> str:
     if message.author == "system":
         return _("System")
     return ""
+
+
+@register.filter
+def retention_days(media_file) -> int:
+    """How many days a media file was kept before retention deleted it."""
+    if not media_file.deleted_at or not media_file.stored_at:
+        return 0
+    return (media_file.deleted_at - media_file.stored_at).days

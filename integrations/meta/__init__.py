@@ -37,8 +37,8 @@ class MetaProvider(MetaWebhooks):
     async def mark_read(self, provider_id: str, *, typing: bool = True) -> None:
         await self.graph.mark_read(provider_id, typing=typing)
 
-    async def fetch_media(self, ref: str) -> Media:
-        return await self.graph.fetch_media(ref)
+    async def fetch_media(self, ref: str, *, url: str = "", sha256: str = "", max_bytes: int | None = None) -> Media:
+        return await self.graph.fetch_media(ref, url=url, sha256=sha256, max_bytes=max_bytes)
 
     async def templates_list(self, business_account_id: str) -> TemplateListing:
         return await self.graph.templates_list(business_account_id)

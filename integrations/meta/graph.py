@@ -21,7 +21,7 @@ import aiohttp
 from django.conf import settings
 
 from .. import http
-from ..base import Identity, Media, Outgoing, ProviderError, Rejected, TemplateListing
+from ..base import Identity, Media, MediaExpired, MediaRefused, Outgoing, ProviderError, Rejected, TemplateListing
 from ..redaction import redact
 from .parser import MEDIA_TYPES, ItemError, template_of
 
@@ -99,19 +99,52 @@ class GraphClient:
             body["typing_indicator"] = {"type": "text"}
         await self._request("POST", f"{self.phone_number_id}/messages", body)
 
-    async def fetch_media(self, media_id: str) -> Media:
-        """A media item a customer sent: its URL first (valid for 5 minutes), then the bytes,
-        checked against the sha256 Meta gives."""
-        info = await self._request("GET", f"{media_id}?phone_number_id={self.phone_number_id}")
-        url, expected = str(info.get("url") or ""), str(info.get("sha256") or "")
-        if not url:
+    async def fetch_media(self, media_id: str, *, url: str = "", sha256: str = "", max_bytes: int | None = None) -> Media:
+        """A media item a message carried, checked against its sha256 and `max_bytes`.
+
+        Meta's webhook may carry the item's URL (`url`): tried first, with the token. When that
+        fails (run out, refused, unreachable) the media id is looked up for a fresh URL (valid
+        for 5 minutes) and the bytes come from there. Meta keeps an item for a limited time (a
+        webhook's media id lasts 7 days at most, on some numbers much less): `MediaExpired`
+        when it no longer has it; `MediaRefused` when the bytes are not the ones announced or
+        are larger than the limit.
+        """
+        limit = MEDIA_MAX_BYTES if max_bytes is None else min(max_bytes, MEDIA_MAX_BYTES)
+        if url:
+            try:
+                return await self._media_download(url, sha256=sha256, mime_type="", limit=limit)
+            except MediaRefused:
+                raise
+            except ProviderError:
+                pass  # the webhook's URL has run out or failed: a fresh one from the media id
+        try:
+            info = await self._request("GET", f"{media_id}?phone_number_id={self.phone_number_id}")
+        except ProviderError as exc:
+            # Meta answers an id it no longer has with 404, or 400 "Unsupported get request" (code 100).
+            if exc.http_status in (404, 410) or (exc.http_status == 400 and exc.code == 100):
+                raise _expired(exc) from None
+            raise
+        fresh = str(info.get("url") or "")
+        if not fresh:
             raise ProviderError("Graph API answered without a media URL", permanent=False)
-        content, mime_type = await self._download(url)
+        expected, mime_type = str(info.get("sha256") or sha256), str(info.get("mime_type") or "")
+        return await self._media_download(fresh, sha256=expected, mime_type=mime_type, limit=limit)
+
+    async def _media_download(self, url: str, *, sha256: str, mime_type: str, limit: int) -> Media:
+        try:
+            content, content_type = await self._download(url, limit=limit)
+        except ProviderError as exc:
+            if exc.http_status in (404, 410):
+                raise _expired(exc) from None
+            raise
         digest = hashlib.sha256(content)
         # Meta's webhooks give the sha256 in base64; accept it in hex too.
-        if expected and expected.lower() != digest.hexdigest() and expected != base64.b64encode(digest.digest()).decode():
-            raise ProviderError("The media downloaded does not match its sha256", permanent=False)
-        return Media(content=content, mime_type=str(info.get("mime_type") or mime_type), sha256=digest.hexdigest())
+        if sha256 and sha256.lower() != digest.hexdigest() and sha256 != base64.b64encode(digest.digest()).decode():
+            raise MediaRefused(
+                "The media downloaded does not match its sha256", permanent=True,
+                reason_text="The file received does not match the one WhatsApp announced (sha256): it was not kept.",
+            )  # fmt: skip
+        return Media(content=content, mime_type=mime_type or content_type, sha256=digest.hexdigest())
 
     async def templates_list(self, business_account_id: str) -> TemplateListing:
         """Every message template of the business account, page after page (Meta's `after`
@@ -165,25 +198,39 @@ class GraphClient:
             # `from None`: the chained exception could carry request details.
             raise ProviderError(f"Could not reach the Graph API: {redact(type(exc).__name__)}", permanent=False) from None
 
-    async def _download(self, url: str) -> tuple[bytes, str]:
+    async def _download(self, url: str, *, limit: int) -> tuple[bytes, str]:
         try:
             async with http.session().get(url, headers={"Authorization": f"Bearer {self._token}"}, timeout=self._timeout()) as response:
                 if response.status >= 400:
                     raise _error(response.status, response.reason or "", await response.read(), response.headers.get("Retry-After"))
-                if (response.content_length or 0) > MEDIA_MAX_BYTES:
-                    raise ProviderError("The media is larger than the limit", permanent=True)
+                if (response.content_length or 0) > limit:
+                    raise _too_large(limit)
                 # `read(n)` returns what is buffered, up to n bytes: read to the end, counting.
                 chunks, size = [], 0
                 async for chunk in response.content.iter_chunked(64 * 1024):
                     size += len(chunk)
-                    if size > MEDIA_MAX_BYTES:
-                        raise ProviderError("The media is larger than the limit", permanent=True)
+                    if size > limit:
+                        raise _too_large(limit)
                     chunks.append(chunk)
                 return b"".join(chunks), response.content_type
         except asyncio.TimeoutError:
             raise ProviderError("Timed out downloading the media", permanent=False) from None
         except aiohttp.ClientError as exc:
             raise ProviderError(f"Could not download the media: {redact(type(exc).__name__)}", permanent=False) from None
+
+
+def _expired(error: ProviderError) -> MediaExpired:
+    return MediaExpired(
+        f"The media is no longer available: {error}", permanent=True, code=error.code, title=error.title,
+        http_status=error.http_status, reason_text="WhatsApp no longer has this file.",
+    )  # fmt: skip
+
+
+def _too_large(limit: int) -> MediaRefused:
+    return MediaRefused(
+        f"The media is larger than the limit ({limit} bytes)", permanent=True,
+        reason_text=f"The file is larger than the {limit // 1024:,} KB allowed for its type: it was not kept.",
+    )  # fmt: skip
 
 
 def _content(outgoing: Outgoing) -> dict:

@@ -19,5 +19,5 @@ class SandboxProvider(MetaWebhooks):
     async def mark_read(self, provider_id: str, *, typing: bool = True) -> None:
         return None
 
-    async def fetch_media(self, ref: str) -> Media:
-        raise ProviderError("The simulator keeps no media.", permanent=True)
+    async def fetch_media(self, ref: str, *, url: str = "", sha256: str = "", max_bytes: int | None = None) -> Media:
+        raise ProviderError("The simulator keeps no media.", permanent=True, reason_text="The simulator keeps no media.")

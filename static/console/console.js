@@ -184,6 +184,24 @@
       setTimeout(function () { el.remove(); }, 4000);
     });
   });
+  // A photo or sticker enlarged in a dialog over the thread (without JavaScript its link opens
+  // it full size). Delegated: bubbles come and go with the polls.
+  document.addEventListener("click", function (ev) {
+    var link = ev.target.closest && ev.target.closest("a.media-zoom");
+    if (!link || ev.ctrlKey || ev.metaKey || ev.shiftKey) return;
+    var viewer = document.getElementById("media-viewer");
+    if (!viewer || !viewer.showModal) return;
+    ev.preventDefault();
+    var img = viewer.querySelector("img");
+    img.src = link.href;
+    img.alt = (link.querySelector("img") || {}).alt || "";
+    viewer.showModal();
+  });
+  document.addEventListener("click", function (ev) {
+    var viewer = document.getElementById("media-viewer");
+    if (viewer && viewer.open && viewer.contains(ev.target)) viewer.close();
+  });
+
   // A thread opened from the list: the URL changed, so the list highlights it.
   document.addEventListener("htmx:pushedIntoHistory", markActive);
 

@@ -69,7 +69,9 @@ def test_a_logged_in_user_who_is_not_staff_gets_403_from_every_console_url(custo
 def test_an_agent_can_use_every_console_url(agent_client, conversation):
     for name, url in every_console_url(conversation):
         response = agent_client.get(url, {"rev": 0, "before": 10**9}, HTTP_HX_REQUEST="true")
-        assert response.status_code in (200, 204, 405), (name, response.status_code)
+        # A media URL names a message whose file is stored: here none is, so 404 (no bytes).
+        allowed = (200, 204, 405, 404) if name == "media" else (200, 204, 405)
+        assert response.status_code in allowed, (name, response.status_code)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from django.conf import settings
 from werkzeug import Response
 
 from integrations import http
-from integrations.base import Identity, Outgoing, ProviderError
+from integrations.base import Identity, MediaExpired, MediaRefused, Outgoing, ProviderError
 from integrations.meta import graph
 from integrations.meta.graph import GraphClient
 from tests.conversations.factories import ACCESS_TOKEN, PHONE_NUMBER_ID
@@ -470,13 +470,13 @@ def test_bytes_that_do_not_match_a_base64_sha256_are_refused(graph_api, client, 
     assert "sha256" in str(fetch_refused(client))
 
 
-def test_bytes_that_do_not_match_the_sha256_are_refused_as_temporary(graph_api, client, media_url):
+def test_bytes_that_do_not_match_the_sha256_are_refused_for_good(graph_api, client, media_url):
     expect_lookup(graph_api, media_info(media_url, content=b"what Meta meant to send"))
     graph_api.expect_ordered_request("/cdn/media-1").respond_with_data(MEDIA)
 
     error = fetch_refused(client)
 
-    assert not error.permanent and "sha256" in str(error)
+    assert isinstance(error, MediaRefused) and error.permanent and "sha256" in str(error)
 
 
 def test_a_look_up_without_a_url_is_a_temporary_error(graph_api, client):
@@ -543,3 +543,43 @@ def test_a_download_that_times_out_is_temporary(graph_api, client, media_url, se
 
     assert not error.permanent and "Timed out downloading" in str(error)
     time.sleep(0.5)
+
+
+def test_the_webhooks_url_is_tried_first_with_the_token_and_no_look_up(graph_api, client, media_url):
+    graph_api.expect_ordered_request("/cdn/media-1", method="GET", headers={"Authorization": f"Bearer {ACCESS_TOKEN}"}).respond_with_data(
+        MEDIA, content_type="image/png"
+    )
+
+    media = run(lambda: client.fetch_media("media-1", url=media_url, sha256=hashlib.sha256(MEDIA).hexdigest()))
+
+    assert media.content == MEDIA and media.mime_type == "image/png"
+    assert [r.path for r, _ in graph_api.log] == ["/cdn/media-1"]
+
+
+def test_a_webhook_url_that_ran_out_falls_back_to_the_media_id(graph_api, client, media_url):
+    graph_api.expect_ordered_request("/cdn/old").respond_with_response(Response("gone", status=403))
+    expect_lookup(graph_api, media_info(media_url))
+    graph_api.expect_ordered_request("/cdn/media-1").respond_with_data(MEDIA)
+
+    media = run(lambda: client.fetch_media("media-1", url=media_url.replace("media-1", "old")))
+
+    graph_api.check_assertions()
+    assert media.content == MEDIA
+
+
+def test_a_media_id_meta_no_longer_has_is_expired_and_the_error_carries_no_token(graph_api, client):
+    graph_api.expect_request(f"/{VERSION}/media-1").respond_with_response(graph_error(100, "Unsupported get request", status=400))
+
+    error = fetch_refused(client)
+
+    assert isinstance(error, MediaExpired) and error.permanent and error.reason == "WhatsApp no longer has this file."
+    assert ACCESS_TOKEN not in f"{error} {error.detail} {error.title}"
+
+
+def test_a_limit_smaller_than_the_item_refuses_it(graph_api, client, media_url):
+    expect_lookup(graph_api, media_info(media_url))
+    graph_api.expect_ordered_request("/cdn/media-1").respond_with_data(MEDIA)
+
+    with pytest.raises(MediaRefused) as caught:
+        run(lambda: client.fetch_media("media-1", max_bytes=len(MEDIA) - 1))
+    assert caught.value.permanent and "larger than the limit" in str(caught.value)

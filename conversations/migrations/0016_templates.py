@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0016_agent_media_acknowledgements'),
+        ('conversations', '0015_agent_media_acknowledgements'),
     ]
 
     operations = [
