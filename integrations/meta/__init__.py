@@ -39,3 +39,6 @@ class MetaProvider(MetaWebhooks):
 
     async def fetch_media(self, ref: str) -> Media:
         return await self.graph.fetch_media(ref)
+
+    async def upload_media(self, content: bytes, *, mime_type: str, filename: str) -> str:
+        return await self.graph.upload_media(content, mime_type=mime_type, filename=filename)
