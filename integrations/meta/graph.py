@@ -102,10 +102,13 @@ class GraphClient:
     async def upload_media(self, content: bytes, *, mime_type: str, filename: str) -> str:
         """The id Meta gives a file uploaded to send (it keeps the file 30 days): a multipart
         POST of `messaging_product`, the file's `type` and the `file` itself."""
-        form = aiohttp.FormData()
+        # Unquoted: the name as written (UTF-8, as browsers send it), not percent-encoded; no
+        # control character can break out of its header line.
+        form = aiohttp.FormData(quote_fields=False)
         form.add_field("messaging_product", "whatsapp")
         form.add_field("type", mime_type)
-        form.add_field("file", content, filename=filename or "file", content_type=mime_type)
+        filename = "".join(ch for ch in filename if ch.isprintable()) or "file"
+        form.add_field("file", content, filename=filename, content_type=mime_type)
         data = await self._request("POST", f"{self.phone_number_id}/media", form=form)
         media_id = str(data.get("id") or "")
         if not media_id:
