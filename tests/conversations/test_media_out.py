@@ -394,3 +394,29 @@ def test_the_react_button_is_on_customer_messages_only_with_the_configured_emoji
     html = desk["client"].get(f"/console/c/{desk['conversation'].pk}/").content.decode()
     assert html.count("data-react") == 1  # the customer's message, not the bot's
     assert 'value="🎉"' in html and 'value="❤️"' not in html
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "content_type", "mime_type"),
+    [
+        (b"Orari: lun-ven 9-18\nGrazie!", "orari.txt", "text/plain", "text/plain"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 512, "vecchio.doc", "application/msword", "application/msword"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 512, "listino.xls", "application/octet-stream", "application/vnd.ms-excel"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "foto.jpeg", "application/octet-stream", "image/jpeg"),
+    ],
+)
+def test_the_type_sent_is_the_one_the_bytes_are(desk, content, name, content_type, mime_type):
+    attach(desk, content, name, content_type)
+    assert MediaFile.objects.get().mime_type == mime_type
+
+
+def test_on_the_simulator_s_number_a_file_gets_an_id_and_nothing_leaves(desk, graph_api):
+    from conversations.models import Channel, Provider
+
+    Channel.objects.filter(pk=desk["conversation"].channel_id).update(provider=Provider.SANDBOX)
+    attach(desk, PNG, "foto.png", "image/png", caption="Foto")
+    message = Message.objects.get(author=Author.STAFF)
+
+    assert deliver(message.pk) == "sent"
+    assert graph_api.log == []
+    assert MediaFile.objects.get(message=message).provider_media_id.startswith("sandbox-media.")
