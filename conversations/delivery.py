@@ -11,6 +11,10 @@ of the message finds the kept id and records it instead of sending again.
 
 A customer who stopped marketing messages never receives a marketing template: `deliver`
 refuses it for good before the provider is called (`ClientProfile.marketing_messages`).
+
+A file staff send is uploaded to the provider as a step of its delivery: the provider's id is
+kept on its `MediaFile`, so an attempt after a failed send names the file uploaded before
+instead of uploading it again. A failed upload is a failed attempt like a failed send.
 """
 
 from __future__ import annotations
@@ -23,11 +27,11 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from psycopg import Error as PsycopgError
 
-from integrations.base import ProviderError
+from integrations.base import Provider, ProviderError
 
 from . import runtime
 from .decisions import Outcome
-from .models import Message
+from .models import Message, MessageType
 from .providers import outgoing, provider_for, recipient_of
 from .services import outbound
 from .sql import reply as reply_sql
@@ -37,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 # Meta's error code for a marketing template to a customer who stopped marketing messages.
 MARKETING_STOPPED = 131050
+
+# Message types whose file may be ours to upload (`MediaFile`).
+UPLOADED_TYPES = (MessageType.IMAGE, MessageType.DOCUMENT, MessageType.AUDIO, MessageType.VIDEO, MessageType.STICKER)
 
 # Tries of writing "sent" for a message the provider accepted, and the first wait between them (doubling).
 SENT_WRITE_ATTEMPTS = 6
@@ -63,7 +70,13 @@ async def deliver(message: Message) -> Outcome:
     with runtime.holding([message.pk]):
         try:
             _consent_check(message)
-            provider_id = await provider_for(conversation.channel).send(outgoing(message), to=recipient_of(conversation.profile))
+            provider = provider_for(conversation.channel)
+            sending = outgoing(message)
+            if message.type in UPLOADED_TYPES:
+                media_id = await _media_upload(provider, message)
+                if media_id:
+                    sending.media = {**sending.media, "id": media_id}
+            provider_id = await provider.send(sending, to=recipient_of(conversation.profile))
         except ProviderError as exc:
             retries = await runtime.sync(outbound.delivery_failed, message=message, error=exc)
             return Outcome.RETRY if retries else Outcome.FAILED
@@ -72,6 +85,19 @@ async def deliver(message: Message) -> Outcome:
             logger.exception("message %s: delivery failed, the sweeper will try again", message.pk)
             return Outcome.SKIPPED
         return await _sent_record(message, provider_id)
+
+
+async def _media_upload(provider: Provider, message: Message) -> str:
+    """The provider's id of the message's file: uploaded by the first attempt that gets here,
+    kept on the file's row for the attempts after it ("" when the message has no file of ours)."""
+    upload = await runtime.sync(outbound.media_upload_get, message_id=message.pk)
+    if upload is None:
+        return ""
+    if upload.provider_media_id:
+        return upload.provider_media_id
+    media_id = await provider.upload_media(upload.content, mime_type=upload.mime_type, filename=upload.filename)
+    await runtime.sync(outbound.media_uploaded, message_id=message.pk, provider_media_id=media_id)
+    return media_id
 
 
 def _consent_check(message: Message) -> None:

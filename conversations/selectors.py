@@ -23,6 +23,7 @@ from profiles.selectors import profile_search_condition
 
 from .models import (
     REVISION_TYPES,
+    Author,
     BotConfig,
     Conversation,
     ConversationNote,
@@ -31,6 +32,7 @@ from .models import (
     MediaFile,
     MediaState,
     Message,
+    MessageStatus,
     MessageTemplate,
     MessageType,
     Origin,
@@ -312,23 +314,40 @@ def media_stored(*, conversation_id: int, message_id: int) -> MediaFile | None:
 
 
 def messages_decorate(*, conversation_id: int, messages: list[Message]) -> None:
-    """Attach reactions and quoted messages: two queries for the whole page at most."""
+    """Attach reactions and quoted messages: two queries for the whole page at most.
+
+    Each side has one reaction on a message, its latest (the customer's, and the business's
+    from the console); an empty emoji removes it. A reaction of ours that failed changes
+    nothing on WhatsApp: the one before it stays, and the failure shows on the message
+    (`reaction_failures`) until a later reaction goes through."""
     for message in messages:
         message.reactions = []
+        message.reaction_failures = []
+        message.our_reaction = ""  # the business's (staff's) current reaction
         message.quoted = None
     wamids = [m.wamid for m in messages if m.wamid]
     if wamids:
         latest: dict[str, Message] = {}
+        failed: dict[str, Message] = {}
         for reaction in (
             Message.objects.filter(conversation_id=conversation_id, type=MessageType.REACTION, context_wamid__in=wamids)
-            .only("id", "text", "author", "context_wamid")
+            .only("id", "text", "author", "context_wamid", "status", "error_title")
             .order_by("pk")
         ):
-            latest[f"{reaction.context_wamid}|{reaction.author}"] = reaction  # a later reaction replaces an earlier one
+            key = f"{reaction.context_wamid}|{reaction.author}"
+            if reaction.status == MessageStatus.FAILED:
+                failed[key] = reaction
+            else:
+                latest[key] = reaction  # a later reaction replaces an earlier one
+                failed.pop(key, None)
         by_wamid = {m.wamid: m for m in messages if m.wamid}
         for reaction in latest.values():
             if reaction.text:  # an empty emoji removes the reaction
                 by_wamid[reaction.context_wamid].reactions.append(reaction)
+                if reaction.author == Author.STAFF:
+                    by_wamid[reaction.context_wamid].our_reaction = reaction.text
+        for reaction in failed.values():
+            by_wamid[reaction.context_wamid].reaction_failures.append(reaction)
     quoted_wamids = {m.context_wamid for m in messages if m.context_wamid}
     if quoted_wamids:
         quoted = {

@@ -10,6 +10,7 @@ A provider is a folder of `integrations/` with a class that has these calls:
 | `await mark_read(provider_id, typing)` | read receipt (and typing indicator) for a customer message |
 | `await fetch_media(ref, url, sha256, max_bytes) -> Media` | the bytes of a media item a message carried; `MediaExpired` when the provider no longer has them, `MediaRefused` when they are not what was announced or too large |
 | `await templates_list(business_account_id) -> TemplateListing` | the message templates of a business account (providers that keep them) |
+| `await upload_media(content, mime_type, filename) -> str` | the provider's id for a file staff send, to name in `Outgoing.media` (`{"id": ...}`); raises `ProviderError` |
 
 Nothing outside a provider's folder knows the shape of its payloads: the types below are
 what crosses the boundary. A provider raises `ProviderError`, whose `permanent` flag says
@@ -204,9 +205,9 @@ class Delivery:
 class Outgoing:
     """A message for the provider to send (the provider picks its own wire format)."""
 
-    type: str  # "text", "template", "image", "audio", "video", "document", "sticker"
-    text: str = ""  # the body, or a media caption
-    reply_to: str = ""  # the provider id of the message this one answers
+    type: str  # "text", "template", "image", "audio", "video", "document", "sticker", "reaction"
+    text: str = ""  # the body, a media caption, or a reaction's emoji ("": the reaction is removed)
+    reply_to: str = ""  # the provider id of the message this one answers (a reaction: reacts to)
     media: dict = field(default_factory=dict)  # {"id": ...} or {"link": ...}, "filename"
     template: dict = field(default_factory=dict)  # {"name", "language": {"code"}, "components"}
 
@@ -272,3 +273,5 @@ class Provider(Protocol):
     async def mark_read(self, provider_id: str, *, typing: bool = True) -> None: ...
 
     async def fetch_media(self, ref: str, *, url: str = "", sha256: str = "", max_bytes: int | None = None) -> Media: ...
+
+    async def upload_media(self, content: bytes, *, mime_type: str, filename: str) -> str: ...

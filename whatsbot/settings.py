@@ -292,6 +292,18 @@ MEDIA_FETCH_MAX_ATTEMPTS = env.int("MEDIA_FETCH_MAX_ATTEMPTS", default=5)
 MEDIA_RETENTION_DAYS = env.int("MEDIA_RETENTION_DAYS", default=90)
 if MEDIA_FETCH_MAX_ATTEMPTS < 1 or MEDIA_RETENTION_DAYS < 0:
     raise ImproperlyConfigured("MEDIA_FETCH_MAX_ATTEMPTS must be >= 1 and MEDIA_RETENTION_DAYS >= 0.")
+# What staff may attach in the console, in bytes: WhatsApp takes images up to 5 MB and documents
+# up to 100 MB; these may only lower the limits (a smaller upload is faster to send, cheaper to keep).
+MEDIA_OUT_IMAGE_MAX_BYTES = env.int("MEDIA_OUT_IMAGE_MAX_BYTES", default=5 * 1024 * 1024)
+MEDIA_OUT_DOCUMENT_MAX_BYTES = env.int("MEDIA_OUT_DOCUMENT_MAX_BYTES", default=100 * 1024 * 1024)
+if not 0 < MEDIA_OUT_IMAGE_MAX_BYTES <= 5 * 1024 * 1024:
+    raise ImproperlyConfigured("MEDIA_OUT_IMAGE_MAX_BYTES must be between 1 and 5242880 (WhatsApp's limit for an image).")
+if not 0 < MEDIA_OUT_DOCUMENT_MAX_BYTES <= 100 * 1024 * 1024:
+    raise ImproperlyConfigured("MEDIA_OUT_DOCUMENT_MAX_BYTES must be between 1 and 104857600 (WhatsApp's limit for a document).")
+# The emoji staff can react to a customer's message with, from the console, comma-separated.
+REACTION_EMOJIS = env_list("REACTION_EMOJIS", "👍,❤️,😂,😮,😢,🙏")
+if not REACTION_EMOJIS or any(len(emoji) > 8 for emoji in REACTION_EMOJIS):
+    raise ImproperlyConfigured("REACTION_EMOJIS must list one or more emoji, comma-separated.")
 # Stored inbound messages not handled after this many seconds are queued again by beat.
 INBOUND_SWEEP_AFTER_SECONDS = env.int("INBOUND_SWEEP_AFTER_SECONDS", default=60)
 # Seconds a claimed message is a worker's before another may take it over; the worker keeps

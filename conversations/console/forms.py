@@ -41,7 +41,16 @@ class ListForm(forms.Form):
 
 
 class ReplyForm(forms.Form):
-    text = forms.CharField(max_length=4096, strip=True)
+    """A text, or a file with `text` as its caption (the service checks which is missing)."""
+
+    text = forms.CharField(max_length=4096, strip=True, required=False)
+    # An empty file is refused by `attachments.attachment_check`, with its name in the message.
+    file = forms.FileField(required=False, allow_empty_file=True)
+
+
+class ReactForm(forms.Form):
+    message = forms.IntegerField(min_value=1)
+    emoji = forms.CharField(max_length=16, strip=True, required=False)  # empty: remove the reaction
 
 
 class NoteForm(forms.Form):

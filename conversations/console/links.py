@@ -33,8 +33,8 @@ def pk_url(name: str, pk: int) -> str:
 
 # The actions of a thread page, by the key templates use (`urls.take_over`).
 THREAD_URL_NAMES = (
-    "thread", "thread_poll", "thread_older", "reply", "take_over", "hand_back", "resolve", "reopen", "assign", "note_add",
-    "template_form", "template_preview", "template_send",
+    "thread", "thread_poll", "thread_older", "reply", "react", "take_over", "hand_back", "resolve", "reopen", "assign",
+    "note_add", "template_form", "template_preview", "template_send",
 )  # fmt: skip
 
 

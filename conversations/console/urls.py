@@ -16,6 +16,7 @@ urlpatterns = [
     path("c/<int:pk>/older/", views.thread_older, name="thread_older"),
     path("c/<int:pk>/media/<int:message_id>/", views.media, name="media"),
     path("c/<int:pk>/reply/", views.reply, name="reply"),
+    path("c/<int:pk>/react/", views.react, name="react"),
     path("c/<int:pk>/take-over/", views.take_over, name="take_over"),
     path("c/<int:pk>/hand-back/", views.hand_back, name="hand_back"),
     path("c/<int:pk>/resolve/", views.resolve, name="resolve"),

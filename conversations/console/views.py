@@ -32,10 +32,11 @@ from profiles.services import FieldValueError, profile_field_set
 from .. import selectors
 from ..models import Conversation, ConversationStatus, MessageType
 from ..services import console as actions
+from ..services.attachments import AttachmentRefused, attachment_check
 from ..services.templates import template_render, template_variables
 from ..templatetags import console_tags
 from .access import staff_required
-from .forms import ListForm, NoteForm, ReplyForm
+from .forms import ListForm, NoteForm, ReactForm, ReplyForm
 from .links import pk_url, thread_urls
 
 # Re-rendered on a thread poll that saw a change, so their ticks and reactions update.
@@ -388,14 +389,37 @@ def assign(request: HttpRequest, pk: int) -> HttpResponse:
 
 @conversation_action
 def reply(request: HttpRequest, pk: int) -> HttpResponse:
-    form = ReplyForm(request.POST)
+    """A text, or an image or document with a caption (a multipart POST): the file is checked
+    (type from its bytes, size) before anything is stored."""
+    form = ReplyForm(request.POST, request.FILES)
     if not form.is_valid():
         return _action_done(request, pk, error=_("Write a message first (at most 4096 characters)."))
+    attachment = None
+    if upload := form.cleaned_data["file"]:
+        try:
+            attachment = attachment_check(upload, claimed_type=upload.content_type or "")
+        except AttachmentRefused as exc:
+            return _action_done(request, pk, error=str(exc))
     try:
-        actions.conversation_reply(conversation_id=pk, user=request.user, text=form.cleaned_data["text"])
+        actions.conversation_reply(conversation_id=pk, user=request.user, text=form.cleaned_data["text"], attachment=attachment)
     except actions.ConsoleActionError as exc:
         return _action_done(request, pk, error=str(exc))
     return _action_done(request, pk, event="reply-sent")
+
+
+@conversation_action
+def react(request: HttpRequest, pk: int) -> HttpResponse:
+    """React to a customer's message (or, with no emoji, take the reaction away)."""
+    form = ReactForm(request.POST)
+    if not form.is_valid():
+        return _action_done(request, pk, error=_("Choose one of the reactions offered."))
+    try:
+        actions.conversation_react(
+            conversation_id=pk, user=request.user, message_id=form.cleaned_data["message"], emoji=form.cleaned_data["emoji"]
+        )
+    except actions.ConsoleActionError as exc:
+        return _action_done(request, pk, error=str(exc))
+    return _action_done(request, pk)
 
 
 @conversation_action

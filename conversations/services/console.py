@@ -1,5 +1,5 @@
-"""What staff do in the console: take over, hand back, resolve, reopen, assign, reply, send a
-template, notes.
+"""What staff do in the console: take over, hand back, resolve, reopen, assign, reply (text,
+image or document), react to a customer's message, send a template, notes.
 
 Ownership changes are conditional updates, never check-then-set: when two staff members
 press "Take over" at the same moment, PostgreSQL serialises the two UPDATEs on the row and
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -20,17 +21,18 @@ from django.utils.translation import gettext as _
 from profiles.models import StaffPreference
 
 from ..models import (
-    SERVICE_WINDOW,
     Author,
     Conversation,
     ConversationNote,
     ConversationStatus,
+    Direction,
     Message,
     MessageTemplate,
     MessageType,
     Owner,
 )
-from .outbound import message_send
+from .attachments import CAPTION_MAX_LENGTH, Attachment
+from .outbound import media_file_store, message_send
 from .templates import TemplateValuesError, template_components, template_render, template_unsupported, template_values_check
 
 NOTE_MAX_LENGTH = 4000
@@ -138,23 +140,65 @@ def conversation_note_add(*, conversation_id: int, user, text: str) -> Conversat
         return ConversationNote.objects.create(conversation_id=conversation_id, author=user, text=text)
 
 
-def conversation_reply(*, conversation_id: int, user, text: str) -> Message:
-    """A staff member's free-text reply: stored at once as pending, delivered by the Celery
-    task after commit. Sending takes the conversation over (the bot stops answering)."""
+def conversation_reply(*, conversation_id: int, user, text: str, attachment: Attachment | None = None) -> Message:
+    """A staff member's reply, free text or a checked file (`attachments.attachment_check`) with
+    `text` as its caption: stored at once as pending (the file with it, in our storage),
+    delivered by the Celery task after commit, which uploads the file first. Sending takes the
+    conversation over (the bot stops answering)."""
     text = text.strip()
-    if not text:
+    if not text and attachment is None:
         raise ConsoleActionError(_("The message is empty."))
+    if attachment is not None and len(text) > CAPTION_MAX_LENGTH:
+        raise ConsoleActionError(_("The caption is too long (at most %(n)d characters).") % {"n": CAPTION_MAX_LENGTH})
     if len(text) > REPLY_MAX_LENGTH:
         raise ConsoleActionError(_("The message is too long (at most %(n)d characters).") % {"n": REPLY_MAX_LENGTH})
     with transaction.atomic():
-        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-        if not conversation.last_inbound_at or conversation.last_inbound_at + SERVICE_WINDOW <= timezone.now():
-            raise WindowClosed()
+        conversation = _window_open_locked(conversation_id)
         taken = conversation_take_over(conversation_id=conversation_id, user=user)
         if not taken.won:
             raise TakenByOther(taken.holder)
         conversation.refresh_from_db()
-        return message_send(conversation=conversation, text=text, author=Author.STAFF, user=user)
+        if attachment is None:
+            return message_send(conversation=conversation, text=text, author=Author.STAFF, user=user)
+        message = message_send(
+            conversation=conversation, text=text, author=Author.STAFF, user=user, type=attachment.kind,
+            media={"mime_type": attachment.mime_type, "filename": attachment.filename, "size": attachment.size},
+        )  # fmt: skip
+        # Written inside the transaction, so the delivery queued on commit finds it; a failed
+        # insert takes the file away again (`media_file_store`).
+        media_file_store(
+            message=message, content=attachment.content, mime_type=attachment.mime_type, filename=attachment.filename,
+            sha256=attachment.sha256,
+        )  # fmt: skip
+        return message
+
+
+def conversation_react(*, conversation_id: int, user, message_id: int, emoji: str) -> Message:
+    """The business's reaction to a customer's message (REACTION_EMOJIS; empty: remove it): an
+    outbound message of type reaction, delivered by the same task as a reply. It takes
+    nothing over: a reaction is not an answer."""
+    if emoji and emoji not in settings.REACTION_EMOJIS:
+        raise ConsoleActionError(_("Choose one of the reactions offered."))
+    target = (
+        Message.objects.filter(pk=message_id, conversation_id=conversation_id, direction=Direction.INBOUND, wamid__isnull=False)
+        .exclude(wamid="")
+        .values_list("wamid", flat=True)
+        .first()
+    )
+    if target is None:
+        raise ConsoleActionError(_("Only a customer's message can be reacted to."))
+    with transaction.atomic():
+        conversation = _window_open_locked(conversation_id)
+        return message_send(conversation=conversation, text=emoji, author=Author.STAFF, user=user, type=MessageType.REACTION, reply_to=target)
+
+
+def _window_open_locked(conversation_id: int) -> Conversation:
+    """The conversation, locked for the transaction; `WindowClosed` unless the customer wrote
+    in the last 24 hours (only then does WhatsApp take anything but a template)."""
+    conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+    if not conversation.window_open():
+        raise WindowClosed()
+    return conversation
 
 
 class TemplateNotFilled(ConsoleActionError):

@@ -10,12 +10,15 @@ until it is, and a later delivery attempt records it instead of sending.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from integrations.base import ProviderError
 
@@ -26,6 +29,8 @@ from ..models import (
     Author,
     Conversation,
     Direction,
+    MediaFile,
+    MediaState,
     Message,
     MessageStatus,
     MessageType,
@@ -78,6 +83,56 @@ def message_send(*, conversation: Conversation, text: str, author: str = Author.
         )
         queueing.enqueue_on_commit(queueing.MESSAGE_DELIVER, [message.pk])
     return message
+
+
+def media_file_store(*, message: Message, content: bytes, mime_type: str, filename: str, sha256: str) -> MediaFile:
+    """Our copy of a file staff send (the thread shows it like a customer's), in Django's default
+    storage, stored already: the delivery uploads it to the provider (`media_upload_get`)."""
+    media = MediaFile(
+        message=message, state=MediaState.STORED, mime_type=mime_type, size=len(content), sha256=sha256, filename=filename,
+        stored_at=timezone.now(),
+    )  # fmt: skip
+    media.file.save(filename, ContentFile(content), save=False)
+    try:
+        media.save(force_insert=True)
+    except BaseException:
+        media.file.delete(save=False)
+        raise
+    return media
+
+
+@dataclass
+class MediaUpload:
+    """An outbound message's file as the delivery needs it: the provider's id when it was
+    uploaded already (`provider_media_id`), else the bytes to upload."""
+
+    provider_media_id: str
+    content: bytes = b""
+    mime_type: str = ""
+    filename: str = ""
+
+
+def media_upload_get(*, message_id: int) -> MediaUpload | None:
+    """The file of an outbound media message (None: it has none of ours, e.g. sent by link).
+    A file no longer in storage fails the message for good: no attempt can send it."""
+    media = MediaFile.objects.filter(message_id=message_id).first()
+    if media is None:
+        return None
+    if media.provider_media_id:
+        return MediaUpload(provider_media_id=media.provider_media_id)
+    try:
+        if media.state != MediaState.STORED or not media.file:
+            raise FileNotFoundError(media.state)
+        with media.file.open("rb") as file:
+            content = file.read()
+    except (FileNotFoundError, OSError):
+        raise ProviderError("the file to send is no longer stored", permanent=True, reason_text=gettext("The file to send is no longer stored.")) from None
+    return MediaUpload(provider_media_id="", content=content, mime_type=media.mime_type, filename=media.filename)
+
+
+def media_uploaded(*, message_id: int, provider_media_id: str) -> None:
+    """Keep the provider's id of an uploaded file, so a retry of the send does not upload it again."""
+    MediaFile.objects.filter(message_id=message_id).update(provider_media_id=provider_media_id)
 
 
 def outbound_claim(*, message_id: int) -> Message | None:

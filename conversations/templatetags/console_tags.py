@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from django import template
+from django.conf import settings
 from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from ..models import Origin, Owner, pricing_category_label
+from ..services.attachments import ACCEPT as ATTACHMENT_ACCEPT
 
 register = template.Library()
 
@@ -156,3 +158,15 @@ def retention_days(media_file) -> int:
     if not media_file.deleted_at or not media_file.stored_at:
         return 0
     return (media_file.deleted_at - media_file.stored_at).days
+
+
+@register.simple_tag
+def attachment_accept() -> str:
+    """The composer's file input `accept`: the types WhatsApp takes (the server checks the bytes)."""
+    return ATTACHMENT_ACCEPT
+
+
+@register.simple_tag
+def reaction_emojis() -> list[str]:
+    """The emoji staff can react with (REACTION_EMOJIS)."""
+    return settings.REACTION_EMOJIS

@@ -42,3 +42,6 @@ class MetaProvider(MetaWebhooks):
 
     async def templates_list(self, business_account_id: str) -> TemplateListing:
         return await self.graph.templates_list(business_account_id)
+
+    async def upload_media(self, content: bytes, *, mime_type: str, filename: str) -> str:
+        return await self.graph.upload_media(content, mime_type=mime_type, filename=filename)

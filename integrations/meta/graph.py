@@ -1,4 +1,4 @@
-"""Meta's Graph API for WhatsApp (Cloud API): send, mark read, fetch media, list templates.
+"""Meta's Graph API for WhatsApp (Cloud API): send, mark read, fetch media, upload media, list templates.
 
 Each call makes one attempt and raises `ProviderError` on failure, saying whether trying
 again can help (`permanent`) and how long Meta asked us to wait (`retry_after`); the caller
@@ -83,7 +83,7 @@ class GraphClient:
         (`to`), otherwise to the business-scoped user id (`recipient`): never both."""
         address = {"to": to.phone} if to.phone else {"recipient": to.user_id}
         body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", **address, **_content(outgoing)}
-        if outgoing.reply_to:
+        if outgoing.reply_to and outgoing.type != "reaction":  # a reaction names its message in its own object
             body["context"] = {"message_id": outgoing.reply_to}
         data = await self._request("POST", f"{self.phone_number_id}/messages", body)
         try:
@@ -172,17 +172,34 @@ class GraphClient:
         listing.complete = False
         return listing
 
+    async def upload_media(self, content: bytes, *, mime_type: str, filename: str) -> str:
+        """The id Meta gives a file uploaded to send (it keeps the file 30 days): a multipart
+        POST of `messaging_product`, the file's `type` and the `file` itself."""
+        # Unquoted: the name as written (UTF-8, as browsers send it), not percent-encoded; no
+        # control character can break out of its header line.
+        form = aiohttp.FormData(quote_fields=False)
+        form.add_field("messaging_product", "whatsapp")
+        form.add_field("type", mime_type)
+        filename = "".join(ch for ch in filename if ch.isprintable()) or "file"
+        form.add_field("file", content, filename=filename, content_type=mime_type)
+        data = await self._request("POST", f"{self.phone_number_id}/media", form=form)
+        media_id = str(data.get("id") or "")
+        if not media_id:
+            raise ProviderError("Graph API answered the upload without a media id", permanent=False)
+        return media_id
+
     # --- transport -------------------------------------------------------------------------
     def _timeout(self) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(
             total=None, connect=settings.WHATSAPP_HTTP_CONNECT_TIMEOUT, sock_read=settings.WHATSAPP_HTTP_READ_TIMEOUT
         )
 
-    async def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+    async def _request(self, method: str, path: str, body: dict | None = None, *, form: aiohttp.FormData | None = None) -> dict:
+        """One call: a JSON `body`, or a multipart `form` (an upload)."""
         url = f"{self.base_url}/{self.api_version}/{path}"
         try:
             async with http.session().request(
-                method, url, json=body, headers={"Authorization": f"Bearer {self._token}"}, timeout=self._timeout()
+                method, url, json=body, data=form, headers={"Authorization": f"Bearer {self._token}"}, timeout=self._timeout()
             ) as response:
                 raw = await response.read()
                 if response.status < 400:
@@ -244,6 +261,9 @@ def _content(outgoing: Outgoing) -> dict:
         if template.get("components"):
             content["components"] = template["components"]
         return {"type": "template", "template": content}
+    if kind == "reaction":
+        # An empty emoji takes the business's reaction away.
+        return {"type": "reaction", "reaction": {"message_id": outgoing.reply_to, "emoji": outgoing.text}}
     if kind in MEDIA_TYPES:
         media: dict[str, Any] = {"id": outgoing.media["id"]} if outgoing.media.get("id") else {"link": outgoing.media.get("link", "")}
         if outgoing.text and kind in ("image", "video", "document"):

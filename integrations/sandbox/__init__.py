@@ -21,3 +21,7 @@ class SandboxProvider(MetaWebhooks):
 
     async def fetch_media(self, ref: str, *, url: str = "", sha256: str = "", max_bytes: int | None = None) -> Media:
         raise ProviderError("The simulator keeps no media.", permanent=True, reason_text="The simulator keeps no media.")
+
+    async def upload_media(self, content: bytes, *, mime_type: str, filename: str) -> str:
+        """An id for the send to name; the bytes stay in our own storage only."""
+        return f"sandbox-media.{uuid.uuid4().hex}"

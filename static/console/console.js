@@ -1,5 +1,6 @@
 /* whatsbot console: the little the server cannot do. Everything works without it, minus
-   live updates, Enter-to-send, the `/` quick-reply picker and the window countdown. */
+   live updates, Enter-to-send, the `/` quick-reply picker, the attachment's name and size
+   before sending, and the window countdown. */
 (function () {
   "use strict";
 
@@ -134,13 +135,58 @@
     if (ev.key === "Escape") { closePicker(); return; }
     if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
       ev.preventDefault();
-      if (t.value.trim()) t.form.requestSubmit();
+      if (t.value.trim() || attachedFile()) t.form.requestSubmit();
     }
   });
 
+  // --- Composer: an attached image or document, the text its caption --------------------------
+  function attachedFile() {
+    var input = document.getElementById("composer-file");
+    return input && input.files && input.files.length ? input.files[0] : null;
+  }
+  function formatSize(bytes) {
+    if (bytes < 1024) return bytes + " B";
+    if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(0) + " KB";
+    return (bytes / (1024 * 1024)).toFixed(1) + " MB";
+  }
+  function showAttachment() {
+    var box = document.getElementById("composer-attachment");
+    var input = document.getElementById("composer-file");
+    var t = document.getElementById("composer-text");
+    if (!box || !input || !t) return;
+    var file = attachedFile();
+    if (!t.hasAttribute("data-placeholder")) t.setAttribute("data-placeholder", t.placeholder);
+    box.hidden = !file;
+    // With a file the text is its caption, and may stay empty.
+    t.required = !file;
+    t.placeholder = file ? input.getAttribute("data-caption-label") : t.getAttribute("data-placeholder");
+    if (file) {
+      document.getElementById("composer-attachment-name").textContent = file.name;
+      document.getElementById("composer-attachment-size").textContent = formatSize(file.size);
+    }
+  }
+  function removeAttachment() {
+    var input = document.getElementById("composer-file");
+    if (input) input.value = "";
+    showAttachment();
+  }
+  document.addEventListener("change", function (ev) {
+    if (ev.target.id === "composer-file") showAttachment();
+  });
+  document.addEventListener("click", function (ev) {
+    if (ev.target.closest("#composer-attachment-remove")) { removeAttachment(); var t = document.getElementById("composer-text"); if (t) t.focus(); }
+  });
+
   document.addEventListener("reply-sent", function () {
+    removeAttachment();
     var t = document.getElementById("composer-text");
     if (t) { t.value = ""; autosize(t); closePicker(); t.focus(); }
+  });
+
+  // A reaction chosen: the menu closes (the thread shows the reaction on the next poll).
+  document.addEventListener("submit", function (ev) {
+    var menu = ev.target.closest("details[data-react]");
+    if (menu) menu.open = false;
   });
 
   // --- Profile panel toggle (narrow screens), in-thread anchors -------------------------------
