@@ -22,6 +22,7 @@ from django.utils import timezone
 from werkzeug import Response
 
 from conversations import media, runtime
+from conversations.agent.prompts import media_acknowledgement
 from conversations.models import MediaFile, MediaState, Message
 from conversations.services import media as media_services
 from conversations.services import sweeps
@@ -43,7 +44,6 @@ def b64_sha256(content: bytes) -> str:
 @pytest.fixture
 def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
-    settings.ACK_MEDIA_REPLY = "Ricevuto: {type}."
     return settings.MEDIA_ROOT
 
 
@@ -121,7 +121,7 @@ def test_a_customers_photo_is_fetched_stored_shown_to_staff_and_then_acknowledge
     # The look-up, the bytes, then the turn: read receipt and the acknowledgement.
     paths = meta.paths()
     assert paths.index("/cdn/media-1") < paths.index(MESSAGES_PATH)
-    assert sent_to_whatsapp(meta.server) == [f"Ricevuto: {message.get_type_display().lower()}."]
+    assert sent_to_whatsapp(meta.server) == [media_acknowledgement(type=message.type, language=message.conversation.profile.language, configured={})]
     message.refresh_from_db()
     assert message.handled_at is not None and message.locked_until is None
 
