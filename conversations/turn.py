@@ -84,7 +84,7 @@ TRANSCRIPTION_MAX_BYTES = 25 * 1024 * 1024
 async def message_handle(message_id: int) -> Outcome:
     """A stored customer message. Idempotent: a second run finds it claimed or handled."""
     try:
-        claimed = await claim_sql.claim_load(message_id=message_id, lease=LEASE)
+        claimed = await claim_sql.claim_load(message_id=message_id, lease=LEASE, images=openai_client.ai_configured())
     except (PsycopgError, DatabaseError) as exc:
         await _claim_failed(message_id, exc)
         raise
@@ -177,7 +177,7 @@ async def _claim_failed(message_id: int, error: Exception) -> None:
 
 async def burst_reply(message_id: int) -> Outcome:
     """The debounced reply to the burst of texts that ends with `message_id`."""
-    loaded = await claim_sql.load(message_id=message_id)
+    loaded = await claim_sql.load(message_id=message_id, images=openai_client.ai_configured())
     if loaded is None or loaded.message.handled_at:
         return Outcome.DONE  # answered, or deleted with its conversation while the reply waited
     with runtime.holding(m.pk for m in loaded.burst):
@@ -366,6 +366,7 @@ async def _commit(
             conversation_id=conversation.pk, burst_ids=[m.pk for m in burst], now=now, check_newer=check_newer, reply=row,
             preview=message_preview(type=MessageType.TEXT, text=reply.text) if reply else "",
             handoff_reason=reply.handoff_reason if reply else "", error=error, usage=(message.pk, usage) if usage else None,
+            images=openai_client.ai_configured(),
         )
     )  # fmt: skip
     if usage and not committed.done:

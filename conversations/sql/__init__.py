@@ -54,11 +54,13 @@ REVISION_TYPES_SQL = "(" + ", ".join(literal(t) for t in REVISION_TYPES) + ")"
 
 def words_sql(alias: str) -> str:
     """Whether the message `alias` is words the agent answers: a text, a voice note once
-    transcribed, an image once stored (`Message.words`; UNDERSTOOD_MEDIA_TYPES). The burst
-    and the commit's "a newer one waits" both ask it."""
+    transcribed, an image once stored when the model sees images (`Message.words`;
+    UNDERSTOOD_MEDIA_TYPES). The burst and the commit's "a newer one waits" both ask it; the
+    statement's `%(images)s` parameter says whether the model sees images (the offline agent
+    acknowledges them, so a stored image must not hold back the answer to an earlier text)."""
     return f"""({alias}.type IN {TEXT_TYPES_SQL}
         OR ({alias}.type = {literal(MessageType.AUDIO)} AND {alias}.transcript <> '')
-        OR ({alias}.type = {literal(MessageType.IMAGE)} AND EXISTS (
+        OR ({alias}.type = {literal(MessageType.IMAGE)} AND %(images)s::boolean AND EXISTS (
             SELECT 1 FROM {table(MediaFile)} f WHERE f.message_id = {alias}.id AND f.state = {literal(MediaState.STORED)})))"""
 
 

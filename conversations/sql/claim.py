@@ -60,16 +60,16 @@ JOIN {table(ClientProfile)} p ON p.id = c.profile_id"""
     return sql, (message, conversation, channel, profile)
 
 
-async def claim_load(*, message_id: int, lease: timedelta) -> Claimed | None:
+async def claim_load(*, message_id: int, lease: timedelta, images: bool = True) -> Claimed | None:
     """Claim an unhandled customer message for `lease`; None when it is not claimable
-    (handled, or another worker holds it)."""
+    (handled, or another worker holds it). `images`: the model sees images (`words_sql`)."""
     now = timezone.now()
-    return await _run(True, database.params(message_id=message_id, locked_until=now + lease, now=now))
+    return await _run(True, database.params(message_id=message_id, locked_until=now + lease, now=now, images=images))
 
 
-async def load(*, message_id: int) -> Claimed | None:
+async def load(*, message_id: int, images: bool = True) -> Claimed | None:
     """The same rows, without claiming (None: no such message)."""
-    return await _run(False, database.params(message_id=message_id))
+    return await _run(False, database.params(message_id=message_id, images=images))
 
 
 async def _run(claim: bool, params: dict) -> Claimed | None:

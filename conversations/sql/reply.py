@@ -44,6 +44,7 @@ class Commit:
     handoff_reason: str = ""  # the conversation goes to the human queue with the reply
     error: dict | None = None  # error_code/_title/_detail recorded on the burst's messages
     usage: tuple[int, dict] | None = None  # (message id, USAGE_FIELDS) of the burst's extraction
+    images: bool = True  # the model sees images: a stored one is words that make a reply stale (`words_sql`)
 
 
 @dataclass
@@ -105,6 +106,7 @@ async def commit(c: Commit) -> Committed:
     lock = database.params(conversation_id=c.conversation_id)
     write = database.params(
         conversation_id=c.conversation_id, ids=c.burst_ids, last_id=c.burst_ids[-1], check_newer=c.check_newer, now=c.now,
+        images=c.images,
         preview=c.preview, handoff_reason=c.handoff_reason, reply=row_values(c.reply) if c.reply is not None else None,
         error_code=error.get("error_code"), error_title=error.get("error_title"), error_detail=error.get("error_detail"),
         usage_id=usage_id, **{f"usage_{name}": usage.get(name) for name in USAGE_FIELDS},

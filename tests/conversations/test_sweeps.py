@@ -154,7 +154,7 @@ def test_a_turn_whose_claim_keeps_failing_is_bounded_too(redis_queue, settings, 
     conversation = ConversationFactory()
     message = MessageFactory(conversation=conversation, text="Ciao", created_at=ago(minutes=5))
 
-    async def claim_load(*, message_id, lease):
+    async def claim_load(*, message_id, lease, **_):
         assert message_id == message.pk
         raise psycopg.errors.InvalidSqlStatementName('prepared statement "_pg3_0" does not exist')
 

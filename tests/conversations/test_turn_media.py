@@ -190,6 +190,24 @@ def test_without_an_ai_voice_notes_and_images_are_acknowledged_in_the_customer_s
     ]
 
 
+def test_without_an_ai_a_stored_image_does_not_hold_back_the_answer_to_an_earlier_text(offline, graph):
+    # The offline agent acknowledges images: one stored after a text is not words of the
+    # text's burst, so the text's debounced reply goes out instead of waiting for a newer
+    # message's turn (the image's acknowledgement) that would never answer it.
+    conversation = ConversationFactory()
+    conversation.profile.language = "en"
+    conversation.profile.save(update_fields=["language"])
+    text = MessageFactory(conversation=conversation, text="Hello, my order arrived broken")
+    assert handle(text.pk) == "queued"
+    image = media_message(conversation, type="image", content=PNG, mime_type="image/png")
+
+    assert reply(text.pk) == "sent"
+    assert handle(image.pk) == "acknowledged"
+    text.refresh_from_db()
+    assert text.handled_at is not None
+    assert len(sent_to_whatsapp(graph)) == 2
+
+
 def test_media_that_could_not_be_fetched_is_acknowledged(fake_openai, graph):
     voice = media_message(italian_customer(), type="audio", content=VOICE, mime_type="audio/ogg", state=MediaState.EXPIRED)
 
