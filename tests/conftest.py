@@ -134,6 +134,13 @@ def _rebase_refs(node):
 
 
 @pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    """Django's default storage (media files) in a folder of the test's own, never var/media."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
 def _fresh_channel_cache():
     channel_cache_clear()
     bot_config_cache_clear()

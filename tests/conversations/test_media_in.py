@@ -30,7 +30,7 @@ from tests.conversations.factories import ACCESS_TOKEN, PHONE_NUMBER_ID, Channel
 
 from .conftest import MESSAGES_PATH, sent_to_whatsapp
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("eager_worker", "media_root")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("eager_worker")]
 
 VERSION = settings.WHATSAPP_API_VERSION
 # A real 1×1 PNG.
@@ -39,12 +39,6 @@ PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4
 
 def b64_sha256(content: bytes) -> str:
     return base64.b64encode(hashlib.sha256(content).digest()).decode()
-
-
-@pytest.fixture
-def media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
 
 
 @pytest.fixture

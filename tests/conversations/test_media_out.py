@@ -106,13 +106,6 @@ def meta(graph_api):
     assert not fake.problems, fake.problems
 
 
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):
-    """Django's default storage in a folder of the test's own."""
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    return tmp_path / "media"
-
-
 @pytest.fixture
 def desk(db):
     """Anna (her console in English), and Giulia's conversation: she wrote minutes ago (the

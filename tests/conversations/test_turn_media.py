@@ -18,16 +18,11 @@ from conversations.services.botconfig import bot_config_for_channel, bot_config_
 from tests.conversations.factories import ConversationFactory, MessageFactory
 from .conftest import handle, reply, sent_to_whatsapp
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("quiet_period", "media_root")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("quiet_period")]
 
 # A voice note's first bytes (an Ogg page header) and a 1×1 PNG: the turn only passes them on.
 VOICE = b"OggS\x00\x02" + bytes(58)
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
-
-
-@pytest.fixture
-def media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
 
 
 def media_message(conversation, *, type: str, content: bytes, mime_type: str, caption: str = "", state=MediaState.STORED) -> Message:

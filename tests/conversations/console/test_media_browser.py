@@ -49,10 +49,9 @@ def stored(message, content: bytes, mime_type: str, name: str) -> MediaFile:
     return media_file
 
 
-def test_a_photo_shows_inline_and_enlarges_and_a_voice_note_plays(transactional_db, live_server, browser_context, session_login, settings, tmp_path):
+def test_a_photo_shows_inline_and_enlarges_and_a_voice_note_plays(transactional_db, live_server, browser_context, session_login):
     from playwright.sync_api import expect
 
-    settings.MEDIA_ROOT = tmp_path / "media"
     ChannelFactory()
     conversation = ConversationFactory(profile__profile_name="Giulia")
     photo = MessageFactory(conversation=conversation, type="image", text="La crepa sul muro", media={"id": "m-1", "mime_type": "image/png"})

@@ -28,11 +28,6 @@ def meta(graph_api):
     assert not fake.problems, fake.problems
 
 
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-
-
 def status_arrives(wamid: str, status: str) -> None:
     """A delivery status through the real webhook service, signed like Meta signs it."""
     payload = {
