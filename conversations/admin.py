@@ -14,6 +14,7 @@ from django.db.models import F, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.urls import reverse
 from django.utils import timezone
+from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
@@ -35,6 +36,8 @@ from .models import (
     Channel,
     Conversation,
     ConversationNote,
+    MediaFile,
+    MediaState,
     Message,
     QuickReply,
     StatusUpdate,
@@ -275,9 +278,9 @@ class MessageAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["=wamid", "text", "=conversation__profile__wa_id", "=conversation__profile__user_id"]
     ordering = ["-id"]
     raw_id_fields = ["conversation", "sent_by", "bot_config_version"]
-    readonly_fields = ["conversation_link", "cost"]
+    readonly_fields = ["conversation_link", "cost", "media_stored"]
     fieldsets = [
-        (None, {"fields": ["conversation_link", "direction", "author", "type", "text", "media", "payload", "context_wamid", "referral"]}),
+        (None, {"fields": ["conversation_link", "direction", "author", "type", "text", "transcript", "media", "media_stored", "payload", "context_wamid", "referral"]}),
         (_("Delivery"), {"fields": ["wamid", "provider_timestamp", "status", "sent_at", "delivered_at", "read_at", "played_at", "failed_at", "error_code", "error_title", "error_detail", "pricing", "pricing_at"]}),
         (_("Processing"), {"fields": ["attempts", "locked_until", "handled_at", "sent_by", "created_at"]}),
         (_("AI"), {"fields": ["bot_config_version", "ai_model", "input_tokens", "cached_tokens", "output_tokens", "cost"], "classes": ["collapse"]}),
@@ -305,6 +308,19 @@ class MessageAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         if obj.cost_usd is not None:
             return str(obj.cost_usd)
         return _("unknown") if obj.input_tokens is not None else "-"
+
+    @admin.display(description=_("stored file"))
+    def media_stored(self, obj: Message) -> str:
+        """Where the message's file stands (`MediaFile`); a stored one opens through the
+        console's staff-only view, never a public URL."""
+        media = MediaFile.objects.filter(message_id=obj.pk).first()
+        if media is None:
+            return "-"
+        if media.state != MediaState.STORED:
+            return format_html("{}{}", media.get_state_display(), f": {media.error}" if media.error else "")
+        url = reverse("console:media", args=[obj.conversation_id, obj.pk])
+        size = filesizeformat(media.size or 0)
+        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a> · {} · {}', url, media.filename or _("open"), media.mime_type, size)
 
     @admin.display(description=_("conversation"))
     def conversation_link(self, obj: Message) -> str:

@@ -84,3 +84,22 @@ def test_a_conversation_without_a_number_is_listed_and_found_by_its_username(adm
     for term in ("giulia.r", "@giulia"):
         response = admin_member_client.get(f"/admin/conversations/conversation/?q={term}")
         assert list(response.context_data["cl"].result_list) == [wanted], term
+
+
+def test_a_message_page_shows_its_stored_file_through_the_staff_only_view_and_its_transcript(admin_member_client, channel):
+    from django.core.files.base import ContentFile
+
+    from conversations.models import MediaFile, MediaState
+
+    voice = MessageFactory(conversation=ConversationFactory(channel=channel), type="audio", transcript="Buongiorno, sono Mario")
+    media = MediaFile(message=voice, state=MediaState.STORED, mime_type="audio/ogg", size=2048, filename="")
+    media.file.save("audio.ogg", ContentFile(b"OggS" + bytes(60)), save=False)
+    media.save()
+    expired = MessageFactory(conversation=voice.conversation, type="image")
+    MediaFile.objects.create(message=expired, state=MediaState.EXPIRED, error="WhatsApp no longer has this file")
+
+    html = admin_member_client.get(f"/admin/conversations/message/{voice.pk}/change/").content.decode()
+    assert f"/console/c/{voice.conversation_id}/media/{voice.pk}/" in html and "audio/ogg" in html and "2.0" in html
+    assert "Buongiorno, sono Mario" in html
+    html = admin_member_client.get(f"/admin/conversations/message/{expired.pk}/change/").content.decode()
+    assert "WhatsApp no longer has this file" in html and "/media/" not in html.split("stored file")[-1][:300]
