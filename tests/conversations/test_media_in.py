@@ -301,6 +301,19 @@ def test_a_document_is_offered_as_a_download_with_its_name_and_size(channel_, me
     assert "fattura.pdf" in thread and "21\xa0bytes" in thread and "Download" in thread
 
 
+def test_a_document_whose_name_carries_a_new_line_is_still_served(channel_, meta, customer_sends, staff):
+    # The name is the customer's phone's: a control character must not break the header (Django
+    # encodes such a name as RFC 6266 `filename*`).
+    pdf = b"%PDF-1.4 fake invoice"
+    meta.serve("media-9", pdf, mime_type="application/pdf")
+
+    message = customer_sends("document", "media-9", pdf, mime_type="application/pdf", filename="fattura\r\nSet-Cookie: x=1.pdf")
+
+    response = staff.get(media_url(message))
+    assert response.status_code == 200
+    assert "\n" not in response["Content-Disposition"] and "Set-Cookie" not in {k for k, _ in response.items()}
+
+
 def test_an_echo_with_media_is_fetched_and_gets_no_turn(channel_, meta, post_webhook, coexistence_example):
     meta.serve("media-8", PNG)
     payload = coexistence_example("Echo: text")
