@@ -39,7 +39,10 @@ KINDS = {
 }  # fmt: skip
 # What the composer's file input offers (the server decides from the bytes all the same), and
 # what an input for one kind of file offers (a template's image or document header).
-EXTENSIONS = {MessageType.IMAGE: [".jpg", ".jpeg", ".png"], MessageType.DOCUMENT: [".pdf", ".txt", ".doc", ".docx", ".xls", ".xlsx", ".ppt", ".pptx"]}
+EXTENSIONS = {
+    MessageType.IMAGE: [".jpg", ".jpeg", ".png"],
+    MessageType.DOCUMENT: [".pdf", ".txt", ".doc", ".docx", ".xls", ".xlsx", ".ppt", ".pptx"],
+}
 ACCEPT = ",".join([*KINDS, *EXTENSIONS[MessageType.IMAGE], *EXTENSIONS[MessageType.DOCUMENT]])
 
 
