@@ -13,8 +13,9 @@ A customer who stopped marketing messages never receives a marketing template: `
 refuses it for good before the provider is called (`ClientProfile.marketing_messages`).
 
 A file staff send (a media message's, or a template header's) is uploaded to the provider as a
-step of its delivery: the provider's id is kept on its `MediaFile`, so an attempt after a failed send names the file uploaded before
-instead of uploading it again. A failed upload is a failed attempt like a failed send.
+step of its delivery: the provider's id is kept on its `MediaFile`, so an attempt after a failed
+send names the file uploaded before instead of uploading it again. A failed upload is a failed
+attempt like a failed send.
 """
 
 from __future__ import annotations
