@@ -12,9 +12,10 @@ of the message finds the kept id and records it instead of sending again.
 A customer who stopped marketing messages never receives a marketing template: `deliver`
 refuses it for good before the provider is called (`ClientProfile.marketing_messages`).
 
-A file staff send is uploaded to the provider as a step of its delivery: the provider's id is
-kept on its `MediaFile`, so an attempt after a failed send names the file uploaded before
-instead of uploading it again. A failed upload is a failed attempt like a failed send.
+A file staff send (a media message's, or a template header's) is uploaded to the provider as a
+step of its delivery: the provider's id is kept on its `MediaFile`, so an attempt after a failed
+send names the file uploaded before instead of uploading it again. A failed upload is a failed
+attempt like a failed send.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ logger = logging.getLogger(__name__)
 # Meta's error code for a marketing template to a customer who stopped marketing messages.
 MARKETING_STOPPED = 131050
 
-# Message types whose file may be ours to upload (`MediaFile`).
-UPLOADED_TYPES = (MessageType.IMAGE, MessageType.DOCUMENT, MessageType.AUDIO, MessageType.VIDEO, MessageType.STICKER)
+# Message types whose file may be ours to upload (`MediaFile`): a template's is its header's.
+UPLOADED_TYPES = (
+    MessageType.IMAGE, MessageType.DOCUMENT, MessageType.AUDIO, MessageType.VIDEO, MessageType.STICKER, MessageType.TEMPLATE,
+)  # fmt: skip
 
 # Tries of writing "sent" for a message the provider accepted, and the first wait between them (doubling).
 SENT_WRITE_ATTEMPTS = 6
@@ -71,11 +74,8 @@ async def deliver(message: Message) -> Outcome:
         try:
             _consent_check(message)
             provider = provider_for(conversation.channel)
-            sending = outgoing(message)
-            if message.type in UPLOADED_TYPES:
-                media_id = await _media_upload(provider, message)
-                if media_id:
-                    sending.media = {**sending.media, "id": media_id}
+            media_id = await _media_upload(provider, message) if message.type in UPLOADED_TYPES else ""
+            sending = outgoing(message, media_id=media_id)
             provider_id = await provider.send(sending, to=recipient_of(conversation.profile))
         except ProviderError as exc:
             retries = await runtime.sync(outbound.delivery_failed, message=message, error=exc)

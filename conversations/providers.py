@@ -7,8 +7,9 @@ from integrations.meta import MetaProvider
 from integrations.sandbox import SandboxProvider
 from profiles.models import ClientProfile
 
-from .models import Channel, Message
+from .models import Channel, Message, MessageType
 from .models import Provider as ProviderKind
+from .services.templates import template_header_file_fill
 
 _CLASSES = {ProviderKind.META: MetaProvider, ProviderKind.SANDBOX: SandboxProvider}
 
@@ -25,11 +26,18 @@ def provider_for(channel: Channel) -> Provider:
     )  # fmt: skip
 
 
-def outgoing(message: Message) -> Outgoing:
-    return Outgoing(
-        type=message.type, text=message.text, reply_to=message.context_wamid, media=message.media or {},
-        template=(message.payload or {}).get("template") or {},
-    )  # fmt: skip
+def outgoing(message: Message, *, media_id: str = "") -> Outgoing:
+    """The message as its provider sends it. `media_id`: the provider's id of the message's own
+    file (`MediaFile`, uploaded by the delivery): a media message's, or a template header's
+    attached file. A template naming a file with no id is refused for good (`ProviderError`)."""
+    media = {**(message.media or {}), "id": media_id} if media_id and message.type != MessageType.TEMPLATE else message.media or {}
+    template = (message.payload or {}).get("template") or {}
+    if template.get("components"):
+        try:
+            template = {**template, "components": template_header_file_fill(template["components"], media_id=media_id)}
+        except ValueError as exc:
+            raise ProviderError(str(exc), permanent=True) from None
+    return Outgoing(type=message.type, text=message.text, reply_to=message.context_wamid, media=media, template=template)
 
 
 def recipient_of(profile: ClientProfile) -> Identity:

@@ -32,8 +32,8 @@ from profiles.services import FieldValueError, profile_field_set
 from .. import selectors
 from ..models import Conversation, ConversationStatus, MessageType
 from ..services import console as actions
-from ..services.attachments import AttachmentRefused, attachment_check
-from ..services.templates import template_render, template_variables
+from ..services.attachments import AttachmentRefused, accept_of, attachment_check
+from ..services.templates import template_header_file_kind, template_render, template_variables
 from ..templatetags import console_tags
 from .access import staff_required
 from .forms import ListForm, NoteForm, ReactForm, ReplyForm
@@ -169,16 +169,19 @@ def _template_form_context(template, values: dict, errors: dict | None = None) -
     """A chosen template's form: one input per variable (value, error) and the preview."""
     errors = errors or {}
     fields = [{"variable": v, "value": values.get(v.key, ""), "error": errors.get(v.key, "")} for v in template_variables(template)]
+    file_kind = template_header_file_kind(template)
     return {
         "template": template,
         "template_fields": fields,
+        "header_file_accept": accept_of(file_kind) if file_kind else "",
         "template_error": errors.get("", ""),
         **_template_preview_context(template, values),
     }
 
 
-def _template_preview_context(template, values: dict) -> dict:
-    return {"preview": template_render(template, values), "preview_link": values.get("header.link", "")}
+def _template_preview_context(template, values: dict, file_name: str = "") -> dict:
+    """`file_name`: the file chosen for the header (the page sends its name, never the file)."""
+    return {"preview": template_render(template, values), "preview_link": values.get("header.link", ""), "preview_file": file_name}
 
 
 def _thread_context(request: HttpRequest, conversation: Conversation) -> dict:
@@ -460,7 +463,7 @@ def _template_or_404(conversation: Conversation, template_id: str):
 
 
 def _template_values(request: HttpRequest, template) -> dict:
-    return {v.key: request.POST.get(v.key, "") for v in template_variables(template)}
+    return {v.key: request.POST.get(v.key, "") for v in template_variables(template) if v.kind != "file"}
 
 
 @staff_required
@@ -485,23 +488,33 @@ def template_preview(request: HttpRequest, pk: int) -> HttpResponse:
     """What the customer will read with the values typed so far (the renderer the sent
     message's text comes from)."""
     template = _template_or_404(_conversation_or_404(pk), request.POST.get("template", ""))
-    return render(request, "console/thread.html#template_preview", _template_preview_context(template, _template_values(request, template)))
+    context = _template_preview_context(template, _template_values(request, template), request.POST.get("header.file_name", "")[:200])
+    return render(request, "console/thread.html#template_preview", context)
 
 
 @conversation_action
 def template_send(request: HttpRequest, pk: int) -> HttpResponse:
+    """A template (a multipart POST when a file is attached for its header: checked, type
+    from its bytes, before anything is stored)."""
     conversation = _conversation_or_404(pk)
     template_id = request.POST.get("template", "")
     template = selectors.template_offered(conversation=conversation, template_id=template_id)
     values = _template_values(request, template) if template is not None else {}
     try:
+        attachment = None
+        if upload := request.FILES.get("header.file"):
+            try:
+                attachment = attachment_check(upload, claimed_type=upload.content_type or "")
+            except AttachmentRefused as exc:
+                raise actions.TemplateNotFilled({"header.file": str(exc)}) from None
         actions.conversation_template_send(
-            conversation_id=pk, user=request.user, template_id=int(template_id) if template_id.isdigit() else 0, values=values
-        )
+            conversation_id=pk, user=request.user, template_id=int(template_id) if template_id.isdigit() else 0, values=values,
+            attachment=attachment,
+        )  # fmt: skip
     except actions.TemplateNotFilled as exc:
         if not request.htmx or template is None:
             return _action_done(request, pk, error=str(exc))
-        # The form again, each error beside its input.
+        # The form again, each error beside its input (a file input cannot be refilled: chosen again).
         context = {"conversation": conversation, "urls": thread_urls(pk), **_template_form_context(template, values, exc.errors)}
         response = render(request, "console/thread.html#template_form", context)
         response["HX-Retarget"], response["HX-Reswap"] = "#template-form", "outerHTML"

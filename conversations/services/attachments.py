@@ -37,8 +37,17 @@ KINDS = {
     PDF: MessageType.DOCUMENT, TEXT: MessageType.DOCUMENT, DOC: MessageType.DOCUMENT, XLS: MessageType.DOCUMENT,
     PPT: MessageType.DOCUMENT, DOCX: MessageType.DOCUMENT, XLSX: MessageType.DOCUMENT, PPTX: MessageType.DOCUMENT,
 }  # fmt: skip
-# What the composer's file input offers (the server decides from the bytes all the same).
-ACCEPT = ",".join([*KINDS, ".jpg", ".jpeg", ".png", ".pdf", ".txt", ".doc", ".docx", ".xls", ".xlsx", ".ppt", ".pptx"])
+# What the composer's file input offers (the server decides from the bytes all the same), and
+# what an input for one kind of file offers (a template's image or document header).
+EXTENSIONS = {
+    MessageType.IMAGE: [".jpg", ".jpeg", ".png"],
+    MessageType.DOCUMENT: [".pdf", ".txt", ".doc", ".docx", ".xls", ".xlsx", ".ppt", ".pptx"],
+}
+ACCEPT = ",".join([*KINDS, *EXTENSIONS[MessageType.IMAGE], *EXTENSIONS[MessageType.DOCUMENT]])
+
+
+def accept_of(kind: str) -> str:
+    return ",".join([*(mime for mime, k in KINDS.items() if k == kind), *EXTENSIONS[kind]])
 
 # WhatsApp's limit for a media caption.
 CAPTION_MAX_LENGTH = 1024

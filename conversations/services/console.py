@@ -162,15 +162,23 @@ def conversation_reply(*, conversation_id: int, user, text: str, attachment: Att
             return message_send(conversation=conversation, text=text, author=Author.STAFF, user=user)
         message = message_send(
             conversation=conversation, text=text, author=Author.STAFF, user=user, type=attachment.kind,
-            media={"mime_type": attachment.mime_type, "filename": attachment.filename, "size": attachment.size},
+            media=_media_of(attachment),
         )  # fmt: skip
-        # Written inside the transaction, so the delivery queued on commit finds it; a failed
-        # insert takes the file away again (`media_file_store`).
-        media_file_store(
-            message=message, content=attachment.content, mime_type=attachment.mime_type, filename=attachment.filename,
-            sha256=attachment.sha256,
-        )  # fmt: skip
+        _attachment_store(message, attachment)
         return message
+
+
+def _media_of(attachment: Attachment) -> dict:
+    return {"mime_type": attachment.mime_type, "filename": attachment.filename, "size": attachment.size}
+
+
+def _attachment_store(message: Message, attachment: Attachment) -> None:
+    # Written inside the transaction, so the delivery queued on commit finds it; a failed
+    # insert takes the file away again (`media_file_store`).
+    media_file_store(
+        message=message, content=attachment.content, mime_type=attachment.mime_type, filename=attachment.filename,
+        sha256=attachment.sha256,
+    )  # fmt: skip
 
 
 def conversation_react(*, conversation_id: int, user, message_id: int, emoji: str) -> Message:
@@ -209,12 +217,16 @@ class TemplateNotFilled(ConsoleActionError):
         super().__init__(" ".join(errors.values()))
 
 
-def conversation_template_send(*, conversation_id: int, user, template_id: int, values: Mapping[str, str]) -> Message:
+def conversation_template_send(
+    *, conversation_id: int, user, template_id: int, values: Mapping[str, str], attachment: Attachment | None = None
+) -> Message:
     """A staff member sends an approved template, the only message WhatsApp allows once the
     24-hour window has closed: every variable checked, the message stored with the text the
     customer reads and, in `payload["template"]`, the template, its language and category
     (the delivery's marketing guard reads it there), the components as sent and the values;
-    delivered like a reply. Sending takes the conversation over."""
+    delivered like a reply. Sending takes the conversation over. `attachment`: a checked file
+    (`attachments.attachment_check`) for an image or document header instead of its link,
+    stored with the message like a reply's file; the delivery uploads it."""
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().select_related("channel").get(pk=conversation_id)
         account = conversation.channel.business_account_id
@@ -225,7 +237,7 @@ def conversation_template_send(*, conversation_id: int, user, template_id: int, 
         if unsupported:
             raise ConsoleActionError(unsupported)
         try:
-            checked = template_values_check(template, values)
+            checked = template_values_check(template, values, attachment=attachment)
         except TemplateValuesError as exc:
             raise TemplateNotFilled(exc.errors) from None
         taken = conversation_take_over(conversation_id=conversation_id, user=user)
@@ -236,10 +248,13 @@ def conversation_template_send(*, conversation_id: int, user, template_id: int, 
             "name": template.name, "language": {"code": template.language}, "category": template.category,
             "components": template_components(template, checked), "values": checked,
         }  # fmt: skip
-        return message_send(
+        message = message_send(
             conversation=conversation, type=MessageType.TEMPLATE, text=template_render(template, checked), author=Author.STAFF,
-            user=user, payload={"template": sent},
+            user=user, payload={"template": sent}, media=_media_of(attachment) if attachment else {},
         )  # fmt: skip
+        if attachment is not None:
+            _attachment_store(message, attachment)
+        return message
 
 
 def staff_language_set(*, user, language: str) -> str:

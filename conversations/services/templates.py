@@ -8,6 +8,12 @@ variable, or IMAGE / VIDEO / DOCUMENT / LOCATION), a BODY whose text has variabl
 FOOTER, BUTTONS (a URL button may end in a variable: the suffix). Variables are positional
 (`{{1}}`, sent in order) or named (`{{customer_name}}`, sent with `parameter_name`), as the
 template's `parameter_format` says.
+
+An IMAGE or DOCUMENT header takes an https link or a file staff attach (one of the two). The
+file is stored with the message and uploaded by its delivery, so the components kept with the
+message name it by HEADER_FILE_ID, which `template_header_file_fill` replaces with the id the
+provider gave the upload (a VIDEO header takes a link only: `attachments` cannot tell a video
+WhatsApp plays from its bytes).
 """
 
 from __future__ import annotations
@@ -25,12 +31,17 @@ from django.utils.translation import gettext as _
 
 from integrations.base import TemplateListing
 
-from ..models import MessageTemplate, TemplateCategory
+from ..models import MessageTemplate, MessageType, TemplateCategory
 from ..sql import pipelined_transaction
 from ..sql.templates import templates_apply
+from .attachments import Attachment
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 MEDIA_FORMATS = ("IMAGE", "VIDEO", "DOCUMENT")
+# Headers a file staff attach can fill, and the message type the file must be.
+FILE_FORMATS = {"IMAGE": MessageType.IMAGE, "DOCUMENT": MessageType.DOCUMENT}
+# The header's media id in the stored components while the file is not uploaded yet.
+HEADER_FILE_ID = "{{file}}"
 # Buttons a send needs nothing for; a URL button needs its suffix when its URL has a variable.
 PLAIN_BUTTONS = ("QUICK_REPLY", "PHONE_NUMBER", "VOICE_CALL")
 # WhatsApp's limits: a header's text, the body with its variables filled in, a URL.
@@ -44,13 +55,14 @@ _https = URLValidator(schemes=["https"])
 @dataclass(frozen=True)
 class Variable:
     """One input of a template's form. `key` names it in the form and in `values`:
-    "header.<name>", "header.link", "header.latitude" (…longitude, name, address),
-    "body.<name>" (a position or a parameter name), "button.<index>"."""
+    "header.<name>", "header.link", "header.file" (the attached file's name),
+    "header.latitude" (…longitude, name, address), "body.<name>" (a position or a parameter
+    name), "button.<index>"."""
 
     key: str
     part: str  # header, body, button
     name: str
-    kind: str  # text, link, number, suffix
+    kind: str  # text, link, file, number, suffix
     example: str = ""
     label: str = ""
 
@@ -121,8 +133,12 @@ def template_variables(template: MessageTemplate) -> list[Variable]:
             for name in _names(header.get("text", "")):
                 variables.append(Variable(f"header.{name}", "header", name, "text", samples.get(name, ""), _("Header: %(name)s") % {"name": name}))
         elif form in MEDIA_FORMATS:
-            label = {"IMAGE": _("Header image (https link)"), "VIDEO": _("Header video (https link)"), "DOCUMENT": _("Header document (https link)")}
+            label = {"IMAGE": _("Header image (https link)"), "VIDEO": _("Header video (https link; a video cannot be attached)"),
+                     "DOCUMENT": _("Header document (https link)")}  # fmt: skip
             variables.append(Variable("header.link", "header", "link", "link", "", label[form]))
+            if form in FILE_FORMATS:
+                label = {"IMAGE": _("…or attach the image (JPEG, PNG)"), "DOCUMENT": _("…or attach the document")}
+                variables.append(Variable("header.file", "header", "file", "file", "", label[form]))
         elif form == "LOCATION":
             for name, kind, label in (
                 ("latitude", "number", _("Latitude")), ("longitude", "number", _("Longitude")),
@@ -168,7 +184,8 @@ def template_render(template: MessageTemplate, values: Mapping[str, str]) -> str
 
 def template_components(template: MessageTemplate, values: Mapping[str, str]) -> list[dict]:
     """The `components` of a send: each variable's value as Meta takes it (named ones with
-    their `parameter_name`), header media by link."""
+    their `parameter_name`), header media by link, or, for an attached file
+    (`values["header.file"]`: its name), by HEADER_FILE_ID until the delivery uploads it."""
     named = template.parameter_format.upper() == "NAMED"
 
     def text(part: str, name: str) -> dict:
@@ -180,7 +197,12 @@ def template_components(template: MessageTemplate, values: Mapping[str, str]) ->
     header = [v for v in variables if v.part == "header"]
     if header:
         form = str(_component(template, "HEADER").get("format", "TEXT")).upper()
-        if form in MEDIA_FORMATS:
+        if form in MEDIA_FORMATS and values.get("header.file"):
+            media = {"id": HEADER_FILE_ID}
+            if form == "DOCUMENT":  # the name the customer sees on the document
+                media["filename"] = values["header.file"]
+            parameter = {"type": form.lower(), form.lower(): media}
+        elif form in MEDIA_FORMATS:
             parameter = {"type": form.lower(), form.lower(): {"link": values["header.link"]}}
         elif form == "LOCATION":
             place = {name: values[f"header.{name}"] for name in ("latitude", "longitude", "name", "address")}
@@ -197,17 +219,51 @@ def template_components(template: MessageTemplate, values: Mapping[str, str]) ->
     return components
 
 
-def template_values_check(template: MessageTemplate, given: Mapping[str, str]) -> dict[str, str]:
+def template_header_file_fill(components: list[dict], *, media_id: str) -> list[dict]:
+    """The stored components with the attached file's HEADER_FILE_ID replaced by `media_id`, the
+    id the provider gave its upload. `ValueError` when they name a file and there is no id."""
+    filled = []
+    for component in components:
+        if component.get("type") == "header":
+            parameters = []
+            for parameter in component.get("parameters", []):
+                media = parameter.get(parameter.get("type", ""))
+                if isinstance(media, dict) and media.get("id") == HEADER_FILE_ID:
+                    if not media_id:
+                        raise ValueError("the template's header file was not uploaded")
+                    parameter = {**parameter, parameter["type"]: {**media, "id": media_id}}
+                parameters.append(parameter)
+            component = {**component, "parameters": parameters}
+        filled.append(component)
+    return filled
+
+
+def template_values_check(template: MessageTemplate, given: Mapping[str, str], *, attachment: Attachment | None = None) -> dict[str, str]:
     """The values of every variable, trimmed; `TemplateValuesError` naming each one that is
-    missing or that WhatsApp would refuse."""
+    missing or that WhatsApp would refuse. `attachment`: a file staff attached for the header
+    (checked by `attachment_check`), instead of its link; its name is the "header.file" value."""
     values: dict[str, str] = {}
     errors: dict[str, str] = {}
-    for v in template_variables(template):
+    variables = template_variables(template)
+    for v in variables:
+        if v.kind == "file":
+            continue  # the attachment, checked below
         value = str(given.get(v.key) or "").strip()
         values[v.key] = value
+        if v.kind == "link" and not value and attachment is not None:
+            continue
+        if v.kind == "link" and not value and any(f.kind == "file" for f in variables):
+            errors[v.key] = _("Give the header an https link or attach a file.")
+            continue
         error = _value_error(v, value)
         if error:
             errors[v.key] = error
+    if attachment is not None:
+        error = _file_error(template, attachment, link=values.get("header.link", ""))
+        if error:
+            errors["header.file"] = error
+        else:
+            values["header.file"] = attachment.filename
     if not errors:
         body = _fill(_component(template, "BODY").get("text", ""), "body", values)
         if len(body) > BODY_MAX_LENGTH:
@@ -217,6 +273,25 @@ def template_values_check(template: MessageTemplate, given: Mapping[str, str]) -
     if errors:
         raise TemplateValuesError(errors)
     return values
+
+
+def template_header_file_kind(template: MessageTemplate) -> str:
+    """The message type a file attached for the header must be ("": the header takes no file)."""
+    return FILE_FORMATS.get(str(_component(template, "HEADER").get("format", "")).upper(), "")
+
+
+def _file_error(template: MessageTemplate, attachment: Attachment, *, link: str) -> str:
+    """Why the header cannot be the attached file ("" when it can)."""
+    kind = template_header_file_kind(template)
+    if not kind:
+        return _("This template's header takes no file.")
+    if link:
+        return _("Give the header a link or attach a file, not both.")
+    if attachment.kind != kind:
+        if kind == MessageType.IMAGE:
+            return _("The header takes an image (JPEG, PNG): %(name)s is a document.") % {"name": attachment.filename}
+        return _("The header takes a document: %(name)s is an image.") % {"name": attachment.filename}
+    return ""
 
 
 def _value_error(v: Variable, value: str) -> str:

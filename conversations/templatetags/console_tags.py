@@ -11,8 +11,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from ..models import Origin, Owner, pricing_category_label
+from ..models import MessageType, Origin, Owner, pricing_category_label
 from ..services.attachments import ACCEPT as ATTACHMENT_ACCEPT
+from ..services.attachments import KINDS
 
 register = template.Library()
 
@@ -119,6 +120,14 @@ def map_url(message) -> str:
     except (KeyError, TypeError, ValueError):
         return ""
     return f"https://www.openstreetmap.org/?mlat={lat:.6f}&mlon={lon:.6f}#map=17/{lat:.6f}/{lon:.6f}"
+
+
+@register.filter
+def media_kind(message) -> str:
+    """How a message's file is shown: as its type, except a template's (its header's), an image or a document."""
+    if message.type != MessageType.TEMPLATE:
+        return message.type
+    return KINDS.get((message.media or {}).get("mime_type", ""), MessageType.DOCUMENT)
 
 
 @register.filter

@@ -173,6 +173,17 @@
   document.addEventListener("change", function (ev) {
     if (ev.target.id === "composer-file") showAttachment();
   });
+
+  // --- Template form: the header file chosen shows in the preview as "📎 name" ----------------
+  // The file is sent with the template only; the preview request carries its name.
+  function headerFileNamed(ev) {
+    if (ev.target.id !== "template-header-file") return;
+    var name = document.getElementById("template-header-file-name");
+    if (name) name.value = ev.target.files && ev.target.files.length ? ev.target.files[0].name : "";
+  }
+  // Capturing: the name is set before the `input` event reaches htmx's preview trigger.
+  document.addEventListener("input", headerFileNamed, true);
+  document.addEventListener("change", headerFileNamed, true);
   document.addEventListener("click", function (ev) {
     if (ev.target.closest("#composer-attachment-remove")) { removeAttachment(); var t = document.getElementById("composer-text"); if (t) t.focus(); }
   });

@@ -16,14 +16,17 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 from django.contrib.messages import get_messages
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone, translation
+from django.utils.html import escape
 from werkzeug import Response
 
 from conversations.delivery import MARKETING_STOPPED
-from conversations.models import Message, MessageStatus, MessageTemplate, MessageType, TemplateStatus
+from conversations.models import MediaFile, MediaState, Message, MessageStatus, MessageTemplate, MessageType, TemplateStatus
 from conversations.services import console as actions
-from conversations.services.templates import template_render
+from conversations.services.attachments import attachment_check
+from conversations.services.templates import HEADER_FILE_ID, template_render
 from conversations.templatesync import templates_sync
 from integrations.meta.graph import REASONS
 from tests.conftest import FIXTURES
@@ -31,6 +34,7 @@ from tests.conversations.factories import ACCESS_TOKEN, ChannelFactory, Conversa
 from webhooks.models import Outcome, WebhookEvent
 
 from .conftest import MESSAGES_PATH, deliver
+from .test_media_out import MEDIA_PATH, PDF, PNG, FakeMeta
 
 WABA = "102290129340398"  # the account in Meta's template examples
 TEMPLATES_PATH = f"/{settings.WHATSAPP_API_VERSION}/{WABA}/message_templates"
@@ -386,3 +390,168 @@ def test_the_customers_language_comes_first(synced, account, staff):
     composer = offered(staff, italian)
 
     assert composer.index("summer_sale") < composer.index("order_confirmation") < composer.index("reservation_confirmation")
+
+
+# --- a header's image or document as an attached file ---------------------------------------------
+
+
+@pytest.fixture
+def invoice(account):
+    """A utility template whose header is a document (the invoice), with one body variable."""
+    return MessageTemplate.objects.create(
+        business_account_id=WABA, name="invoice_ready", language="it", status="APPROVED", category="UTILITY", template_id="999",
+        synced_at=timezone.now(), parameter_format="POSITIONAL",
+        components=[{"type": "HEADER", "format": "DOCUMENT"}, {"type": "BODY", "text": "Ciao {{1}}, ecco la tua fattura."}],
+    )  # fmt: skip
+
+
+def send_with_file(staff, conversation, template, values: dict, file: SimpleUploadedFile):
+    """The template form posted with a file (a multipart POST, as htmx makes it)."""
+    return staff.post(f"/console/c/{conversation.pk}/template/send/", {"template": template.pk, **values, "header.file": file}, HTTP_HX_REQUEST="true")
+
+
+def nothing_stored(media_root) -> bool:
+    kept = [p for p in media_root.rglob("*") if p.is_file()] if media_root.exists() else []
+    return not Message.objects.filter(type=MessageType.TEMPLATE).exists() and not MediaFile.objects.exists() and not kept
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_document_header_is_an_attached_pdf_uploaded_by_the_delivery_and_shown_in_the_thread(invoice, closed, staff, graph_api):
+    meta = FakeMeta(graph_api)
+
+    response = send_with_file(staff, closed, invoice, {"body.1": "Giulia"}, SimpleUploadedFile("Fattura 2026-114.pdf", PDF, "application/pdf"))
+
+    assert response.status_code == 200 and response["HX-Retarget"] == "#composer"
+    message = Message.objects.get(type=MessageType.TEMPLATE)
+    media = MediaFile.objects.get(message=message)
+    assert (media.state, media.mime_type, media.filename, media.file.read()) == (MediaState.STORED, "application/pdf", "Fattura 2026-114.pdf", PDF)
+    # Kept as sent: the header names the attached file until the delivery has uploaded it.
+    assert message.payload["template"]["components"][0] == {
+        "type": "header", "parameters": [{"type": "document", "document": {"id": HEADER_FILE_ID, "filename": "Fattura 2026-114.pdf"}}],
+    }  # fmt: skip
+    assert message.payload["template"]["values"] == {"header.link": "", "header.file": "Fattura 2026-114.pdf", "body.1": "Giulia"}
+
+    assert deliver(message.pk) == "sent"
+
+    (upload,) = meta.uploads
+    assert upload["form"] == {"messaging_product": "whatsapp", "type": "application/pdf"}
+    assert (upload["filename"], upload["file_type"], upload["content"]) == ("Fattura 2026-114.pdf", "application/pdf", PDF)
+    assert upload["authorization"] == f"Bearer {ACCESS_TOKEN}"
+    (sent,) = meta.sends
+    assert sent["type"] == "template" and sent["template"]["components"] == [
+        {"type": "header", "parameters": [{"type": "document", "document": {"id": "media.1", "filename": "Fattura 2026-114.pdf"}}]},
+        {"type": "body", "parameters": [{"type": "text", "text": "Giulia"}]},
+    ]  # fmt: skip
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT and MediaFile.objects.get(message=message).provider_media_id == "media.1"
+    # The thread: the document above the text the customer reads, downloadable by staff only.
+    html = staff.get(f"/console/c/{closed.pk}/").content.decode()
+    bubble = html[html.index(f'id="msg-{message.pk}"') :]
+    src = f"/console/c/{closed.pk}/media/{message.pk}/"
+    assert bubble.index("Fattura 2026-114.pdf") < bubble.index(f'href="{src}"') < bubble.index("Ciao Giulia, ecco la tua fattura.")
+    download = staff.get(src)
+    assert b"".join(download.streaming_content) == PDF and download["Content-Disposition"].startswith("attachment")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_image_header_is_an_attached_png_sent_by_its_id(synced, closed, staff, graph_api):
+    meta = FakeMeta(graph_api)
+    template = synced["reservation_confirmation"]
+    values = {"body.number_of_guests": "4", "body.day": "sabato", "body.date": "30 agosto", "body.time": "19:30"}
+
+    send_with_file(staff, closed, template, values, SimpleUploadedFile("tavolo.png", PNG, "image/png"))
+    message = Message.objects.get(type=MessageType.TEMPLATE)
+    assert deliver(message.pk) == "sent"
+
+    assert [u["file_type"] for u in meta.uploads] == ["image/png"]
+    assert meta.sends[0]["template"]["components"][0] == {"type": "header", "parameters": [{"type": "image", "image": {"id": "media.1"}}]}
+    html = staff.get(f"/console/c/{closed.pk}/").content.decode()
+    bubble = html[html.index(f'id="msg-{message.pk}"') :]
+    assert bubble.index(f'<img class="media-thumb" src="/console/c/{closed.pk}/media/{message.pk}/"') < bubble.index("Your reservation for 4")
+
+
+@pytest.mark.parametrize(
+    ("template_name", "content", "name", "content_type", "says"),
+    [
+        ("reservation_confirmation", PDF, "fattura.pdf", "application/pdf",
+         "The header takes an image (JPEG, PNG): %(name)s is a document."),
+        ("invoice_ready", PNG, "foto.png", "image/png", "The header takes a document: %(name)s is an image."),
+        ("invoice_ready", b"MZ\x90\x00\x03\x00", "fattura.pdf", "application/pdf",
+         "%(name)s cannot be sent on WhatsApp: attach an image (JPEG, PNG) or a document (PDF, Word, Excel, PowerPoint, text)."),
+    ],
+)  # fmt: skip
+def test_a_file_the_header_cannot_take_is_refused_beside_the_field_and_nothing_is_stored(
+    synced, invoice, closed, staff, media_root, template_name, content, name, content_type, says
+):
+    template = MessageTemplate.objects.get(name=template_name)
+    values = {"body.1": "Giulia", "body.number_of_guests": "4", "body.day": "sabato", "body.date": "30 agosto", "body.time": "19:30"}
+
+    response = send_with_file(staff, closed, template, values, SimpleUploadedFile(name, content, content_type))
+
+    html = response.content.decode()
+    assert response["HX-Retarget"] == "#template-form"
+    error = html[html.index('data-error="header.file"') :]
+    assert escape(it(says, name=name)) in error[:400]
+    assert nothing_stored(media_root)
+
+
+def test_a_link_and_a_file_both_given_are_refused_and_neither_alone_is_missing(invoice, closed, staff, media_root):
+    both = send_with_file(staff, closed, invoice, {"body.1": "Giulia", "header.link": "https://example.com/f.pdf"},
+                          SimpleUploadedFile("fattura.pdf", PDF, "application/pdf"))  # fmt: skip
+    neither = staff.post(f"/console/c/{closed.pk}/template/send/", {"template": invoice.pk, "body.1": "Giulia"}, HTTP_HX_REQUEST="true")
+
+    assert escape(it("Give the header a link or attach a file, not both.")) in both.content.decode()
+    assert 'data-error="header.link"' in neither.content.decode()
+    assert escape(it("Give the header an https link or attach a file.")) in neither.content.decode()
+    assert nothing_stored(media_root)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_after_a_send_failure_names_the_file_uploaded_before(invoice, closed, staff, graph_api, settings, redis_queue):
+    settings.WHATSAPP_RETRY_BASE_SECONDS = 0
+    meta = FakeMeta(graph_api)
+    meta.send_failures = [503]
+    send_with_file(staff, closed, invoice, {"body.1": "Giulia"}, SimpleUploadedFile("fattura.pdf", PDF, "application/pdf"))
+    message = Message.objects.get(type=MessageType.TEMPLATE)
+
+    assert deliver(message.pk) == "retry"
+    assert deliver(message.pk) == "sent"
+
+    assert (len(meta.uploads), len(meta.sends)) == (1, 2)
+    assert [s["template"]["components"][0]["parameters"][0]["document"]["id"] for s in meta.sends] == ["media.1", "media.1"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_permanent_upload_refusal_fails_the_template_with_metas_reason_and_sends_nothing(invoice, closed, staff, graph_api):
+    graph_api.expect_request(MEDIA_PATH, method="POST").respond_with_response(
+        Response(json.dumps({"error": {"message": "(#131053) Media upload error", "code": 131053}}), status=400, content_type="application/json")
+    )
+    send_with_file(staff, closed, invoice, {"body.1": "Giulia"}, SimpleUploadedFile("fattura.pdf", PDF, "application/pdf"))
+    message = Message.objects.get(type=MessageType.TEMPLATE)
+
+    assert deliver(message.pk) == "failed"
+
+    message.refresh_from_db()
+    assert (message.status, message.error_code, message.error_title) == (MessageStatus.FAILED, "131053", "The media could not be uploaded.")
+    assert all(request.path == MEDIA_PATH for request, _ in graph_api.log)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_template_naming_a_file_it_no_longer_has_fails_for_good_without_sending(invoice, closed, graph_api):
+    message = actions.conversation_template_send(
+        conversation_id=closed.pk, user=UserFactory(username="anna"), template_id=invoice.pk, values={"body.1": "Giulia"},
+        attachment=attachment_check(SimpleUploadedFile("fattura.pdf", PDF, "application/pdf")),
+    )  # fmt: skip
+    MediaFile.objects.filter(message=message).delete()
+
+    assert deliver(message.pk) == "failed"
+    assert graph_api.log == []
+
+
+def test_the_preview_shows_the_chosen_file_by_its_name(invoice, closed, staff):
+    form = staff.get(f"/console/c/{closed.pk}/template/?template={invoice.pk}", HTTP_HX_REQUEST="true").content.decode()
+    html = staff.post(f"/console/c/{closed.pk}/template/preview/", {"template": invoice.pk, "body.1": "Giulia",
+                                                                    "header.file_name": "Fattura 2026-114.pdf"}).content.decode()  # fmt: skip
+
+    assert 'type="file" name="header.file"' in form and 'enctype="multipart/form-data"' in form and 'hx-params="not header.file"' in form
+    assert "📎 Fattura 2026-114.pdf" in html and "Ciao Giulia, ecco la tua fattura." in html

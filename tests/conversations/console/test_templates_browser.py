@@ -13,6 +13,7 @@ from conversations.templatesync import templates_sync
 from tests.browser import BROWSER_TEST, screenshot
 from tests.conversations.conftest import MESSAGES_PATH
 from tests.conversations.factories import ChannelFactory, ConversationFactory, MessageFactory, UserFactory
+from tests.conversations.test_media_out import MEDIA_PATH, PNG
 from tests.conversations.test_templates import WABA, example, page_two, serve_listing
 
 DESKTOP = {"width": 1440, "height": 900}
@@ -73,3 +74,40 @@ def test_staff_send_a_template_outside_the_window_and_the_thread_shows_its_text(
     assert message.status == MessageStatus.SENT and message.wamid == "wamid.template-browser"
     [sent] = [json.loads(r.get_data()) for r, _ in graph_api.log if r.path == MESSAGES_PATH]
     assert sent["template"]["name"] == "order_confirmation" and sent["template"]["components"][1]["parameters"][0] == {"type": "text", "text": "Giulia"}
+
+
+def test_staff_attach_the_header_image_the_preview_names_it_and_the_thread_shows_it(
+    browser_context, live_server, session_login, window_closed, graph_api, eager_worker
+):
+    from playwright.sync_api import expect
+
+    graph_api.expect_request(MEDIA_PATH, method="POST").respond_with_json({"id": "media.browser"})
+    context = browser_context(viewport=DESKTOP)
+    session_login(context, UserFactory(username="anna", first_name="Anna"))
+    page = context.new_page()
+    page.goto(f"{live_server.url}/console/c/{window_closed.pk}/")
+
+    page.locator("[data-testid=template-choice]").select_option(label="reservation_confirmation (en_US) · Utility")
+    expect(page.locator("#template-send-form")).to_have_attribute("data-template", "reservation_confirmation")
+    page.locator("input[name='header.file']").set_input_files({"name": "tavolo.png", "mimeType": "image/png", "buffer": PNG})
+    for name, value in (("number_of_guests", "4"), ("day", "Saturday"), ("date", "30 August"), ("time", "19:30")):
+        page.fill(f"input[name='body.{name}']", value)
+    preview = page.locator("[data-testid=template-preview]")
+    expect(preview.locator("[data-testid=template-preview-file]")).to_have_text("📎 tavolo.png")
+    expect(preview).to_contain_text("Your reservation for 4")
+    screenshot(page, "console-template-file-form.png")
+
+    page.locator("[data-action=send-template]").click()
+
+    bubble = page.locator(".msg-row.type-template").last
+    expect(bubble.locator(".tick")).to_have_attribute("data-status", "sent", timeout=5000)
+    image = bubble.locator("img.media-thumb")
+    expect(image).to_be_visible()
+    assert image.evaluate("img => img.complete && img.naturalWidth") == 40  # our copy, served to staff
+    screenshot(page, "console-template-file-sent.png")
+
+    [upload] = [r for r, _ in graph_api.log if r.path == MEDIA_PATH]
+    assert upload.files["file"].read() == PNG
+    [sent] = [json.loads(r.get_data()) for r, _ in graph_api.log if r.path == MESSAGES_PATH]
+    assert sent["template"]["components"][0] == {"type": "header", "parameters": [{"type": "image", "image": {"id": "media.browser"}}]}
+    assert Message.objects.get(type=MessageType.TEMPLATE).status == MessageStatus.SENT
