@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from django.core.cache import cache
 from django.core.checks import WARNING, run_checks
+from django.test import override_settings
 from django.utils import timezone, translation
 
 from conversations.agent.replies import cost_estimate
@@ -126,12 +127,12 @@ def test_admin_shows_each_configured_model_s_shutdown_date_as_openai_lists_it(fa
 
 
 @pytest.mark.django_db
-def test_the_bot_configuration_page_opens_when_the_cache_cannot_be_read(admin_client, settings):
+def test_the_bot_configuration_page_opens_when_the_cache_cannot_be_read(admin_client):
     config = bot_config_for_channel(channel=ChannelFactory()).config
-    # Nothing listens on port 1: every read of the cache fails at once.
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}}
-
-    response = admin_client.get(f"/admin/conversations/botconfig/{config.pk}/change/")
+    # Nothing listens on port 1: every read of the cache fails at once. Only for the request
+    # (the fixtures' own cache calls, before and after, use the real one).
+    with override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}}):
+        response = admin_client.get(f"/admin/conversations/botconfig/{config.pk}/change/")
 
     assert response.status_code == 200 and "not checked yet" in response.content.decode()
 
