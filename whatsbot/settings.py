@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_htmx",
     "template_partials",
+    "heroicons",
     "axes",
     "profiles",
     "conversations",
