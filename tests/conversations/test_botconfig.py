@@ -168,3 +168,28 @@ def test_admin_offers_a_new_configuration_with_a_blank_model(admin_client, setti
 
     assert page.context["adminform"].form.initial["model"] == ""
     assert '<div class="readonly">— (OPENAI_MODEL: gpt-4.1)</div>' in page.content.decode()
+
+
+def test_the_history_compares_two_versions_as_a_line_diff(admin_client):
+    config = bot_config_save(config=BotConfig(name="Bot", instructions="Sei un assistente.\nRispondi in breve.")).config
+    config.instructions, config.holding_message = "Sei un assistente.\nRispondi con cura.", "Un attimo"
+    bot_config_save(config=config)
+    page = admin_client.get(f"/admin/conversations/botconfig/{config.pk}/change/").content.decode()
+    # v1 and v2 are preselected; the radios belong to the diff form, outside the change form.
+    assert 'form="diff-form" name="a" value="1" aria-label="Compare v1 (older)" checked' in page
+    assert 'form="diff-form" name="b" value="2" aria-label="Compare v2 (newer)" checked' in page
+
+    diff = admin_client.get(f"/admin/conversations/botconfig/{config.pk}/diff/", {"a": 2, "b": 1}).content.decode()
+    instructions = diff[diff.index('data-setting="instructions"') :].split("</ul>")[0]
+    assert "<li>Sei un assistente.</li>" in instructions
+    assert "<del>Rispondi in breve.</del>" in instructions and "<ins>Rispondi con cura.</ins>" in instructions
+    assert 'data-setting="holding_message"' in diff and 'data-setting="name"' not in diff
+
+
+def test_a_diff_of_a_version_that_does_not_exist_goes_back_with_an_error(admin_client):
+    config = bot_config_save(config=BotConfig(name="Bot")).config
+    response = admin_client.get(f"/admin/conversations/botconfig/{config.pk}/diff/", {"a": 1, "b": 9}, follow=True)
+    assert response.redirect_chain[-1][0] == f"/admin/conversations/botconfig/{config.pk}/change/"
+    assert "There is no such version of this configuration." in response.content.decode()
+    response = admin_client.get(f"/admin/conversations/botconfig/{config.pk}/diff/", {"a": "x"}, follow=True)
+    assert "Choose two versions to compare." in response.content.decode()
