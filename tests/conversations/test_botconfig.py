@@ -175,9 +175,9 @@ def test_the_history_compares_two_versions_as_a_line_diff(admin_client):
     config.instructions, config.holding_message = "Sei un assistente.\nRispondi con cura.", "Un attimo"
     bot_config_save(config=config)
     page = admin_client.get(f"/admin/conversations/botconfig/{config.pk}/change/").content.decode()
-    # v1 and v2 are preselected; the radios belong to the diff form, outside the change form.
-    assert 'form="diff-form" name="a" value="1" aria-label="Compare v1 (older)" checked' in page
-    assert 'form="diff-form" name="b" value="2" aria-label="Compare v2 (newer)" checked' in page
+    # v1 and v2 are preselected; the radios belong to the diff form, outside the change form (labels in Italian, the default).
+    assert 'form="diff-form" name="a" value="1" aria-label="Confronta v1 (la più vecchia)" checked' in page
+    assert 'form="diff-form" name="b" value="2" aria-label="Confronta v2 (la più recente)" checked' in page
 
     diff = admin_client.get(f"/admin/conversations/botconfig/{config.pk}/diff/", {"a": 2, "b": 1}).content.decode()
     instructions = diff[diff.index('data-setting="instructions"') :].split("</ul>")[0]
@@ -190,6 +190,6 @@ def test_a_diff_of_a_version_that_does_not_exist_goes_back_with_an_error(admin_c
     config = bot_config_save(config=BotConfig(name="Bot")).config
     response = admin_client.get(f"/admin/conversations/botconfig/{config.pk}/diff/", {"a": 1, "b": 9}, follow=True)
     assert response.redirect_chain[-1][0] == f"/admin/conversations/botconfig/{config.pk}/change/"
-    assert "There is no such version of this configuration." in response.content.decode()
+    assert "Questa versione della configurazione non esiste." in response.content.decode()
     response = admin_client.get(f"/admin/conversations/botconfig/{config.pk}/diff/", {"a": "x"}, follow=True)
-    assert "Choose two versions to compare." in response.content.decode()
+    assert "Scegli due versioni da confrontare." in response.content.decode()
