@@ -117,7 +117,7 @@ def test_admin_saves_versions_shows_the_history_and_restores(admin_client):
         "name": "Bot", "is_active": "on", "model": "gpt-6-sol", "instructions": "seconda",
         "vector_store_ids": '["vs_123"]', "fields_to_collect": ["first_name", "email"],
         "extra_fields": '[{"key": "vat_number", "label": "Partita IVA"}]', "order_number_pattern": r"\d{6}",
-        "temperature": "", "max_output_tokens": "", "holding_message": "Attendi", "handoff_message": "Ti passo un collega",
+        "temperature": "", "max_output_tokens": "", "fixed_holding_it": "Attendi", "fixed_handoff_it": "Ti passo un collega",
     }  # fmt: skip
     response = admin_client.post(url, form)
     assert response.status_code == 302, response.context["adminform"].form.errors
@@ -136,7 +136,7 @@ def test_admin_refuses_a_bad_extra_field_key(admin_client):
     config = bot_config_save(config=BotConfig(name="Bot")).config
     form = {
         "name": "Bot", "model": "", "instructions": "", "vector_store_ids": "[]",
-        "extra_fields": '[{"key": "Bad Key"}]', "order_number_pattern": "", "holding_message": "", "handoff_message": "",
+        "extra_fields": '[{"key": "Bad Key"}]', "order_number_pattern": "",
     }  # fmt: skip
     response = admin_client.post(f"/admin/conversations/botconfig/{config.pk}/change/", form)
     assert response.status_code == 200 and b"Bad key" in response.content
