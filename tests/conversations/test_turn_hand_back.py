@@ -161,3 +161,34 @@ def test_offline_after_a_hand_back_the_bot_answers_without_promising_a_colleague
     later = customer_says(conversation, "Un'altra cosa")
     assert reply(later.pk) == "sent"
     assert bot_texts(conversation)[-1] == COMPLETE["it"]
+
+
+@pytest.mark.parametrize(
+    "language, expected",
+    [("en", "I'm passing you to a colleague: they will answer you here shortly."), ("it", "Ti passo a un collega: ti risponderà qui al più presto.")],
+)
+def test_the_hand_off_message_goes_out_in_the_customer_s_language(fake_openai, graph, language, expected):
+    conversation = ConversationFactory()
+    conversation.profile.language = language
+    conversation.profile.save(update_fields=["language"])
+
+    message = customer_says(conversation, "I want to talk to a human")
+    assert reply(message.pk) == "handoff"
+    assert bot_texts(conversation) == [expected]
+
+
+def test_the_holding_message_goes_out_in_the_customer_s_language_and_the_configured_one_wins(fake_openai, graph):
+    fake_openai.always_fail = 503
+    english, italian = ConversationFactory(), ConversationFactory()
+    english.profile.language = "en"
+    english.profile.save(update_fields=["language"])
+    config = bot_config_for_channel(channel=italian.channel).config
+    config.fixed_messages = {"holding": {"it": "Un attimo: ti risponde un collega."}}
+    bot_config_save(config=config)
+
+    for conversation, text in ((english, "Hello?"), (italian, "Ciao?")):
+        message = customer_says(conversation, text)
+        assert reply(message.pk) == "holding"
+
+    assert bot_texts(english) == ["Thank you for your message! Our assistant is not available right now: a colleague will answer you shortly."]
+    assert bot_texts(italian) == ["Un attimo: ti risponde un collega."]
