@@ -88,6 +88,10 @@ class Conversation(models.Model):
     openai_conversation_id = models.CharField(max_length=128, blank=True)
     openai_conversation_started_at = models.DateTimeField(null=True, blank=True)
     summary = models.TextField(_("summary of earlier conversation"), blank=True)
+    # The newest message the OpenAI conversation holds (as a reply's input, the summary that
+    # seeded it, or an item added before a reply): what came after it and is not the burst
+    # (a hand-off's texts, staff replies) is added before the next reply (`memory.unsynced_rows`).
+    openai_synced_message_id = models.BigIntegerField(null=True, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -458,14 +462,9 @@ class BotConfig(models.Model):
     order_number_pattern = models.CharField(_("order number pattern (regex)"), max_length=255, blank=True)
     temperature = models.FloatField(_("temperature"), null=True, blank=True)
     max_output_tokens = models.PositiveIntegerField(_("max output tokens"), null=True, blank=True)
-    holding_message = models.TextField(_("holding message"), blank=True)
-    handoff_message = models.TextField(_("hand-off message"), blank=True)
-    # {"it": "Grazie, abbiamo ricevuto il tuo {type}…", "en": "…"}: a language without a text
-    # here gets the built-in one (conversations.agent.prompts.MEDIA_ACKNOWLEDGEMENTS).
-    media_acknowledgements = models.JSONField(
-        _("media acknowledgements"), default=dict, blank=True,
-        help_text=_("The answer to media the bot cannot understand, by the customer's language; {type} names the media type."),
-    )  # fmt: skip
+    # The bot's fixed messages by kind and language: {"handoff": {"it": "…", "en": "…"}, "holding": …, "away": …,
+    # "media": …}; a kind or language without a text here gets the built-in one (`agent.prompts.fixed_message`).
+    fixed_messages = models.JSONField(_("fixed messages"), default=dict, blank=True)
     is_active = models.BooleanField(_("active"), default=True)
     version = models.PositiveIntegerField(default=1, editable=False)
     updated_at = models.DateTimeField(auto_now=True)

@@ -45,6 +45,7 @@ class Commit:
     error: dict | None = None  # error_code/_title/_detail recorded on the burst's messages
     usage: tuple[int, dict] | None = None  # (message id, USAGE_FIELDS) of the burst's extraction
     images: bool = True  # the model sees images: a stored one is words that make a reply stale (`words_sql`)
+    synced: bool = False  # the model was given the burst: the OpenAI conversation's watermark moves to its newest
 
 
 @dataclass
@@ -93,7 +94,9 @@ moved AS (
         revision = c.revision + 1, changed_at = %(now)s::timestamptz,
         owner = CASE WHEN {handoff} THEN {human} ELSE c.owner END,
         handoff_reason = CASE WHEN {handoff} THEN left(%(handoff_reason)s::text, 255) ELSE c.handoff_reason END,
-        handoff_at = CASE WHEN {handoff} THEN %(now)s::timestamptz ELSE c.handoff_at END
+        handoff_at = CASE WHEN {handoff} THEN %(now)s::timestamptz ELSE c.handoff_at END,
+        openai_synced_message_id = CASE WHEN %(synced)s::boolean
+            THEN greatest(c.openai_synced_message_id, %(last_id)s::bigint) ELSE c.openai_synced_message_id END
     FROM go WHERE c.id = %(conversation_id)s::bigint AND go.done AND go.bot_owned AND %(reply)s::jsonb IS NOT NULL)
 SELECT go.done, go.newer, go.bot_owned, (SELECT id FROM reply) FROM go"""
     return lock, write
@@ -106,7 +109,7 @@ async def commit(c: Commit) -> Committed:
     lock = database.params(conversation_id=c.conversation_id)
     write = database.params(
         conversation_id=c.conversation_id, ids=c.burst_ids, last_id=c.burst_ids[-1], check_newer=c.check_newer, now=c.now,
-        images=c.images,
+        images=c.images, synced=c.synced,
         preview=c.preview, handoff_reason=c.handoff_reason, reply=row_values(c.reply) if c.reply is not None else None,
         error_code=error.get("error_code"), error_title=error.get("error_title"), error_detail=error.get("error_detail"),
         usage_id=usage_id, **{f"usage_{name}": usage.get(name) for name in USAGE_FIELDS},
