@@ -1,4 +1,4 @@
-"""Migration conversations/0019: the single-language holding and hand-off texts and the media
+"""Migration conversations/0017: the single-language holding and hand-off texts and the media
 acknowledgements become `BotConfig.fixed_messages` (by kind and language), in the
 configuration and in every saved version (a restore brings them back); a thread with an
 OpenAI conversation counts everything so far as known to it."""
