@@ -191,3 +191,24 @@ def media_acknowledgement(*, type: str, language: str, configured: dict | None) 
     names = MEDIA_TYPE_NAMES.get(lang) or MEDIA_TYPE_NAMES["en"]
     # A plain replacement, not str.format: an admin's text may hold other braces.
     return text.replace("{type}", names.get(type) or names["_"])
+
+
+# The bot's fixed messages by kind, in the customer's language. A stand-in holding only the
+# "away" text (a hand-off outside business hours; `{back}`: when a person is back, in words);
+# the bot configuration's texts (`configured`: {kind: {language: text}}) come first.
+FIXED_MESSAGES = {
+    "away": {
+        "it": "Ti passo a un collega: ora siamo chiusi, ti risponderà da {back}.",
+        "en": "I am passing you to a colleague: we are closed now, they will answer you from {back}.",
+    },
+}
+
+
+def fixed_message(kind: str, *, language: str, configured: dict, **values) -> str:
+    """The fixed message `kind` for a customer speaking `language` (unknown: Italian), with
+    each `{name}` of `values` put in (a plain replacement: an admin's text may hold braces)."""
+    texts = {**FIXED_MESSAGES.get(kind, {}), **{k: v for k, v in ((configured or {}).get(kind) or {}).items() if v and v.strip()}}
+    text = texts.get(language) or texts.get("it") or ""
+    for name, value in values.items():
+        text = text.replace("{" + name + "}", str(value))
+    return text
