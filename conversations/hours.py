@@ -10,7 +10,7 @@ skip begins when the clocks reach it (02:30 on the spring-forward night is 03:30
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 # Far enough to pass a year of closed days; a channel closed for longer has no "back".
@@ -29,7 +29,8 @@ class BusinessHours:
 
 
 def _ranges_of(hours: BusinessHours, day: date) -> list[tuple[datetime, datetime]]:
-    """The day's open ranges as aware datetimes in the channel's zone, by start."""
+    """The day's open ranges, by start, in UTC: datetimes of one zone compare by their wall
+    clocks, which the night the clocks go back shows twice."""
     if day in hours.closed:
         return []
     zone = hours.zone
@@ -39,8 +40,9 @@ def _ranges_of(hours: BusinessHours, day: date) -> list[tuple[datetime, datetime
             continue
         start = datetime.combine(day, opens, tzinfo=zone)
         end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone) if closes == time(0) else datetime.combine(day, closes, tzinfo=zone)
-        # Through UTC and back: a wall time the clocks skipped becomes the one they show then.
-        start, end = start.astimezone(ZoneInfo("UTC")).astimezone(zone), end.astimezone(ZoneInfo("UTC")).astimezone(zone)
+        # In UTC a wall time the clocks skipped is the moment they reach it, and a range over
+        # the repeated hour lasts as long as it really does.
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
         if end > start:
             found.append((start, end))
     return sorted(found)
@@ -51,7 +53,7 @@ def business_hours_open(hours: BusinessHours | None, at: datetime) -> bool:
     if hours is None or not hours.ranges:
         return True
     local = at.astimezone(hours.zone)
-    return any(start <= local < end for start, end in _ranges_of(hours, local.date()))
+    return any(start <= at < end for start, end in _ranges_of(hours, local.date()))
 
 
 def business_hours_next_open(hours: BusinessHours | None, at: datetime) -> datetime | None:
@@ -59,11 +61,11 @@ def business_hours_next_open(hours: BusinessHours | None, at: datetime) -> datet
     channel's time zone; None when never within NEXT_OPEN_HORIZON_DAYS."""
     if business_hours_open(hours, at):
         return at.astimezone(hours.zone) if hours is not None else at
-    local = at.astimezone(hours.zone)
+    today = at.astimezone(hours.zone).date()
     for offset in range(NEXT_OPEN_HORIZON_DAYS):
-        for start, _end in _ranges_of(hours, local.date() + timedelta(days=offset)):
-            if start > local:
-                return start
+        for start, _end in _ranges_of(hours, today + timedelta(days=offset)):
+            if start > at:
+                return start.astimezone(hours.zone)
     return None
 
 

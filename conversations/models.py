@@ -88,6 +88,10 @@ class OpeningHours(models.Model):
     def __str__(self) -> str:
         return f"{self.get_weekday_display()} {self.opens:%H:%M}-{self.closes:%H:%M}"
 
+    def clean(self) -> None:
+        if self.opens is not None and self.closes is not None and self.closes != datetime.min.time() and self.closes <= self.opens:
+            raise ValidationError({"closes": _("Closes before it opens: a range ends on its own day (00:00 is midnight).")})
+
 
 class ClosedDay(models.Model):
     """A date a channel's business is closed all day (a holiday), whatever its weekly hours."""

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext
 
-from profiles.models import STANDARD_FIELDS, ClientProfile
+from profiles.models import STANDARD_FIELDS, ClientProfile, StaffPreference
 from profiles.selectors import profile_search_condition
 
 from .models import (
@@ -388,6 +388,11 @@ def conversation_notes(*, conversation_id: int) -> list[ConversationNote]:
 
 def quick_replies_active() -> list[dict]:
     return list(QuickReply.objects.filter(is_active=True).values("shortcut", "title", "text"))
+
+
+def staff_is_available(*, user) -> bool:
+    """Whether the staff member takes hand-offs now (`services.desk.staff_availability_set`)."""
+    return StaffPreference.objects.filter(user=user, available=True).exists()
 
 
 def staff_members() -> list:

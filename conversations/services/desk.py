@@ -65,7 +65,3 @@ def staff_availability_set(*, user, available: bool) -> int:
     if ids:
         logger.info("staff %s went away: %d conversation(s) handed on", user.pk, len(ids))
     return len(ids)
-
-
-def staff_available(*, user) -> bool:
-    return StaffPreference.objects.filter(user=user, available=True).exists()
