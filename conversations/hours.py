@@ -39,7 +39,8 @@ def _ranges_of(hours: BusinessHours, day: date) -> list[tuple[datetime, datetime
         if weekday != day.weekday():
             continue
         start = datetime.combine(day, opens, tzinfo=zone)
-        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone) if closes == time(0) else datetime.combine(day, closes, tzinfo=zone)
+        end_day = day + timedelta(days=1) if closes == time(0) else day
+        end = datetime.combine(end_day, closes, tzinfo=zone)
         # In UTC a wall time the clocks skipped is the moment they reach it, and a range over
         # the repeated hour lasts as long as it really does.
         start, end = start.astimezone(UTC), end.astimezone(UTC)
@@ -89,5 +90,6 @@ def business_hours_back_words(at: datetime, *, language: str) -> str:
     """`at` (already in the channel's zone) for the customer: "lunedì 1 dicembre alle 9:00"."""
     lang = language if language in BACK_FORMATS else "it"
     return BACK_FORMATS[lang].format(
-        weekday=WEEKDAY_NAMES[lang][at.weekday()], day=at.day, month=MONTH_NAMES[lang][at.month - 1], hour=at.hour, minute=at.minute
+        weekday=WEEKDAY_NAMES[lang][at.weekday()], day=at.day, month=MONTH_NAMES[lang][at.month - 1], hour=at.hour,
+        minute=at.minute,
     )

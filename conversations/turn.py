@@ -17,8 +17,8 @@ a model call; the model (or the offline agent) otherwise writes the reply, and a
 fails for good gets the holding message and the human queue (a model OpenAI refuses is an
 alert for the admins too). A hand-off in business hours goes to the least busy available
 agent; outside them the customer is told when a person is back (`_handoff_commit`). The
-reply and the burst's "handled" mark are one commit (`sql.reply.commit`), so a turn that runs twice sends one
-reply; the reply is then delivered at once (`delivery.deliver`).
+reply and the burst's "handled" mark are one commit (`sql.reply.commit`), so a turn that
+runs twice sends one reply; the reply is then delivered at once (`delivery.deliver`).
 
 Every model and provider call is the async client's; the ORM's rare parts (a profile's new
 details, a new OpenAI conversation, a command) run on the loop's threads (`runtime.sync`).
@@ -331,7 +331,8 @@ async def _handoff(message: Message, burst: list[Message], active: ActiveConfig,
 
 
 async def _handoff_commit(
-    message: Message, burst: list[Message], active: ActiveConfig, *, text: str, reason: str, spoken: Outcome, error: dict | None = None
+    message: Message, burst: list[Message], active: ActiveConfig, *, text: str, reason: str, spoken: Outcome,
+    error: dict | None = None,
 ) -> Outcome:  # fmt: skip
     """Every hand-off of a turn: in the channel's business hours, `text` and the least busy
     available agent (assigned by the commit, `sql.assign`); outside them, the "away" message

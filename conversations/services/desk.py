@@ -59,7 +59,8 @@ def staff_availability_set(*, user, available: bool) -> int:
         ids = list(mine.select_for_update().order_by("pk").values_list("pk", flat=True))
         now = timezone.now()
         # Conditional: one the agent no longer holds (reassigned meanwhile) is left alone.
-        Conversation.objects.filter(pk__in=ids, assigned_to=user).update(assigned_to=None, revision=F("revision") + 1, changed_at=now)
+        handed_back = Conversation.objects.filter(pk__in=ids, assigned_to=user)
+        handed_back.update(assigned_to=None, revision=F("revision") + 1, changed_at=now)
         for conversation_id in ids:
             conversation_auto_assign(conversation_id=conversation_id)
     if ids:

@@ -9,8 +9,9 @@ message of the burst is still unhandled and, unless told otherwise, no newer cus
 waits (the newer message's turn answers the whole burst then): it marks the burst handled,
 inserts the reply already claimed for its delivery, and moves the conversation (last
 message, revision, and on a hand-off the owner and, in business hours, the assignee:
-`sql.assign`, whose advisory lock a hand-off takes between the two statements). Nothing to undo, so no ROLLBACK is ever
-sent: psycopg answers a ROLLBACK by forgetting the connection's prepared statements.
+`sql.assign`, whose advisory lock a hand-off takes between the two statements). Nothing to
+undo, so no ROLLBACK is ever sent: psycopg answers a ROLLBACK by forgetting the connection's
+prepared statements.
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ async def commit(c: Commit) -> Committed:
     write = database.params(
         conversation_id=c.conversation_id, ids=c.burst_ids, last_id=c.burst_ids[-1], check_newer=c.check_newer, now=c.now,
         images=c.images,
-        preview=c.preview, handoff_reason=c.handoff_reason, assign=bool(c.handoff_reason and c.assign), reply=row_values(c.reply) if c.reply is not None else None,
+        preview=c.preview, handoff_reason=c.handoff_reason, assign=bool(c.handoff_reason and c.assign),
+        reply=row_values(c.reply) if c.reply is not None else None,
         error_code=error.get("error_code"), error_title=error.get("error_title"), error_detail=error.get("error_detail"),
         usage_id=usage_id, **{f"usage_{name}": usage.get(name) for name in USAGE_FIELDS},
     )  # fmt: skip
