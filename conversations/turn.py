@@ -15,9 +15,10 @@ REPLY_DEBOUNCE_SECONDS of quiet (`burst_reply`, queued as the debounced task) or
 one waits (its own task answers then); an image goes to the model as an image. The customer asking for a person hands over without
 a model call; the model (or the offline agent) otherwise writes the reply, and an AI that
 fails for good gets the holding message and the human queue (a model OpenAI refuses is an
-alert for the admins too). The reply and the burst's
-"handled" mark are one commit (`sql.reply.commit`), so a turn that runs twice sends one
-reply; the reply is then delivered at once (`delivery.deliver`).
+alert for the admins too). A hand-off in business hours goes to the least busy available
+agent; outside them the customer is told when a person is back (`_handoff_commit`). The
+reply and the burst's "handled" mark are one commit (`sql.reply.commit`), so a turn that
+runs twice sends one reply; the reply is then delivered at once (`delivery.deliver`).
 
 Every model and provider call is the async client's; the ORM's rare parts (a profile's new
 details, a new OpenAI conversation, a command) run on the loop's threads (`runtime.sync`).
@@ -47,6 +48,7 @@ from .agent.commands import command_parse
 from .agent.openai_client import AIError
 from .agent.prompts import Said, fixed_message, image_data_url, media_acknowledgement
 from .decisions import Action, Outcome
+from .hours import business_hours_back_words, business_hours_next_open, business_hours_open
 from .models import (
     LEASE,
     REVISION_TYPES,
@@ -69,6 +71,7 @@ from .services.botconfig import (
     bot_config_for_channel,
 )
 from .services.commands import command_answer
+from .services.desk import business_hours_of
 from .services.media_content import media_contents, media_stored
 from .services.openai_models import model_replace_hint
 from .services.outbound import message_build
@@ -345,8 +348,28 @@ async def _summary(message: Message, burst: list[Message], active: ActiveConfig)
 
 async def _handoff(message: Message, burst: list[Message], active: ActiveConfig, *, reason: str, synced: bool = False) -> Outcome:
     text = fixed_message("handoff", language=message.conversation.profile.language, configured=active.config.fixed_messages)
+    return await _handoff_commit(message, burst, active, text=text, reason=reason, spoken=Outcome.HANDOFF, synced=synced)
+
+
+async def _handoff_commit(
+    message: Message, burst: list[Message], active: ActiveConfig, *, text: str, reason: str, spoken: Outcome,
+    error: dict | None = None, synced: bool = False,
+) -> Outcome:  # fmt: skip
+    """Every hand-off of a turn: in the channel's business hours, `text` and the least busy
+    available agent (assigned by the commit, `sql.assign`); outside them, the "away" message
+    saying when a person is back, and the queue."""
+    conversation = message.conversation
+    hours = await runtime.sync(business_hours_of, channel=conversation.channel)
+    now = timezone.now()
+    in_hours = business_hours_open(hours, now)
+    back = None if in_hours else business_hours_next_open(hours, now)
+    if back is not None:
+        language = conversation.profile.language
+        text = fixed_message(
+            "away", language=language, configured=active.config.fixed_messages, back=business_hours_back_words(back, language=language)
+        )
     reply = replies.Reply(text=text, handoff_reason=reason)
-    return await _commit(message, burst, reply=reply, active=active, spoken=Outcome.HANDOFF, synced=synced)
+    return await _commit(message, burst, reply=reply, active=active, error=error, spoken=spoken, assign=in_hours, synced=synced)
 
 
 async def _ai_unavailable(message: Message, burst: list[Message], active: ActiveConfig, error: AIError) -> Outcome:
@@ -355,13 +378,14 @@ async def _ai_unavailable(message: Message, burst: list[Message], active: Active
     logger.warning("conversation %s: AI unavailable, handing over: %s", message.conversation_id, error)
     await _model_refused(error)
     text = fixed_message("holding", language=message.conversation.profile.language, configured=active.config.fixed_messages)
-    reply = replies.Reply(text=text, handoff_reason=f"AI unavailable: {error}"[:255])
     failure = {
         "error_code": f"openai_{error.http_status or 'error'}"[:32],
         "error_title": "The AI could not answer: the conversation went to the human queue.",
         "error_detail": f"{error} (after {error.attempts} attempt(s))",
     }
-    return await _commit(message, burst, reply=reply, active=active, error=failure, spoken=Outcome.HOLDING)
+    return await _handoff_commit(
+        message, burst, active, text=text, reason=f"AI unavailable: {error}"[:255], error=failure, spoken=Outcome.HOLDING,
+    )  # fmt: skip
 
 
 async def _model_refused(error: AIError) -> None:
@@ -380,11 +404,13 @@ async def _commit(
     message: Message, burst: list[Message], *, reply: replies.Reply | None = None, active: ActiveConfig | None = None,
     check_newer: bool = True, error: dict | None = None, usage: dict | None = None, spoken: Outcome = Outcome.SENT,
     synced: bool = False,
+    assign: bool = False,
 ) -> Outcome:  # fmt: skip
     """Mark the burst handled with `reply` (stored and delivered only in a bot-owned
     conversation), in one commit; then deliver the reply. `usage`: the extraction's of
     `message`, written by the commit, or on its own when the burst was not ours to mark.
-    `synced`: the model was given the burst (the OpenAI conversation's watermark moves to it)."""
+    `synced`: the model was given the burst (the OpenAI conversation's watermark moves to it).
+    `assign`: a hand-off goes to the least busy available agent too."""
     conversation = message.conversation
     now = timezone.now()
     row = None
@@ -397,7 +423,7 @@ async def _commit(
         reply_sql.Commit(
             conversation_id=conversation.pk, burst_ids=[m.pk for m in burst], now=now, check_newer=check_newer, reply=row,
             preview=message_preview(type=MessageType.TEXT, text=reply.text) if reply else "",
-            handoff_reason=reply.handoff_reason if reply else "", error=error, usage=(message.pk, usage) if usage else None,
+            handoff_reason=reply.handoff_reason if reply else "", assign=assign, error=error, usage=(message.pk, usage) if usage else None,
             images=openai_client.ai_configured(), synced=synced,
         )
     )  # fmt: skip

@@ -175,8 +175,8 @@ FIXED_MESSAGES = {
         "en": "I'm passing you to a colleague: they will answer you here shortly.",
     },
     "away": {
-        "it": "Ti passo a un collega. In questo momento non c'è nessuno: ti risponderemo qui {back}.",
-        "en": "I'm passing you to a colleague. Nobody is available right now: we will answer you here {back}.",
+        "it": "Ti passo a un collega: ora siamo chiusi, ti risponderà da {back}.",
+        "en": "I'm passing you to a colleague: we are closed now, they will answer you from {back}.",
     },
     "media": {
         "it": "Grazie, abbiamo ricevuto il tuo contenuto ({type}). Un operatore lo esaminerà al più presto.",
