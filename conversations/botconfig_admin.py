@@ -6,15 +6,17 @@ on OpenAI)."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+from dataclasses import dataclass
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -28,7 +30,7 @@ from profiles.services import DEFAULT_ORDER_NUMBER_PATTERN
 
 from .agent.prompts import FIELD_LABELS, FIXED_MESSAGE_KINDS, FIXED_MESSAGES
 from .agent.replies import model_for
-from .models import BotConfig
+from .models import BotConfig, BotConfigVersion
 from .services.alerts import alerts_open
 from .services.botconfig import (
     EXTRA_FIELD_KEY,
@@ -190,7 +192,10 @@ class BotConfigAdmin(admin.ModelAdmin):
         if obj is None or obj.pk is None:
             return "-"
         rows = []
-        for version in obj.versions.select_related("created_by"):
+        versions = list(obj.versions.select_related("created_by"))
+        # The comparison preselected: the version before the current one against the current one.
+        older = versions[1].version if len(versions) > 1 else obj.version
+        for version in versions:
             data = {k: v for k, v in version.data.items() if k != "instructions"}
             if version.version == obj.version:
                 action = "current"
@@ -199,13 +204,30 @@ class BotConfigAdmin(admin.ModelAdmin):
                 action = format_html(
                     '<button type="submit" form="restore-form" formaction="{}" class="button">Restore v{}</button>', url, version.version
                 )
+            # The radios belong to the diff form (templates: botconfig/change_form.html), outside the change form.
+            compare = format_html(
+                '<input type="radio" form="diff-form" name="a" value="{v}" aria-label="{a}"{ca}> '
+                '<input type="radio" form="diff-form" name="b" value="{v}" aria-label="{b}"{cb}>',
+                v=version.version, a=_("Compare v%(version)s (older)") % {"version": version.version}, b=_("Compare v%(version)s (newer)") % {"version": version.version},
+                ca=" checked" if version.version == older else "", cb=" checked" if version.version == obj.version else "",
+            )  # fmt: skip
             rows.append(format_html(
-                "<tr><td>v{}</td><td>{}</td><td>{}</td><td><details><summary>settings</summary><pre>{}</pre><pre>{}</pre>"
+                "<tr><td>{}</td><td>v{}</td><td>{}</td><td>{}</td><td><details><summary>settings</summary><pre>{}</pre><pre>{}</pre>"
                 "</details></td><td>{}</td></tr>",
-                version.version, date_format(timezone.localtime(version.created_at), "SHORT_DATETIME_FORMAT"),
+                compare, version.version, date_format(timezone.localtime(version.created_at), "SHORT_DATETIME_FORMAT"),
                 version.created_by or "", version.data.get("instructions", ""), json.dumps(data, indent=1, ensure_ascii=False), action,
             ))  # fmt: skip
-        return format_html("<table>{}</table>", format_html_join("", "{}", ((row,) for row in rows)))
+        diff_url = reverse("admin:conversations_botconfig_diff", args=[obj.pk])
+        compare_button = format_html(
+            '<button type="submit" form="diff-form" formaction="{}" class="button" data-action="compare">{}</button>',
+            diff_url, _("Compare the two chosen versions"),
+        )  # fmt: skip
+        return format_html(
+            '<table class="versions"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>'
+            "</thead><tbody>{}</tbody></table><p>{}</p>",
+            _("Compare"), _("Version"), _("Saved"), _("By"), _("Settings"),
+            format_html_join("", "{}", ((row,) for row in rows)), compare_button,
+        )  # fmt: skip
 
     def changelist_view(self, request, extra_context=None):
         if request.method == "GET":
@@ -248,6 +270,7 @@ class BotConfigAdmin(admin.ModelAdmin):
         return [
             path("<int:config_id>/restore/<int:version>/", self.admin_site.admin_view(self.restore_view),
                  name="conversations_botconfig_restore"),  # fmt: skip
+            path("<int:config_id>/diff/", self.admin_site.admin_view(self.diff_view), name="conversations_botconfig_diff"),
             *super().get_urls(),
         ]
 
@@ -260,3 +283,48 @@ class BotConfigAdmin(admin.ModelAdmin):
         saved = bot_config_restore(config=config, version=version, user=request.user)
         messages.success(request, f"Version {version} restored as version {saved.version}.")
         return redirect("admin:conversations_botconfig_change", config.pk)
+
+    def diff_view(self, request, config_id: int):
+        """Two versions side by side as a line diff of every setting that differs (?a=older&b=newer)."""
+        config = get_object_or_404(BotConfig, pk=config_id)
+        if not self.has_view_or_change_permission(request, config):
+            raise PermissionDenied
+        try:
+            numbers = sorted({int(request.GET["a"]), int(request.GET["b"])})
+        except (KeyError, ValueError):
+            messages.error(request, _("Choose two versions to compare."))
+            return redirect("admin:conversations_botconfig_change", config.pk)
+        found = {v.version: v for v in BotConfigVersion.objects.filter(config=config, version__in=numbers)}
+        if len(found) != len(numbers):
+            messages.error(request, _("There is no such version of this configuration."))
+            return redirect("admin:conversations_botconfig_change", config.pk)
+        old, new = found[numbers[0]], found[numbers[-1]]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts, "original": config, "title": f"{config.name}: v{old.version} → v{new.version}",
+            "old": old, "new": new, "changes": version_diff(old=old.data, new=new.data),
+        }  # fmt: skip
+        return render(request, "admin/conversations/botconfig/diff.html", context)
+
+
+@dataclass(frozen=True)
+class SettingDiff:
+    name: str
+    lines: list[tuple[str, str]]  # (" ", "-" or "+", the line)
+
+
+def _lines(value) -> list[str]:
+    text = value if isinstance(value, str) else json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True)
+    return text.splitlines() or [""]
+
+
+def version_diff(*, old: dict, new: dict) -> list[SettingDiff]:
+    """Each setting whose value differs between two snapshots, as the lines both keep, the lines
+    removed and the lines added (difflib's ndiff without its "?" hint lines)."""
+    changes = []
+    for name in sorted(old.keys() | new.keys()):
+        if old.get(name) == new.get(name):
+            continue
+        lines = [(line[0], line[2:]) for line in difflib.ndiff(_lines(old.get(name, "")), _lines(new.get(name, ""))) if line[0] != "?"]
+        changes.append(SettingDiff(name=name, lines=lines))
+    return changes

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_htmx",
     "template_partials",
+    "heroicons",
     "axes",
     "profiles",
     "conversations",
@@ -175,6 +176,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 # the consumer's thread: see whatsbot/workerpool.py. `celery worker` without --pool uses it.
 CELERY_WORKER_POOL = "whatsbot.workerpool:TaskPool"
 CELERY_TASK_IGNORE_RESULT = True
+# The worker and beat log through LOGGING's handler above (its filters: secrets redacted, routine
+# kept quiet) instead of replacing the root logger's handlers with Celery's own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
@@ -406,11 +410,14 @@ LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "integrations.redaction.RedactSecretsFilter"}},
+    # quiet: no INFO line per poll request or per periodic task run (whatsbot/logfilters.py).
+    "filters": {"redact": {"()": "integrations.redaction.RedactSecretsFilter"}, "quiet": {"()": "whatsbot.logfilters.QuietRoutineFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["quiet", "redact"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"},
+        # runserver's access log through the handler above (Django's default gives it a handler of its own, unfiltered).
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
         # One INFO line per HTTP request to OpenAI/Meta is noise (and costs CPU at volume).
         # (The OpenAI SDK's HTTP client logs as httpx2/httpcore2; aiohttp as aiohttp.*.)
         **{name: {"level": "WARNING"} for name in ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "aiohttp.access")},

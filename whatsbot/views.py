@@ -1,7 +1,8 @@
 import logging
 
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
+from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -39,3 +40,9 @@ def health(request: HttpRequest) -> JsonResponse:
         {"status": "ok" if healthy else "unavailable", **{k: "ok" if v else "down" for k, v in checks.items()}},
         status=200 if healthy else 503,
     )
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponseRedirect:
+    """Browsers ask for /favicon.ico whatever the page links; they get the SVG mark every page links."""
+    return HttpResponseRedirect(static("favicon.svg"))

@@ -10,6 +10,7 @@ from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from heroicons.templatetags.heroicons import heroicon_micro
 
 from ..models import MessageType, Origin, Owner, pricing_category_label
 from ..services.attachments import ACCEPT as ATTACHMENT_ACCEPT
@@ -78,15 +79,19 @@ def local_iso(value: datetime | None) -> str:
     return timezone.localtime(value).isoformat() if value else ""
 
 
-# Outgoing message status -> (CSS class and data-status, title, symbol), like WhatsApp's ticks.
+# Outgoing message status -> (CSS class and data-status, title, icon), like WhatsApp's ticks; the icons are
+# rendered once here, not once per bubble. Two checks overlap (CSS) where WhatsApp shows a double tick.
+_CHECK = heroicon_micro("check", size=14)
 _TICKS = {
-    "pending": ("pending", gettext_lazy("Pending"), "🕓"),
-    "sent": ("sent", gettext_lazy("Sent"), "✓"),
-    "delivered": ("delivered", gettext_lazy("Delivered"), "✓✓"),
-    "read": ("read", gettext_lazy("Read"), "✓✓"),
-    "played": ("read", gettext_lazy("Read"), "✓✓"),
-    "failed": ("failed", gettext_lazy("Not delivered"), "⚠"),
+    "pending": ("pending", gettext_lazy("Pending"), heroicon_micro("clock", size=13)),
+    "sent": ("sent", gettext_lazy("Sent"), _CHECK),
+    "delivered": ("delivered", gettext_lazy("Delivered"), _CHECK + _CHECK),
+    "read": ("read", gettext_lazy("Read"), _CHECK + _CHECK),
+    "played": ("read", gettext_lazy("Read"), _CHECK + _CHECK),
+    "failed": ("failed", gettext_lazy("Not delivered"), heroicon_micro("exclamation-triangle", size=14)),
 }
+_BILLABLE = heroicon_micro("credit-card", size=13)
+_FREE = heroicon_micro("gift", size=13)
 
 
 @register.filter
@@ -94,8 +99,8 @@ def tick(message) -> str:
     """The tick of an outgoing message: one filter call per bubble instead of an if-chain."""
     if message.direction != "out" or message.status not in _TICKS:
         return ""
-    css, title, symbol = _TICKS[message.status]
-    return format_html('<span class="tick {}" title="{}" data-status="{}">{}</span>', css, title, css, symbol)
+    css, title, icon = _TICKS[message.status]
+    return format_html('<span class="tick {}" role="img" title="{}" aria-label="{}" data-status="{}">{}</span>', css, title, title, css, icon)  # fmt: skip
 
 
 @register.filter
@@ -107,9 +112,9 @@ def billing(message) -> str:
     category = pricing_category_label(message.pricing.get("category", ""))
     if billable:
         title = _("Billable (%(category)s)") % {"category": category}
-        return format_html('<span class="billing billable" title="{}" data-billable="true">💳</span>', title)
+        return format_html('<span class="billing billable" role="img" title="{}" aria-label="{}" data-billable="true">{}</span>', title, title, _BILLABLE)  # fmt: skip
     title = _("Free (%(category)s)") % {"category": category}
-    return format_html('<span class="billing free" title="{}" data-billable="false">🆓</span>', title)
+    return format_html('<span class="billing free" role="img" title="{}" aria-label="{}" data-billable="false">{}</span>', title, title, _FREE)  # fmt: skip
 
 
 @register.filter

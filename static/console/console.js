@@ -54,7 +54,7 @@
     var remaining = el.querySelector(".remaining");
     if (left <= 0) {
       el.classList.remove("open"); el.classList.add("closed");
-      el.textContent = "🔒 " + el.getAttribute("data-label-closed");
+      el.textContent = el.getAttribute("data-label-closed");
       // The composer must close too: fetch the thread again.
       if (window.htmx) htmx.ajax("GET", location.pathname, { target: "#thread-pane" });
       return;
@@ -174,7 +174,7 @@
     if (ev.target.id === "composer-file") showAttachment();
   });
 
-  // --- Template form: the header file chosen shows in the preview as "📎 name" ----------------
+  // --- Template form: the header file chosen shows in the preview beside a paper clip -----------
   // The file is sent with the template only; the preview request carries its name.
   function headerFileNamed(ev) {
     if (ev.target.id !== "template-header-file") return;

@@ -196,3 +196,28 @@ def test_admin_edits_the_fixed_messages_one_text_per_kind_and_language(admin_cli
     }
     assert config.versions.get(version=2).data["fixed_messages"] == config.fixed_messages
     assert "Un collega arriva subito." in admin_client.get(url).content.decode()
+
+
+def test_the_history_compares_two_versions_as_a_line_diff(admin_client):
+    config = bot_config_save(config=BotConfig(name="Bot", instructions="Sei un assistente.\nRispondi in breve.")).config
+    config.instructions, config.model = "Sei un assistente.\nRispondi con cura.", "gpt-6-sol"
+    bot_config_save(config=config)
+    page = admin_client.get(f"/admin/conversations/botconfig/{config.pk}/change/").content.decode()
+    # v1 and v2 are preselected; the radios belong to the diff form, outside the change form (labels in Italian, the default).
+    assert 'form="diff-form" name="a" value="1" aria-label="Confronta v1 (la più vecchia)" checked' in page
+    assert 'form="diff-form" name="b" value="2" aria-label="Confronta v2 (la più recente)" checked' in page
+
+    diff = admin_client.get(f"/admin/conversations/botconfig/{config.pk}/diff/", {"a": 2, "b": 1}).content.decode()
+    instructions = diff[diff.index('data-setting="instructions"') :].split("</ul>")[0]
+    assert "<li>Sei un assistente.</li>" in instructions
+    assert "<del>Rispondi in breve.</del>" in instructions and "<ins>Rispondi con cura.</ins>" in instructions
+    assert 'data-setting="model"' in diff and 'data-setting="name"' not in diff
+
+
+def test_a_diff_of_a_version_that_does_not_exist_goes_back_with_an_error(admin_client):
+    config = bot_config_save(config=BotConfig(name="Bot")).config
+    response = admin_client.get(f"/admin/conversations/botconfig/{config.pk}/diff/", {"a": 1, "b": 9}, follow=True)
+    assert response.redirect_chain[-1][0] == f"/admin/conversations/botconfig/{config.pk}/change/"
+    assert "Questa versione della configurazione non esiste." in response.content.decode()
+    response = admin_client.get(f"/admin/conversations/botconfig/{config.pk}/diff/", {"a": "x"}, follow=True)
+    assert "Scegli due versioni da confrontare." in response.content.decode()

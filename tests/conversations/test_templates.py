@@ -554,4 +554,4 @@ def test_the_preview_shows_the_chosen_file_by_its_name(invoice, closed, staff):
                                                                     "header.file_name": "Fattura 2026-114.pdf"}).content.decode()  # fmt: skip
 
     assert 'type="file" name="header.file"' in form and 'enctype="multipart/form-data"' in form and 'hx-params="not header.file"' in form
-    assert "📎 Fattura 2026-114.pdf" in html and "Ciao Giulia, ecco la tua fattura." in html
+    assert "</svg> Fattura 2026-114.pdf" in html and "Ciao Giulia, ecco la tua fattura." in html

@@ -1,6 +1,7 @@
 """Idempotent set-up run after `migrate` (by `make run`, and safe in a release step): the
 environment's channel, the roles, the sandbox channel for the simulator and (with DEBUG on)
-a demo admin whose login is printed."""
+a demo admin. `bootstrap --ready` sets nothing up: `make run` calls it once its processes are
+up, to end with the addresses, the login and how to stop."""
 
 import os
 import secrets
@@ -23,7 +24,13 @@ DEMO_PASSWORD_FILE = settings.VAR_DIR / "demo-admin-password"
 class Command(BaseCommand):
     help = "Create the environment's channel, the roles, the sandbox channel and (DEBUG only) a demo admin."
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument("--ready", action="store_true", help="Only print where the running product is and how to log in.")
+
+    def handle(self, *args, ready: bool = False, **options):
+        if ready:
+            self._ready()
+            return
         channel = channel_sync_from_environment()
         if channel:
             self.stdout.write(f"WhatsApp channel from the environment: {channel}")
@@ -35,25 +42,38 @@ class Command(BaseCommand):
             self._demo_admin()
 
     def _demo_admin(self) -> None:
+        """The demo admin, made once with a generated password kept in DEMO_PASSWORD_FILE."""
         User = get_user_model()
-        base = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"
-        user = User.objects.filter(username=DEMO_USERNAME).first()
-        if user is None:
-            password = secrets.token_urlsafe(9)
-            User.objects.create_superuser(DEMO_USERNAME, "admin@example.com", password)
-            DEMO_PASSWORD_FILE.write_text(password + "\n")
-            DEMO_PASSWORD_FILE.chmod(0o600)
-        elif DEMO_PASSWORD_FILE.exists() and user.check_password(DEMO_PASSWORD_FILE.read_text().strip()):
-            password = DEMO_PASSWORD_FILE.read_text().strip()
-        else:
-            self.stdout.write(
-                f"Demo admin exists: log in at {base}/console/ as '{DEMO_USERNAME}' "
-                f"(forgot the password? `.venv/bin/python manage.py changepassword {DEMO_USERNAME}`)."
-            )
+        if User.objects.filter(username=DEMO_USERNAME).exists():
             return
+        password = secrets.token_urlsafe(9)
+        User.objects.create_superuser(DEMO_USERNAME, "admin@example.com", password)
+        DEMO_PASSWORD_FILE.write_text(password + "\n")
+        DEMO_PASSWORD_FILE.chmod(0o600)
+        self.stdout.write(f"Created the demo admin '{DEMO_USERNAME}' (its password is in {DEMO_PASSWORD_FILE}).")
+
+    def _demo_password(self) -> str | None:
+        """The demo admin's generated password, while it is still the one that logs in."""
+        user = get_user_model().objects.filter(username=DEMO_USERNAME).first()
+        if not settings.DEBUG or user is None or not DEMO_PASSWORD_FILE.exists():
+            return None
+        password = DEMO_PASSWORD_FILE.read_text().strip()
+        return password if user.check_password(password) else None
+
+    def _ready(self) -> None:
+        base = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"
+        password = self._demo_password()
+        if password:
+            login = f"user {DEMO_USERNAME}, password {password} (kept in {DEMO_PASSWORD_FILE.relative_to(settings.BASE_DIR)})"
+        elif get_user_model().objects.filter(is_superuser=True).exists():
+            login = f"your own superuser (forgot its password? .venv/bin/python manage.py changepassword {DEMO_USERNAME})"
+        else:
+            login = "none yet: .venv/bin/python manage.py createsuperuser"
         self.stdout.write(
-            self.style.SUCCESS(
-                f"Demo login (DEBUG only): {base}/console/  user: {DEMO_USERNAME}  password: {password}\n"
-                f"  Chat as a customer: {base}/console/simulator/   Django admin: {base}/admin/"
-            )
+            self.style.SUCCESS("\nwhatsbot is running.")
+            + f"\n  Console:    {base}/console/"
+            f"\n  Admin:      {base}/admin/"
+            f"\n  Simulator:  {base}/console/simulator/"
+            f"\n  Log in as:  {login}"
+            "\n  Ctrl-C stops everything.\n"
         )
