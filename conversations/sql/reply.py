@@ -8,7 +8,8 @@ statement, which has a snapshot of its own. The second statement writes only whe
 message of the burst is still unhandled and, unless told otherwise, no newer customer text
 waits (the newer message's turn answers the whole burst then): it marks the burst handled,
 inserts the reply already claimed for its delivery, and moves the conversation (last
-message, revision, and on a hand-off the owner). Nothing to undo, so no ROLLBACK is ever
+message, revision, and on a hand-off the owner; the customer no longer waits, unless handed
+over: then they wait for a person, since their burst). Nothing to undo, so no ROLLBACK is ever
 sent: psycopg answers a ROLLBACK by forgetting the connection's prepared statements.
 """
 
@@ -93,7 +94,8 @@ moved AS (
         revision = c.revision + 1, changed_at = %(now)s::timestamptz,
         owner = CASE WHEN {handoff} THEN {human} ELSE c.owner END,
         handoff_reason = CASE WHEN {handoff} THEN left(%(handoff_reason)s::text, 255) ELSE c.handoff_reason END,
-        handoff_at = CASE WHEN {handoff} THEN %(now)s::timestamptz ELSE c.handoff_at END
+        handoff_at = CASE WHEN {handoff} THEN %(now)s::timestamptz ELSE c.handoff_at END,
+        waiting_since = CASE WHEN {handoff} THEN coalesce(c.waiting_since, %(now)s::timestamptz) ELSE NULL END
     FROM go WHERE c.id = %(conversation_id)s::bigint AND go.done AND go.bot_owned AND %(reply)s::jsonb IS NOT NULL)
 SELECT go.done, go.newer, go.bot_owned, (SELECT id FROM reply) FROM go"""
     return lock, write
