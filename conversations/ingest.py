@@ -46,7 +46,18 @@ from integrations.base import ContactUpdate, Delivery, Identity, IdentityChange,
 
 from . import queueing
 from .groupcommit import GroupCommit
-from .models import MEDIA_TYPES, REVISION_TYPES, SILENT_TYPES, STATUS_RANK, Author, Channel, Direction, MessageStatus, Origin, message_preview
+from .models import (
+    MEDIA_TYPES,
+    REVISION_TYPES,
+    SILENT_TYPES,
+    STATUS_RANK,
+    Author,
+    Channel,
+    Direction,
+    MessageStatus,
+    Origin,
+    message_preview,
+)
 from .services.contacts import contacts_apply
 from .sql import ingest as ingest_sql
 from .sql import pipelined_transaction

@@ -210,7 +210,9 @@ def needs_person_for(*, user) -> list[Waiting]:
         Waiting(
             id=row.pk,
             name=row.profile.display_name,
-            cause=needs_person_cause(handoff_reason=row.handoff_reason, handoff_at=row.handoff_at, waiting_since=row.waiting_since),
+            cause=needs_person_cause(
+                handoff_reason=row.handoff_reason, handoff_at=row.handoff_at, waiting_since=row.waiting_since
+            ),
             since=row.waiting_since,
         )
         for row in rows

@@ -325,7 +325,8 @@ async def _ai_unavailable(message: Message, burst: list[Message], active: Active
     the customer's messages (which stay stored, answerable by a person)."""
     logger.warning("conversation %s: AI unavailable, handing over: %s", message.conversation_id, error)
     await _model_refused(error)
-    reply = replies.Reply(text=active.config.holding_message or DEFAULT_HOLDING_MESSAGE, handoff_reason=f"{replies.HANDOFF_AI_UNAVAILABLE}: {error}"[:255])
+    reason = f"{replies.HANDOFF_AI_UNAVAILABLE}: {error}"[:255]
+    reply = replies.Reply(text=active.config.holding_message or DEFAULT_HOLDING_MESSAGE, handoff_reason=reason)
     failure = {
         "error_code": f"openai_{error.http_status or 'error'}"[:32],
         "error_title": "The AI could not answer: the conversation went to the human queue.",

@@ -171,7 +171,10 @@ def needs_poll(request: HttpRequest) -> HttpResponse:
         {
             "since": latest.isoformat() if latest else "",
             "waiting": [
-                {"id": w.id, "name": w.name, "cause": w.cause, "since": w.since.isoformat(), "url": pk_url("console:thread", w.id)}
+                {
+                    "id": w.id, "name": w.name, "cause": w.cause, "since": w.since.isoformat(),
+                    "url": pk_url("console:thread", w.id),
+                }  # fmt: skip
                 for w in waiting
             ],
         }

@@ -302,7 +302,9 @@
       n.onclick = function () {
         window.focus();
         if (window.htmx && document.getElementById("thread-pane")) {
-          htmx.ajax("GET", item.url, { target: "#thread-pane" }).then(function () { history.pushState({}, "", item.url); markActive(); });
+          htmx.ajax("GET", item.url, { target: "#thread-pane" }).then(function () {
+            history.pushState({}, "", item.url); markActive();
+          });
         } else {
           location.href = item.url;
         }

@@ -34,7 +34,9 @@ CUSTOMER = "393331234567"
 _wamids = itertools.count(1)
 
 
-def writes(text: str, *, ago: timedelta = timedelta(minutes=3), author: str = base.Author.CUSTOMER, customer: str = CUSTOMER) -> int:
+def writes(
+    text: str, *, ago: timedelta = timedelta(minutes=3), author: str = base.Author.CUSTOMER, customer: str = CUSTOMER
+) -> int:
     """A message in a webhook delivery, stored by the ingest; its id."""
     channel = ChannelFactory()
     message = InboundMessage(

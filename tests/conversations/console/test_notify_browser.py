@@ -31,7 +31,10 @@ SPY = """
   window.__notified = [];
   window.__beeps = 0;
   const Real = window.Notification;
-  function Spy(title, options) { window.__notified.push({ title: title, body: (options || {}).body || "" }); return new Real(title, options); }
+  function Spy(title, options) {
+    window.__notified.push({ title: title, body: (options || {}).body || "" });
+    return new Real(title, options);
+  }
   Object.defineProperty(Spy, "permission", { get: () => Real.permission });
   Spy.requestPermission = (...args) => Real.requestPermission(...args);
   window.Notification = Spy;
@@ -100,7 +103,9 @@ def test_a_hand_off_tells_the_assigned_agent(desk, meta_examples, browser_contex
     assert len(page.evaluate("window.__notified")) == 1
 
 
-def test_an_agent_the_conversation_is_not_assigned_to_is_not_told(desk, meta_examples, browser_context, session_login, live_server, offline, graph):
+def test_an_agent_the_conversation_is_not_assigned_to_is_not_told(
+    desk, meta_examples, browser_context, session_login, live_server, offline, graph
+):
     first = customer_writes(meta_examples, "Buongiorno")
     Conversation.objects.filter(messages__pk=first).update(assigned_to=desk["anna"])
     StaffPreference.objects.create(user=desk["bruno"], notify=True)
@@ -138,3 +143,25 @@ def test_turning_desktop_notifications_on_asks_the_browser_and_is_kept(desk, bro
     page.click(".menu summary")
     assert page.locator("#notify-toggle").inner_text() == "Desktop notifications: on"
     screenshot(page, "notify-menu.png")
+
+
+def test_taking_over_a_waiting_customer_tells_nobody_on_this_page(
+    desk, meta_examples, browser_context, session_login, live_server
+):
+    # The customer waits for the bot's turn; Anna takes the conversation over herself.
+    waiting = customer_writes(meta_examples, "Buongiorno, una domanda sull'ordine")
+    conversation = Conversation.objects.get(messages__pk=waiting)
+
+    context = browser_context()
+    context.grant_permissions(["notifications"], origin=live_server.url)
+    context.add_init_script(SPY)
+    session_login(context, desk["anna"])
+    page = context.new_page()
+    page.goto(f"{live_server.url}/console/c/{conversation.pk}/")
+    page.wait_for_timeout(500)
+
+    page.click("[data-action=take-over]")
+
+    page.wait_for_function("document.title.startsWith('(1) ')", timeout=10_000)  # she has a customer waiting
+    page.wait_for_timeout(2500)
+    assert page.evaluate("window.__notified") == [] and page.evaluate("window.__beeps") == 0  # her own doing
