@@ -14,6 +14,7 @@ from datetime import datetime
 from django.contrib.auth import get_user_model
 from django.db.models import Case, Count, F, Q, QuerySet, When
 from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext
@@ -447,10 +448,17 @@ def quick_replies_active() -> list[dict]:
     return list(QuickReply.objects.filter(is_active=True).values("shortcut", "title", "text"))
 
 
+def staff_is_available(*, user) -> bool:
+    """Whether the staff member takes hand-offs now (`services.desk.staff_availability_set`)."""
+    return StaffPreference.objects.filter(user=user, available=True).exists()
+
+
 def staff_members() -> list:
+    """Active staff, each with `available` (takes hand-offs now; `services.desk`)."""
     return list(
         get_user_model()
         .objects.filter(is_active=True, is_staff=True)
+        .annotate(available=Coalesce("console_preference__available", False))
         .only("id", "username", "first_name", "last_name")
         .order_by("first_name", "username")
     )

@@ -204,10 +204,13 @@ class ProfilePreferenceChange(models.Model):
 
 
 class StaffPreference(models.Model):
-    """A staff member's console settings (the interface language; Italian by default)."""
+    """A staff member's console settings (the interface language; Italian by default) and
+    whether they take hand-offs now (`available`: away until they say otherwise, so nobody
+    who never opened the console is handed customers)."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="console_preference")
     language = models.CharField(_("language"), max_length=8, choices=settings.LANGUAGES, default="it")
+    available = models.BooleanField(_("available"), default=False, help_text=_("Hand-offs are assigned to available staff."))
     # Told when a conversation needs them: a desktop notification (asked of the browser when
     # turned on), a sound.
     notify = models.BooleanField(_("desktop notifications"), default=False)

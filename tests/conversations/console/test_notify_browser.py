@@ -1,5 +1,5 @@
-"""Staff are told, in Chromium: a customer asks for a person (the real webhook and turn) and the
-assigned agent's open console raises a desktop notification (the Notification API granted,
+"""Staff are told, in Chromium: a customer asks for a person (the real webhook and turn), the
+hand-off goes to the available agent, and that agent's open console raises a desktop notification (the Notification API granted,
 a spy recording each call), plays the sound, shows the count in the tab's title and the wait
 in the list. Screenshots go to artifacts/screenshots/."""
 
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conversations.models import Conversation, Owner
+from conversations.models import Conversation
 from integrations.meta.signature import HEADER, sign
 from profiles.models import StaffPreference
 from tests.browser import BROWSER_TEST, screenshot
@@ -59,16 +59,15 @@ def customer_writes(meta_examples, text: str) -> int:
 def desk(transactional_db):
     anna = UserFactory(username="anna", first_name="Anna", last_name="Bianchi")
     bruno = UserFactory(username="bruno", first_name="Bruno", last_name="Verdi")
-    StaffPreference.objects.create(user=anna, notify=True)
+    StaffPreference.objects.create(user=anna, notify=True, available=True)  # Bruno is away: hand-offs go to Anna
     ChannelFactory()
     ConversationFactory(profile__profile_name="Marco Bruni", last_message_preview="Grazie mille!")
     return {"anna": anna, "bruno": bruno}
 
 
 def test_a_hand_off_tells_the_assigned_agent(desk, meta_examples, browser_context, session_login, live_server, offline, graph):
-    # The customer's conversation is Anna's, the bot answering it until a person is needed.
+    # The bot answers the customer until a person is needed.
     first = customer_writes(meta_examples, "Buongiorno")
-    Conversation.objects.filter(messages__pk=first).update(assigned_to=desk["anna"], owner=Owner.BOT)
     outcome = handle(first)
     assert (reply(first) if outcome == "queued" else outcome) == "sent"
 
@@ -86,6 +85,7 @@ def test_a_hand_off_tells_the_assigned_agent(desk, meta_examples, browser_contex
     asked = customer_writes(meta_examples, "Vorrei parlare con un operatore, per favore")
     outcome = handle(asked)
     assert (reply(asked) if outcome == "queued" else outcome) == "handoff"
+    assert Conversation.objects.get(messages__pk=asked).assigned_to == desk["anna"]
 
     page.wait_for_function("window.__notified.length > 0", timeout=10_000)
     (notified,) = page.evaluate("window.__notified")
@@ -106,9 +106,7 @@ def test_a_hand_off_tells_the_assigned_agent(desk, meta_examples, browser_contex
 def test_an_agent_the_conversation_is_not_assigned_to_is_not_told(
     desk, meta_examples, browser_context, session_login, live_server, offline, graph
 ):
-    first = customer_writes(meta_examples, "Buongiorno")
-    Conversation.objects.filter(messages__pk=first).update(assigned_to=desk["anna"])
-    StaffPreference.objects.create(user=desk["bruno"], notify=True)
+    StaffPreference.objects.create(user=desk["bruno"], notify=True)  # away
 
     context = browser_context()
     context.grant_permissions(["notifications"], origin=live_server.url)
@@ -121,6 +119,7 @@ def test_an_agent_the_conversation_is_not_assigned_to_is_not_told(
     asked = customer_writes(meta_examples, "Vorrei parlare con un operatore")
     outcome = handle(asked)
     assert (reply(asked) if outcome == "queued" else outcome) == "handoff"
+    assert Conversation.objects.get(messages__pk=asked).assigned_to == desk["anna"]
 
     page.locator(".conv .tag.waiting").wait_for(timeout=10_000)  # the list shows the wait to everyone
     page.wait_for_timeout(2500)

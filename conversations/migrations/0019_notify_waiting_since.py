@@ -17,7 +17,7 @@ WHERE c.owner = 'human' AND c.status = 'open'
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0016_templates'),
+        ('conversations', '0018_business_hours'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('profiles', '0008_marketing_preferences'),
+        ('profiles', '0009_staff_available'),
     ]
 
     operations = [
