@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from .agent.replies import human_requested
+from .agent.replies import HANDOFF_AI_UNAVAILABLE, HANDOFF_ASKED, HANDOFF_BY_AI, human_requested
 from .models import REVISION_TYPES, SILENT_TYPES, TEXT_TYPES, MessageType, Owner
 
 
@@ -68,6 +68,34 @@ def burst_not_ours(*, message_id: int, burst_ids: list[int]) -> Outcome | None:
 def handoff_asked(texts: list[str]) -> bool:
     """The customer asked for a person in one of the burst's texts (no model call then)."""
     return any(human_requested(text) for text in texts)
+
+
+# How the sweeper's hand-off reason begins (a message the bot failed to handle, for good).
+HANDOFF_TURN_FAILED = "The bot could not handle a message"
+
+
+class NeedsPerson(StrEnum):
+    """Why a conversation needs a person (what the console's notification says)."""
+
+    ASKED = "asked"  # the customer asked for a person
+    HANDED_OVER = "handed_over"  # the AI handed over
+    AI_UNAVAILABLE = "ai_unavailable"  # the AI (or the bot) could not answer
+    MESSAGE = "message"  # the customer wrote in a conversation a person owns
+
+
+def needs_person_cause(*, handoff_reason: str, handoff_at: datetime | None, waiting_since: datetime) -> NeedsPerson:
+    """Why the customer waits: the hand-off's reason when the wait began with the hand-off
+    (the burst it answered came at or before it), else a new message to the person who owns
+    the conversation (what they wrote after a person had answered)."""
+    if handoff_at is None or waiting_since > handoff_at:
+        return NeedsPerson.MESSAGE
+    if handoff_reason == HANDOFF_ASKED:
+        return NeedsPerson.ASKED
+    if handoff_reason.startswith(HANDOFF_BY_AI):
+        return NeedsPerson.HANDED_OVER
+    if handoff_reason.startswith((HANDOFF_AI_UNAVAILABLE, HANDOFF_TURN_FAILED)):
+        return NeedsPerson.AI_UNAVAILABLE
+    return NeedsPerson.MESSAGE
 
 
 def openai_conversation_current(*, conversation_id: str, started_at: datetime | None, now: datetime, rotate_after: timedelta) -> str:

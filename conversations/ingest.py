@@ -46,7 +46,18 @@ from integrations.base import ContactUpdate, Delivery, Identity, IdentityChange,
 
 from . import queueing
 from .groupcommit import GroupCommit
-from .models import MEDIA_TYPES, REVISION_TYPES, STATUS_RANK, Author, Channel, Direction, MessageStatus, Origin, message_preview
+from .models import (
+    MEDIA_TYPES,
+    REVISION_TYPES,
+    SILENT_TYPES,
+    STATUS_RANK,
+    Author,
+    Channel,
+    Direction,
+    MessageStatus,
+    Origin,
+    message_preview,
+)
 from .services.contacts import contacts_apply
 from .sql import ingest as ingest_sql
 from .sql import pipelined_transaction
@@ -333,6 +344,10 @@ def _threads(jobs: Sequence[_Job], inserted: list[tuple]) -> list[dict]:
         live = [m for m in items if not m.history]
         customers = [m for m in live if m.author == base.Author.CUSTOMER]
         latest = max(live or items, key=lambda m: m.timestamp or now)
+        # The owner wrote in the Business app: the customer waits only for what they wrote after.
+        answered_at = max((m.timestamp or now for m in live if m.author != base.Author.CUSTOMER), default=None)
+        waiting = [m.timestamp or now for m in customers if m.type not in SILENT_TYPES]
+        waiting = [at for at in waiting if answered_at is None or at > answered_at]
         threads.append(
             {
                 "id": conversation_id,
@@ -342,6 +357,8 @@ def _threads(jobs: Sequence[_Job], inserted: list[tuple]) -> list[dict]:
                 "unread_count": len(customers),
                 "forward_only": not live,
                 "handoff_reason": HANDOFF_BUSINESS_APP if len(customers) < len(live) else "",  # an echo came
+                "waiting_from": min(waiting) if waiting else None,
+                "answered": answered_at is not None,
                 "changed_at": now,
             }
         )

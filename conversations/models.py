@@ -140,6 +140,10 @@ class Conversation(models.Model):
     last_message_at = models.DateTimeField(null=True, blank=True)
     last_message_preview = models.CharField(max_length=160, blank=True)
     unread_count = models.PositiveIntegerField(default=0)
+    # Since when the customer has waited for an answer: their first message since the business
+    # last wrote (kept by the statements that store messages). With a person owning the open
+    # conversation it is the console's "needs a person" (`selectors.NEEDS_PERSON`).
+    waiting_since = models.DateTimeField(_("waiting since"), null=True, blank=True)
 
     # Bumped on every change the console shows (message, status tick, ownership): a poll
     # compares one integer on one row.
@@ -166,6 +170,11 @@ class Conversation(models.Model):
             models.Index(fields=["owner", "status", "-last_message_at"], name="conv_queue_idx"),
             models.Index(fields=["assigned_to", "-last_message_at"], name="conv_assigned_idx"),
             models.Index(fields=["-changed_at"], name="conv_changed_idx"),
+            # Only the conversations waiting for a person: the console's notification poll.
+            models.Index(
+                fields=["waiting_since"], name="conv_waiting_idx",
+                condition=models.Q(waiting_since__isnull=False, owner=Owner.HUMAN, status=ConversationStatus.OPEN),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Case, Count, F, Q, QuerySet, When
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -22,6 +22,7 @@ from django.utils.translation import gettext
 from profiles.models import STANDARD_FIELDS, ClientProfile, StaffPreference
 from profiles.selectors import profile_search_condition
 
+from .decisions import needs_person_cause
 from .models import (
     REVISION_TYPES,
     Author,
@@ -149,6 +150,8 @@ def conversation_list(
         queryset = _after_cursor(queryset, cursor)
     rows = list(
         queryset.select_related("profile", "assigned_to")
+        # How long the customer has waited for a person (None: they do not).
+        .annotate(waiting=Case(When(NEEDS_PERSON, then=F("waiting_since"))))
         .only(
             "id", "owner", "status", "assigned_to", "last_message_at", "last_message_preview", "unread_count",
             "changed_at", "channel_id", "handoff_reason",
@@ -169,6 +172,61 @@ def conversation_list(
             row.fields_wanted = len(keys)
             row.fields_filled = sum(1 for key in keys if row.profile.value_of(key))
     return ConversationPage(rows=rows, next_cursor=next_cursor)
+
+
+# The customer waits for a person: one owns the open conversation and has not answered yet
+# (`Conversation.waiting_since`; the partial index `conv_waiting_idx` holds exactly these rows).
+NEEDS_PERSON = Q(waiting_since__isnull=False, owner=Owner.HUMAN, status=ConversationStatus.OPEN)
+# A member of staff is told about at most this many waiting conversations at once.
+NEEDS_PERSON_MAX = 100
+
+
+def needs_person_condition(*, user) -> Q:
+    """The conversations that need `user`: waiting for a person, and assigned to them or to
+    nobody. The one place that says who is told."""
+    return NEEDS_PERSON & (Q(assigned_to=user) | Q(assigned_to__isnull=True))
+
+
+@dataclass
+class Waiting:
+    id: int
+    name: str
+    cause: str  # decisions.NeedsPerson
+    since: datetime
+
+
+def needs_person_for(*, user) -> list[Waiting]:
+    """The conversations that need `user`, the longest wait first: one query on `conv_waiting_idx`."""
+    rows = (
+        Conversation.objects.filter(needs_person_condition(user=user))
+        .select_related("profile")
+        .only(
+            "id", "waiting_since", "handoff_reason", "handoff_at",
+            "profile__id", "profile__wa_id", "profile__user_id", "profile__username", "profile__profile_name",
+            "profile__first_name", "profile__last_name",
+        )  # fmt: skip
+        .order_by("waiting_since", "id")[:NEEDS_PERSON_MAX]
+    )
+    return [
+        Waiting(
+            id=row.pk,
+            name=row.profile.display_name,
+            cause=needs_person_cause(
+                handoff_reason=row.handoff_reason, handoff_at=row.handoff_at, waiting_since=row.waiting_since
+            ),
+            since=row.waiting_since,
+        )
+        for row in rows
+    ]
+
+
+def staff_notify_preferences(*, user) -> dict:
+    """{"notify": desktop notifications on, "sound": the sound on} (the defaults when the
+    member of staff has never saved a preference)."""
+    saved = StaffPreference.objects.filter(user=user).values("notify", "notify_sound").first()
+    defaults = {f.name: f.default for f in StaffPreference._meta.get_fields() if f.name in ("notify", "notify_sound")}
+    saved = saved or defaults
+    return {"notify": saved["notify"], "sound": saved["notify_sound"]}
 
 
 def conversations_last_change() -> datetime | None:

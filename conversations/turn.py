@@ -384,7 +384,7 @@ async def _ai_unavailable(message: Message, burst: list[Message], active: Active
         "error_detail": f"{error} (after {error.attempts} attempt(s))",
     }
     return await _handoff_commit(
-        message, burst, active, text=text, reason=f"AI unavailable: {error}"[:255], error=failure, spoken=Outcome.HOLDING,
+        message, burst, active, text=text, reason=f"{replies.HANDOFF_AI_UNAVAILABLE}: {error}"[:255], error=failure, spoken=Outcome.HOLDING,
     )  # fmt: skip
 
 

@@ -211,6 +211,10 @@ class StaffPreference(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="console_preference")
     language = models.CharField(_("language"), max_length=8, choices=settings.LANGUAGES, default="it")
     available = models.BooleanField(_("available"), default=False, help_text=_("Hand-offs are assigned to available staff."))
+    # Told when a conversation needs them: a desktop notification (asked of the browser when
+    # turned on), a sound.
+    notify = models.BooleanField(_("desktop notifications"), default=False)
+    notify_sound = models.BooleanField(_("notification sound"), default=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -34,6 +34,9 @@ _HUMAN_REQUEST = re.compile(
     re.IGNORECASE,
 )
 HANDOFF_ASKED = "The customer asked for a person."
+# How the reasons of the other hand-offs begin (the console tells staff why from them).
+HANDOFF_BY_AI = "The AI handed over"
+HANDOFF_AI_UNAVAILABLE = "AI unavailable"
 # A dated snapshot ("gpt-6-luna-2026-09-22") of a model.
 _SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
@@ -116,7 +119,7 @@ def reply_read(response) -> Reply:
                 reason = str(json.loads(item.arguments or "{}").get("reason") or "")
             except (ValueError, AttributeError):
                 reason = ""
-            handoff_reason = f"The AI handed over: {reason or 'no reason given'}"
+            handoff_reason = f"{HANDOFF_BY_AI}: {reason or 'no reason given'}"
             calls.append(item.call_id)
     text = (response.output_text or "").strip()
     if not text and not handoff_reason:

@@ -59,3 +59,10 @@ class NoteForm(forms.Form):
 
 class LanguageForm(forms.Form):
     language = forms.ChoiceField(choices=settings.LANGUAGES)
+
+
+class NotifyForm(forms.Form):
+    """The menu's notification toggles: each button posts both values."""
+
+    notify = forms.BooleanField(required=False)
+    sound = forms.BooleanField(required=False)

@@ -15,7 +15,7 @@ from datetime import timezone as dt_timezone
 
 from django.contrib import messages as flash
 from django.contrib.auth import get_user_model
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -39,7 +39,7 @@ from ..services.attachments import AttachmentRefused, accept_of, attachment_chec
 from ..services.templates import template_header_file_kind, template_render, template_variables
 from ..templatetags import console_tags
 from .access import staff_required
-from .forms import ListForm, NoteForm, ReactForm, ReplyForm
+from .forms import ListForm, NoteForm, NotifyForm, ReactForm, ReplyForm
 from .links import pk_url, thread_urls
 
 # Re-rendered on a thread poll that saw a change, so their ticks and reactions update.
@@ -65,7 +65,7 @@ def _rows_present(rows: list[Conversation]) -> None:
     """What each list row shows, worked out here once: the list template is the hot loop of
     every list and thread page (50 rows), and a Python attribute costs a fraction of a
     template filter or `{% url %}`."""
-    today = timezone.localdate()
+    today, now = timezone.localdate(), timezone.now()
     for row in rows:
         name = row.profile.display_name
         row.ident = str(row.pk)
@@ -80,6 +80,8 @@ def _rows_present(rows: list[Conversation]) -> None:
         row.resolved = row.status == ConversationStatus.RESOLVED
         row.complete = row.fields_filled == row.fields_wanted
         row.completeness = f"{row.fields_filled}/{row.fields_wanted}"
+        row.waited = console_tags.waited(row.waiting, now)
+        row.waiting_iso = row.waiting.isoformat() if row.waiting else ""
 
 
 def _list_context(request: HttpRequest, *, limit: int = selectors.PAGE_SIZE) -> dict:
@@ -113,11 +115,16 @@ def _sidebar_context(request: HttpRequest, params: dict) -> dict:
     }
 
 
+def _notify_context(request: HttpRequest) -> dict:
+    """The menu's notification toggles (full pages only: the polls render no menu)."""
+    return {"notify": selectors.staff_notify_preferences(user=request.user)}
+
+
 @staff_required
 @require_GET
 @never_cache
 def inbox(request: HttpRequest) -> HttpResponse:
-    return render(request, "console/inbox.html", _list_context(request))
+    return render(request, "console/inbox.html", {**_list_context(request), **_notify_context(request)})
 
 
 @staff_required
@@ -148,6 +155,47 @@ def list_poll(request: HttpRequest) -> HttpResponse:
     except ValueError:
         count = selectors.PAGE_SIZE
     return render(request, "console/inbox.html#list_body", _list_context(request, limit=count))
+
+
+@staff_required
+@require_GET
+@never_cache
+def needs_poll(request: HttpRequest) -> HttpResponse:
+    """The conversations that need this member of staff, for the page to tell them (a
+    notification, a sound, the count in the tab's title). Polled like the list: 204 unless a
+    conversation changed after `since` (one indexed query), else the list (one more)."""
+    since = parse_datetime(request.GET.get("since", ""))
+    if since is not None and not timezone.is_naive(since) and selectors.conversations_changed_since(since=since) is None:
+        return _no_change()
+    # Read before the rows, so a change made while they load is seen by the next poll.
+    latest = selectors.conversations_last_change()
+    waiting = selectors.needs_person_for(user=request.user)
+    return JsonResponse(
+        {
+            "since": latest.isoformat() if latest else "",
+            "waiting": [
+                {
+                    "id": w.id, "name": w.name, "cause": w.cause, "since": w.since.isoformat(),
+                    "url": pk_url("console:thread", w.id),
+                }  # fmt: skip
+                for w in waiting
+            ],
+        }
+    )
+
+
+@staff_required
+@require_POST
+def notify_set(request: HttpRequest) -> HttpResponse:
+    """The menu's toggles: desktop notifications (the page has asked the browser's permission
+    first), the sound."""
+    form = NotifyForm(request.POST)
+    if form.is_valid():
+        actions.staff_notify_set(user=request.user, notify=form.cleaned_data["notify"], sound=form.cleaned_data["sound"])
+    next_url = request.POST.get("next") or reverse("console:inbox")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        next_url = reverse("console:inbox")
+    return redirect(next_url)
 
 
 # --- Thread --------------------------------------------------------------------------------------
@@ -225,7 +273,9 @@ def thread(request: HttpRequest, pk: int) -> HttpResponse:
     # thread is not held up by 50 list rows (and a phone, which shows only the thread, still
     # has the list one tap away).
     sidebar = _sidebar_context(request, ListForm(request.GET).values())
-    return render(request, "console/thread.html", {**sidebar, **context, "lazy_list": True, "active_id": pk})
+    return render(
+        request, "console/thread.html", {**sidebar, **context, **_notify_context(request), "lazy_list": True, "active_id": pk}
+    )
 
 
 @staff_required

@@ -99,13 +99,17 @@ def _update(conversation_id: int, **values) -> None:
 
 
 def conversation_hand_back(*, conversation_id: int, user) -> None:
-    """The bot answers again. Clears the assignment and the hand-off reason."""
-    _update(conversation_id, owner=Owner.BOT, assigned_to=None, handoff_reason="", handoff_at=None)
+    """The bot answers again. Clears the assignment, the hand-off reason and the wait (a person's
+    wait: what the customer writes next, the bot answers)."""
+    _update(conversation_id, owner=Owner.BOT, assigned_to=None, handoff_reason="", handoff_at=None, waiting_since=None)
 
 
 def conversation_resolve(*, conversation_id: int, user) -> None:
     """Done. The next customer message reopens it, and the bot answers it."""
-    _update(conversation_id, status=ConversationStatus.RESOLVED, owner=Owner.BOT, assigned_to=None, handoff_reason="", unread_count=0)
+    _update(
+        conversation_id, status=ConversationStatus.RESOLVED, owner=Owner.BOT, assigned_to=None, handoff_reason="", unread_count=0,
+        waiting_since=None,
+    )  # fmt: skip
 
 
 def conversation_reopen(*, conversation_id: int, user) -> None:
@@ -260,3 +264,9 @@ def conversation_template_send(
 def staff_language_set(*, user, language: str) -> str:
     StaffPreference.objects.update_or_create(user=user, defaults={"language": language})
     return language
+
+
+def staff_notify_set(*, user, notify: bool, sound: bool) -> None:
+    """Whether `user` is told of the conversations that need them by a desktop notification,
+    and by a sound."""
+    StaffPreference.objects.update_or_create(user=user, defaults={"notify": notify, "notify_sound": sound})

@@ -78,9 +78,12 @@ def message_send(*, conversation: Conversation, text: str, author: str = Author.
     message = message_build(conversation=conversation, type=type, text=text, author=author, user=user, now=now, **fields)
     with transaction.atomic(savepoint=False):
         message.save(force_insert=True)
+        # Anything but a reaction answers the customer: they no longer wait.
+        answered = {} if type == MessageType.REACTION else {"waiting_since": None}
         Conversation.objects.filter(pk=conversation.pk).update(
-            last_message_at=now, last_message_preview=message_preview(type=type, text=text), revision=F("revision") + 1, changed_at=now
-        )
+            last_message_at=now, last_message_preview=message_preview(type=type, text=text), revision=F("revision") + 1,
+            changed_at=now, **answered,
+        )  # fmt: skip
         queueing.enqueue_on_commit(queueing.MESSAGE_DELIVER, [message.pk])
     return message
 

@@ -16,9 +16,11 @@ import logging
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .. import queueing
+from ..decisions import HANDOFF_TURN_FAILED
 from ..models import (
     Conversation,
     Direction,
@@ -66,7 +68,7 @@ def inbound_surface(*, message: Message) -> None:
     """A customer message the bot failed to handle TURN_MAX_ATTEMPTS times: shown with its
     error, its conversation in the human queue, an error in the log; not retried again."""
     now = timezone.now()
-    reason = f"The bot could not handle a message after {message.attempts} attempts: a person should answer."
+    reason = f"{HANDOFF_TURN_FAILED} after {message.attempts} attempts: a person should answer."
     with transaction.atomic():
         if not Message.objects.filter(pk=message.pk, handled_at__isnull=True).update(
             handled_at=now, locked_until=None, error_code="turn_failed", error_title=reason[:255],
@@ -76,8 +78,9 @@ def inbound_surface(*, message: Message) -> None:
         # To the human queue and an available agent, unless a person has it already (then
         # only the thread moves).
         if Conversation.objects.filter(pk=message.conversation_id, owner=Owner.BOT).update(
-            owner=Owner.HUMAN, handoff_reason=reason[:255], handoff_at=now, revision=F("revision") + 1, changed_at=now
-        ):
+            owner=Owner.HUMAN, handoff_reason=reason[:255], handoff_at=now, waiting_since=Coalesce(F("waiting_since"), now),
+            revision=F("revision") + 1, changed_at=now,
+        ):  # fmt: skip
             conversation_auto_assign(conversation_id=message.conversation_id)
         else:
             Conversation.objects.filter(pk=message.conversation_id).update(revision=F("revision") + 1, changed_at=now)

@@ -308,9 +308,11 @@ def _threads_update_sql() -> str:
         f"owner = CASE WHEN {handoff} THEN {literal(Owner.HUMAN)} ELSE c.owner END, "
         f"handoff_reason = CASE WHEN {handoff} THEN v.handoff_reason ELSE c.handoff_reason END, "
         f"handoff_at = CASE WHEN {handoff} THEN v.changed_at ELSE c.handoff_at END, "
+        "waiting_since = CASE WHEN v.answered THEN v.waiting_from ELSE coalesce(c.waiting_since, v.waiting_from) END, "
         "revision = c.revision + 1, changed_at = v.changed_at "
         "FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, last_inbound_at timestamptz, last_message_at timestamptz, "
-        "last_message_preview text, unread_count integer, forward_only boolean, handoff_reason text, changed_at timestamptz) "
+        "last_message_preview text, unread_count integer, forward_only boolean, handoff_reason text, waiting_from timestamptz, "
+        "answered boolean, changed_at timestamptz) "
         "WHERE c.id = v.id"
     )
 
@@ -320,7 +322,9 @@ def threads_update(cursor: psycopg.Cursor, threads: Sequence[dict]) -> None:
     who answers): `threads` are dicts of id, last_inbound_at (the newest customer message's
     time; None: none came), last_message_at and last_message_preview (of the newest message),
     unread_count (how many new customer messages), forward_only (only past chats came),
-    handoff_reason (not empty: the conversation goes to a person), changed_at. Updated in
+    handoff_reason (not empty: the conversation goes to a person), waiting_from (the first
+    customer message the business has not answered; None: none), answered (the business
+    wrote: the wait starts again from `waiting_from`), changed_at. Updated in
     id order. Queued, not waited for."""
     if threads:
         rows = sorted(threads, key=lambda r: r["id"])

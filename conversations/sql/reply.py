@@ -9,7 +9,8 @@ message of the burst is still unhandled and, unless told otherwise, no newer cus
 waits (the newer message's turn answers the whole burst then): it marks the burst handled,
 inserts the reply already claimed for its delivery, and moves the conversation (last
 message, revision, and on a hand-off the owner and, in business hours, the assignee:
-`sql.assign`, whose advisory lock a hand-off takes between the two statements). Nothing to
+`sql.assign`, whose advisory lock a hand-off takes between the two statements; the customer no
+longer waits, unless handed over: then they wait for a person, since their burst). Nothing to
 undo, so no ROLLBACK is ever sent: psycopg answers a ROLLBACK by forgetting the connection's
 prepared statements.
 """
@@ -102,7 +103,8 @@ moved AS (
         handoff_at = CASE WHEN {handoff} THEN %(now)s::timestamptz ELSE c.handoff_at END,
         openai_synced_message_id = CASE WHEN %(synced)s::boolean
             THEN greatest(c.openai_synced_message_id, %(last_id)s::bigint) ELSE c.openai_synced_message_id END,
-        assigned_to_id = CASE WHEN {handoff} AND %(assign)s::boolean THEN {assignee_pick_sql()} ELSE c.assigned_to_id END
+        assigned_to_id = CASE WHEN {handoff} AND %(assign)s::boolean THEN {assignee_pick_sql()} ELSE c.assigned_to_id END,
+        waiting_since = CASE WHEN {handoff} THEN coalesce(c.waiting_since, %(now)s::timestamptz) ELSE NULL END
     FROM go WHERE c.id = %(conversation_id)s::bigint AND go.done AND go.bot_owned AND %(reply)s::jsonb IS NOT NULL)
 SELECT go.done, go.newer, go.bot_owned, (SELECT id FROM reply) FROM go"""
     return lock, write

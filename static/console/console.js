@@ -259,11 +259,116 @@
     if (viewer && viewer.open && viewer.contains(ev.target)) viewer.close();
   });
 
+  // --- Staff are told: the conversations waiting for this member of staff -----------------------
+  // Polled like the list (204 unless a conversation changed). A conversation that starts
+  // waiting after the page loaded raises a notification (when turned on and allowed) and a
+  // sound; the count is in the tab's title. Not for what this page did itself: a conversation
+  // acted on here (a POST of its thread) is taken in silently at the next poll.
+  var notifier = { since: "", known: null, mine: {}, title: document.title };
+
+  function waitedText(el, sinceIso) {
+    var since = Date.parse(sinceIso);
+    if (isNaN(since)) return "";
+    var minutes = Math.max(0, Math.floor((Date.now() - since) / 60000));
+    if (minutes < 60) return el.getAttribute("data-minutes").replace("%(m)s", minutes);
+    var mm = minutes % 60;
+    return el.getAttribute("data-hours").replace("%(h)s", Math.floor(minutes / 60)).replace("%(mm)s", (mm < 10 ? "0" : "") + mm);
+  }
+  function tickWaiting() {
+    var el = document.getElementById("notifier");
+    if (!el) return;
+    document.querySelectorAll("[data-waiting-since]").forEach(function (tag) {
+      var text = tag.querySelector(".waited");  // beside the clock icon
+      if (text) text.textContent = waitedText(el, tag.getAttribute("data-waiting-since"));
+    });
+  }
+  setInterval(tickWaiting, 20000);
+
+  function beep() {
+    var Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!Ctx) return;
+    try {
+      var ctx = notifier.audio || (notifier.audio = new Ctx());
+      var osc = ctx.createOscillator(), gain = ctx.createGain();
+      osc.frequency.value = 880;
+      gain.gain.setValueAtTime(0.15, ctx.currentTime);
+      gain.gain.exponentialRampToValueAtTime(0.001, ctx.currentTime + 0.25);
+      osc.connect(gain); gain.connect(ctx.destination);
+      osc.start(); osc.stop(ctx.currentTime + 0.25);
+    } catch (e) { /* no sound: the title and the notification still tell */ }
+  }
+  function tell(el, item) {
+    if (el.getAttribute("data-notify") && window.Notification && Notification.permission === "granted") {
+      var n = new Notification(item.name, { body: el.getAttribute("data-" + item.cause) || "", tag: "whatsbot-" + item.id });
+      n.onclick = function () {
+        window.focus();
+        if (window.htmx && document.getElementById("thread-pane")) {
+          htmx.ajax("GET", item.url, { target: "#thread-pane" }).then(function () {
+            history.pushState({}, "", item.url); markActive();
+          });
+        } else {
+          location.href = item.url;
+        }
+        n.close();
+      };
+    }
+  }
+  function waitingSeen(el, data) {
+    var known = {}, fresh = [];
+    data.waiting.forEach(function (item) {
+      var key = item.id + "@" + item.since;
+      known[key] = true;
+      if (notifier.known && !notifier.known[key] && !notifier.mine[item.id]) fresh.push(item);
+    });
+    notifier.known = known; notifier.mine = {};
+    fresh.forEach(function (item) { tell(el, item); });
+    if (fresh.length && el.getAttribute("data-sound")) beep();
+    var count = data.waiting.length;
+    document.title = (count ? "(" + count + ") " : "") + notifier.title;
+  }
+  function pollWaiting() {
+    var el = document.getElementById("notifier");
+    if (!el) return;
+    fetch(el.getAttribute("data-url") + "?since=" + encodeURIComponent(notifier.since), { credentials: "same-origin" })
+      .then(function (r) { return r.status === 200 ? r.json() : null; })
+      .then(function (data) {
+        if (!data) return;
+        notifier.since = data.since;
+        waitingSeen(el, data);
+      })
+      .catch(function () { /* the next poll tries again */ });
+  }
+  document.addEventListener("htmx:beforeRequest", function (ev) {
+    var cfg = ev.detail.requestConfig;
+    var m = cfg && cfg.verb === "post" && (cfg.path || "").match(/\/c\/(\d+)\//);
+    if (m) notifier.mine[m[1]] = true;
+  });
+  // The title changes with the thread shown: the count stays in front of it.
+  document.addEventListener("htmx:afterSettle", function () {
+    var t = document.title.replace(/^\(\d+\) /, "");
+    if (t === notifier.title) return;
+    notifier.title = t;
+    var count = notifier.known ? Object.keys(notifier.known).length : 0;
+    document.title = (count ? "(" + count + ") " : "") + t;
+  });
+  // Turning desktop notifications on asks the browser first; refused, the setting stays off.
+  document.addEventListener("click", function (ev) {
+    var button = ev.target.closest && ev.target.closest("#notify-toggle");
+    if (!button || button.getAttribute("data-turning-on") !== "true" || !window.Notification) return;
+    if (Notification.permission === "granted") return;
+    ev.preventDefault();
+    Notification.requestPermission().then(function (permission) {
+      if (permission === "granted") button.form.requestSubmit(button);
+      else alert(button.getAttribute("data-refused") || "");
+    });
+  });
+
   // A thread opened from the list: the URL changed, so the list highlights it.
   document.addEventListener("htmx:pushedIntoHistory", markActive);
 
   document.addEventListener("DOMContentLoaded", function () {
     scrollToBottom(); markActive(); tickCountdown();
+    if (document.getElementById("notifier")) { notifier.title = document.title; pollWaiting(); setInterval(pollWaiting, 2000); }
     document.querySelectorAll("[data-autohide]").forEach(function (el) {
       setTimeout(function () { el.remove(); }, 4000);
     });
