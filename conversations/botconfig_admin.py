@@ -20,11 +20,12 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from profiles.models import STANDARD_FIELDS
 from profiles.services import DEFAULT_ORDER_NUMBER_PATTERN
 
-from .agent.prompts import FIELD_LABELS, MEDIA_ACKNOWLEDGEMENTS
+from .agent.prompts import MEDIA_ACKNOWLEDGEMENTS
 from .agent.replies import model_for
 from .models import BotConfig
 from .services.alerts import alerts_open
@@ -39,32 +40,46 @@ from .services.botconfig import (
 from .services.openai_models import model_shutdowns_known
 
 
+# The standard fields in the admin's language (FIELD_LABELS are the bot's words, by customer language).
+STAFF_FIELD_LABELS = {
+    "first_name": gettext_lazy("first name"),
+    "last_name": gettext_lazy("last name"),
+    "company": gettext_lazy("company"),
+    "email": gettext_lazy("email"),
+    "order_number": gettext_lazy("order number"),
+}
 # A language code as profiles keep it (ISO 639-1).
 LANGUAGE_KEY = re.compile(r"[a-z]{2}")
 
 
 class BotConfigForm(forms.ModelForm):
     fields_to_collect = forms.MultipleChoiceField(
-        choices=[(f, FIELD_LABELS["en"][f]) for f in STANDARD_FIELDS],
+        choices=[(f, STAFF_FIELD_LABELS[f]) for f in STANDARD_FIELDS],
         widget=forms.CheckboxSelectMultiple,
         required=False,
-        help_text="Asked in this order, then the extra fields below.",
+        help_text=gettext_lazy("Asked in this order, then the extra fields below."),
     )
 
     class Meta:
         model = BotConfig
         fields = "__all__"
         help_texts = {
-            "instructions": "The known and missing customer fields and the summary are appended every turn.",
-            "temperature": "Empty for reasoning models (the GPT-5 and GPT-6 families): OpenAI refuses a temperature with them.",
-            "vector_store_ids": 'The company\'s knowledge for the file_search tool: ["vs_…"].',
-            "extra_fields": 'More fields to collect: [{"key": "vat_number", "label": "Partita IVA", "description": "…"}].',
-            "order_number_pattern": f"A regular expression the whole order number must match. Empty: {DEFAULT_ORDER_NUMBER_PATTERN}",
+            "instructions": gettext_lazy("The known and missing customer fields and the summary are appended every turn."),
+            "temperature": gettext_lazy(
+                "Empty for reasoning models (the GPT-5 and GPT-6 families): OpenAI refuses a temperature with them."
+            ),
+            "vector_store_ids": gettext_lazy('The company\'s knowledge for the file_search tool: ["vs_…"].'),
+            "extra_fields": gettext_lazy(
+                'More fields to collect: [{"key": "vat_number", "label": "Partita IVA", "description": "…"}].'
+            ),
         }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["model"].help_text = f"Empty: OPENAI_MODEL (now {settings.OPENAI_MODEL})."
+        self.fields["model"].help_text = _("Empty: OPENAI_MODEL (now %(model)s).") % {"model": settings.OPENAI_MODEL}
+        self.fields["order_number_pattern"].help_text = _(
+            "A regular expression the whole order number must match. Empty: %(pattern)s"
+        ) % {"pattern": DEFAULT_ORDER_NUMBER_PATTERN}
         built_in = json.dumps(MEDIA_ACKNOWLEDGEMENTS, ensure_ascii=False)
         self.fields["media_acknowledgements"].help_text = _(
             "The answer to a video, a document, a sticker (and a voice note or an image the bot cannot understand), by the "
@@ -75,12 +90,13 @@ class BotConfigForm(forms.ModelForm):
     def clean_extra_fields(self):
         value = self.cleaned_data.get("extra_fields") or []
         if not isinstance(value, list):
-            raise forms.ValidationError("A list of {key, label, description} objects.")
+            raise forms.ValidationError(_("A list of {key, label, description} objects."))
         for item in value:
             key = item.get("key") if isinstance(item, dict) else None
             if not key or not EXTRA_FIELD_KEY.fullmatch(str(key)) or key in STANDARD_FIELDS or key == "language":
                 raise forms.ValidationError(
-                    f"Bad key {key!r}: lowercase letters, digits and _, starting with a letter, not a standard field."
+                    _("Bad key %(key)r: lowercase letters, digits and _, starting with a letter, not a standard field.")
+                    % {"key": key}
                 )
         return value
 
@@ -95,7 +111,7 @@ class BotConfigForm(forms.ModelForm):
     def clean_vector_store_ids(self):
         value = self.cleaned_data.get("vector_store_ids") or []
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            raise forms.ValidationError('A list of vector store ids: ["vs_…"].')
+            raise forms.ValidationError(_('A list of vector store ids: ["vs_…"].'))
         return [v.strip() for v in value]
 
     def clean_order_number_pattern(self):
@@ -103,7 +119,7 @@ class BotConfigForm(forms.ModelForm):
         try:
             re.compile(value)
         except re.error as exc:
-            raise forms.ValidationError(f"Not a valid regular expression: {exc}") from None
+            raise forms.ValidationError(_("Not a valid regular expression: %(error)s") % {"error": exc}) from None
         return value
 
 
@@ -116,18 +132,20 @@ class BotConfigAdmin(admin.ModelAdmin):
     change_form_template = "admin/conversations/botconfig/change_form.html"
     fieldsets = (
         (None, {"fields": ("name", "channel", "is_active", "version", "updated_at", "updated_by")}),
-        ("Model", {"fields": ("model", "model_in_force", "model_shutdown", "instructions", "temperature", "max_output_tokens")}),
-        ("Knowledge and data to collect", {"fields": ("vector_store_ids", "fields_to_collect", "extra_fields", "order_number_pattern")}),
-        ("Messages", {"fields": ("holding_message", "handoff_message", "media_acknowledgements")}),
-        ("History (newest first)", {"fields": ("history",)}),
+        (gettext_lazy("Model"), {"fields": ("model", "model_in_force", "model_shutdown", "instructions", "temperature", "max_output_tokens")}),
+        (gettext_lazy("Knowledge and data to collect"), {
+            "fields": ("vector_store_ids", "fields_to_collect", "extra_fields", "order_number_pattern"),
+        }),
+        (gettext_lazy("Messages"), {"fields": ("holding_message", "handoff_message", "media_acknowledgements")}),
+        (gettext_lazy("History (newest first)"), {"fields": ("history",)}),
     )
 
-    @admin.display(description="Model in force", ordering="model")
+    @admin.display(description=gettext_lazy("Model in force"), ordering="model")
     def model_in_force(self, obj: BotConfig) -> str:
         """Its own model, or which one `OPENAI_MODEL` gives when it has none."""
         return obj.model or f"— (OPENAI_MODEL: {model_for(obj)})"
 
-    @admin.display(description="Shutdown (OpenAI)")
+    @admin.display(description=gettext_lazy("Shutdown (OpenAI)"))
     def model_shutdown(self, obj: BotConfig) -> str:
         """The day OpenAI shuts the model in force down, as the last hourly check read it."""
         known = model_shutdowns_known()
@@ -143,7 +161,7 @@ class BotConfigAdmin(admin.ModelAdmin):
             return _("none announced (checked %(checked)s)") % {"checked": checked}
         return _("%(day)s (checked %(checked)s)") % {"day": date_format(day, "SHORT_DATE_FORMAT"), "checked": checked}
 
-    @admin.display(description="Versions")
+    @admin.display(description=gettext_lazy("Versions"))
     def history(self, obj: BotConfig):
         if obj is None or obj.pk is None:
             return "-"
@@ -151,17 +169,18 @@ class BotConfigAdmin(admin.ModelAdmin):
         for version in obj.versions.select_related("created_by"):
             data = {k: v for k, v in version.data.items() if k != "instructions"}
             if version.version == obj.version:
-                action = "current"
+                action = _("current")
             else:
                 url = reverse("admin:conversations_botconfig_restore", args=[obj.pk, version.version])
                 action = format_html(
-                    '<button type="submit" form="restore-form" formaction="{}" class="button">Restore v{}</button>', url, version.version
+                    '<button type="submit" form="restore-form" formaction="{}" class="button">{}</button>', url,
+                    _("Restore v%(version)s") % {"version": version.version},
                 )
             rows.append(format_html(
-                "<tr><td>v{}</td><td>{}</td><td>{}</td><td><details><summary>settings</summary><pre>{}</pre><pre>{}</pre>"
+                "<tr><td>v{}</td><td>{}</td><td>{}</td><td><details><summary>{}</summary><pre>{}</pre><pre>{}</pre>"
                 "</details></td><td>{}</td></tr>",
                 version.version, date_format(timezone.localtime(version.created_at), "SHORT_DATETIME_FORMAT"),
-                version.created_by or "", version.data.get("instructions", ""), json.dumps(data, indent=1, ensure_ascii=False), action,
+                version.created_by or "", _("settings"), version.data.get("instructions", ""), json.dumps(data, indent=1, ensure_ascii=False), action,
             ))  # fmt: skip
         return format_html("<table>{}</table>", format_html_join("", "{}", ((row,) for row in rows)))
 
@@ -216,5 +235,5 @@ class BotConfigAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request, config):
             raise PermissionDenied
         saved = bot_config_restore(config=config, version=version, user=request.user)
-        messages.success(request, f"Version {version} restored as version {saved.version}.")
+        messages.success(request, _("Version %(version)s restored as version %(saved)s.") % {"version": version, "saved": saved.version})
         return redirect("admin:conversations_botconfig_change", config.pk)

@@ -31,6 +31,7 @@ import logging
 from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 from psycopg import Error as PsycopgError
 
 from profiles.services import (
@@ -161,7 +162,7 @@ async def _transcribe(message: Message) -> dict | None:
 
 
 def _transcription_failure(detail: str, *, code: str = "transcription") -> dict:
-    return {"error_code": code[:32], "error_title": "The voice note could not be transcribed.", "error_detail": detail}
+    return {"error_code": code[:32], "error_title": gettext_noop("The voice note could not be transcribed."), "error_detail": detail}
 
 
 async def _claim_failed(message_id: int, error: Exception) -> None:
@@ -320,15 +321,19 @@ async def _handoff(message: Message, burst: list[Message], active: ActiveConfig,
     return await _commit(message, burst, reply=replies.Reply(text=text, handoff_reason=reason), active=active, spoken=Outcome.HANDOFF)
 
 
+# Stored reasons are msgids, translated where staff read them (conversations.texts).
+AI_UNAVAILABLE = gettext_noop("AI unavailable")  # ": <the error>"
+
+
 async def _ai_unavailable(message: Message, burst: list[Message], active: ActiveConfig, error: AIError) -> Outcome:
     """OpenAI failed for good: the holding message once, the human queue, the error shown on
     the customer's messages (which stay stored, answerable by a person)."""
     logger.warning("conversation %s: AI unavailable, handing over: %s", message.conversation_id, error)
     await _model_refused(error)
-    reply = replies.Reply(text=active.config.holding_message or DEFAULT_HOLDING_MESSAGE, handoff_reason=f"AI unavailable: {error}"[:255])
+    reply = replies.Reply(text=active.config.holding_message or DEFAULT_HOLDING_MESSAGE, handoff_reason=f"{AI_UNAVAILABLE}: {error}"[:255])
     failure = {
         "error_code": f"openai_{error.http_status or 'error'}"[:32],
-        "error_title": "The AI could not answer: the conversation went to the human queue.",
+        "error_title": gettext_noop("The AI could not answer: the conversation went to the human queue."),
         "error_detail": f"{error} (after {error.attempts} attempt(s))",
     }
     return await _commit(message, burst, reply=reply, active=active, error=failure, spoken=Outcome.HOLDING)

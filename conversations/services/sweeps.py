@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from .. import queueing
 from ..models import (
@@ -65,11 +66,11 @@ def inbound_surface(*, message: Message) -> None:
     """A customer message the bot failed to handle TURN_MAX_ATTEMPTS times: shown with its
     error, its conversation in the human queue, an error in the log; not retried again."""
     now = timezone.now()
-    reason = f"The bot could not handle a message after {message.attempts} attempts: a person should answer."
+    reason = gettext_noop("The bot could not handle a message: a person should answer.")  # a msgid (conversations.texts)
     with transaction.atomic():
         if not Message.objects.filter(pk=message.pk, handled_at__isnull=True).update(
             handled_at=now, locked_until=None, error_code="turn_failed", error_title=reason[:255],
-            error_detail="See the worker's log for the errors of each attempt.",
+            error_detail=gettext_noop("See the worker's log for the errors of each attempt."),
         ):  # fmt: skip
             return
         # To the human queue, unless a person has it already (then only the thread moves).
@@ -77,7 +78,7 @@ def inbound_surface(*, message: Message) -> None:
             owner=Owner.HUMAN, handoff_reason=reason[:255], handoff_at=now, revision=F("revision") + 1, changed_at=now
         ):
             Conversation.objects.filter(pk=message.conversation_id).update(revision=F("revision") + 1, changed_at=now)
-    logger.error("message %s (conversation %s): %s", message.pk, message.conversation_id, reason)
+    logger.error("message %s (conversation %s): %s (%s attempts)", message.pk, message.conversation_id, reason, message.attempts)
 
 
 def inbound_attempt_count(*, message_id: int) -> bool:
