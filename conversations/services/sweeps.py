@@ -43,6 +43,9 @@ SWEEP_LIMIT = 500
 STATUS_SWEEP_WITHIN = timezone.timedelta(days=1)
 
 
+# Stored reasons are msgids, translated where staff read them (conversations.texts).
+NOT_DELIVERED = gettext_noop("Not delivered, attempts made")  # ": <how many>"
+
 def _due(rows: QuerySet) -> QuerySet:
     """The oldest of `rows` that are old enough and that no worker holds."""
     now = timezone.now()
@@ -104,8 +107,8 @@ def outbound_sweep() -> int:
             accepted.append(message.pk)
             continue
         message_mark_failed(
-            message=message, code="undelivered", title=f"Not delivered after {message.attempts} attempts.",
-            detail="See the worker's log for the errors of each attempt.",
+            message=message, code="undelivered", title=f"{NOT_DELIVERED}: {message.attempts}",
+            detail=gettext_noop("See the worker's log for the errors of each attempt."),
         )  # fmt: skip
         logger.error("message %s: not delivered after %d attempts, marked failed", message.pk, message.attempts)
     ids = list(due.filter(attempts__lt=settings.WHATSAPP_SEND_MAX_ATTEMPTS).values_list("pk", flat=True)[:SWEEP_LIMIT]) + accepted
