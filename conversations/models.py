@@ -335,7 +335,7 @@ class Message(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_direction_display()} {self.type}: {self.text[:40]}"
+        return f"{self.get_direction_display()} {self.get_type_display()}: {self.text[:40]}"
 
     @property
     def words(self) -> str:
