@@ -91,7 +91,7 @@ class ChannelForm(forms.ModelForm):
     clear_secrets = forms.MultipleChoiceField(
         label=_("clear"),
         required=False,
-        choices=[(name, name.replace("_", " ")) for name in SECRET_FIELDS],
+        choices=[(name, Channel._meta.get_field(name).verbose_name) for name in SECRET_FIELDS],
         widget=forms.CheckboxSelectMultiple,
         help_text=_("Tick to erase a stored secret (leaving a secret field blank keeps the stored value)."),
     )
@@ -145,7 +145,9 @@ class ChannelAdmin(admin.ModelAdmin):
     @admin.display(description=_("secrets"))
     def secrets_set(self, obj: Channel) -> str:
         # Says which secrets are present, never what they are.
-        return ", ".join(f"{name.replace('_', ' ')} {'✓' if getattr(obj, name) else '✗'}" for name in SECRET_FIELDS)
+        return ", ".join(
+            f"{Channel._meta.get_field(name).verbose_name} {'✓' if getattr(obj, name) else '✗'}" for name in SECRET_FIELDS
+        )
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))

@@ -1,6 +1,7 @@
-"""Strings of the packages we ship whose own catalogues have no Italian (django-axes, in
-admin), listed here so makemessages keeps them in ours: Django reads the project's catalogue
-(LOCALE_PATHS) before an app's, so ours translates them. Nothing imports this module."""
+"""Strings of the packages we ship that their own catalogues leave in English (django-axes has
+no Italian; Django's admin misses a string of 5.2), listed here so makemessages keeps them in
+ours: Django reads the project's catalogue (LOCALE_PATHS) before an app's, so ours translates
+them. Nothing imports this module."""
 
 from django.utils.translation import gettext_noop
 
@@ -34,4 +35,8 @@ AXES = [
     gettext_noop("Clean up expired attempts"),
     gettext_noop("Not set"),
     gettext_noop("Attempt Remaining"),
+]
+
+DJANGO_ADMIN = [
+    gettext_noop("After you’ve created a user, you’ll be able to edit more user options."),
 ]

@@ -119,6 +119,15 @@ def _pages(live_server, conversation) -> dict[str, str]:
         "admin-conversation": f"/admin/conversations/conversation/{conversation.pk}/change/",
         "admin-message": f"/admin/conversations/message/{conversation.messages.get(text='Ecco il modulo').pk}/change/",
         "admin-bot-configuration": "/admin/conversations/botconfig/add/",
+        "admin-messages": "/admin/conversations/message/",
+        "admin-channel": "/admin/conversations/channel/add/",
+        "admin-profile": f"/admin/profiles/clientprofile/{conversation.profile_id}/change/",
+        "admin-webhook-events": "/admin/webhooks/webhookevent/",
+        "admin-templates": "/admin/conversations/messagetemplate/",
+        "admin-alerts": "/admin/conversations/alert/",
+        "admin-quick-reply": "/admin/conversations/quickreply/add/",
+        "admin-user": "/admin/auth/user/add/",
+        "admin-access-attempts": "/admin/axes/accessattempt/",
     }
 
 
