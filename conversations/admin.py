@@ -336,7 +336,8 @@ class MessageAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         if media is None:
             return "-"
         if media.state != MediaState.STORED:
-            return format_html("{}{}", media.get_state_display(), f": {stored_text_translate(media.error)}" if media.error else "")
+            error = stored_text_translate(media.error)
+            return format_html("{}{}", media.get_state_display(), f": {error}" if error else "")
         url = reverse("console:media", args=[obj.conversation_id, obj.pk])
         size = filesizeformat(media.size or 0)
         return format_html('<a href="{}" target="_blank" rel="noopener">{}</a> · {} · {}', url, media.filename or _("open"), media.mime_type, size)

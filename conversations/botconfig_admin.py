@@ -180,7 +180,8 @@ class BotConfigAdmin(admin.ModelAdmin):
                 "<tr><td>v{}</td><td>{}</td><td>{}</td><td><details><summary>{}</summary><pre>{}</pre><pre>{}</pre>"
                 "</details></td><td>{}</td></tr>",
                 version.version, date_format(timezone.localtime(version.created_at), "SHORT_DATETIME_FORMAT"),
-                version.created_by or "", _("settings"), version.data.get("instructions", ""), json.dumps(data, indent=1, ensure_ascii=False), action,
+                version.created_by or "", _("settings"), version.data.get("instructions", ""),
+                json.dumps(data, indent=1, ensure_ascii=False), action,
             ))  # fmt: skip
         return format_html("<table>{}</table>", format_html_join("", "{}", ((row,) for row in rows)))
 
@@ -235,5 +236,6 @@ class BotConfigAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request, config):
             raise PermissionDenied
         saved = bot_config_restore(config=config, version=version, user=request.user)
-        messages.success(request, _("Version %(version)s restored as version %(saved)s.") % {"version": version, "saved": saved.version})
+        restored = _("Version %(version)s restored as version %(saved)s.") % {"version": version, "saved": saved.version}
+        messages.success(request, restored)
         return redirect("admin:conversations_botconfig_change", config.pk)

@@ -107,7 +107,9 @@ def _consent_check(message: Message) -> None:
         raise ProviderError(
             "the customer stopped marketing messages", permanent=True, code=MARKETING_STOPPED,
             reason_text=gettext_noop("The customer stopped marketing messages: a marketing template is not sent to them."),
-            detail=gettext_noop("They can resume them in WhatsApp; until then, only service replies and utility templates reach them."),
+            detail=gettext_noop(
+                "They can resume them in WhatsApp; until then, only service replies and utility templates reach them."
+            ),
         )  # fmt: skip
 
 

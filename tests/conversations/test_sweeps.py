@@ -116,7 +116,7 @@ def test_a_turn_that_keeps_failing_is_retried_a_bounded_number_of_times_then_sur
     assert conversation.handoff_reason == "The bot could not handle a message: a person should answer."
     assert not Message.objects.filter(direction="out").exists()  # the customer was told nothing wrong
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert f"message {message.pk} (conversation {conversation.pk}): {conversation.handoff_reason}" in errors
+    assert f"message {message.pk} (conversation {conversation.pk}): {conversation.handoff_reason} (3 attempts)" in errors
     assert handle(message.pk) == "skipped"
     assert sweeps.inbound_sweep() == 0
 
