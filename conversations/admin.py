@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import UserCreationForm
 from django.db.models import F, QuerySet
+from django.db.models.functions import Coalesce
 from django.forms.models import BaseInlineFormSet
 from django.urls import reverse
 from django.utils import timezone
@@ -34,15 +35,18 @@ from . import templates_admin  # noqa: F401  (registers MessageTemplate)
 from .models import (
     Alert,
     Channel,
+    ClosedDay,
     Conversation,
     ConversationNote,
     MediaFile,
     MediaState,
     Message,
+    OpeningHours,
     QuickReply,
     StatusUpdate,
     pricing_category_label,
 )
+from .services.desk import staff_availability_set
 from .texts import stored_text_translate
 
 # Only admins reach Django admin; agents work in the console.
@@ -123,9 +127,21 @@ class ChannelForm(forms.ModelForm):
         return cleaned
 
 
+class OpeningHoursInline(admin.TabularInline):
+    model = OpeningHours
+    extra = 0
+    verbose_name_plural = _("business hours (none: always open)")
+
+
+class ClosedDayInline(admin.TabularInline):
+    model = ClosedDay
+    extra = 0
+
+
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
     form = ChannelForm
+    inlines = [OpeningHoursInline, ClosedDayInline]
     list_display = ["name", "provider", "phone_number_id", "display_phone_number", "secrets_set", "is_active", "from_environment", "updated_at"]
     list_filter = ["provider", "is_active", "from_environment"]
     search_fields = ["name", "phone_number_id", "display_phone_number", "business_account_id"]
@@ -137,6 +153,16 @@ class ChannelAdmin(admin.ModelAdmin):
             {
                 "fields": [*SECRET_FIELDS, "clear_secrets"],
                 "description": _("Stored values are never shown. Type a new value to replace one; leave blank to keep it."),
+            },
+        ),
+        (
+            _("Business hours"),
+            {
+                "fields": ["time_zone"],
+                "description": _(
+                    "Outside the hours below the bot still answers; a hand-off waits in the queue and the customer is told "
+                    "when a person is back."
+                ),
             },
         ),
         (_("Origin"), {"fields": ["from_environment", "created_at", "updated_at"]}),
@@ -466,11 +492,28 @@ class StaffAdmin(UserAdmin):
     add_fieldsets = [
         (None, {"classes": ["wide"], "fields": ["username", "first_name", "last_name", "email", "role", "password1", "password2"]}),
     ]
-    list_display = ["username", "first_name", "last_name", "email", _role, "is_active", "last_login"]
+    list_display = ["username", "first_name", "last_name", "email", _role, "available", "is_active", "last_login"]
     list_filter = ["is_active", "is_staff", "is_superuser", "groups"]
+    actions = ["set_available", "set_away"]
 
     def get_queryset(self, request) -> QuerySet:
-        return super().get_queryset(request).prefetch_related("groups")
+        available = Coalesce("console_preference__available", False)
+        return super().get_queryset(request).prefetch_related("groups").annotate(available=available)
+
+    @admin.display(description=_("available"), boolean=True, ordering="available")
+    def available(self, obj) -> bool:
+        return obj.available
+
+    # Through the service: going away hands the member's open conversations on.
+    @admin.action(description=_("Set available (hand-offs come to them)"))
+    def set_available(self, request, queryset) -> None:
+        for user in queryset:
+            staff_availability_set(user=user, available=True)
+
+    @admin.action(description=_("Set away (their open conversations are handed on)"))
+    def set_away(self, request, queryset) -> None:
+        for user in queryset:
+            staff_availability_set(user=user, available=False)
 
     def save_model(self, request, obj, form, change):
         if change:

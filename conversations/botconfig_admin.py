@@ -19,13 +19,14 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.text import format_lazy
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from profiles.models import STANDARD_FIELDS
 from profiles.services import DEFAULT_ORDER_NUMBER_PATTERN
 
-from .agent.prompts import MEDIA_ACKNOWLEDGEMENTS
+from .agent.prompts import FIXED_MESSAGE_KINDS, FIXED_MESSAGES
 from .agent.replies import model_for
 from .models import BotConfig
 from .services.alerts import alerts_open
@@ -48,8 +49,38 @@ STAFF_FIELD_LABELS = {
     "email": gettext_lazy("email"),
     "order_number": gettext_lazy("order number"),
 }
-# A language code as profiles keep it (ISO 639-1).
-LANGUAGE_KEY = re.compile(r"[a-z]{2}")
+# The bot's fixed messages, edited as one text per kind and language (`BotConfig.fixed_messages`).
+FIXED_MESSAGE_LABELS = {
+    "holding": gettext_lazy("Holding message (the AI cannot answer)"),
+    "handoff": gettext_lazy("Hand-off message"),
+    "away": gettext_lazy("Hand-off message when nobody is available"),
+    "media": gettext_lazy("Media acknowledgement"),
+}
+FIXED_MESSAGE_HELP = {
+    "holding": gettext_lazy("Sent once when OpenAI fails for good; the conversation goes to the human queue."),
+    "handoff": gettext_lazy("Sent when the conversation goes to a person."),
+    "away": gettext_lazy("Sent instead of the hand-off message outside business hours; {back} says when a person is back."),
+    "media": gettext_lazy(
+        "The answer to a video, a document, a sticker (and a voice note or an image the bot cannot understand); {type} "
+        "names the media type in the customer's language."
+    ),
+}
+# (form field, kind, language) of each text, kind by kind.
+FIXED_MESSAGE_FIELDS = [(f"fixed_{kind}_{code}", kind, code) for kind in FIXED_MESSAGE_KINDS for code, _name in settings.LANGUAGES]
+
+
+def _fixed_message_field(kind: str, code: str, name: str) -> forms.CharField:
+    built_in = FIXED_MESSAGES[kind].get(code, "")
+    return forms.CharField(
+        label=format_lazy("{} ({})", FIXED_MESSAGE_LABELS[kind], name),
+        required=False,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": built_in}),
+        help_text=format_lazy(
+            "{} {}", FIXED_MESSAGE_HELP[kind],
+            gettext_lazy("Empty: the built-in text (shown greyed), or the business language's when there is none."),
+        ),
+    )  # fmt: skip
 
 
 class BotConfigForm(forms.ModelForm):
@@ -62,7 +93,7 @@ class BotConfigForm(forms.ModelForm):
 
     class Meta:
         model = BotConfig
-        fields = "__all__"
+        exclude = ("fixed_messages",)  # edited as one text per kind and language (FIXED_MESSAGE_FIELDS)
         help_texts = {
             "instructions": gettext_lazy("The known and missing customer fields and the summary are appended every turn."),
             "temperature": gettext_lazy(
@@ -80,12 +111,10 @@ class BotConfigForm(forms.ModelForm):
         self.fields["order_number_pattern"].help_text = _(
             "A regular expression the whole order number must match. Empty: %(pattern)s"
         ) % {"pattern": DEFAULT_ORDER_NUMBER_PATTERN}
-        built_in = json.dumps(MEDIA_ACKNOWLEDGEMENTS, ensure_ascii=False)
-        self.fields["media_acknowledgements"].help_text = _(
-            "The answer to a video, a document, a sticker (and a voice note or an image the bot cannot understand), by the "
-            "customer's language; {type} names the media type in that language. A language without a text here gets the "
-            "built-in one: %(built_in)s"
-        ) % {"built_in": built_in}
+        own = self.instance.fixed_messages or {}
+        for name, kind, code in FIXED_MESSAGE_FIELDS:
+            text = (own.get(kind) or {}).get(code)
+            self.fields[name].initial = text if isinstance(text, str) else ""
 
     def clean_extra_fields(self):
         value = self.cleaned_data.get("extra_fields") or []
@@ -100,13 +129,19 @@ class BotConfigForm(forms.ModelForm):
                 )
         return value
 
-    def clean_media_acknowledgements(self):
-        value = self.cleaned_data.get("media_acknowledgements") or {}
-        if not isinstance(value, dict) or not all(
-            isinstance(k, str) and LANGUAGE_KEY.fullmatch(k) and isinstance(v, str) for k, v in value.items()
-        ):
-            raise forms.ValidationError(_('An object of texts by two-letter language code: {"it": "…", "en": "…"}.'))
-        return {k: v.strip() for k, v in value.items() if v.strip()}
+    def clean(self):
+        """The texts into `fixed_messages`, by kind and language: an empty one is left out (the
+        built-in one speaks), a language the form does not show is kept as it was."""
+        cleaned = super().clean()
+        texts_by_kind = {kind: dict(texts) for kind, texts in (self.instance.fixed_messages or {}).items() if isinstance(texts, dict)}
+        for name, kind, code in FIXED_MESSAGE_FIELDS:
+            texts = texts_by_kind.setdefault(kind, {})
+            if cleaned.get(name):
+                texts[code] = cleaned[name]
+            else:
+                texts.pop(code, None)
+        self.instance.fixed_messages = {kind: texts for kind, texts in texts_by_kind.items() if texts}
+        return cleaned
 
     def clean_vector_store_ids(self):
         value = self.cleaned_data.get("vector_store_ids") or []
@@ -123,6 +158,12 @@ class BotConfigForm(forms.ModelForm):
         return value
 
 
+# Declared on the class (not added per instance), so the form the admin builds for its fieldsets knows them.
+_fixed_fields = {name: _fixed_message_field(kind, code, dict(settings.LANGUAGES)[code]) for name, kind, code in FIXED_MESSAGE_FIELDS}
+BotConfigForm.base_fields.update(_fixed_fields)
+BotConfigForm.declared_fields.update(_fixed_fields)
+
+
 @admin.register(BotConfig)
 class BotConfigAdmin(admin.ModelAdmin):
     form = BotConfigForm
@@ -136,7 +177,7 @@ class BotConfigAdmin(admin.ModelAdmin):
         (gettext_lazy("Knowledge and data to collect"), {
             "fields": ("vector_store_ids", "fields_to_collect", "extra_fields", "order_number_pattern"),
         }),
-        (gettext_lazy("Messages"), {"fields": ("holding_message", "handoff_message", "media_acknowledgements")}),
+        (gettext_lazy("Messages"), {"fields": [tuple(n for n, k, _c in FIXED_MESSAGE_FIELDS if k == kind) for kind in FIXED_MESSAGE_KINDS]}),
         (gettext_lazy("History (newest first)"), {"fields": ("history",)}),
     )
 

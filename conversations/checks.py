@@ -56,8 +56,8 @@ def check_media_acknowledgement_retired(app_configs, **kwargs):
         checks.Warning(
             "ACK_MEDIA_REPLY is set, but it is no longer read: the answer to media the bot cannot understand is written per "
             "bot configuration and per language (built-in Italian and English texts otherwise).",
-            hint="Copy the text into the Media acknowledgements of the bot configuration (admin, Bot configurations), as "
-            '{"it": "…"}, and save. Then remove ACK_MEDIA_REPLY from the environment.',
+            hint="Copy the text into the Media acknowledgement of its language in the bot configuration (admin, Bot "
+            "configurations), and save. Then remove ACK_MEDIA_REPLY from the environment.",
             id="whatsbot.W002",
         )
     ]

@@ -1,6 +1,8 @@
+import zoneinfo
 from datetime import datetime
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Coalesce
 from django.utils import timezone, translation
@@ -17,6 +19,11 @@ class Provider(models.TextChoices):
     SANDBOX = "sandbox", _("Sandbox (simulator)")
 
 
+def time_zone_check(value: str) -> None:
+    if value and value not in zoneinfo.available_timezones():
+        raise ValidationError(_("Unknown time zone %(name)s: use a name like Europe/Rome."), params={"name": value})
+
+
 class Channel(models.Model):
     """One WhatsApp business number and the credentials to use it."""
 
@@ -30,6 +37,11 @@ class Channel(models.Model):
     app_secret = models.CharField(_("app secret"), max_length=255, blank=True)
     verify_token = models.CharField(_("verify token"), max_length=255, blank=True)
     api_version = models.CharField(_("Graph API version"), max_length=16, blank=True)
+    # The business hours' time zone (`OpeningHours`, `ClosedDay`); blank: TIME_ZONE.
+    time_zone = models.CharField(
+        _("time zone"), max_length=64, blank=True, validators=[time_zone_check],
+        help_text=_("For the business hours, e.g. Europe/Rome; blank: the server's."),
+    )  # fmt: skip
     is_active = models.BooleanField(_("active"), default=True)
     # Created from WHATSAPP_* environment variables (kept in sync at start-up).
     from_environment = models.BooleanField(_("from the environment"), default=False, editable=False)
@@ -46,6 +58,56 @@ class Channel(models.Model):
     @property
     def graph_api_version(self) -> str:
         return self.api_version or settings.WHATSAPP_API_VERSION
+
+
+class Weekday(models.IntegerChoices):
+    MONDAY = 0, _("Monday")
+    TUESDAY = 1, _("Tuesday")
+    WEDNESDAY = 2, _("Wednesday")
+    THURSDAY = 3, _("Thursday")
+    FRIDAY = 4, _("Friday")
+    SATURDAY = 5, _("Saturday")
+    SUNDAY = 6, _("Sunday")
+
+
+class OpeningHours(models.Model):
+    """One range of a channel's weekly business hours (a day may have several). A channel
+    with none is always open. Outside them the bot answers as usual; a hand-off waits in the
+    queue and the customer is told when a person is back (`conversations.hours`)."""
+
+    channel = models.ForeignKey(Channel, verbose_name=_("channel"), on_delete=models.CASCADE, related_name="opening_hours")
+    weekday = models.PositiveSmallIntegerField(_("day"), choices=Weekday.choices)
+    opens = models.TimeField(_("opens"))
+    closes = models.TimeField(_("closes"), help_text=_("00:00 means midnight (the end of the day)."))
+
+    class Meta:
+        verbose_name = _("opening hours")
+        verbose_name_plural = _("opening hours")
+        ordering = ["weekday", "opens"]
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.opens:%H:%M}-{self.closes:%H:%M}"
+
+    def clean(self) -> None:
+        if self.opens is not None and self.closes is not None and self.closes != datetime.min.time() and self.closes <= self.opens:
+            raise ValidationError({"closes": _("Closes before it opens: a range ends on its own day (00:00 is midnight).")})
+
+
+class ClosedDay(models.Model):
+    """A date a channel's business is closed all day (a holiday), whatever its weekly hours."""
+
+    channel = models.ForeignKey(Channel, verbose_name=_("channel"), on_delete=models.CASCADE, related_name="closed_days")
+    date = models.DateField(_("date"))
+    name = models.CharField(_("name"), max_length=120, blank=True)
+
+    class Meta:
+        verbose_name = _("closed day")
+        verbose_name_plural = _("closed days")
+        ordering = ["date"]
+        constraints = [models.UniqueConstraint(fields=["channel", "date"], name="one_closed_day_per_channel_date")]
+
+    def __str__(self) -> str:
+        return f"{self.date:%Y-%m-%d} {self.name}".strip()
 
 
 class Owner(models.TextChoices):
@@ -93,6 +155,10 @@ class Conversation(models.Model):
     openai_conversation_id = models.CharField(_("OpenAI conversation id"), max_length=128, blank=True)
     openai_conversation_started_at = models.DateTimeField(_("OpenAI conversation started"), null=True, blank=True)
     summary = models.TextField(_("summary of earlier conversation"), blank=True)
+    # The newest message the OpenAI conversation holds (as a reply's input, the summary that
+    # seeded it, or an item added before a reply): what came after it and is not the burst
+    # (a hand-off's texts, staff replies) is added before the next reply (`memory.unsynced_rows`).
+    openai_synced_message_id = models.BigIntegerField(_("last message the OpenAI conversation has"), null=True, blank=True)
 
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
 
@@ -473,14 +539,9 @@ class BotConfig(models.Model):
     order_number_pattern = models.CharField(_("order number pattern (regex)"), max_length=255, blank=True)
     temperature = models.FloatField(_("temperature"), null=True, blank=True)
     max_output_tokens = models.PositiveIntegerField(_("max output tokens"), null=True, blank=True)
-    holding_message = models.TextField(_("holding message"), blank=True)
-    handoff_message = models.TextField(_("hand-off message"), blank=True)
-    # {"it": "Grazie, abbiamo ricevuto il tuo {type}…", "en": "…"}: a language without a text
-    # here gets the built-in one (conversations.agent.prompts.MEDIA_ACKNOWLEDGEMENTS).
-    media_acknowledgements = models.JSONField(
-        _("media acknowledgements"), default=dict, blank=True,
-        help_text=_("The answer to media the bot cannot understand, by the customer's language; {type} names the media type."),
-    )  # fmt: skip
+    # The bot's fixed messages by kind and language: {"handoff": {"it": "…", "en": "…"}, "holding": …, "away": …,
+    # "media": …}; a kind or language without a text here gets the built-in one (`agent.prompts.fixed_message`).
+    fixed_messages = models.JSONField(_("fixed messages"), default=dict, blank=True)
     is_active = models.BooleanField(_("active"), default=True)
     version = models.PositiveIntegerField(_("version"), default=1, editable=False)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)

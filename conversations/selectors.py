@@ -14,11 +14,12 @@ from datetime import datetime
 from django.contrib.auth import get_user_model
 from django.db.models import Count, F, Q, QuerySet
 from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext
 
-from profiles.models import STANDARD_FIELDS, ClientProfile
+from profiles.models import STANDARD_FIELDS, ClientProfile, StaffPreference
 from profiles.selectors import profile_search_condition
 
 from .models import (
@@ -389,10 +390,17 @@ def quick_replies_active() -> list[dict]:
     return list(QuickReply.objects.filter(is_active=True).values("shortcut", "title", "text"))
 
 
+def staff_is_available(*, user) -> bool:
+    """Whether the staff member takes hand-offs now (`services.desk.staff_availability_set`)."""
+    return StaffPreference.objects.filter(user=user, available=True).exists()
+
+
 def staff_members() -> list:
+    """Active staff, each with `available` (takes hand-offs now; `services.desk`)."""
     return list(
         get_user_model()
         .objects.filter(is_active=True, is_staff=True)
+        .annotate(available=Coalesce("console_preference__available", False))
         .only("id", "username", "first_name", "last_name")
         .order_by("first_name", "username")
     )

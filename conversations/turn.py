@@ -15,9 +15,10 @@ REPLY_DEBOUNCE_SECONDS of quiet (`burst_reply`, queued as the debounced task) or
 one waits (its own task answers then); an image goes to the model as an image. The customer asking for a person hands over without
 a model call; the model (or the offline agent) otherwise writes the reply, and an AI that
 fails for good gets the holding message and the human queue (a model OpenAI refuses is an
-alert for the admins too). The reply and the burst's
-"handled" mark are one commit (`sql.reply.commit`), so a turn that runs twice sends one
-reply; the reply is then delivered at once (`delivery.deliver`).
+alert for the admins too). A hand-off in business hours goes to the least busy available
+agent; outside them the customer is told when a person is back (`_handoff_commit`). The
+reply and the burst's "handled" mark are one commit (`sql.reply.commit`), so a turn that
+runs twice sends one reply; the reply is then delivered at once (`delivery.deliver`).
 
 Every model and provider call is the async client's; the ORM's rare parts (a profile's new
 details, a new OpenAI conversation, a command) run on the loop's threads (`runtime.sync`).
@@ -46,8 +47,9 @@ from . import decisions, delivery, queueing, runtime
 from .agent import extraction, offline, openai_client, replies, transcription
 from .agent.commands import command_parse
 from .agent.openai_client import AIError
-from .agent.prompts import DEFAULT_HANDOFF_MESSAGE, DEFAULT_HOLDING_MESSAGE, Said, image_data_url, media_acknowledgement
+from .agent.prompts import Said, fixed_message, image_data_url, media_acknowledgement
 from .decisions import Action, Outcome
+from .hours import business_hours_back_words, business_hours_next_open, business_hours_open
 from .models import (
     LEASE,
     REVISION_TYPES,
@@ -70,6 +72,7 @@ from .services.botconfig import (
     bot_config_for_channel,
 )
 from .services.commands import command_answer
+from .services.desk import business_hours_of
 from .services.media_content import media_contents, media_stored
 from .services.openai_models import model_replace_hint
 from .services.outbound import message_build
@@ -113,7 +116,7 @@ async def message_handle(message_id: int) -> Outcome:
             return await _commit(message, [message], check_newer=False, usage=usage, error=failure)
         if action == Action.ACKNOWLEDGE:
             text = media_acknowledgement(
-                type=message.type, language=conversation.profile.language, configured=active.config.media_acknowledgements
+                type=message.type, language=conversation.profile.language, configured=active.config.fixed_messages
             )
             return await _commit(
                 message, [message], reply=replies.Reply(text=text), active=active, check_newer=False, error=failure,
@@ -228,10 +231,11 @@ async def _answer(message: Message, burst: list[Message], active: ActiveConfig, 
             reply = await _reply_generate(message, burst, active)
         except AIError as exc:
             return await _ai_unavailable(message, burst, active, exc)
+        synced = openai_client.ai_configured()  # the burst is in the OpenAI conversation now
         if reply.handoff_reason:
-            return await _handoff(message, burst, active, reason=reply.handoff_reason)
+            return await _handoff(message, burst, active, reason=reply.handoff_reason, synced=synced)
         usage = extracting.result() if extracting is not None and extracting.done() else None
-        outcome = await _commit(message, burst, reply=reply, active=active, usage=usage)
+        outcome = await _commit(message, burst, reply=reply, active=active, usage=usage, synced=synced)
         usage_committed = usage is not None  # `_commit` stored it, with the burst or on its own
         return outcome
     finally:
@@ -247,14 +251,14 @@ async def _reply_generate(message: Message, burst: list[Message], active: Active
     texts = [m.words for m in burst]
     if not openai_client.ai_configured():
         burst_ids = {m.pk for m in burst}
+        replied_before, after_person = await runtime.sync(memory.offline_context, conversation_id=conversation.pk)
         return replies.offline_reply(
-            texts=texts, language=profile.language,
-            first_reply=not await runtime.sync(memory.bot_replied_before, conversation_id=conversation.pk),
-            first_name=profile.first_name,
+            texts=texts, language=profile.language, first_reply=not replied_before, first_name=profile.first_name,
             learned=any((p or {}).get("message_id") in burst_ids for p in profile.provenance.values()),
-            missing=missing, extra_fields=config.extra_fields,
+            missing=missing, extra_fields=config.extra_fields, after_person=after_person,
         )  # fmt: skip
     openai_conversation = await _openai_conversation(message, burst, active)
+    await _catch_up(message, burst, openai_conversation)
     request = replies.reply_request(
         config=config, said=await _said(burst), known=known, missing=missing, summary=conversation.summary,
         openai_conversation=openai_conversation,
@@ -266,6 +270,28 @@ async def _reply_generate(message: Message, burst: list[Message], active: Active
         except AIError as exc:
             logger.warning("could not record the hand-off's tool output in %s: %s", openai_conversation, exc)
     return reply
+
+
+async def _catch_up(message: Message, burst: list[Message], openai_conversation: str) -> None:
+    """What the OpenAI conversation missed since its watermark (a hand-off's texts, the staff's
+    replies) added to it before the reply, so the model neither asks again nor contradicts
+    the staff; the watermark moved past them. A failure is logged and the reply goes on (the
+    next one tries again)."""
+    conversation = message.conversation
+    rows = await runtime.sync(
+        memory.unsynced_rows, conversation_id=conversation.pk, after_id=conversation.openai_synced_message_id,
+        burst_ids=[m.pk for m in burst],
+    )  # fmt: skip
+    if not rows:
+        return
+    try:
+        await openai_client.conversation_items_add(conversation_id=openai_conversation, items=replies.catch_up_items(rows))
+    except AIError as exc:
+        logger.warning("conversation %s: could not add %s missed message(s) to %s: %s", conversation.pk, len(rows), openai_conversation, exc)
+        return
+    await runtime.sync(
+        memory.openai_synced_move, conversation_id=conversation.pk, openai_conversation=openai_conversation, through_id=rows[-1].id
+    )
 
 
 async def _said(burst: list[Message]) -> list[Said]:
@@ -299,7 +325,12 @@ async def _openai_conversation(message: Message, burst: list[Message], active: A
     new_id = await openai_client.conversation_create(
         items=replies.conversation_seed(summary), metadata={"whatsbot_conversation_id": str(conversation.pk)}
     )
-    return await runtime.sync(memory.openai_conversation_store, conversation=conversation, current=current, new_id=new_id, summary=summary)
+    # A rotation's summary covers everything before the burst (staff replies too); a first
+    # OpenAI conversation is told what came before it by `_catch_up`.
+    synced_id = burst[0].pk - 1 if current else None
+    return await runtime.sync(
+        memory.openai_conversation_store, conversation=conversation, current=current, new_id=new_id, summary=summary, synced_id=synced_id
+    )
 
 
 async def _summary(message: Message, burst: list[Message], active: ActiveConfig) -> str:
@@ -316,9 +347,30 @@ async def _summary(message: Message, burst: list[Message], active: ActiveConfig)
     return replies.summary_read(response, lines=lines, known=known)
 
 
-async def _handoff(message: Message, burst: list[Message], active: ActiveConfig, *, reason: str) -> Outcome:
-    text = active.config.handoff_message or DEFAULT_HANDOFF_MESSAGE
-    return await _commit(message, burst, reply=replies.Reply(text=text, handoff_reason=reason), active=active, spoken=Outcome.HANDOFF)
+async def _handoff(message: Message, burst: list[Message], active: ActiveConfig, *, reason: str, synced: bool = False) -> Outcome:
+    text = fixed_message("handoff", language=message.conversation.profile.language, configured=active.config.fixed_messages)
+    return await _handoff_commit(message, burst, active, text=text, reason=reason, spoken=Outcome.HANDOFF, synced=synced)
+
+
+async def _handoff_commit(
+    message: Message, burst: list[Message], active: ActiveConfig, *, text: str, reason: str, spoken: Outcome,
+    error: dict | None = None, synced: bool = False,
+) -> Outcome:  # fmt: skip
+    """Every hand-off of a turn: in the channel's business hours, `text` and the least busy
+    available agent (assigned by the commit, `sql.assign`); outside them, the "away" message
+    saying when a person is back, and the queue."""
+    conversation = message.conversation
+    hours = await runtime.sync(business_hours_of, channel=conversation.channel)
+    now = timezone.now()
+    in_hours = business_hours_open(hours, now)
+    back = None if in_hours else business_hours_next_open(hours, now)
+    if back is not None:
+        language = conversation.profile.language
+        text = fixed_message(
+            "away", language=language, configured=active.config.fixed_messages, back=business_hours_back_words(back, language=language)
+        )
+    reply = replies.Reply(text=text, handoff_reason=reason)
+    return await _commit(message, burst, reply=reply, active=active, error=error, spoken=spoken, assign=in_hours, synced=synced)
 
 
 # Stored reasons are msgids, translated where staff read them (conversations.texts).
@@ -330,13 +382,15 @@ async def _ai_unavailable(message: Message, burst: list[Message], active: Active
     the customer's messages (which stay stored, answerable by a person)."""
     logger.warning("conversation %s: AI unavailable, handing over: %s", message.conversation_id, error)
     await _model_refused(error)
-    reply = replies.Reply(text=active.config.holding_message or DEFAULT_HOLDING_MESSAGE, handoff_reason=f"{AI_UNAVAILABLE}: {error}"[:255])
+    text = fixed_message("holding", language=message.conversation.profile.language, configured=active.config.fixed_messages)
     failure = {
         "error_code": f"openai_{error.http_status or 'error'}"[:32],
         "error_title": gettext_noop("The AI could not answer: the conversation went to the human queue."),
         "error_detail": f"{error} (after {error.attempts} attempt(s))",
     }
-    return await _commit(message, burst, reply=reply, active=active, error=failure, spoken=Outcome.HOLDING)
+    return await _handoff_commit(
+        message, burst, active, text=text, reason=f"{AI_UNAVAILABLE}: {error}"[:255], error=failure, spoken=Outcome.HOLDING,
+    )  # fmt: skip
 
 
 async def _model_refused(error: AIError) -> None:
@@ -354,10 +408,14 @@ async def _model_refused(error: AIError) -> None:
 async def _commit(
     message: Message, burst: list[Message], *, reply: replies.Reply | None = None, active: ActiveConfig | None = None,
     check_newer: bool = True, error: dict | None = None, usage: dict | None = None, spoken: Outcome = Outcome.SENT,
+    synced: bool = False,
+    assign: bool = False,
 ) -> Outcome:  # fmt: skip
     """Mark the burst handled with `reply` (stored and delivered only in a bot-owned
     conversation), in one commit; then deliver the reply. `usage`: the extraction's of
-    `message`, written by the commit, or on its own when the burst was not ours to mark."""
+    `message`, written by the commit, or on its own when the burst was not ours to mark.
+    `synced`: the model was given the burst (the OpenAI conversation's watermark moves to it).
+    `assign`: a hand-off goes to the least busy available agent too."""
     conversation = message.conversation
     now = timezone.now()
     row = None
@@ -370,8 +428,8 @@ async def _commit(
         reply_sql.Commit(
             conversation_id=conversation.pk, burst_ids=[m.pk for m in burst], now=now, check_newer=check_newer, reply=row,
             preview=message_preview(type=MessageType.TEXT, text=reply.text) if reply else "",
-            handoff_reason=reply.handoff_reason if reply else "", error=error, usage=(message.pk, usage) if usage else None,
-            images=openai_client.ai_configured(),
+            handoff_reason=reply.handoff_reason if reply else "", assign=assign, error=error, usage=(message.pk, usage) if usage else None,
+            images=openai_client.ai_configured(), synced=synced,
         )
     )  # fmt: skip
     if usage and not committed.done:

@@ -210,12 +210,15 @@ class ProfilePreferenceChange(models.Model):
 
 
 class StaffPreference(models.Model):
-    """A staff member's console settings (the interface language; Italian by default)."""
+    """A staff member's console settings (the interface language; Italian by default) and
+    whether they take hand-offs now (`available`: away until they say otherwise, so nobody
+    who never opened the console is handed customers)."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="console_preference",
     )
     language = models.CharField(_("language"), max_length=8, choices=settings.LANGUAGES, default="it")
+    available = models.BooleanField(_("available"), default=False, help_text=_("Hand-offs are assigned to available staff."))
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:

@@ -215,9 +215,18 @@ COMPLETE = {
 }
 
 
+# Nothing missing, and a person has answered the customer since the bot last spoke (handed
+# back): the customer has been helped; the bot is here again, and does not promise a colleague.
+AFTER_PERSON = {
+    "it": "Eccomi di nuovo: se hai altre domande, scrivi pure.",
+    "en": "I'm back with you: if you have any other questions, just write.",
+}
+
+
 def reply_compose(
-    *, language: str, first_reply: bool, first_name: str, learned: bool, missing: list[str], extra_fields: list[dict]
-) -> str:
+    *, language: str, first_reply: bool, first_name: str, learned: bool, missing: list[str], extra_fields: list[dict],
+    after_person: bool = False,
+) -> str:  # fmt: skip
     lang = language if language in ASK else "it"
     name = f" {first_name}" if first_name else ""
     parts = []
@@ -230,7 +239,7 @@ def reply_compose(
         ask = ASK[lang].get(field) or ASK[lang]["_"].format(label=field_label(key=field, extra_fields=extra_fields, language=lang))
         parts.append(ask)
     else:
-        parts.append(COMPLETE[lang])
+        parts.append(AFTER_PERSON[lang] if after_person else COMPLETE[lang])
     return " ".join(parts)
 
 

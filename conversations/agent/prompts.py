@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
+from django.conf import settings
+
 DEFAULT_INSTRUCTIONS = """\
 Sei un agente WhatsApp incaricato dell'assistenza clienti e dell'acquisizione delle informazioni di base del contatto.
 
@@ -22,12 +24,6 @@ Chiedi in modo naturale un solo dato mancante per volta, il primo dell'elenco, q
 competenze, cliente insoddisfatto), chiama lo strumento handoff_to_human indicando il motivo, senza scrivere altro.
 - Non promettere rimborsi, sconti o tempi che non trovi nei documenti dell'azienda.
 """
-
-DEFAULT_HOLDING_MESSAGE = (
-    "Grazie per il messaggio! In questo momento il nostro assistente non è disponibile: "
-    "un collega ti risponderà al più presto."
-)
-DEFAULT_HANDOFF_MESSAGE = "Ti passo a un collega: ti risponderà qui al più presto."
 
 FIELD_LABELS = {
     "it": {
@@ -162,14 +158,33 @@ Riassumi in italiano, in al massimo 5 frasi, la conversazione seguente tra un cl
 chi è il cliente, cosa ha chiesto, cosa è stato risposto, cosa resta in sospeso. Solo il riassunto."""
 
 
-# The answer to media the bot cannot understand (a video, a document, a sticker; a voice note
-# or an image without an AI, or when it failed), in the customer's language; `{type}` is the
-# media type named in that language. A bot configuration's own texts come first
-# (`BotConfig.media_acknowledgements`).
-MEDIA_ACKNOWLEDGEMENTS = {
-    "it": "Grazie, abbiamo ricevuto il tuo contenuto ({type}). Un operatore lo esaminerà al più presto.",
-    "en": "Thank you, we have received your {type}. A colleague will look at it shortly.",
+# The bot's fixed messages, by kind and language (ISO 639-1), as built in; a bot configuration's own
+# texts come first (`BotConfig.fixed_messages`, same shape). "holding": OpenAI failed for good and
+# the conversation went to a person; "handoff": a person takes it from here; "away": the same
+# outside business hours, `{back}` saying when a person is back; "media": the answer to media the
+# bot cannot understand (a video, a document, a sticker; a voice note or an image without an AI,
+# or when it failed), `{type}` naming the media type in that language.
+FIXED_MESSAGES = {
+    "holding": {
+        "it": "Grazie per il messaggio! In questo momento il nostro assistente non è disponibile: "
+        "un collega ti risponderà al più presto.",
+        "en": "Thank you for your message! Our assistant is not available right now: a colleague will answer you shortly.",
+    },
+    "handoff": {
+        "it": "Ti passo a un collega: ti risponderà qui al più presto.",
+        "en": "I'm passing you to a colleague: they will answer you here shortly.",
+    },
+    "away": {
+        "it": "Ti passo a un collega: ora siamo chiusi, ti risponderà da {back}.",
+        "en": "I'm passing you to a colleague: we are closed now, they will answer you from {back}.",
+    },
+    "media": {
+        "it": "Grazie, abbiamo ricevuto il tuo contenuto ({type}). Un operatore lo esaminerà al più presto.",
+        "en": "Thank you, we have received your {type}. A colleague will look at it shortly.",
+    },
 }
+FIXED_MESSAGE_KINDS = tuple(FIXED_MESSAGES)
+FALLBACK_LANGUAGE = "en"
 MEDIA_TYPE_NAMES = {
     "it": {
         "image": "immagine", "audio": "messaggio vocale", "video": "video", "document": "documento", "sticker": "sticker",
@@ -182,12 +197,28 @@ MEDIA_TYPE_NAMES = {
 }  # fmt: skip
 
 
+def fixed_message(kind: str, *, language: str, configured: dict | None, **values: str | dict[str, str]) -> str:
+    """The fixed message `kind` ("holding", "handoff", "away", "media") for a customer speaking
+    `language`: the configuration's text in that language, else the built-in one; a language
+    with neither falls back to the business's (LANGUAGE_CODE), then English. `configured`:
+    `BotConfig.fixed_messages`. Each `{name}` in the text is replaced by `values[name]`, a
+    text or a text by language (read in the message's language, else English)."""
+    own = (configured or {}).get(kind)
+    own = own if isinstance(own, dict) else {}
+    built_in = FIXED_MESSAGES[kind]
+    for lang in (language, settings.LANGUAGE_CODE, FALLBACK_LANGUAGE):
+        text = own.get(lang) if isinstance(own.get(lang), str) and own[lang].strip() else built_in.get(lang)
+        if text:
+            break
+    for name, value in values.items():
+        if isinstance(value, dict):
+            value = value.get(lang) or value.get(FALLBACK_LANGUAGE) or next(iter(value.values()), "")
+        # A plain replacement, not str.format: an admin's text may hold other braces.
+        text = text.replace("{" + name + "}", value)
+    return text
+
+
 def media_acknowledgement(*, type: str, language: str, configured: dict | None) -> str:
-    """The acknowledgement of a `type` message for a customer speaking `language` (ISO 639-1;
-    unknown or without a text of its own: Italian, as the offline agent speaks)."""
-    configured = {k: v for k, v in (configured or {}).items() if isinstance(v, str) and v.strip()}
-    lang = language if language in configured or language in MEDIA_ACKNOWLEDGEMENTS else "it"
-    text = configured.get(lang) or MEDIA_ACKNOWLEDGEMENTS.get(lang) or MEDIA_ACKNOWLEDGEMENTS["it"]
-    names = MEDIA_TYPE_NAMES.get(lang) or MEDIA_TYPE_NAMES["en"]
-    # A plain replacement, not str.format: an admin's text may hold other braces.
-    return text.replace("{type}", names.get(type) or names["_"])
+    """The acknowledgement of a `type` message for a customer speaking `language`."""
+    names = {lang: names.get(type) or names["_"] for lang, names in MEDIA_TYPE_NAMES.items()}
+    return fixed_message("media", language=language, configured=configured, type=names)

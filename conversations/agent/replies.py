@@ -16,6 +16,7 @@ from django.utils.translation import gettext_noop
 from . import offline
 from .openai_client import AIError
 from .prompts import (
+    CUSTOMER_TEXT_MAX,
     SUMMARY_INSTRUCTIONS,
     Said,
     customer_input,
@@ -133,14 +134,45 @@ def tool_output_items(call_id: str) -> list[dict]:
     return [{"type": "function_call_output", "call_id": call_id, "output": "Handed over to a human colleague."}]
 
 
+# At most this many characters of a thread's missed messages go to the model before a reply
+# (the oldest are left out first); each message is cut at CUSTOMER_TEXT_MAX like a customer's text.
+CATCH_UP_MAX_CHARS = 12_000
+
+
+def catch_up_items(rows: list) -> list[dict]:
+    """What the OpenAI conversation missed (`memory.unsynced_rows`: each with `author`,
+    `staff`, `origin`, `words`), oldest first, as its items: the customer's words as theirs,
+    what the business wrote as the assistant's, a person's marked as such ("Operatore (Anna): …")
+    so the model tells the staff's words from its own. The newest CATCH_UP_MAX_CHARS at most."""
+    items: list[dict] = []
+    total = 0
+    for row in reversed(rows):
+        words = row.words[:CUSTOMER_TEXT_MAX]
+        if row.author == "customer":
+            role, content = "user", words
+        elif row.author == "staff":
+            who = row.staff or ("WhatsApp Business app" if row.origin == "business_app" else "")
+            role, content = "assistant", f"Operatore ({who}): {words}" if who else f"Operatore: {words}"
+        else:
+            role, content = "assistant", words
+        total += len(content)
+        if items and total > CATCH_UP_MAX_CHARS:
+            break
+        items.append({"type": "message", "role": role, "content": content})
+    return items[::-1]
+
+
 def offline_reply(
-    *, texts: list[str], language: str, first_reply: bool, first_name: str, learned: bool, missing: list[str], extra_fields: list[dict]
-) -> Reply:
-    """The offline agent's answer (no OpenAI account)."""
+    *, texts: list[str], language: str, first_reply: bool, first_name: str, learned: bool, missing: list[str], extra_fields: list[dict],
+    after_person: bool = False,
+) -> Reply:  # fmt: skip
+    """The offline agent's answer (no OpenAI account). `after_person`: a person wrote to the
+    customer since the bot's last message (the conversation was handed back)."""
     language = language or offline.language_detect(" ".join(texts)) or "it"
     text = offline.reply_compose(
-        language=language, first_reply=first_reply, first_name=first_name, learned=learned, missing=missing, extra_fields=extra_fields
-    )
+        language=language, first_reply=first_reply, first_name=first_name, learned=learned, missing=missing, extra_fields=extra_fields,
+        after_person=after_person,
+    )  # fmt: skip
     return Reply(text=text, usage={"ai_model": "offline"})
 
 

@@ -8,6 +8,7 @@ urlpatterns = [
     path("login/", auth.ConsoleLoginView.as_view(), name="login"),
     path("logout/", auth.ConsoleLogoutView.as_view(), name="logout"),
     path("language/", auth.language_set, name="language"),
+    path("availability/", views.availability, name="availability"),
     path("", views.inbox, name="inbox"),
     path("list/", views.conversation_rows, name="list"),
     path("list/poll/", views.list_poll, name="list_poll"),

@@ -20,7 +20,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -32,6 +34,7 @@ from profiles.services import FieldValueError, profile_field_set
 from .. import selectors
 from ..models import Conversation, ConversationStatus, MessageType
 from ..services import console as actions
+from ..services import desk
 from ..services.attachments import AttachmentRefused, accept_of, attachment_check
 from ..services.templates import template_header_file_kind, template_render, template_variables
 from ..templatetags import console_tags
@@ -97,6 +100,7 @@ def _sidebar_context(request: HttpRequest, params: dict) -> dict:
     """The sidebar around the list: menu, search box, filters."""
     return {
         "perms_admin": is_admin(request.user),
+        "me_available": selectors.staff_is_available(user=request.user),
         "q": params["query"],
         "filter": params["list_filter"],
         "filters": [
@@ -311,6 +315,32 @@ def media(request: HttpRequest, pk: int, message_id: int) -> HttpResponse:
     response["Cache-Control"] = "private, max-age=3600"
     response["Content-Security-Policy"] = MEDIA_CSP
     return response
+
+
+# --- Availability --------------------------------------------------------------------------------
+
+
+@staff_required
+@require_POST
+def availability(request: HttpRequest) -> HttpResponse:
+    """The staff member is available (hand-offs come to them) or away (theirs are handed on)."""
+    available = request.POST.get("available") == "1"
+    handed_on = desk.staff_availability_set(user=request.user, available=available)
+    if available:
+        flash.success(request, _("You are available: hand-offs come to you."))
+    else:
+        flash.success(
+            request,
+            ngettext(
+                "You are away: %(n)d conversation went back to the queue or to a colleague.",
+                "You are away: %(n)d conversations went back to the queue or to colleagues.",
+                handed_on,
+            ) % {"n": handed_on} if handed_on else _("You are away: no hand-offs come to you."),
+        )  # fmt: skip
+    next_url = request.POST.get("next") or reverse("console:inbox")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        next_url = reverse("console:inbox")
+    return redirect(next_url)
 
 
 # --- Actions -------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0016_templates'),
-        ('profiles', '0008_marketing_preferences'),
+        ('conversations', '0018_business_hours'),
+        ('profiles', '0009_staff_available'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -466,5 +466,20 @@ class Migration(migrations.Migration):
             model_name='statusupdate',
             name='wamid',
             field=models.CharField(max_length=255, verbose_name='WhatsApp message id'),
+        ),
+        migrations.AlterField(
+            model_name='closedday',
+            name='channel',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='closed_days', to='conversations.channel', verbose_name='channel'),
+        ),
+        migrations.AlterField(
+            model_name='conversation',
+            name='openai_synced_message_id',
+            field=models.BigIntegerField(blank=True, null=True, verbose_name='last message the OpenAI conversation has'),
+        ),
+        migrations.AlterField(
+            model_name='openinghours',
+            name='channel',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='opening_hours', to='conversations.channel', verbose_name='channel'),
         ),
     ]

@@ -16,11 +16,7 @@ from django.utils.translation import gettext_noop
 
 from profiles.models import STANDARD_FIELDS
 
-from ..agent.prompts import (
-    DEFAULT_HANDOFF_MESSAGE,
-    DEFAULT_HOLDING_MESSAGE,
-    DEFAULT_INSTRUCTIONS,
-)
+from ..agent.prompts import DEFAULT_INSTRUCTIONS
 from ..models import BotConfig, BotConfigVersion, Channel
 
 # The fields a snapshot holds (and a restore puts back).
@@ -34,9 +30,7 @@ VERSIONED_FIELDS = (
     "order_number_pattern",
     "temperature",
     "max_output_tokens",
-    "holding_message",
-    "handoff_message",
-    "media_acknowledgements",
+    "fixed_messages",
     "is_active",
 )
 
@@ -100,8 +94,6 @@ def bot_config_default_values() -> dict:
         "model": "",
         "instructions": DEFAULT_INSTRUCTIONS,
         "fields_to_collect": list(STANDARD_FIELDS),
-        "holding_message": DEFAULT_HOLDING_MESSAGE,
-        "handoff_message": DEFAULT_HANDOFF_MESSAGE,
     }
 
 

@@ -18,12 +18,14 @@ def command_answer(*, conversation: Conversation, command: str, alias: str, fiel
     profile = conversation.profile
     language = command_language(profile_language=profile.language, alias=alias)
     if command == "reset":
-        # The next message starts a new OpenAI conversation; the history stays in the database.
+        # The next message starts a new OpenAI conversation, told nothing of what came before;
+        # the history stays in the database.
         Conversation.objects.filter(pk=conversation.pk).update(
-            openai_conversation_id="", openai_conversation_started_at=None, summary="",
+            openai_conversation_id="", openai_conversation_started_at=None, summary="", openai_synced_message_id=before_id,
             revision=F("revision") + 1, changed_at=timezone.now(),
         )  # fmt: skip
         conversation.openai_conversation_id, conversation.openai_conversation_started_at, conversation.summary = "", None, ""
+        conversation.openai_synced_message_id = before_id
         return reset_text(language)
     if command == "history":
         rows = latest_texts(conversation_id=conversation.pk, before_id=before_id, limit=settings.AGENT_HISTORY_MESSAGES)

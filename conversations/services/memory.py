@@ -4,13 +4,18 @@ summary kept on the conversation) and what the offline agent needs to know."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Max, Q
 from django.utils import timezone
 
-from ..models import REVISION_TYPES, WORDS, Author, Conversation, Message, Origin
+from ..models import REVISION_TYPES, WORDS, Author, Conversation, Direction, Message, MessageStatus, MessageType, Origin
 
 SUMMARY_MESSAGES = 40
+# At most this many messages are added to the OpenAI conversation before a reply (the newest
+# of those it misses: a long hand-off's start is left to the staff, and to the next summary).
+CATCH_UP_MESSAGES = 30
 
 
 def previous_message_at(*, conversation_id: int, before_id: int) -> datetime | None:
@@ -45,17 +50,72 @@ def summary_rows(*, conversation_id: int, before_id: int) -> list[tuple[bool, st
     return [(from_customer, text) for from_customer, _at, text in rows]
 
 
-def openai_conversation_store(*, conversation: Conversation, current: str, new_id: str, summary: str) -> str:
+def openai_conversation_store(*, conversation: Conversation, current: str, new_id: str, summary: str, synced_id: int | None) -> str:
     """Keep `new_id` as the conversation's OpenAI conversation unless another run replaced
-    `current` first (conditional: two runs racing keep one winner); the one in force."""
+    `current` first (conditional: two runs racing keep one winner); the one in force.
+    `synced_id`: the newest message its seed (the summary) covers; None: the watermark stays
+    (a first OpenAI conversation is told what was written before it, `unsynced_rows`)."""
     now = timezone.now()
-    if not Conversation.objects.filter(pk=conversation.pk, openai_conversation_id=current).update(
-        openai_conversation_id=new_id, openai_conversation_started_at=now, summary=summary
-    ):
+    values = {"openai_conversation_id": new_id, "openai_conversation_started_at": now, "summary": summary}
+    if synced_id is not None:
+        values["openai_synced_message_id"] = synced_id
+    if not Conversation.objects.filter(pk=conversation.pk, openai_conversation_id=current).update(**values):
         return Conversation.objects.values_list("openai_conversation_id", flat=True).get(pk=conversation.pk) or new_id
-    conversation.openai_conversation_id, conversation.openai_conversation_started_at, conversation.summary = new_id, now, summary
+    for name, value in values.items():
+        setattr(conversation, name, value)
     return new_id
 
 
-def bot_replied_before(*, conversation_id: int) -> bool:
-    return Message.objects.filter(conversation_id=conversation_id, author=Author.BOT).exists()
+def openai_synced_move(*, conversation_id: int, openai_conversation: str, through_id: int) -> None:
+    """The OpenAI conversation holds the messages up to `through_id` now (added before a
+    reply): the watermark moves forward, unless the OpenAI conversation was replaced meanwhile."""
+    Conversation.objects.filter(
+        Q(openai_synced_message_id__isnull=True) | Q(openai_synced_message_id__lt=through_id),
+        pk=conversation_id, openai_conversation_id=openai_conversation,
+    ).update(openai_synced_message_id=through_id)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Written:
+    """A message the OpenAI conversation misses, as the model is told it."""
+
+    id: int
+    author: str  # Author
+    staff: str  # who wrote it, for staff: a name, or "" for the WhatsApp Business app's owner
+    origin: str
+    words: str
+
+
+def unsynced_rows(*, conversation_id: int, after_id: int | None, burst_ids: list[int]) -> list[Written]:
+    """What was written in the thread after `after_id` (the watermark; None: from the start)
+    and before the burst's newest message, that the OpenAI conversation does not hold: the
+    customer's words answered by nobody (a hand-off's), staff replies, the WhatsApp Business
+    app's echoes, templates; at most CATCH_UP_MESSAGES, the newest, oldest first. Not the
+    burst (the reply's input), not the bot's (the model's replies are its own output; a fixed
+    text or a command's answer is no news to it), not reactions, not a deleted message or one that never reached the customer; an
+    edited one as it reads now; not past chats imported (the summary's)."""
+    rows = (
+        Message.objects.filter(conversation_id=conversation_id, pk__lt=max(burst_ids), deleted_at__isnull=True)
+        .filter(pk__gt=after_id or 0)
+        .exclude(pk__in=burst_ids)
+        .exclude(type__in=(*REVISION_TYPES, MessageType.REACTION))
+        .exclude(origin=Origin.HISTORY)
+        .exclude(direction=Direction.OUTBOUND, status=MessageStatus.FAILED)
+        .exclude(author=Author.BOT)
+        .annotate(words=WORDS)
+        .exclude(words="")
+        .order_by("-pk")
+        .values_list("pk", "author", "sent_by__first_name", "sent_by__last_name", "sent_by__username", "origin", "words")
+    )
+    return [
+        Written(id=pk, author=author, staff=f"{first or ''} {last or ''}".strip() or username or "", origin=origin, words=words)
+        for pk, author, first, last, username, origin, words in reversed(rows[:CATCH_UP_MESSAGES])
+    ]
+
+
+def offline_context(*, conversation_id: int) -> tuple[bool, bool]:
+    """(the bot replied before, a person wrote since its last message) — one query."""
+    seen = Message.objects.filter(conversation_id=conversation_id, author__in=(Author.BOT, Author.STAFF)).aggregate(
+        bot=Max("pk", filter=Q(author=Author.BOT)), staff=Max("pk", filter=Q(author=Author.STAFF))
+    )
+    return seen["bot"] is not None, seen["staff"] is not None and (seen["bot"] is None or seen["staff"] > seen["bot"])

@@ -4,7 +4,7 @@ A customer message stored but not handled, or an outbound message still pending,
 lease has run out (the broker was down at commit time, a worker was killed) is queued
 again once it is INBOUND_SWEEP_AFTER_SECONDS old. Each claim counts an attempt: a message
 whose turn failed TURN_MAX_ATTEMPTS times is not queued again but surfaced — the error on
-the message, the conversation in the human queue, an error in the log — and an outbound
+the message, the conversation in the human queue (and an available agent's hands), an error in the log — and an outbound
 message out of attempts is marked failed. Delivery statuses stored before their message's
 wamid, which the send missed, are applied here too.
 """
@@ -32,6 +32,7 @@ from ..models import (
     lease_free,
 )
 from ..sql import status as status_sql
+from .desk import conversation_auto_assign
 from .media import media_give_up, media_settle
 from .outbound import accepted_recall, message_mark_failed
 
@@ -76,10 +77,13 @@ def inbound_surface(*, message: Message) -> None:
             error_detail=gettext_noop("See the worker's log for the errors of each attempt."),
         ):  # fmt: skip
             return
-        # To the human queue, unless a person has it already (then only the thread moves).
-        if not Conversation.objects.filter(pk=message.conversation_id, owner=Owner.BOT).update(
+        # To the human queue and an available agent, unless a person has it already (then
+        # only the thread moves).
+        if Conversation.objects.filter(pk=message.conversation_id, owner=Owner.BOT).update(
             owner=Owner.HUMAN, handoff_reason=reason[:255], handoff_at=now, revision=F("revision") + 1, changed_at=now
         ):
+            conversation_auto_assign(conversation_id=message.conversation_id)
+        else:
             Conversation.objects.filter(pk=message.conversation_id).update(revision=F("revision") + 1, changed_at=now)
     logger.error("message %s (conversation %s): %s (%s attempts)", message.pk, message.conversation_id, reason, message.attempts)
 

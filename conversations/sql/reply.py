@@ -8,8 +8,10 @@ statement, which has a snapshot of its own. The second statement writes only whe
 message of the burst is still unhandled and, unless told otherwise, no newer customer text
 waits (the newer message's turn answers the whole burst then): it marks the burst handled,
 inserts the reply already claimed for its delivery, and moves the conversation (last
-message, revision, and on a hand-off the owner). Nothing to undo, so no ROLLBACK is ever
-sent: psycopg answers a ROLLBACK by forgetting the connection's prepared statements.
+message, revision, and on a hand-off the owner and, in business hours, the assignee:
+`sql.assign`, whose advisory lock a hand-off takes between the two statements). Nothing to
+undo, so no ROLLBACK is ever sent: psycopg answers a ROLLBACK by forgetting the connection's
+prepared statements.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from ..models import (
     Owner,
     StatusUpdate,
 )
+from . import assign as assign_sql
 from . import backend, literal, quote, row_values, table, words_sql
+from .assign import assignee_pick_sql
 
 USAGE_FIELDS = ("ai_model", "input_tokens", "cached_tokens", "output_tokens", "cost_usd")
 
@@ -42,9 +46,11 @@ class Commit:
     reply: Message | None = None  # unsaved; stored only in a bot-owned conversation
     preview: str = ""  # the conversation list's preview of the reply
     handoff_reason: str = ""  # the conversation goes to the human queue with the reply
+    assign: bool = False  # and to the least busy available agent (`sql.assign`), when a hand-off
     error: dict | None = None  # error_code/_title/_detail recorded on the burst's messages
     usage: tuple[int, dict] | None = None  # (message id, USAGE_FIELDS) of the burst's extraction
     images: bool = True  # the model sees images: a stored one is words that make a reply stale (`words_sql`)
+    synced: bool = False  # the model was given the burst: the OpenAI conversation's watermark moves to its newest
 
 
 @dataclass
@@ -93,7 +99,10 @@ moved AS (
         revision = c.revision + 1, changed_at = %(now)s::timestamptz,
         owner = CASE WHEN {handoff} THEN {human} ELSE c.owner END,
         handoff_reason = CASE WHEN {handoff} THEN left(%(handoff_reason)s::text, 255) ELSE c.handoff_reason END,
-        handoff_at = CASE WHEN {handoff} THEN %(now)s::timestamptz ELSE c.handoff_at END
+        handoff_at = CASE WHEN {handoff} THEN %(now)s::timestamptz ELSE c.handoff_at END,
+        openai_synced_message_id = CASE WHEN %(synced)s::boolean
+            THEN greatest(c.openai_synced_message_id, %(last_id)s::bigint) ELSE c.openai_synced_message_id END,
+        assigned_to_id = CASE WHEN {handoff} AND %(assign)s::boolean THEN {assignee_pick_sql()} ELSE c.assigned_to_id END
     FROM go WHERE c.id = %(conversation_id)s::bigint AND go.done AND go.bot_owned AND %(reply)s::jsonb IS NOT NULL)
 SELECT go.done, go.newer, go.bot_owned, (SELECT id FROM reply) FROM go"""
     return lock, write
@@ -106,8 +115,9 @@ async def commit(c: Commit) -> Committed:
     lock = database.params(conversation_id=c.conversation_id)
     write = database.params(
         conversation_id=c.conversation_id, ids=c.burst_ids, last_id=c.burst_ids[-1], check_newer=c.check_newer, now=c.now,
-        images=c.images,
-        preview=c.preview, handoff_reason=c.handoff_reason, reply=row_values(c.reply) if c.reply is not None else None,
+        images=c.images, synced=c.synced,
+        preview=c.preview, handoff_reason=c.handoff_reason, assign=bool(c.handoff_reason and c.assign),
+        reply=row_values(c.reply) if c.reply is not None else None,
         error_code=error.get("error_code"), error_title=error.get("error_title"), error_detail=error.get("error_detail"),
         usage_id=usage_id, **{f"usage_{name}": usage.get(name) for name in USAGE_FIELDS},
     )  # fmt: skip
@@ -116,6 +126,9 @@ async def commit(c: Commit) -> Committed:
         async with conn.pipeline():
             await conn.execute(b"BEGIN")
             await conn.execute(lock_sql, lock, prepare=True)
+            if c.handoff_reason and c.assign:
+                # After the row lock, as the sweeper takes them: see `sql.assign`.
+                await conn.execute(assign_sql.LOCK_SQL, prepare=True)
             cursor = await conn.execute(write_sql, write, prepare=True)
             await conn.execute(b"COMMIT")
         return await cursor.fetchone()

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('conversations', '0020_i18n_verbose_names'),
-        ('profiles', '0008_marketing_preferences'),
+        ('profiles', '0009_staff_available'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -20,7 +20,10 @@ def _form_data(channel: Channel, **overrides) -> dict:
         "access_token": "",
         "app_secret": "",
         "verify_token": "",
-    }
+        # The business hours' inlines, empty.
+        **{f"{prefix}-{name}": value for prefix in ("opening_hours", "closed_days")
+           for name, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))},
+    }  # fmt: skip
     data.update(overrides)
     return data
 
@@ -79,3 +82,29 @@ def test_the_change_history_names_the_changed_secret_without_its_value(admin_mem
     html = admin_member_client.get(f"/admin/conversations/channel/{channel.pk}/history/").content.decode()
     assert "brand-new-token" not in html
     assert "access token" in html.lower()
+
+
+def test_business_hours_are_edited_with_the_channel_and_checked(admin_member_client, channel):
+    from datetime import date, time
+
+    hours = {
+        "time_zone": "Europe/Rome", "opening_hours-TOTAL_FORMS": "2", "opening_hours-0-weekday": "0",
+        "opening_hours-0-opens": "09:00", "opening_hours-0-closes": "13:00", "opening_hours-1-weekday": "0",
+        "opening_hours-1-opens": "14:00", "opening_hours-1-closes": "00:00", "closed_days-TOTAL_FORMS": "1",
+        "closed_days-0-date": "2026-12-08", "closed_days-0-name": "Immacolata",
+    }  # fmt: skip
+    response = admin_member_client.post(URL.format(channel.pk), _form_data(channel, **hours))
+
+    assert response.status_code == 302
+    channel.refresh_from_db()
+    assert channel.time_zone == "Europe/Rome"
+    assert list(channel.opening_hours.values_list("weekday", "opens", "closes")) == [(0, time(9), time(13)), (0, time(14), time(0))]
+    assert list(channel.closed_days.values_list("date", flat=True)) == [date(2026, 12, 8)]
+
+    bad = {**hours, "time_zone": "Mars/Olympus", "opening_hours-0-closes": "08:00"}
+    response = admin_member_client.post(URL.format(channel.pk), _form_data(channel, **bad))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Mars/Olympus" in html and "a range ends on its own day" in html
+    channel.refresh_from_db()
+    assert channel.opening_hours.count() == 2 and channel.time_zone == "Europe/Rome"  # nothing half-saved

@@ -117,7 +117,7 @@ def test_admin_saves_versions_shows_the_history_and_restores(admin_client):
         "name": "Bot", "is_active": "on", "model": "gpt-6-sol", "instructions": "seconda",
         "vector_store_ids": '["vs_123"]', "fields_to_collect": ["first_name", "email"],
         "extra_fields": '[{"key": "vat_number", "label": "Partita IVA"}]', "order_number_pattern": r"\d{6}",
-        "temperature": "", "max_output_tokens": "", "holding_message": "Attendi", "handoff_message": "Ti passo un collega",
+        "temperature": "", "max_output_tokens": "", "fixed_holding_it": "Attendi", "fixed_handoff_it": "Ti passo un collega",
     }  # fmt: skip
     response = admin_client.post(url, form)
     assert response.status_code == 302, response.context["adminform"].form.errors
@@ -136,7 +136,7 @@ def test_admin_refuses_a_bad_extra_field_key(admin_client):
     config = bot_config_save(config=BotConfig(name="Bot")).config
     form = {
         "name": "Bot", "model": "", "instructions": "", "vector_store_ids": "[]",
-        "extra_fields": '[{"key": "Bad Key"}]', "order_number_pattern": "", "holding_message": "", "handoff_message": "",
+        "extra_fields": '[{"key": "Bad Key"}]', "order_number_pattern": "",
     }  # fmt: skip
     response = admin_client.post(f"/admin/conversations/botconfig/{config.pk}/change/", form)
     assert response.status_code == 200 and "Chiave non valida" in response.content.decode()
@@ -168,3 +168,31 @@ def test_admin_offers_a_new_configuration_with_a_blank_model(admin_client, setti
 
     assert page.context["adminform"].form.initial["model"] == ""
     assert '<div class="readonly">— (OPENAI_MODEL: gpt-4.1)</div>' in page.content.decode()
+
+
+def test_admin_edits_the_fixed_messages_one_text_per_kind_and_language(admin_client):
+    config = bot_config_save(config=BotConfig(name="Bot", fixed_messages={"media": {"de": "Danke für Ihr {type}."}})).config
+    url = f"/admin/conversations/botconfig/{config.pk}/change/"
+    page = admin_client.get(url).content.decode()
+    for name in ("fixed_holding_it", "fixed_holding_en", "fixed_handoff_it", "fixed_handoff_en", "fixed_away_it", "fixed_away_en",
+                 "fixed_media_it", "fixed_media_en"):  # fmt: skip
+        assert f'name="{name}"' in page
+    assert 'placeholder="Ti passo a un collega: ti risponderà qui al più presto."' in page  # the built-in text, greyed
+
+    form = {
+        "name": "Bot", "is_active": "on", "model": "", "instructions": "", "vector_store_ids": "[]", "extra_fields": "[]",
+        "order_number_pattern": "", "temperature": "", "max_output_tokens": "",
+        "fixed_handoff_it": " Un collega arriva subito. ", "fixed_handoff_en": "A colleague is on the way.",
+        "fixed_away_en": "Nobody is in: we are back {back}.", "fixed_media_it": "",
+    }  # fmt: skip
+    response = admin_client.post(url, form)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    config.refresh_from_db()
+    assert config.version == 2
+    assert config.fixed_messages == {
+        "media": {"de": "Danke für Ihr {type}."},  # a language the form does not show is kept
+        "handoff": {"it": "Un collega arriva subito.", "en": "A colleague is on the way."},
+        "away": {"en": "Nobody is in: we are back {back}."},
+    }
+    assert config.versions.get(version=2).data["fixed_messages"] == config.fixed_messages
+    assert "Un collega arriva subito." in admin_client.get(url).content.decode()

@@ -11,8 +11,7 @@ import base64
 import pytest
 from django.core.files.base import ContentFile
 
-from conversations.botconfig_admin import BotConfigForm
-from conversations.models import BotConfig, MediaFile, MediaState, Message, Owner
+from conversations.models import MediaFile, MediaState, Message, Owner
 from conversations.services.botconfig import bot_config_for_channel, bot_config_save
 
 from tests.conversations.factories import ConversationFactory, MessageFactory
@@ -163,7 +162,7 @@ def test_the_bot_configuration_s_own_acknowledgement_is_used_when_set(fake_opena
     conversation.profile.language = "en"
     conversation.profile.save(update_fields=["language"])
     config = bot_config_for_channel(channel=conversation.channel).config
-    config.media_acknowledgements = {"en": "Got your {type} {with braces}, a colleague will look at it."}
+    config.fixed_messages = {"media": {"en": "Got your {type} {with braces}, a colleague will look at it."}}
     bot_config_save(config=config)
 
     assert handle(media_message(conversation, type="video", content=b"\x00", mime_type="video/mp4").pk) == "acknowledged"
@@ -208,13 +207,3 @@ def test_media_that_could_not_be_fetched_is_acknowledged(fake_openai, graph):
 
     assert handle(voice.pk) == "acknowledged"
     assert fake_openai.transcription_requests == []
-
-
-def test_the_admin_form_takes_acknowledgements_by_language_only(db):
-    data = {"name": "Negozio", "fields_to_collect": [], "vector_store_ids": "[]", "extra_fields": "[]", "is_active": True}
-    good = BotConfigForm(data={**data, "media_acknowledgements": '{"it": "Ricevuto il tuo {type}.", "de": " "}'}, instance=BotConfig())
-    bad = BotConfigForm(data={**data, "media_acknowledgements": '{"italiano": "Ricevuto."}'}, instance=BotConfig())
-
-    assert good.is_valid(), good.errors
-    assert good.cleaned_data["media_acknowledgements"] == {"it": "Ricevuto il tuo {type}."}
-    assert not bad.is_valid() and "media_acknowledgements" in bad.errors
