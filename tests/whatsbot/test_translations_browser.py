@@ -8,7 +8,7 @@ import re
 import pytest
 from django.contrib.auth.models import Group
 
-from conversations.agent.prompts import MEDIA_ACKNOWLEDGEMENTS
+from conversations.agent.prompts import FIXED_MESSAGES
 from conversations.agent.replies import HANDOFF_ASKED
 from conversations.models import Author, Direction, MediaFile, MediaState, MessageStatus, MessageType, Owner
 from conversations.roles import ADMINS_GROUP, role_groups_ensure
@@ -49,7 +49,7 @@ def _fixed_part(text: str) -> str:
 def _found(strings: set[str], page_text: str) -> list[str]:
     """The strings that appear in the page's text as whole words (case kept), but for what
     the bot says to customers in their language (the built-in texts admin shows as they are)."""
-    for said in MEDIA_ACKNOWLEDGEMENTS.values():
+    for said in (text for by_language in FIXED_MESSAGES.values() for text in by_language.values()):
         page_text = page_text.replace(said, "")
     found = []
     for text in strings:
