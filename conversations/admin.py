@@ -47,11 +47,12 @@ from .models import (
     pricing_category_label,
 )
 from .services.desk import staff_availability_set
+from .texts import stored_text_translate
 
 # Only admins reach Django admin; agents work in the console.
 admin.site.has_permission = lambda request: is_admin(request.user)
 admin.site.site_header = "whatsbot"
-admin.site.site_title = "whatsbot admin"
+admin.site.site_title = _("whatsbot admin")
 admin.site.site_url = "/console/"
 
 SECRET_FIELDS = ("access_token", "app_secret", "verify_token")
@@ -94,7 +95,7 @@ class ChannelForm(forms.ModelForm):
     clear_secrets = forms.MultipleChoiceField(
         label=_("clear"),
         required=False,
-        choices=[(name, name.replace("_", " ")) for name in SECRET_FIELDS],
+        choices=[(name, Channel._meta.get_field(name).verbose_name) for name in SECRET_FIELDS],
         widget=forms.CheckboxSelectMultiple,
         help_text=_("Tick to erase a stored secret (leaving a secret field blank keeps the stored value)."),
     )
@@ -170,7 +171,9 @@ class ChannelAdmin(admin.ModelAdmin):
     @admin.display(description=_("secrets"))
     def secrets_set(self, obj: Channel) -> str:
         # Says which secrets are present, never what they are.
-        return ", ".join(f"{name.replace('_', ' ')} {'✓' if getattr(obj, name) else '✗'}" for name in SECRET_FIELDS)
+        return ", ".join(
+            f"{Channel._meta.get_field(name).verbose_name} {'✓' if getattr(obj, name) else '✗'}" for name in SECRET_FIELDS
+        )
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
@@ -197,12 +200,16 @@ class RecentMessagesFormSet(BaseInlineFormSet):
 class MessageInline(admin.TabularInline):
     model = Message
     formset = RecentMessagesFormSet
-    fields = ["created_at", "direction", "author", "type", "text", "status", "error_title", "sent_by"]
+    fields = ["created_at", "direction", "author", "type", "text", "status", "error", "sent_by"]
     readonly_fields = fields
     extra = 0
     can_delete = False
     show_change_link = True
     verbose_name_plural = _("latest %(count)d messages") % {"count": INLINE_MESSAGE_LIMIT}
+
+    @admin.display(description=_("error"))
+    def error(self, obj: Message) -> str:
+        return stored_text_translate(obj.error_title)
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("sent_by")
@@ -246,13 +253,17 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     paginator = CappedCountPaginator
     ordering = ["-last_message_at", "-id"]
     inlines = [NoteInline, MessageInline]
-    readonly_fields = ["profile_link", "all_messages"]
+    readonly_fields = ["profile_link", "all_messages", "handoff_reason_text"]
     fieldsets = [
-        (None, {"fields": ["profile_link", "channel", "owner", "status", "assigned_to", "handoff_reason", "handoff_at"]}),
+        (None, {"fields": ["profile_link", "channel", "owner", "status", "assigned_to", "handoff_reason_text", "handoff_at"]}),
         (_("Thread"), {"fields": ["last_inbound_at", "last_message_at", "last_message_preview", "unread_count", "revision", "changed_at", "all_messages"]}),
         (_("AI state"), {"fields": ["openai_conversation_id", "openai_conversation_started_at", "summary"], "classes": ["collapse"]}),
     ]
     show_full_result_count = False
+
+    @admin.display(description=_("hand-off reason"))
+    def handoff_reason_text(self, obj: Conversation) -> str:
+        return stored_text_translate(obj.handoff_reason)
 
     @admin.display(description=_("contact"), ordering="profile__first_name")
     def contact(self, obj: Conversation) -> str:
@@ -304,10 +315,10 @@ class MessageAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["=wamid", "text", "=conversation__profile__wa_id", "=conversation__profile__user_id"]
     ordering = ["-id"]
     raw_id_fields = ["conversation", "sent_by", "bot_config_version"]
-    readonly_fields = ["conversation_link", "cost", "media_stored"]
+    readonly_fields = ["conversation_link", "cost", "media_stored", "error_title_text", "error_detail_text"]
     fieldsets = [
         (None, {"fields": ["conversation_link", "direction", "author", "type", "text", "transcript", "media", "media_stored", "payload", "context_wamid", "referral"]}),
-        (_("Delivery"), {"fields": ["wamid", "provider_timestamp", "status", "sent_at", "delivered_at", "read_at", "played_at", "failed_at", "error_code", "error_title", "error_detail", "pricing", "pricing_at"]}),
+        (_("Delivery"), {"fields": ["wamid", "provider_timestamp", "status", "sent_at", "delivered_at", "read_at", "played_at", "failed_at", "error_code", "error_title_text", "error_detail_text", "pricing", "pricing_at"]}),
         (_("Processing"), {"fields": ["attempts", "locked_until", "handled_at", "sent_by", "created_at"]}),
         (_("AI"), {"fields": ["bot_config_version", "ai_model", "input_tokens", "cached_tokens", "output_tokens", "cost"], "classes": ["collapse"]}),
     ]
@@ -319,6 +330,14 @@ class MessageAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("text"))
     def short_text(self, obj: Message) -> str:
         return Truncator(obj.text).chars(80)
+
+    @admin.display(description=_("error"))
+    def error_title_text(self, obj: Message) -> str:
+        return stored_text_translate(obj.error_title)
+
+    @admin.display(description=_("error detail"))
+    def error_detail_text(self, obj: Message) -> str:
+        return stored_text_translate(obj.error_detail)
 
     @admin.display(description=_("WhatsApp charge"))
     def billing(self, obj: Message) -> str:
@@ -343,7 +362,8 @@ class MessageAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         if media is None:
             return "-"
         if media.state != MediaState.STORED:
-            return format_html("{}{}", media.get_state_display(), f": {media.error}" if media.error else "")
+            error = stored_text_translate(media.error)
+            return format_html("{}{}", media.get_state_display(), f": {error}" if error else "")
         url = reverse("console:media", args=[obj.conversation_id, obj.pk])
         size = filesizeformat(media.size or 0)
         return format_html('<a href="{}" target="_blank" rel="noopener">{}</a> · {} · {}', url, media.filename or _("open"), media.mime_type, size)

@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 def _sync_environment_channel(sender, **kwargs) -> None:
@@ -11,7 +12,7 @@ def _sync_environment_channel(sender, **kwargs) -> None:
 
 class ConversationsConfig(AppConfig):
     name = "conversations"
-    verbose_name = "Conversations"
+    verbose_name = _("Conversations")
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers system checks; needs the apps loaded)

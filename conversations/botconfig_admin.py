@@ -28,7 +28,7 @@ from django.utils.translation import gettext_lazy
 from profiles.models import STANDARD_FIELDS
 from profiles.services import DEFAULT_ORDER_NUMBER_PATTERN
 
-from .agent.prompts import FIELD_LABELS, FIXED_MESSAGE_KINDS, FIXED_MESSAGES
+from .agent.prompts import FIXED_MESSAGE_KINDS, FIXED_MESSAGES
 from .agent.replies import model_for
 from .models import BotConfig, BotConfigVersion
 from .services.alerts import alerts_open
@@ -43,6 +43,14 @@ from .services.botconfig import (
 from .services.openai_models import model_shutdowns_known
 
 
+# The standard fields in the admin's language (FIELD_LABELS are the bot's words, by customer language).
+STAFF_FIELD_LABELS = {
+    "first_name": gettext_lazy("first name"),
+    "last_name": gettext_lazy("last name"),
+    "company": gettext_lazy("company"),
+    "email": gettext_lazy("email"),
+    "order_number": gettext_lazy("order number"),
+}
 # The bot's fixed messages, edited as one text per kind and language (`BotConfig.fixed_messages`).
 FIXED_MESSAGE_LABELS = {
     "holding": gettext_lazy("Holding message (the AI cannot answer)"),
@@ -79,26 +87,32 @@ def _fixed_message_field(kind: str, code: str, name: str) -> forms.CharField:
 
 class BotConfigForm(forms.ModelForm):
     fields_to_collect = forms.MultipleChoiceField(
-        choices=[(f, FIELD_LABELS["en"][f]) for f in STANDARD_FIELDS],
+        choices=[(f, STAFF_FIELD_LABELS[f]) for f in STANDARD_FIELDS],
         widget=forms.CheckboxSelectMultiple,
         required=False,
-        help_text="Asked in this order, then the extra fields below.",
+        help_text=gettext_lazy("Asked in this order, then the extra fields below."),
     )
 
     class Meta:
         model = BotConfig
         exclude = ("fixed_messages",)  # edited as one text per kind and language (FIXED_MESSAGE_FIELDS)
         help_texts = {
-            "instructions": "The known and missing customer fields and the summary are appended every turn.",
-            "temperature": "Empty for reasoning models (the GPT-5 and GPT-6 families): OpenAI refuses a temperature with them.",
-            "vector_store_ids": 'The company\'s knowledge for the file_search tool: ["vs_…"].',
-            "extra_fields": 'More fields to collect: [{"key": "vat_number", "label": "Partita IVA", "description": "…"}].',
-            "order_number_pattern": f"A regular expression the whole order number must match. Empty: {DEFAULT_ORDER_NUMBER_PATTERN}",
+            "instructions": gettext_lazy("The known and missing customer fields and the summary are appended every turn."),
+            "temperature": gettext_lazy(
+                "Empty for reasoning models (the GPT-5 and GPT-6 families): OpenAI refuses a temperature with them."
+            ),
+            "vector_store_ids": gettext_lazy('The company\'s knowledge for the file_search tool: ["vs_…"].'),
+            "extra_fields": gettext_lazy(
+                'More fields to collect: [{"key": "vat_number", "label": "Partita IVA", "description": "…"}].'
+            ),
         }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["model"].help_text = f"Empty: OPENAI_MODEL (now {settings.OPENAI_MODEL})."
+        self.fields["model"].help_text = _("Empty: OPENAI_MODEL (now %(model)s).") % {"model": settings.OPENAI_MODEL}
+        self.fields["order_number_pattern"].help_text = _(
+            "A regular expression the whole order number must match. Empty: %(pattern)s"
+        ) % {"pattern": DEFAULT_ORDER_NUMBER_PATTERN}
         own = self.instance.fixed_messages or {}
         for name, kind, code in FIXED_MESSAGE_FIELDS:
             text = (own.get(kind) or {}).get(code)
@@ -107,12 +121,13 @@ class BotConfigForm(forms.ModelForm):
     def clean_extra_fields(self):
         value = self.cleaned_data.get("extra_fields") or []
         if not isinstance(value, list):
-            raise forms.ValidationError("A list of {key, label, description} objects.")
+            raise forms.ValidationError(_("A list of {key, label, description} objects."))
         for item in value:
             key = item.get("key") if isinstance(item, dict) else None
             if not key or not EXTRA_FIELD_KEY.fullmatch(str(key)) or key in STANDARD_FIELDS or key == "language":
                 raise forms.ValidationError(
-                    f"Bad key {key!r}: lowercase letters, digits and _, starting with a letter, not a standard field."
+                    _("Bad key %(key)r: lowercase letters, digits and _, starting with a letter, not a standard field.")
+                    % {"key": key}
                 )
         return value
 
@@ -133,7 +148,7 @@ class BotConfigForm(forms.ModelForm):
     def clean_vector_store_ids(self):
         value = self.cleaned_data.get("vector_store_ids") or []
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            raise forms.ValidationError('A list of vector store ids: ["vs_…"].')
+            raise forms.ValidationError(_('A list of vector store ids: ["vs_…"].'))
         return [v.strip() for v in value]
 
     def clean_order_number_pattern(self):
@@ -141,7 +156,7 @@ class BotConfigForm(forms.ModelForm):
         try:
             re.compile(value)
         except re.error as exc:
-            raise forms.ValidationError(f"Not a valid regular expression: {exc}") from None
+            raise forms.ValidationError(_("Not a valid regular expression: %(error)s") % {"error": exc}) from None
         return value
 
 
@@ -160,18 +175,20 @@ class BotConfigAdmin(admin.ModelAdmin):
     change_form_template = "admin/conversations/botconfig/change_form.html"
     fieldsets = (
         (None, {"fields": ("name", "channel", "is_active", "version", "updated_at", "updated_by")}),
-        ("Model", {"fields": ("model", "model_in_force", "model_shutdown", "instructions", "temperature", "max_output_tokens")}),
-        ("Knowledge and data to collect", {"fields": ("vector_store_ids", "fields_to_collect", "extra_fields", "order_number_pattern")}),
-        ("Messages", {"fields": [tuple(n for n, k, _c in FIXED_MESSAGE_FIELDS if k == kind) for kind in FIXED_MESSAGE_KINDS]}),
-        ("History (newest first)", {"fields": ("history",)}),
+        (gettext_lazy("Model"), {"fields": ("model", "model_in_force", "model_shutdown", "instructions", "temperature", "max_output_tokens")}),
+        (gettext_lazy("Knowledge and data to collect"), {
+            "fields": ("vector_store_ids", "fields_to_collect", "extra_fields", "order_number_pattern"),
+        }),
+        (gettext_lazy("Messages"), {"fields": [tuple(n for n, k, _c in FIXED_MESSAGE_FIELDS if k == kind) for kind in FIXED_MESSAGE_KINDS]}),
+        (gettext_lazy("History (newest first)"), {"fields": ("history",)}),
     )
 
-    @admin.display(description="Model in force", ordering="model")
+    @admin.display(description=gettext_lazy("Model in force"), ordering="model")
     def model_in_force(self, obj: BotConfig) -> str:
         """Its own model, or which one `OPENAI_MODEL` gives when it has none."""
         return obj.model or f"— (OPENAI_MODEL: {model_for(obj)})"
 
-    @admin.display(description="Shutdown (OpenAI)")
+    @admin.display(description=gettext_lazy("Shutdown (OpenAI)"))
     def model_shutdown(self, obj: BotConfig) -> str:
         """The day OpenAI shuts the model in force down, as the last hourly check read it."""
         known = model_shutdowns_known()
@@ -187,7 +204,7 @@ class BotConfigAdmin(admin.ModelAdmin):
             return _("none announced (checked %(checked)s)") % {"checked": checked}
         return _("%(day)s (checked %(checked)s)") % {"day": date_format(day, "SHORT_DATE_FORMAT"), "checked": checked}
 
-    @admin.display(description="Versions")
+    @admin.display(description=gettext_lazy("Versions"))
     def history(self, obj: BotConfig):
         if obj is None or obj.pk is None:
             return "-"
@@ -198,11 +215,12 @@ class BotConfigAdmin(admin.ModelAdmin):
         for version in versions:
             data = {k: v for k, v in version.data.items() if k != "instructions"}
             if version.version == obj.version:
-                action = "current"
+                action = _("current")
             else:
                 url = reverse("admin:conversations_botconfig_restore", args=[obj.pk, version.version])
                 action = format_html(
-                    '<button type="submit" form="restore-form" formaction="{}" class="button">Restore v{}</button>', url, version.version
+                    '<button type="submit" form="restore-form" formaction="{}" class="button">{}</button>', url,
+                    _("Restore v%(version)s") % {"version": version.version},
                 )
             # The radios belong to the diff form (templates: botconfig/change_form.html), outside the change form.
             compare = format_html(
@@ -212,10 +230,11 @@ class BotConfigAdmin(admin.ModelAdmin):
                 ca=" checked" if version.version == older else "", cb=" checked" if version.version == obj.version else "",
             )  # fmt: skip
             rows.append(format_html(
-                "<tr><td>{}</td><td>v{}</td><td>{}</td><td>{}</td><td><details><summary>settings</summary><pre>{}</pre><pre>{}</pre>"
+                "<tr><td>{}</td><td>v{}</td><td>{}</td><td>{}</td><td><details><summary>{}</summary><pre>{}</pre><pre>{}</pre>"
                 "</details></td><td>{}</td></tr>",
                 compare, version.version, date_format(timezone.localtime(version.created_at), "SHORT_DATETIME_FORMAT"),
-                version.created_by or "", version.data.get("instructions", ""), json.dumps(data, indent=1, ensure_ascii=False), action,
+                version.created_by or "", _("settings"), version.data.get("instructions", ""),
+                json.dumps(data, indent=1, ensure_ascii=False), action,
             ))  # fmt: skip
         diff_url = reverse("admin:conversations_botconfig_diff", args=[obj.pk])
         compare_button = format_html(
@@ -281,7 +300,8 @@ class BotConfigAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request, config):
             raise PermissionDenied
         saved = bot_config_restore(config=config, version=version, user=request.user)
-        messages.success(request, f"Version {version} restored as version {saved.version}.")
+        restored = _("Version %(version)s restored as version %(saved)s.") % {"version": version, "saved": saved.version}
+        messages.success(request, restored)
         return redirect("admin:conversations_botconfig_change", config.pk)
 
     def diff_view(self, request, config_id: int):

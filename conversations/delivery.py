@@ -25,7 +25,7 @@ import logging
 
 from django.db import DatabaseError
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext_noop
 from psycopg import Error as PsycopgError
 
 from integrations.base import Provider, ProviderError
@@ -106,8 +106,10 @@ def _consent_check(message: Message) -> None:
     if message.marketing_template and message.conversation.profile.marketing_stopped:
         raise ProviderError(
             "the customer stopped marketing messages", permanent=True, code=MARKETING_STOPPED,
-            reason_text=gettext("The customer stopped marketing messages: a marketing template is not sent to them."),
-            detail=gettext("They can resume them in WhatsApp; until then, only service replies and utility templates reach them."),
+            reason_text=gettext_noop("The customer stopped marketing messages: a marketing template is not sent to them."),
+            detail=gettext_noop(
+                "They can resume them in WhatsApp; until then, only service replies and utility templates reach them."
+            ),
         )  # fmt: skip
 
 

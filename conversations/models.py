@@ -44,9 +44,9 @@ class Channel(models.Model):
     )  # fmt: skip
     is_active = models.BooleanField(_("active"), default=True)
     # Created from WHATSAPP_* environment variables (kept in sync at start-up).
-    from_environment = models.BooleanField(default=False, editable=False)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    updated_at = models.DateTimeField(auto_now=True)
+    from_environment = models.BooleanField(_("from the environment"), default=False, editable=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
         verbose_name = _("channel")
@@ -75,7 +75,7 @@ class OpeningHours(models.Model):
     with none is always open. Outside them the bot answers as usual; a hand-off waits in the
     queue and the customer is told when a person is back (`conversations.hours`)."""
 
-    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="opening_hours")
+    channel = models.ForeignKey(Channel, verbose_name=_("channel"), on_delete=models.CASCADE, related_name="opening_hours")
     weekday = models.PositiveSmallIntegerField(_("day"), choices=Weekday.choices)
     opens = models.TimeField(_("opens"))
     closes = models.TimeField(_("closes"), help_text=_("00:00 means midnight (the end of the day)."))
@@ -96,7 +96,7 @@ class OpeningHours(models.Model):
 class ClosedDay(models.Model):
     """A date a channel's business is closed all day (a holiday), whatever its weekly hours."""
 
-    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="closed_days")
+    channel = models.ForeignKey(Channel, verbose_name=_("channel"), on_delete=models.CASCADE, related_name="closed_days")
     date = models.DateField(_("date"))
     name = models.CharField(_("name"), max_length=120, blank=True)
 
@@ -124,22 +124,27 @@ class Conversation(models.Model):
     """The thread between one customer and one business number."""
 
     # No index of its own: the unique (channel, profile) constraint's index leads with it.
-    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="conversations", db_index=False)
-    profile = models.ForeignKey("profiles.ClientProfile", on_delete=models.CASCADE, related_name="conversations")
+    channel = models.ForeignKey(
+        Channel, verbose_name=_("channel"), on_delete=models.PROTECT, related_name="conversations", db_index=False,
+    )
+    profile = models.ForeignKey(
+        "profiles.ClientProfile", verbose_name=_("customer"), on_delete=models.CASCADE, related_name="conversations",
+    )
     owner = models.CharField(_("owner"), max_length=8, choices=Owner.choices, default=Owner.BOT)
     status = models.CharField(_("status"), max_length=12, choices=ConversationStatus.choices, default=ConversationStatus.OPEN)
     assigned_to = models.ForeignKey(  # indexed by conv_assigned_idx, which leads with it
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_conversations",
+        settings.AUTH_USER_MODEL, verbose_name=_("assigned to"), null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="assigned_conversations",
         db_index=False,
     )
     handoff_reason = models.CharField(_("hand-off reason"), max_length=255, blank=True)
-    handoff_at = models.DateTimeField(null=True, blank=True)
+    handoff_at = models.DateTimeField(_("handed off"), null=True, blank=True)
 
     # Denormalised for the console list and the 24-hour window.
     last_inbound_at = models.DateTimeField(_("last customer message"), null=True, blank=True)
-    last_message_at = models.DateTimeField(null=True, blank=True)
-    last_message_preview = models.CharField(max_length=160, blank=True)
-    unread_count = models.PositiveIntegerField(default=0)
+    last_message_at = models.DateTimeField(_("last message"), null=True, blank=True)
+    last_message_preview = models.CharField(_("last message preview"), max_length=160, blank=True)
+    unread_count = models.PositiveIntegerField(_("unread"), default=0)
     # Since when the customer has waited for an answer: their first message since the business
     # last wrote (kept by the statements that store messages). With a person owning the open
     # conversation it is the console's "needs a person" (`selectors.NEEDS_PERSON`).
@@ -147,19 +152,19 @@ class Conversation(models.Model):
 
     # Bumped on every change the console shows (message, status tick, ownership): a poll
     # compares one integer on one row.
-    revision = models.BigIntegerField(default=0)
-    changed_at = models.DateTimeField(default=timezone.now)
+    revision = models.BigIntegerField(_("revision"), default=0)
+    changed_at = models.DateTimeField(_("changed"), default=timezone.now)
 
     # OpenAI Conversations API state (one OpenAI conversation at a time; rotated when idle).
-    openai_conversation_id = models.CharField(max_length=128, blank=True)
-    openai_conversation_started_at = models.DateTimeField(null=True, blank=True)
+    openai_conversation_id = models.CharField(_("OpenAI conversation id"), max_length=128, blank=True)
+    openai_conversation_started_at = models.DateTimeField(_("OpenAI conversation started"), null=True, blank=True)
     summary = models.TextField(_("summary of earlier conversation"), blank=True)
     # The newest message the OpenAI conversation holds (as a reply's input, the summary that
     # seeded it, or an item added before a reply): what came after it and is not the burst
     # (a hand-off's texts, staff replies) is added before the next reply (`memory.unsynced_rows`).
-    openai_synced_message_id = models.BigIntegerField(null=True, blank=True)
+    openai_synced_message_id = models.BigIntegerField(_("last message the OpenAI conversation has"), null=True, blank=True)
 
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
 
     class Meta:
         verbose_name = _("conversation")
@@ -303,69 +308,73 @@ STATUS_RANK = {
 
 class Message(models.Model):
     # Indexed by msg_thread_idx (conversation, -id), which leads with it.
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False)
-    direction = models.CharField(max_length=3, choices=Direction.choices)
-    author = models.CharField(max_length=10, choices=Author.choices)
-    type = models.CharField(max_length=16, choices=MessageType.choices, default=MessageType.TEXT)
-    text = models.TextField(blank=True)  # body, caption, or a readable rendering of the content
-    payload = models.JSONField(default=dict, blank=True)  # the provider's message object as received / sent
-    media = models.JSONField(default=dict, blank=True)  # id, mime_type, sha256, filename, caption, voice...
-    context_wamid = models.CharField(max_length=255, blank=True)  # the message this one replies or reacts to
-    referral = models.JSONField(default=dict, blank=True)  # click-to-WhatsApp ad
+    conversation = models.ForeignKey(
+        Conversation, verbose_name=_("conversation"), on_delete=models.CASCADE, related_name="messages", db_index=False,
+    )
+    direction = models.CharField(_("direction"), max_length=3, choices=Direction.choices)
+    author = models.CharField(_("author"), max_length=10, choices=Author.choices)
+    type = models.CharField(_("type"), max_length=16, choices=MessageType.choices, default=MessageType.TEXT)
+    text = models.TextField(_("text"), blank=True)  # body, caption, or a readable rendering of the content
+    payload = models.JSONField(_("payload"), default=dict, blank=True)  # the provider's message object as received / sent
+    media = models.JSONField(_("media"), default=dict, blank=True)  # id, mime_type, sha256, filename, caption, voice...
+    context_wamid = models.CharField(_("in reply to"), max_length=255, blank=True)  # the message this one replies or reacts to
+    referral = models.JSONField(_("ad referral"), default=dict, blank=True)  # click-to-WhatsApp ad
     # An edited message shows its latest text; the earlier ones, oldest first, are kept as
     # [{"text": ..., "at": ISO 8601}] (`at`: when that version was written). A deleted one
     # keeps its text, shown to staff behind a click: the bot may have answered it or taken
     # details from it, and staff cannot follow the thread without knowing what it said; the
     # bot never reads it again. Both written by `sql.ingest.revisions_apply` only.
-    edited_at = models.DateTimeField(null=True, blank=True)
-    earlier_texts = models.JSONField(default=list, blank=True)
-    deleted_at = models.DateTimeField(null=True, blank=True)
+    edited_at = models.DateTimeField(_("edited"), null=True, blank=True)
+    earlier_texts = models.JSONField(_("earlier texts"), default=list, blank=True)
+    deleted_at = models.DateTimeField(_("deleted"), null=True, blank=True)
 
-    wamid = models.CharField(max_length=255, null=True, blank=True)  # unique: message_wamid_uniq
-    provider_timestamp = models.DateTimeField(null=True, blank=True)
-    origin = models.CharField(max_length=12, choices=Origin.choices, default=Origin.PRODUCT, blank=True)
+    wamid = models.CharField(_("WhatsApp message id"), max_length=255, null=True, blank=True)  # unique: message_wamid_uniq
+    provider_timestamp = models.DateTimeField(_("provider time"), null=True, blank=True)
+    origin = models.CharField(_("origin"), max_length=12, choices=Origin.choices, default=Origin.PRODUCT, blank=True)
 
-    status = models.CharField(max_length=10, choices=MessageStatus.choices)
-    status_rank = models.PositiveSmallIntegerField(default=0)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
-    read_at = models.DateTimeField(null=True, blank=True)
-    played_at = models.DateTimeField(null=True, blank=True)
-    failed_at = models.DateTimeField(null=True, blank=True)
-    error_code = models.CharField(max_length=32, blank=True)
-    error_title = models.CharField(max_length=255, blank=True)
-    error_detail = models.TextField(blank=True)
+    status = models.CharField(_("status"), max_length=10, choices=MessageStatus.choices)
+    status_rank = models.PositiveSmallIntegerField(_("status rank"), default=0)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+    read_at = models.DateTimeField(_("read"), null=True, blank=True)
+    played_at = models.DateTimeField(_("played"), null=True, blank=True)
+    failed_at = models.DateTimeField(_("failed"), null=True, blank=True)
+    error_code = models.CharField(_("error code"), max_length=32, blank=True)
+    error_title = models.CharField(_("error"), max_length=255, blank=True)
+    error_detail = models.TextField(_("error detail"), blank=True)
     # What the provider said the message costs (`billable`, `pricing_model`, `category`,
     # `type`), from the latest status that carried it (`pricing_at`, the provider's time).
-    pricing = models.JSONField(default=dict, blank=True)
-    pricing_at = models.DateTimeField(null=True, blank=True)
+    pricing = models.JSONField(_("pricing"), default=dict, blank=True)
+    pricing_at = models.DateTimeField(_("priced"), null=True, blank=True)
 
     # Work tracking. Inbound: handled by its turn. Outbound: handed to the provider.
     # `locked_until` is a lease: a worker claims the row by moving it into the future with a
     # conditional update; a retry parks it there until its next attempt; the sweeper takes
     # rows whose lease has run out.
-    locked_until = models.DateTimeField(null=True, blank=True)
-    handled_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+    handled_at = models.DateTimeField(_("handled"), null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
 
     # Both empty on every customer message: indexed only where set (msg_sent_by_idx,
     # msg_bot_config_version_idx), so inbound inserts do not maintain them.
     sent_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
-    )
-    bot_config_version = models.ForeignKey(
-        "conversations.BotConfigVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages",
+        settings.AUTH_USER_MODEL, verbose_name=_("sent by"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         db_index=False,
     )
-    ai_model = models.CharField(max_length=64, blank=True)
-    input_tokens = models.PositiveIntegerField(null=True, blank=True)
-    cached_tokens = models.PositiveIntegerField(null=True, blank=True)
-    output_tokens = models.PositiveIntegerField(null=True, blank=True)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    bot_config_version = models.ForeignKey(
+        "conversations.BotConfigVersion", verbose_name=_("bot configuration version"), null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="messages",
+        db_index=False,
+    )
+    ai_model = models.CharField(_("AI model"), max_length=64, blank=True)
+    input_tokens = models.PositiveIntegerField(_("input tokens"), null=True, blank=True)
+    cached_tokens = models.PositiveIntegerField(_("cached tokens"), null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(_("output tokens"), null=True, blank=True)
+    cost_usd = models.DecimalField(_("cost (USD)"), max_digits=12, decimal_places=6, null=True, blank=True)
     # A voice note's words, as transcribed (answered like a text); empty when not transcribed.
     transcript = models.TextField(_("transcript"), blank=True)
 
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:
         verbose_name = _("message")
@@ -401,7 +410,7 @@ class Message(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_direction_display()} {self.type}: {self.text[:40]}"
+        return f"{self.get_direction_display()} {self.get_type_display()}: {self.text[:40]}"
 
     @property
     def words(self) -> str:
@@ -456,20 +465,22 @@ class MediaFile(models.Model):
     media message, either way: a customer's, fetched from the provider; staff's, uploaded
     to it (`provider_media_id`)."""
 
-    message = models.OneToOneField(Message, on_delete=models.CASCADE, primary_key=True, related_name="media_file")
+    message = models.OneToOneField(
+        Message, verbose_name=_("message"), on_delete=models.CASCADE, primary_key=True, related_name="media_file",
+    )
     state = models.CharField(_("state"), max_length=8, choices=MediaState.choices, default=MediaState.PENDING)
     file = models.FileField(_("file"), upload_to=media_path, max_length=255, blank=True)
     mime_type = models.CharField(_("type"), max_length=128, blank=True)
     size = models.PositiveBigIntegerField(_("size (bytes)"), null=True, blank=True)
-    sha256 = models.CharField(max_length=64, blank=True)  # hex, of the stored bytes
+    sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True)  # hex, of the stored bytes
     filename = models.CharField(_("file name"), max_length=255, blank=True)
     error = models.CharField(_("error"), max_length=255, blank=True)  # why it is expired, refused or failed
-    attempts = models.PositiveSmallIntegerField(default=0)
-    locked_until = models.DateTimeField(null=True, blank=True)  # a fetch's lease, as on Message
-    provider_media_id = models.CharField(max_length=128, blank=True)  # outbound: the id the provider gave the upload
-    stored_at = models.DateTimeField(null=True, blank=True)
-    deleted_at = models.DateTimeField(null=True, blank=True)  # removed by retention (MEDIA_RETENTION_DAYS)
-    created_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)  # a fetch's lease, as on Message
+    provider_media_id = models.CharField(_("provider media id"), max_length=128, blank=True)  # outbound: the id given the upload
+    stored_at = models.DateTimeField(_("stored"), null=True, blank=True)
+    deleted_at = models.DateTimeField(_("deleted"), null=True, blank=True)  # removed by retention (MEDIA_RETENTION_DAYS)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:
         verbose_name = _("media file")
@@ -500,17 +511,19 @@ class StatusUpdate(models.Model):
     """A delivery status as Meta reported it. Kept for history, and so a status that
     arrives before its message's wamid is stored can still be applied afterwards."""
 
-    wamid = models.CharField(max_length=255)
-    status = models.CharField(max_length=10, choices=MessageStatus.choices)
-    timestamp = models.DateTimeField()
-    recipient_id = models.CharField(max_length=160, blank=True)  # a phone number or a BSUID
-    errors = models.JSONField(default=list, blank=True)
-    payload = models.JSONField(default=dict, blank=True)
-    pricing = models.JSONField(default=dict, blank=True)  # `StatusEvent.pricing`
-    applied = models.BooleanField(default=False)
-    created_at = models.DateTimeField(default=timezone.now)
+    wamid = models.CharField(_("WhatsApp message id"), max_length=255)
+    status = models.CharField(_("status"), max_length=10, choices=MessageStatus.choices)
+    timestamp = models.DateTimeField(_("time"))
+    recipient_id = models.CharField(_("recipient"), max_length=160, blank=True)  # a phone number or a BSUID
+    errors = models.JSONField(_("errors"), default=list, blank=True)
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
+    pricing = models.JSONField(_("pricing"), default=dict, blank=True)  # `StatusEvent.pricing`
+    applied = models.BooleanField(_("applied"), default=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("status update")
+        verbose_name_plural = _("status updates")
         indexes = [
             models.Index(fields=["wamid"], name="status_wamid_idx"),  # a message's history (no LIKE index)
             models.Index(fields=["wamid"], name="status_unapplied_idx", condition=models.Q(applied=False)),
@@ -523,7 +536,9 @@ class BotConfig(models.Model):
     """How the AI agent behaves on a channel (or on every channel, when `channel` is empty)."""
 
     name = models.CharField(_("name"), max_length=120)
-    channel = models.OneToOneField(Channel, null=True, blank=True, on_delete=models.CASCADE, related_name="bot_config")
+    channel = models.OneToOneField(
+        Channel, verbose_name=_("channel"), null=True, blank=True, on_delete=models.CASCADE, related_name="bot_config",
+    )
     model = models.CharField(_("model"), max_length=64, blank=True, help_text=_("Empty: OPENAI_MODEL."))
     instructions = models.TextField(_("instructions"), blank=True)
     vector_store_ids = models.JSONField(_("vector store ids (file search)"), default=list, blank=True)
@@ -537,9 +552,12 @@ class BotConfig(models.Model):
     # "media": …}; a kind or language without a text here gets the built-in one (`agent.prompts.fixed_message`).
     fixed_messages = models.JSONField(_("fixed messages"), default=dict, blank=True)
     is_active = models.BooleanField(_("active"), default=True)
-    version = models.PositiveIntegerField(default=1, editable=False)
-    updated_at = models.DateTimeField(auto_now=True)
-    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    version = models.PositiveIntegerField(_("version"), default=1, editable=False)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("updated by"), null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
 
     class Meta:
         verbose_name = _("bot configuration")
@@ -557,13 +575,18 @@ class BotConfig(models.Model):
 class BotConfigVersion(models.Model):
     """A snapshot of a BotConfig as saved; every save adds one."""
 
-    config = models.ForeignKey(BotConfig, on_delete=models.CASCADE, related_name="versions")
-    version = models.PositiveIntegerField()
-    data = models.JSONField()
-    created_at = models.DateTimeField(default=timezone.now)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    config = models.ForeignKey(BotConfig, verbose_name=_("configuration"), on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField(_("version"))
+    data = models.JSONField(_("data"))
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
 
     class Meta:
+        verbose_name = _("bot configuration version")
+        verbose_name_plural = _("bot configuration versions")
         ordering = ["-version"]
         constraints = [models.UniqueConstraint(fields=["config", "version"], name="unique_bot_config_version")]
 
@@ -591,12 +614,16 @@ class QuickReply(models.Model):
 class ConversationNote(models.Model):
     """An internal note: visible to staff, never sent to the customer."""
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="notes")
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    text = models.TextField()
-    created_at = models.DateTimeField(default=timezone.now)
+    conversation = models.ForeignKey(Conversation, verbose_name=_("conversation"), on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("author"), null=True, on_delete=models.SET_NULL, related_name="+",
+    )
+    text = models.TextField(_("text"))
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("note")
+        verbose_name_plural = _("notes")
         ordering = ["created_at"]
         indexes = [models.Index(fields=["conversation", "created_at"], name="note_thread_idx")]
 
@@ -663,18 +690,18 @@ class MessageTemplate(models.Model):
     name = models.CharField(_("name"), max_length=512)
     language = models.CharField(_("language"), max_length=16)
     category = models.CharField(_("category"), max_length=32, choices=TemplateCategory.choices, blank=True)
-    category_at = models.DateTimeField(null=True, blank=True)
+    category_at = models.DateTimeField(_("category changed"), null=True, blank=True)
     status = models.CharField(_("status"), max_length=24, choices=TemplateStatus.choices, blank=True)
     reason = models.TextField(_("reason"), blank=True)  # why rejected, paused or disabled (Meta's words)
-    status_at = models.DateTimeField(null=True, blank=True)
+    status_at = models.DateTimeField(_("status changed"), null=True, blank=True)
     quality_score = models.CharField(_("quality"), max_length=16, blank=True)  # GREEN, YELLOW, RED, UNKNOWN
-    quality_at = models.DateTimeField(null=True, blank=True)
+    quality_at = models.DateTimeField(_("quality changed"), null=True, blank=True)
     components = models.JSONField(_("components"), default=list, blank=True)  # as Meta gives them
     parameter_format = models.CharField(_("parameter format"), max_length=16, blank=True)  # POSITIONAL, NAMED
     synced_at = models.DateTimeField(_("last synced"), null=True, blank=True)
     deleted_at = models.DateTimeField(_("no longer listed"), null=True, blank=True)  # Meta's list no longer has it
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), default=timezone.now)
 
     class Meta:
         verbose_name = _("message template")

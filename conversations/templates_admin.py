@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from .models import MessageTemplate
 from .services.templates import template_render, template_variables
 from .templatesync import templates_sync_all
+from .texts import stored_text_translate
 
 
 @admin.register(MessageTemplate)
@@ -76,7 +77,7 @@ class MessageTemplateAdmin(admin.ModelAdmin):
                 messages.error(
                     request,
                     gettext("Account %(account)s: Meta did not list the templates: %(error)s")
-                    % {"account": sync.business_account_id, "error": sync.error.reason},
+                    % {"account": sync.business_account_id, "error": stored_text_translate(sync.error.reason)},
                 )
                 continue
             result = sync.result

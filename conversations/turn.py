@@ -32,6 +32,7 @@ import logging
 from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 from psycopg import Error as PsycopgError
 
 from profiles.services import (
@@ -164,7 +165,7 @@ async def _transcribe(message: Message) -> dict | None:
 
 
 def _transcription_failure(detail: str, *, code: str = "transcription") -> dict:
-    return {"error_code": code[:32], "error_title": "The voice note could not be transcribed.", "error_detail": detail}
+    return {"error_code": code[:32], "error_title": gettext_noop("The voice note could not be transcribed."), "error_detail": detail}
 
 
 async def _claim_failed(message_id: int, error: Exception) -> None:
@@ -380,7 +381,7 @@ async def _ai_unavailable(message: Message, burst: list[Message], active: Active
     text = fixed_message("holding", language=message.conversation.profile.language, configured=active.config.fixed_messages)
     failure = {
         "error_code": f"openai_{error.http_status or 'error'}"[:32],
-        "error_title": "The AI could not answer: the conversation went to the human queue.",
+        "error_title": gettext_noop("The AI could not answer: the conversation went to the human queue."),
         "error_detail": f"{error} (after {error.attempts} attempt(s))",
     }
     return await _handoff_commit(

@@ -62,7 +62,7 @@ class ClientProfile(models.Model):
 
     # The identity the customer was first known by (its BSUID, or its phone number when Meta
     # gave none): never changes, so concurrent deliveries for one new customer meet on it.
-    key = models.CharField(max_length=160, editable=False)  # unique: profile_key_uniq
+    key = models.CharField(_("key"), max_length=160, editable=False)  # unique: profile_key_uniq
     # Meta's wa_id: the phone number, when Meta shares it. Unique where known.
     wa_id = models.CharField(_("phone number"), max_length=32, blank=True)
     # The business-scoped user id (BSUID), e.g. "IT.13491208655302741918". Unique where known.
@@ -83,7 +83,7 @@ class ClientProfile(models.Model):
     # "user_id": int|None, "user": str, "at": iso-datetime}}, and for the AI's values
     # "confidence": "stated"|"guessed" (entries written before it existed have none), and for a
     # SYSTEM value what wrote it: "origin": BUSINESS_APP.
-    provenance = models.JSONField(default=dict, blank=True)
+    provenance = models.JSONField(_("provenance"), default=dict, blank=True)
     first_contact_at = models.DateTimeField(_("first contact"), null=True, blank=True)
     last_contact_at = models.DateTimeField(_("last contact"), null=True, blank=True)
     # The customer's latest choice about marketing messages and when they made it (Meta's
@@ -91,8 +91,8 @@ class ClientProfile(models.Model):
     # Every choice is kept in `preference_changes`.
     marketing_messages = models.CharField(_("marketing messages"), max_length=16, blank=True, choices=MarketingChoice.choices)
     marketing_messages_at = models.DateTimeField(_("marketing messages chosen at"), null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
         verbose_name = _("client profile")
@@ -163,18 +163,22 @@ class ClientProfile(models.Model):
 class ProfileFieldChange(models.Model):
     """Every change to a collected field, oldest first: the audit trail behind `provenance`."""
 
-    profile = models.ForeignKey(ClientProfile, on_delete=models.CASCADE, related_name="field_changes")
-    field = models.CharField(max_length=64)
-    old_value = models.TextField(blank=True)
-    new_value = models.TextField(blank=True)
-    source = models.CharField(max_length=16, choices=FieldSource.choices)
+    profile = models.ForeignKey(ClientProfile, verbose_name=_("customer"), on_delete=models.CASCADE, related_name="field_changes")
+    field = models.CharField(_("field"), max_length=64)
+    old_value = models.TextField(_("old value"), blank=True)
+    new_value = models.TextField(_("new value"), blank=True)
+    source = models.CharField(_("source"), max_length=16, choices=FieldSource.choices)
     message = models.ForeignKey(
-        "conversations.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "conversations.Message", verbose_name=_("message"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
     )
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("field change")
+        verbose_name_plural = _("field changes")
         indexes = [models.Index(fields=["profile", "field", "created_at"], name="profile_change_idx")]
 
     def __str__(self) -> str:
@@ -185,7 +189,9 @@ class ProfilePreferenceChange(models.Model):
     """A customer's choice about a category of messages, as WhatsApp reported it: the history
     behind `ClientProfile.marketing_messages`. A redelivered choice is stored once."""
 
-    profile = models.ForeignKey(ClientProfile, on_delete=models.CASCADE, related_name="preference_changes")
+    profile = models.ForeignKey(
+        ClientProfile, verbose_name=_("customer"), on_delete=models.CASCADE, related_name="preference_changes",
+    )
     category = models.CharField(_("category"), max_length=64)
     value = models.CharField(_("choice"), max_length=16, choices=MarketingChoice.choices)
     detail = models.CharField(_("detail"), max_length=255, blank=True)
@@ -208,14 +214,16 @@ class StaffPreference(models.Model):
     whether they take hand-offs now (`available`: away until they say otherwise, so nobody
     who never opened the console is handed customers)."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="console_preference")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="console_preference",
+    )
     language = models.CharField(_("language"), max_length=8, choices=settings.LANGUAGES, default="it")
     available = models.BooleanField(_("available"), default=False, help_text=_("Hand-offs are assigned to available staff."))
     # Told when a conversation needs them: a desktop notification (asked of the browser when
     # turned on), a sound.
     notify = models.BooleanField(_("desktop notifications"), default=False)
     notify_sound = models.BooleanField(_("notification sound"), default=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
         verbose_name = _("staff preference")

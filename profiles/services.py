@@ -26,6 +26,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from .models import (
     BUSINESS_APP,
@@ -66,27 +67,27 @@ def field_value_clean(*, field: str, value: str, order_number_pattern: str = "")
         return ""
     if field in NAME_FIELDS:
         if len(value) > 120 or not re.fullmatch(r"[^\d@#<>{}\[\]/\\|_=+*$%^~`]+", value):
-            raise FieldValueError(f"{value!r} does not look like a name.")
+            raise FieldValueError(gettext("%(value)r does not look like a name.") % {"value": value})
         return _title_name(value)
     if field == "email":
         value = value.strip(".,;:<>()[]").lower()
         try:
             validate_email(value)
         except ValidationError:
-            raise FieldValueError(f"{value!r} is not a valid email address.") from None
+            raise FieldValueError(gettext("%(value)r is not a valid email address.") % {"value": value}) from None
         return value
     if field == "company":
         if len(value) > 255:
-            raise FieldValueError("Company name too long.")
+            raise FieldValueError(gettext("Company name too long."))
         return value
     if field == "order_number":
         pattern = order_number_pattern or DEFAULT_ORDER_NUMBER_PATTERN
         value = value.strip(".,;:")
         if not re.fullmatch(pattern, value):
-            raise FieldValueError(f"{value!r} is not a valid order number.")
+            raise FieldValueError(gettext("%(value)r is not a valid order number.") % {"value": value})
         return value.upper()
     if len(value) > 500:
-        raise FieldValueError("Value too long.")
+        raise FieldValueError(gettext("Value too long."))
     return value
 
 

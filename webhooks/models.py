@@ -17,23 +17,25 @@ class Outcome(models.TextChoices):
 class WebhookEvent(models.Model):
     """Every webhook POST as received, so any delivery can be inspected and replayed."""
 
-    provider = models.CharField(max_length=16, default="meta")
-    channel = models.ForeignKey("conversations.Channel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    body = models.TextField(blank=True)  # as text: what cannot be (not UTF-8, NUL) is U+FFFD
+    provider = models.CharField(_("provider"), max_length=16, default="meta")
+    channel = models.ForeignKey(
+        "conversations.Channel", verbose_name=_("channel"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+    )
+    body = models.TextField(_("body"), blank=True)  # as text: what cannot be (not UTF-8, NUL) is U+FFFD
     # The body's bytes when `body` is not them, for a verified delivery only (the one kind
     # replayed): PostgreSQL's text refuses NUL, and bytes that are not UTF-8 have no text.
-    raw_body = models.BinaryField(null=True, blank=True)
-    signature = models.CharField(max_length=255, blank=True)
-    signature_valid = models.BooleanField(default=False)
-    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.RECEIVED)
-    detail = models.TextField(blank=True)
+    raw_body = models.BinaryField(_("raw body"), null=True, blank=True)
+    signature = models.CharField(_("signature"), max_length=255, blank=True)
+    signature_valid = models.BooleanField(_("valid signature"), default=False)
+    outcome = models.CharField(_("outcome"), max_length=20, choices=Outcome.choices, default=Outcome.RECEIVED)
+    detail = models.TextField(_("detail"), blank=True)
     # Items of the delivery that could not be read or stored, each {"kind", "id", "reason"}:
     # skipped, while the others were handled.
-    skipped = models.JSONField(default=list, blank=True)
-    message_count = models.PositiveIntegerField(default=0)
-    status_count = models.PositiveIntegerField(default=0)
-    received_at = models.DateTimeField(default=timezone.now)
-    processed_at = models.DateTimeField(null=True, blank=True)
+    skipped = models.JSONField(_("skipped items"), default=list, blank=True)
+    message_count = models.PositiveIntegerField(_("messages"), default=0)
+    status_count = models.PositiveIntegerField(_("statuses"), default=0)
+    received_at = models.DateTimeField(_("received"), default=timezone.now)
+    processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("webhook event")

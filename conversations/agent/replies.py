@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
+from django.utils.translation import gettext_noop
 
 from . import offline
 from .openai_client import AIError
@@ -33,10 +34,12 @@ _HUMAN_REQUEST = re.compile(
     r"(?:talk|speak|chat)\s+(?:to|with)\s+(?:someone|somebody|a\s+person|an?\s+agent|an?\s+operator|a\s+real))\b",
     re.IGNORECASE,
 )
-HANDOFF_ASKED = "The customer asked for a person."
-# How the reasons of the other hand-offs begin (the console tells staff why from them).
-HANDOFF_BY_AI = "The AI handed over"
-HANDOFF_AI_UNAVAILABLE = "AI unavailable"
+# Stored reasons are msgids, translated where staff read them (conversations.texts); how the
+# reasons of the hand-offs begin also tells staff why (`decisions.needs_person_cause`).
+HANDOFF_ASKED = gettext_noop("The customer asked for a person.")
+HANDOFF_BY_AI = gettext_noop("The AI handed over")  # ": <the model's reason>"
+HANDED_OVER_NO_REASON = gettext_noop("The AI handed over, giving no reason.")
+HANDOFF_AI_UNAVAILABLE = gettext_noop("AI unavailable")  # ": <the error>"
 # A dated snapshot ("gpt-6-luna-2026-09-22") of a model.
 _SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
@@ -119,7 +122,7 @@ def reply_read(response) -> Reply:
                 reason = str(json.loads(item.arguments or "{}").get("reason") or "")
             except (ValueError, AttributeError):
                 reason = ""
-            handoff_reason = f"{HANDOFF_BY_AI}: {reason or 'no reason given'}"
+            handoff_reason = f"{HANDOFF_BY_AI}: {reason}" if reason.strip() else HANDED_OVER_NO_REASON
             calls.append(item.call_id)
     text = (response.output_text or "").strip()
     if not text and not handoff_reason:

@@ -9,6 +9,8 @@ import time
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.utils import translation
+from django.utils.translation import gettext
 
 from ..models import Channel, Provider
 
@@ -91,10 +93,13 @@ def channel_sync_from_environment() -> Channel | None:
 def sandbox_channel_ensure() -> tuple[Channel, bool]:
     """The simulator's channel, with its own random app secret: its deliveries are signed and
     verified exactly like Meta's. Created by `manage.py bootstrap` (and by the simulator, if missing)."""
+    # Named once, in the business's language (a stored name: staff may rename it in admin).
+    with translation.override(settings.LANGUAGE_CODE):
+        name = gettext("Simulator")
     channel, created = Channel.objects.get_or_create(
         phone_number_id=SANDBOX_PHONE_ID,
         defaults={
-            "name": "Simulator", "provider": Provider.SANDBOX, "display_phone_number": SANDBOX_DISPLAY_NUMBER,
+            "name": name, "provider": Provider.SANDBOX, "display_phone_number": SANDBOX_DISPLAY_NUMBER,
             "app_secret": secrets.token_urlsafe(32),
         },
     )  # fmt: skip

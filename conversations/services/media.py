@@ -25,6 +25,7 @@ from integrations.base import Media, MediaExpired, MediaRefused, ProviderError
 from .. import queueing
 from ..decisions import Outcome
 from ..models import LEASE, MEDIA_TYPES, Conversation, Direction, MediaFile, MediaState, Message, lease_free
+from ..texts import RETRYING
 from .outbound import backoff_seconds
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def media_fetch_failed(*, claimed: Claimed, error: ProviderError) -> Outcome:
         until = timezone.now() + timezone.timedelta(seconds=max(0.0, delay - 0.5))
         # Both leases parked until the retry is due: the sweepers do not jump the queue, and the
         # message's turn still waits for its media.
-        MediaFile.objects.filter(pk=message.pk).update(locked_until=until, error=f"Retrying: {error.reason}"[:255])
+        MediaFile.objects.filter(pk=message.pk).update(locked_until=until, error=f"{RETRYING}: {error.reason}"[:255])
         if claimed.turn_held:
             Message.objects.filter(pk=message.pk, handled_at__isnull=True).update(locked_until=until)
         logger.warning("message %s: temporary media fetch failure (attempt %s), retry in %.1fs: %s", message.pk, attempts, delay, error)

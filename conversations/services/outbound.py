@@ -18,11 +18,12 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext_noop
 
 from integrations.base import ProviderError
 
 from .. import queueing
+from ..texts import RETRYING
 from ..models import (
     LEASE,
     STATUS_RANK,
@@ -129,7 +130,7 @@ def media_upload_get(*, message_id: int) -> MediaUpload | None:
         with media.file.open("rb") as file:
             content = file.read()
     except (FileNotFoundError, OSError):
-        raise ProviderError("the file to send is no longer stored", permanent=True, reason_text=gettext("The file to send is no longer stored.")) from None
+        raise ProviderError("the file to send is no longer stored", permanent=True, reason_text=gettext_noop("The file to send is no longer stored.")) from None
     return MediaUpload(provider_media_id="", content=content, mime_type=media.mime_type, filename=media.filename)
 
 
@@ -170,7 +171,7 @@ def delivery_failed(*, message: Message, error: ProviderError) -> bool:
         Message.objects.filter(pk=message.pk).update(
             locked_until=timezone.now() + timezone.timedelta(seconds=max(0.0, delay - 0.5)),
             error_code=str(error.code or error.http_status or ""),
-            error_title=f"Retrying: {error.reason}"[:255],
+            error_title=f"{RETRYING}: {error.reason}"[:255],
         )
         logger.warning("message %s: temporary send failure (attempt %s), retry in %.1fs: %s", message.pk, attempts, delay, error)
         queueing.enqueue(queueing.MESSAGE_DELIVER, [message.pk], countdown=delay)

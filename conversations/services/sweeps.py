@@ -18,9 +18,9 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from .. import queueing
-from ..decisions import HANDOFF_TURN_FAILED
 from ..models import (
     Conversation,
     Direction,
@@ -45,6 +45,9 @@ SWEEP_LIMIT = 500
 STATUS_SWEEP_WITHIN = timezone.timedelta(days=1)
 
 
+# Stored reasons are msgids, translated where staff read them (conversations.texts).
+NOT_DELIVERED = gettext_noop("Not delivered, attempts made")  # ": <how many>"
+
 def _due(rows: QuerySet) -> QuerySet:
     """The oldest of `rows` that are old enough and that no worker holds."""
     now = timezone.now()
@@ -68,11 +71,11 @@ def inbound_surface(*, message: Message) -> None:
     """A customer message the bot failed to handle TURN_MAX_ATTEMPTS times: shown with its
     error, its conversation in the human queue, an error in the log; not retried again."""
     now = timezone.now()
-    reason = f"{HANDOFF_TURN_FAILED} after {message.attempts} attempts: a person should answer."
+    reason = gettext_noop("The bot could not handle a message: a person should answer.")  # a msgid (conversations.texts)
     with transaction.atomic():
         if not Message.objects.filter(pk=message.pk, handled_at__isnull=True).update(
             handled_at=now, locked_until=None, error_code="turn_failed", error_title=reason[:255],
-            error_detail="See the worker's log for the errors of each attempt.",
+            error_detail=gettext_noop("See the worker's log for the errors of each attempt."),
         ):  # fmt: skip
             return
         # To the human queue and an available agent, unless a person has it already (then
@@ -84,7 +87,7 @@ def inbound_surface(*, message: Message) -> None:
             conversation_auto_assign(conversation_id=message.conversation_id)
         else:
             Conversation.objects.filter(pk=message.conversation_id).update(revision=F("revision") + 1, changed_at=now)
-    logger.error("message %s (conversation %s): %s", message.pk, message.conversation_id, reason)
+    logger.error("message %s (conversation %s): %s (%s attempts)", message.pk, message.conversation_id, reason, message.attempts)
 
 
 def inbound_attempt_count(*, message_id: int) -> bool:
@@ -110,8 +113,8 @@ def outbound_sweep() -> int:
             accepted.append(message.pk)
             continue
         message_mark_failed(
-            message=message, code="undelivered", title=f"Not delivered after {message.attempts} attempts.",
-            detail="See the worker's log for the errors of each attempt.",
+            message=message, code="undelivered", title=f"{NOT_DELIVERED}: {message.attempts}",
+            detail=gettext_noop("See the worker's log for the errors of each attempt."),
         )  # fmt: skip
         logger.error("message %s: not delivered after %d attempts, marked failed", message.pk, message.attempts)
     ids = list(due.filter(attempts__lt=settings.WHATSAPP_SEND_MAX_ATTEMPTS).values_list("pk", flat=True)[:SWEEP_LIMIT]) + accepted

@@ -15,8 +15,15 @@ from heroicons.templatetags.heroicons import heroicon_micro
 from ..models import MessageType, Origin, Owner, pricing_category_label
 from ..services.attachments import ACCEPT as ATTACHMENT_ACCEPT
 from ..services.attachments import KINDS
+from ..texts import stored_text_translate
 
 register = template.Library()
+
+
+@register.filter
+def stored_text(text: str) -> str:
+    """A reason a worker stored (a hand-off, a failure), in the reader's language."""
+    return stored_text_translate(text)
 
 
 @register.filter

@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 from django.conf import settings
+from django.utils.translation import gettext_noop
 
 from .. import http
 from ..base import Identity, Media, MediaExpired, MediaRefused, Outgoing, ProviderError, Rejected, TemplateListing
@@ -38,27 +39,30 @@ TEMPORARY_CODES = {
     131056,  # pair rate limit: too many messages to the same number
     133004,  # server temporarily unavailable
 }
+# Reasons for staff are stored as written here (`gettext_noop`) and translated where staff read
+# them; a reason with a detail is "<reason>: <detail>" (`conversations.texts`).
+TOO_LARGE = gettext_noop("The file is larger than allowed for its type, so it was not kept; the limit in KB")  # ": <KB>"
 # A few permanent errors worth a plain-language reason on the message.
 REASONS = {
-    131047: "More than 24 hours since the customer's last message: only a template can be sent.",
-    190: "The WhatsApp access token has expired or is invalid: update it in the channel settings.",
-    131026: "The message could not be delivered (the number may not be on WhatsApp).",
-    131051: "Unsupported message type.",
-    131052: "The media could not be downloaded.",
-    131053: "The media could not be uploaded.",
-    133010: "The business phone number is not registered with the Cloud API.",
-    368: "Temporarily blocked for policy violations.",
-    131031: "The business account has been locked.",
-    100: "Invalid parameter in the request.",
+    131047: gettext_noop("More than 24 hours since the customer's last message: only a template can be sent."),
+    190: gettext_noop("The WhatsApp access token has expired or is invalid: update it in the channel settings."),
+    131026: gettext_noop("The message could not be delivered (the number may not be on WhatsApp)."),
+    131051: gettext_noop("Unsupported message type."),
+    131052: gettext_noop("The media could not be downloaded."),
+    131053: gettext_noop("The media could not be uploaded."),
+    133010: gettext_noop("The business phone number is not registered with the Cloud API."),
+    368: gettext_noop("Temporarily blocked for policy violations."),
+    131031: gettext_noop("The business account has been locked."),
+    100: gettext_noop("Invalid parameter in the request."),
     # Templates (Meta's error codes reference).
-    131050: "The customer stopped marketing messages from this business.",
-    132000: "The number of template variables does not match the template.",
-    132001: "The template does not exist in this language, or is not approved yet.",
-    132005: "The template's text with its variables filled in is too long.",
-    132007: "The template's content breaks WhatsApp's policy.",
-    132012: "A template variable has the wrong format (e.g. text where the header expects an image).",
-    132015: "The template is paused because of its low quality: it cannot be sent for now.",
-    132016: "The template is disabled because of its low quality: it cannot be sent any more.",
+    131050: gettext_noop("The customer stopped marketing messages from this business."),
+    132000: gettext_noop("The number of template variables does not match the template."),
+    132001: gettext_noop("The template does not exist in this language, or is not approved yet."),
+    132005: gettext_noop("The template's text with its variables filled in is too long."),
+    132007: gettext_noop("The template's content breaks WhatsApp's policy."),
+    132012: gettext_noop("A template variable has the wrong format (e.g. text where the header expects an image)."),
+    132015: gettext_noop("The template is paused because of its low quality: it cannot be sent for now."),
+    132016: gettext_noop("The template is disabled because of its low quality: it cannot be sent any more."),
 }
 # What a listing of templates asks for, how many a page, and at most how many pages are read.
 TEMPLATE_FIELDS = "id,name,language,category,status,quality_score,components,parameter_format,rejected_reason"
@@ -142,7 +146,7 @@ class GraphClient:
         if sha256 and sha256.lower() != digest.hexdigest() and sha256 != base64.b64encode(digest.digest()).decode():
             raise MediaRefused(
                 "The media downloaded does not match its sha256", permanent=True,
-                reason_text="The file received does not match the one WhatsApp announced (sha256): it was not kept.",
+                reason_text=gettext_noop("The file received does not match the one WhatsApp announced (sha256): it was not kept."),
             )  # fmt: skip
         return Media(content=content, mime_type=mime_type or content_type, sha256=digest.hexdigest())
 
@@ -239,14 +243,14 @@ class GraphClient:
 def _expired(error: ProviderError) -> MediaExpired:
     return MediaExpired(
         f"The media is no longer available: {error}", permanent=True, code=error.code, title=error.title,
-        http_status=error.http_status, reason_text="WhatsApp no longer has this file.",
+        http_status=error.http_status, reason_text=gettext_noop("WhatsApp no longer has this file."),
     )  # fmt: skip
 
 
 def _too_large(limit: int) -> MediaRefused:
     return MediaRefused(
         f"The media is larger than the limit ({limit} bytes)", permanent=True,
-        reason_text=f"The file is larger than the {limit // 1024:,} KB allowed for its type: it was not kept.",
+        reason_text=f"{TOO_LARGE}: {limit // 1024:,}",
     )  # fmt: skip
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import uuid
 
+from django.utils.translation import gettext_noop
+
 from ..base import Identity, Media, Outgoing, ProviderError
 from ..meta import MetaWebhooks
 
@@ -20,7 +22,7 @@ class SandboxProvider(MetaWebhooks):
         return None
 
     async def fetch_media(self, ref: str, *, url: str = "", sha256: str = "", max_bytes: int | None = None) -> Media:
-        raise ProviderError("The simulator keeps no media.", permanent=True, reason_text="The simulator keeps no media.")
+        raise ProviderError("The simulator keeps no media.", permanent=True, reason_text=gettext_noop("The simulator keeps no media."))
 
     async def upload_media(self, content: bytes, *, mime_type: str, filename: str) -> str:
         """An id for the send to name; the bytes stay in our own storage only."""

@@ -111,7 +111,7 @@ def test_admin_saves_versions_shows_the_history_and_restores(admin_client):
     config = bot_config_save(config=BotConfig(name="Bot", instructions="prima")).config
     url = f"/admin/conversations/botconfig/{config.pk}/change/"
     page = admin_client.get(url)
-    assert page.status_code == 200 and b"History" in page.content
+    assert page.status_code == 200 and "Cronologia" in page.content.decode()
 
     form = {
         "name": "Bot", "is_active": "on", "model": "gpt-6-sol", "instructions": "seconda",
@@ -125,7 +125,7 @@ def test_admin_saves_versions_shows_the_history_and_restores(admin_client):
     assert config.version == 2 and config.fields_to_collect == ["first_name", "email"] and config.vector_store_ids == ["vs_123"]
 
     page = admin_client.get(url)
-    assert b"Restore v1" in page.content
+    assert b"Ripristina v1" in page.content
     response = admin_client.post(f"/admin/conversations/botconfig/{config.pk}/restore/1/")
     assert response.status_code == 302
     config.refresh_from_db()
@@ -139,7 +139,7 @@ def test_admin_refuses_a_bad_extra_field_key(admin_client):
         "extra_fields": '[{"key": "Bad Key"}]', "order_number_pattern": "",
     }  # fmt: skip
     response = admin_client.post(f"/admin/conversations/botconfig/{config.pk}/change/", form)
-    assert response.status_code == 200 and b"Bad key" in response.content
+    assert response.status_code == 200 and "Chiave non valida" in response.content.decode()
     config.refresh_from_db()
     assert config.version == 1
 
@@ -150,13 +150,13 @@ def test_admin_shows_the_model_in_force_in_the_list_and_on_the_page(admin_client
     own = bot_config_save(config=BotConfig(name="Negozio", channel=ChannelFactory(phone_number_id="200"), model="gpt-4o")).config
 
     listing = admin_client.get("/admin/conversations/botconfig/").content.decode()
-    assert "Model in force" in listing
+    assert "Modello in uso" in listing
     assert '<td class="field-model_in_force">— (OPENAI_MODEL: gpt-4.1)</td>' in listing
     assert '<td class="field-model_in_force">gpt-4o</td>' in listing
 
     page = admin_client.get(f"/admin/conversations/botconfig/{default.pk}/change/").content.decode()
     assert '<div class="readonly">— (OPENAI_MODEL: gpt-4.1)</div>' in page
-    assert "Empty: OPENAI_MODEL (now gpt-4.1)." in page
+    assert "Vuoto: OPENAI_MODEL (ora gpt-4.1)." in page
     page = admin_client.get(f"/admin/conversations/botconfig/{own.pk}/change/").content.decode()
     assert '<div class="readonly">gpt-4o</div>' in page
 

@@ -66,7 +66,7 @@ def test_an_outbound_message_out_of_attempts_is_marked_failed_not_queued(redis_q
 
     message.refresh_from_db()
     assert message.status == MessageStatus.FAILED and message.error_code == "undelivered" and message.failed_at
-    assert message.error_title == "Not delivered after 3 attempts."
+    assert message.error_title == "Not delivered, attempts made: 3"  # a msgid and its detail (conversations.texts)
     assert len(redis_queue) == 0
 
 
@@ -110,13 +110,13 @@ def test_a_turn_that_keeps_failing_is_retried_a_bounded_number_of_times_then_sur
     assert redis_queue.task_names() == [INBOUND_HANDLE] * settings.TURN_MAX_ATTEMPTS
     message.refresh_from_db()
     assert message.handled_at is not None and message.locked_until is None
-    assert message.error_code == "turn_failed" and "after 3 attempts" in message.error_title
+    assert message.error_code == "turn_failed" and message.error_title == "The bot could not handle a message: a person should answer."
     conversation.refresh_from_db()
     assert conversation.owner == Owner.HUMAN and conversation.handoff_at is not None
-    assert conversation.handoff_reason == "The bot could not handle a message after 3 attempts: a person should answer."
+    assert conversation.handoff_reason == "The bot could not handle a message: a person should answer."
     assert not Message.objects.filter(direction="out").exists()  # the customer was told nothing wrong
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert f"message {message.pk} (conversation {conversation.pk}): {conversation.handoff_reason}" in errors
+    assert f"message {message.pk} (conversation {conversation.pk}): {conversation.handoff_reason} (3 attempts)" in errors
     assert handle(message.pk) == "skipped"
     assert sweeps.inbound_sweep() == 0
 

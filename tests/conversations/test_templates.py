@@ -157,7 +157,7 @@ def test_admin_shows_metas_error_and_never_the_token(account, graph_api, admin_m
     response = client.post("/admin/conversations/messagetemplate/sync/", follow=True)
 
     said = [str(m) for m in get_messages(response.wsgi_request)]
-    assert said == [it("Account %(account)s: Meta did not list the templates: %(error)s", account=WABA, error=REASONS[190])]
+    assert said == [it("Account %(account)s: Meta did not list the templates: %(error)s", account=WABA, error=it(REASONS[190]))]
     assert ACCESS_TOKEN not in response.content.decode() and not MessageTemplate.objects.exists()
 
 
@@ -356,7 +356,7 @@ def test_a_paused_template_refused_by_meta_shows_metas_reason(synced, closed, st
     assert message.error_code == "132015" and message.error_title == REASONS[132015]
     html = staff.get(f"/console/c/{closed.pk}/").content.decode()
     failure = html[html.index('class="failure"', html.index(f'id="msg-{message.pk}"')) :]
-    assert REASONS[132015] in failure[:600] and "Template is paused due to low quality" in failure[:600]
+    assert it(REASONS[132015]) in failure[:600] and "Template is paused due to low quality" in failure[:600]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,8 +1,21 @@
 """Every value is cleaned and checked for its field before it touches a profile."""
 
 import pytest
+from django.utils import translation
 
 from profiles.services import FieldValueError, field_value_clean
+
+
+@pytest.fixture(autouse=True)
+def english():
+    """The reasons are in the reader's language; these tests read the English ones."""
+    with translation.override("en"):
+        yield
+
+
+def test_a_reason_is_in_the_readers_language():
+    with translation.override("it"), pytest.raises(FieldValueError, match="non sembra un nome"):
+        field_value_clean(field="first_name", value="R2D2")
 
 
 @pytest.mark.parametrize(
