@@ -220,13 +220,14 @@ def needs_person_for(*, user) -> list[Waiting]:
     ]
 
 
-def staff_notify_preferences(*, user) -> dict:
-    """{"notify": desktop notifications on, "sound": the sound on} (the defaults when the
-    member of staff has never saved a preference)."""
-    saved = StaffPreference.objects.filter(user=user).values("notify", "notify_sound").first()
-    defaults = {f.name: f.default for f in StaffPreference._meta.get_fields() if f.name in ("notify", "notify_sound")}
-    saved = saved or defaults
-    return {"notify": saved["notify"], "sound": saved["notify_sound"]}
+def staff_menu(*, user) -> dict:
+    """What the console's menu shows of a member of staff, in one query: whether they take
+    hand-offs now (`services.desk.staff_availability_set`) and their notification toggles
+    (the fields' defaults when they never saved a preference)."""
+    names = ("available", "notify", "notify_sound")
+    saved = StaffPreference.objects.filter(user=user).values(*names).first()
+    saved = saved or {f.name: f.default for f in StaffPreference._meta.get_fields() if f.name in names}
+    return {"available": saved["available"], "notify": saved["notify"], "sound": saved["notify_sound"]}
 
 
 def conversations_last_change() -> datetime | None:
@@ -446,11 +447,6 @@ def conversation_notes(*, conversation_id: int) -> list[ConversationNote]:
 
 def quick_replies_active() -> list[dict]:
     return list(QuickReply.objects.filter(is_active=True).values("shortcut", "title", "text"))
-
-
-def staff_is_available(*, user) -> bool:
-    """Whether the staff member takes hand-offs now (`services.desk.staff_availability_set`)."""
-    return StaffPreference.objects.filter(user=user, available=True).exists()
 
 
 def staff_members() -> list:

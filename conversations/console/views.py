@@ -102,7 +102,6 @@ def _sidebar_context(request: HttpRequest, params: dict) -> dict:
     """The sidebar around the list: menu, search box, filters."""
     return {
         "perms_admin": is_admin(request.user),
-        "me_available": selectors.staff_is_available(user=request.user),
         "q": params["query"],
         "filter": params["list_filter"],
         "filters": [
@@ -115,16 +114,18 @@ def _sidebar_context(request: HttpRequest, params: dict) -> dict:
     }
 
 
-def _notify_context(request: HttpRequest) -> dict:
-    """The menu's notification toggles (full pages only: the polls render no menu)."""
-    return {"notify": selectors.staff_notify_preferences(user=request.user)}
+def _menu_context(request: HttpRequest) -> dict:
+    """The menu's availability and notification toggles (full pages only: the list's
+    searches and polls render no menu)."""
+    menu = selectors.staff_menu(user=request.user)
+    return {"me_available": menu["available"], "notify": menu}
 
 
 @staff_required
 @require_GET
 @never_cache
 def inbox(request: HttpRequest) -> HttpResponse:
-    return render(request, "console/inbox.html", {**_list_context(request), **_notify_context(request)})
+    return render(request, "console/inbox.html", {**_list_context(request), **_menu_context(request)})
 
 
 @staff_required
@@ -274,7 +275,7 @@ def thread(request: HttpRequest, pk: int) -> HttpResponse:
     # has the list one tap away).
     sidebar = _sidebar_context(request, ListForm(request.GET).values())
     return render(
-        request, "console/thread.html", {**sidebar, **context, **_notify_context(request), "lazy_list": True, "active_id": pk}
+        request, "console/thread.html", {**sidebar, **context, **_menu_context(request), "lazy_list": True, "active_id": pk}
     )
 
 
